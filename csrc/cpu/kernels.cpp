@@ -1,0 +1,110 @@
+// CPU instantiations of the linear stencils (phi^4, oscillator), the Matsubara
+// oscillator action and the Philox fills.
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "lftaccel/cpu.hpp"
+#include "lftaccel/fourier.hpp"
+#include "lftaccel/philox.hpp"
+#include "parallel.hpp"
+#include "stencil.hpp"
+
+namespace lftaccel {
+namespace cpu {
+
+template <class T>
+void phi4(const Lattice& lat, int64_t batch, const T* x, T* action, T* grad, const Phi4Site<T>& p,
+          int nthreads) {
+  stencil(p, lat, batch, x, action, grad, nthreads);
+}
+
+template <class T>
+void oscillator(int64_t n_slices, int64_t batch, const T* x, T* action, T* grad,
+                const OscillatorSite<T>& p, int nthreads) {
+  const Lattice lat = make_lattice(1, &n_slices);
+  stencil(p, lat, batch, x, action, grad, nthreads);
+}
+
+template <class T>
+void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, T* action,
+                        T* grad_coeffs, T* grad_path, const OscillatorSite<T>& p, int nthreads) {
+  const int64_t N = n_slices;
+  std::vector<T> eig(N);
+  for (int64_t j = 0; j < N; ++j) eig[j] = matsubara_eigenvalue<T>(j, N);
+  parallel_items(batch, batch * N, nthreads, [&](int64_t b) {
+    const T* c = coeffs + b * N;
+    const T* x = path + b * N;
+    double acc = 0;
+    if (grad_coeffs) {
+      T* gc = grad_coeffs + b * N;
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) gc[j] = p.mode_grad(c[j], eig[j]);
+    }
+    if (grad_path) {
+      T* gx = grad_path + b * N;
+#pragma omp simd
+      for (int64_t n = 0; n < N; ++n) gx[n] = p.a * p.potential_grad(x[n]);
+    }
+    if (action) {
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < N; ++j) acc += p.mode_action(c[j], eig[j]) + p.a * p.potential(x[j]);
+      action[b] = T(acc);
+    }
+  });
+}
+
+void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
+                 uint64_t step, uint32_t purpose, int nthreads) {
+  parallel_items(batch, batch * n_sites, nthreads, [&](int64_t b) {
+    for (int64_t s = 0; s < n_sites; ++s) {
+      const Philox4x32 r = philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose);
+      for (int w = 0; w < 4; ++w) out[(b * n_sites + s) * 4 + w] = r.v[w];
+    }
+  });
+}
+
+template <class T>
+void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
+                    uint64_t step, uint32_t purpose, int nthreads) {
+  parallel_items(batch, batch * n_sites, nthreads, [&](int64_t b) {
+    for (int64_t s = 0; s < n_sites; ++s)
+      out[b * n_sites + s] = PhiloxVariates<T>::uniform(
+          philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose));
+  });
+}
+
+template <class T>
+void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
+                   uint64_t step, uint32_t purpose, int nthreads) {
+  parallel_items(batch, batch * n_sites, nthreads, [&](int64_t b) {
+    for (int64_t s = 0; s < n_sites; ++s)
+      out[b * n_sites + s] = PhiloxVariates<T>::normal(
+          philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose));
+  });
+}
+
+bool has_openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+int max_threads() { return resolve_threads(0); }
+
+#define LFT_INSTANTIATE(T)                                                                        \
+  template void phi4<T>(const Lattice&, int64_t, const T*, T*, T*, const Phi4Site<T>&, int);     \
+  template void oscillator<T>(int64_t, int64_t, const T*, T*, T*, const OscillatorSite<T>&, int); \
+  template void oscillator_fourier<T>(int64_t, int64_t, const T*, const T*, T*, T*, T*,          \
+                                      const OscillatorSite<T>&, int);                            \
+  template void philox_uniform<T>(T*, int64_t, int64_t, uint32_t, uint32_t, uint64_t, uint32_t,  \
+                                  int);                                                          \
+  template void philox_normal<T>(T*, int64_t, int64_t, uint32_t, uint32_t, uint64_t, uint32_t, int);
+LFT_INSTANTIATE(float)
+LFT_INSTANTIATE(double)
+#undef LFT_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace lftaccel

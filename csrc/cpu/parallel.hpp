@@ -1,0 +1,38 @@
+// OpenMP helpers: optional at build time, and deterministic by construction
+// (work is split into fixed chunks whose partial sums are reduced in order).
+#pragma once
+
+#include <cstdint>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace lftaccel {
+namespace cpu {
+
+// Below this many sites the fork/join cost of a parallel region outweighs the work.
+constexpr int64_t kParallelMinSites = 1 << 15;
+
+inline int resolve_threads(int nthreads) {
+#ifdef _OPENMP
+  return nthreads > 0 ? nthreads : omp_get_max_threads();
+#else
+  (void)nthreads;
+  return 1;
+#endif
+}
+
+// Calls body(item) for item in [0, n_items), in parallel when total_sites is large.
+template <class Body>
+void parallel_items(int64_t n_items, int64_t total_sites, int nthreads, const Body& body) {
+  const int nt = resolve_threads(nthreads);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && total_sites >= kParallelMinSites && n_items > 1)
+#endif
+  for (int64_t it = 0; it < n_items; ++it) body(it);
+  (void)nt;
+}
+
+}  // namespace cpu
+}  // namespace lftaccel

@@ -1,0 +1,139 @@
+// XY model on the CPU. Angles enter the per-site functions as (cos, sin)
+// pairs, computed once per site into a per-thread slab buffer (a few slices
+// of the outermost dimension plus one halo slice either side, sized to stay in
+// L2), so each site costs one cos and one sin rather than one per link.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "lftaccel/cpu.hpp"
+#include "parallel.hpp"
+
+namespace lftaccel {
+namespace cpu {
+namespace {
+
+constexpr int64_t kSlabSites = 16384;
+
+template <class T>
+void fill_cos_sin(const T* theta, int64_t n, T* c, T* s) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    c[i] = std::cos(theta[i]);
+    s[i] = std::sin(theta[i]);
+  }
+}
+
+// One slice (all sites at one coordinate of dimension 0) whose cos/sin sit at
+// C, S in the slab buffer, with the neighbouring slices at C -/+ V0.
+template <int D, bool A, bool G, class T>
+double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* S, int64_t V0,
+                T* grad) {
+  double acc = 0;
+  if (D == 1) {  // the slice is one site; its neighbours are the halo entries
+    T fc[1] = {C[1]}, fs[1] = {S[1]}, bc[1] = {C[-1]}, bs[1] = {S[-1]};
+    if (G) grad[0] = site.template grad<1>(C[0], S[0], fc, fs, bc, bs);
+    if (A) acc += site.template action<1>(C[0], S[0], fc, fs);
+    return acc;
+  }
+  const int64_t L = lat.extent[D - 1];
+  for (int64_t base = 0; base < V0; base += L) {
+    const T *fcr[D], *fsr[D], *bcr[D], *bsr[D];
+    fcr[0] = C + V0 + base, fsr[0] = S + V0 + base;
+    bcr[0] = C - V0 + base, bsr[0] = S - V0 + base;
+    for (int mu = 1; mu < D - 1; ++mu) {  // stays inside the slice for mu >= 1
+      const int64_t f = lat.forward(base, mu), b = lat.backward(base, mu);
+      fcr[mu] = C + f, fsr[mu] = S + f, bcr[mu] = C + b, bsr[mu] = S + b;
+    }
+    const T *c = C + base, *s = S + base;
+    T* g = G ? grad + base : nullptr;
+    auto body = [&](int64_t i, int64_t ip, int64_t im) -> T {
+      T fc[D], fs[D], bc[D], bs[D];
+      for (int mu = 0; mu < D - 1; ++mu) {
+        fc[mu] = fcr[mu][i], fs[mu] = fsr[mu][i], bc[mu] = bcr[mu][i], bs[mu] = bsr[mu][i];
+      }
+      fc[D - 1] = c[ip], fs[D - 1] = s[ip], bc[D - 1] = c[im], bs[D - 1] = s[im];
+      if (G) g[i] = site.template grad<D>(c[i], s[i], fc, fs, bc, bs);
+      return A ? site.template action<D>(c[i], s[i], fc, fs) : T(0);
+    };
+    if (L == 1) {
+      acc += body(0, 0, 0);
+      continue;
+    }
+    double racc = body(0, 1, L - 1);
+#pragma omp simd reduction(+ : racc)
+    for (int64_t i = 1; i < L - 1; ++i) racc += body(i, i + 1, i - 1);
+    acc += racc + body(L - 1, 0, L - 2);
+  }
+  return acc;
+}
+
+template <int D, bool A, bool G, class T>
+void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* theta, T* action,
+            T* grad, int nthreads) {
+  const int64_t L0 = lat.extent[0], V0 = lat.volume / L0, V = lat.volume;
+  const int64_t per_slab = std::min(L0, std::max<int64_t>(1, kSlabSites / V0));
+  const int64_t n_slabs = (L0 + per_slab - 1) / per_slab;
+  const int64_t n_items = batch * n_slabs;
+  std::vector<double> partial(A ? n_items : 0);
+  const int nt = resolve_threads(nthreads);
+  const bool par = nt > 1 && batch * V >= kParallelMinSites && n_items > 1;
+  (void)par;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (par)
+#endif
+  {
+    std::vector<T> cbuf((per_slab + 2) * V0), sbuf((per_slab + 2) * V0);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t it = 0; it < n_items; ++it) {
+      const int64_t b = it / n_slabs, t0 = (it % n_slabs) * per_slab;
+      const int64_t n = std::min(L0, t0 + per_slab) - t0;
+      const T* xb = theta + b * V;
+      for (int64_t k = 0; k < n + 2; ++k) {  // slices t0-1 .. t0+n, wrapped
+        const int64_t t = (t0 - 1 + k + L0) % L0;
+        fill_cos_sin(xb + t * V0, V0, cbuf.data() + k * V0, sbuf.data() + k * V0);
+      }
+      double acc = 0;
+      for (int64_t k = 1; k <= n; ++k)
+        acc += xy_slice<D, A, G>(site, lat, cbuf.data() + k * V0, sbuf.data() + k * V0, V0,
+                                 G ? grad + b * V + (t0 + k - 1) * V0 : nullptr);
+      if (A) partial[it] = acc;
+    }
+  }
+  if (A)
+    for (int64_t b = 0; b < batch; ++b) {
+      double s = 0;
+      for (int64_t c = 0; c < n_slabs; ++c) s += partial[b * n_slabs + c];
+      action[b] = T(s);
+    }
+}
+
+}  // namespace
+
+template <class T>
+void xy(const Lattice& lat, int64_t batch, const T* theta, T* action, T* grad, const XYSite<T>& p,
+        int nthreads) {
+  auto go = [&](auto dim) {
+    constexpr int D = decltype(dim)::value;
+    if (action && grad)
+      xy_run<D, true, true>(p, lat, batch, theta, action, grad, nthreads);
+    else if (action)
+      xy_run<D, true, false>(p, lat, batch, theta, action, grad, nthreads);
+    else if (grad)
+      xy_run<D, false, true>(p, lat, batch, theta, action, grad, nthreads);
+  };
+  switch (lat.ndim) {
+    case 1: go(std::integral_constant<int, 1>{}); break;
+    case 2: go(std::integral_constant<int, 2>{}); break;
+    case 3: go(std::integral_constant<int, 3>{}); break;
+    case 4: go(std::integral_constant<int, 4>{}); break;
+  }
+}
+
+template void xy<float>(const Lattice&, int64_t, const float*, float*, float*, const XYSite<float>&, int);
+template void xy<double>(const Lattice&, int64_t, const double*, double*, double*, const XYSite<double>&, int);
+
+}  // namespace cpu
+}  // namespace lftaccel

@@ -1,0 +1,52 @@
+// CUDA entry points of lftaccel. Same contract as cpu.hpp, with device
+// pointers and the caller's stream (a cudaStream_t passed as void*; null is
+// the legacy default stream). Nothing here allocates device memory. Each
+// function throws std::runtime_error when a launch fails.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lattice.hpp"
+#include "oscillator.hpp"
+#include "phi4.hpp"
+#include "xy.hpp"
+
+namespace lftaccel {
+namespace cuda {
+
+template <class T>
+void phi4(const Lattice& lat, int64_t batch, const T* x, T* action, T* grad, const Phi4Site<T>& p,
+          void* stream);
+template <class T>
+void xy(const Lattice& lat, int64_t batch, const T* theta, T* action, T* grad, const XYSite<T>& p,
+        void* stream);
+template <class T>
+void oscillator(int64_t n_slices, int64_t batch, const T* x, T* action, T* grad,
+                const OscillatorSite<T>& p, void* stream);
+template <class T>
+void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, T* action,
+                        T* grad_coeffs, T* grad_path, const OscillatorSite<T>& p, void* stream);
+
+void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
+                 uint64_t step, uint32_t purpose, void* stream);
+template <class T>
+void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
+                    uint64_t step, uint32_t purpose, void* stream);
+template <class T>
+void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
+                   uint64_t step, uint32_t purpose, void* stream);
+
+// Number of visible devices; 0 (not an error) when there is no driver or GPU.
+int device_count();
+// "name (sm_XY, N MiB)" per visible device.
+std::vector<std::string> device_names();
+// Device owning a pointer, or -1 when it is not device memory.
+int pointer_device(const void* ptr);
+// Runs f with `device` current, restoring the previous device after.
+void set_device(int device);
+int current_device();
+
+}  // namespace cuda
+}  // namespace lftaccel

@@ -1,0 +1,44 @@
+// Anharmonic oscillator on a periodic Euclidean time lattice of N slices,
+// a = beta / N, hbar = 1, potential V(x) = c0 + c2 x^2 + c4 x^4:
+//   S_E = sum_n [ m (x_{n+1} - x_n)^2 / (2 a) + a V(x_n) ]
+//   dS/dx_n = (m / a) (2 x_n - x_{n+1} - x_{n-1}) + a V'(x_n)
+//
+// Matsubara form. With the orthonormal real Fourier basis (see fourier.hpp),
+// the kinetic term is diagonal: sum_n (x_{n+1} - x_n)^2 = sum_j l_j c_j^2 with
+// l_j = 4 sin^2(pi k_j / N), so per mode  s_j = m l_j c_j^2 / (2 a)  and
+// dS_kin/dc_j = m l_j c_j / a. The potential stays a per-slice function of x_n.
+#pragma once
+
+#include "config.hpp"
+
+namespace lftaccel {
+
+template <class T>
+struct OscillatorSite {
+  T a;             // lattice spacing beta / N
+  T m;             // mass
+  T c0, c2, c4;    // V(x) = c0 + c2 x^2 + c4 x^4
+
+  LFT_HOST_DEVICE T potential(T x) const {
+    const T x2 = x * x;
+    return c0 + x2 * (c2 + c4 * x2);
+  }
+  LFT_HOST_DEVICE T potential_grad(T x) const { return x * (T(2) * c2 + T(4) * c4 * x * x); }
+
+  template <int D>
+  LFT_HOST_DEVICE T action(T x, const T* fwd) const {
+    const T d = fwd[0] - x;
+    return m * d * d / (T(2) * a) + a * potential(x);
+  }
+
+  template <int D>
+  LFT_HOST_DEVICE T grad(T x, const T* fwd, const T* bwd) const {
+    return (m / a) * (T(2) * x - fwd[0] - bwd[0]) + a * potential_grad(x);
+  }
+
+  // Matsubara kinetic term of one real Fourier coefficient with eigenvalue l.
+  LFT_HOST_DEVICE T mode_action(T c, T l) const { return m * l * c * c / (T(2) * a); }
+  LFT_HOST_DEVICE T mode_grad(T c, T l) const { return m * l * c / a; }
+};
+
+}  // namespace lftaccel

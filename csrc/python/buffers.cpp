@@ -1,0 +1,132 @@
+#include "buffers.hpp"
+
+#include <cmath>
+
+#ifdef LFTACCEL_WITH_CUDA
+#include "lftaccel/cuda.hpp"
+#endif
+
+namespace lftaccel {
+
+namespace {
+
+std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+
+Buffer parse_numpy(const py::array& a, const std::string& name, bool writable) {
+  Buffer b;
+  const py::dtype dt = a.dtype();
+  const char kind = dt.kind();
+  const auto size = dt.itemsize();
+  if (kind == 'f' && size == 4) b.dtype = DType::F32;
+  else if (kind == 'f' && size == 8) b.dtype = DType::F64;
+  else if (kind == 'u' && size == 4) b.dtype = DType::U32;
+  else
+    throw py::type_error(name + " must have dtype float32 or float64, got " +
+                         std::string(py::str(dt)));
+  const char order = dt.byteorder();
+  if (order == '>')
+    throw py::type_error(name + " must be in native byte order, got a big-endian array");
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(name + " must be C-contiguous; got a non-contiguous (strided) array");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(name + " must be aligned");
+  if (writable && !a.writeable()) throw py::value_error(name + " must be writable");
+  b.ptr = const_cast<void*>(a.data());
+  b.readonly = !a.writeable();
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) b.shape.push_back(a.shape(i));
+  return b;
+}
+
+Buffer parse_cuda(py::handle obj, const std::string& name, bool writable) {
+#ifndef LFTACCEL_WITH_CUDA
+  (void)obj;
+  (void)writable;
+  throw py::value_error(name + " is a CUDA buffer, but this build of lftaccel has no CUDA support "
+                               "(see lftaccel.build_info())");
+#else
+  py::dict cai = obj.attr("__cuda_array_interface__");
+  Buffer b;
+  b.cuda = true;
+  const std::string ts = py::str(cai["typestr"]);
+  if (ts == "<f4") b.dtype = DType::F32;
+  else if (ts == "<f8") b.dtype = DType::F64;
+  else if (ts == "<u4") b.dtype = DType::U32;
+  else throw py::type_error(name + " must have dtype float32 or float64, got typestr " + ts);
+  for (auto s : py::tuple(cai["shape"])) b.shape.push_back(s.cast<int64_t>());
+  py::tuple data = cai["data"];
+  b.ptr = reinterpret_cast<void*>(data[0].cast<uintptr_t>());
+  b.readonly = data[1].cast<bool>();
+  if (writable && b.readonly) throw py::value_error(name + " must be writable");
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    py::tuple strides = cai["strides"];
+    int64_t expect = int64_t(b.itemsize());
+    for (int i = int(b.shape.size()) - 1; i >= 0; --i) {
+      if (b.shape[i] > 1 && strides[i].cast<int64_t>() != expect)
+        throw py::value_error(name + " must be C-contiguous; got a non-contiguous (strided) buffer");
+      expect *= b.shape[i];
+    }
+  }
+  if (b.numel() > 0) {
+    b.device = cuda::pointer_device(b.ptr);
+    if (b.device < 0)
+      throw py::value_error(name + " claims __cuda_array_interface__ but does not point to device "
+                                   "memory");
+  }
+  return b;
+#endif
+}
+
+}  // namespace
+
+Buffer parse_buffer(py::handle obj, const std::string& name, bool writable) {
+  if (py::isinstance<py::array>(obj)) return parse_numpy(py::reinterpret_borrow<py::array>(obj), name, writable);
+  if (py::hasattr(obj, "__cuda_array_interface__")) return parse_cuda(obj, name, writable);
+  throw py::type_error(name + " must be a numpy array (CPU) or expose __cuda_array_interface__ "
+                              "(CUDA), got " + type_name(obj));
+}
+
+void check_float(const Buffer& x, const std::string& name) {
+  if (x.dtype == DType::U32)
+    throw py::type_error(name + " must have dtype float32 or float64, got uint32");
+}
+
+void check_field(const Buffer& x, const std::string& name, int min_dims, int max_dims) {
+  check_float(x, name);
+  const int rank = int(x.shape.size());
+  if (rank < 1 + min_dims || rank > 1 + max_dims)
+    throw py::value_error(name + " must have shape (batch, *lattice) with " +
+                          std::to_string(min_dims) + ".." + std::to_string(max_dims) +
+                          " lattice dimensions, got shape " + x.shape_str());
+  if (x.shape[0] < 1)
+    throw py::value_error(name + " has an empty batch: shape " + x.shape_str());
+  for (int i = 1; i < rank; ++i)
+    if (x.shape[i] < 1)
+      throw py::value_error(name + " has a lattice extent < 1: shape " + x.shape_str());
+}
+
+void check_output(const Buffer& out, const std::string& name, const Buffer& x, DType dtype,
+                  const std::vector<int64_t>& shape) {
+  if (out.cuda != x.cuda || out.device != x.device)
+    throw py::value_error(name + " must be on the same device as the input");
+  if (out.dtype != dtype)
+    throw py::type_error(name + " must have dtype " + dtype_name(dtype) + ", got " +
+                         dtype_name(out.dtype));
+  if (out.shape != shape) {
+    Buffer tmp;
+    tmp.shape = shape;
+    throw py::value_error(name + " must have shape " + tmp.shape_str() + ", got " + out.shape_str());
+  }
+  if (out.readonly) throw py::value_error(name + " must be writable");
+  const auto* a0 = static_cast<const char*>(out.ptr);
+  const auto* a1 = a0 + out.numel() * out.itemsize();
+  const auto* b0 = static_cast<const char*>(x.ptr);
+  const auto* b1 = b0 + x.numel() * x.itemsize();
+  if (out.numel() > 0 && a0 < b1 && b0 < a1)
+    throw py::value_error(name + " must not overlap the input buffer");
+}
+
+void check_finite(double v, const std::string& name) {
+  if (!std::isfinite(v)) throw py::value_error(name + " must be finite, got " + std::to_string(v));
+}
+
+}  // namespace lftaccel

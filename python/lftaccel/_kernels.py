@@ -1,0 +1,142 @@
+"""Thin, validated calls into the compiled module ``lftaccel._C``.
+
+Inputs may be numpy arrays or torch tensors (CPU or CUDA). Outputs are allocated
+here, like the input (numpy in, numpy out; torch in, torch out on the same device),
+unless the caller passes preallocated ones. Nothing is copied or converted
+implicitly: a buffer of the wrong dtype or layout is refused with an error that
+names the argument. These functions do not record autograd history; the
+differentiable entry points are the custom ops in :mod:`lftaccel.ops`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from . import _C
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def _nthreads() -> int:
+    return torch.get_num_threads()
+
+
+def check_array(x, name: str, *, min_dims: int = 1, max_dims: int = 4):
+    """Validates a (batch, *lattice) field and returns it unchanged."""
+    if isinstance(x, torch.Tensor):
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must have dtype torch.float32 or torch.float64, got {x.dtype}")
+        if x.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"{name} must be on the CPU or a CUDA device, got {x.device}")
+        if x.is_complex() or x.is_conj() or x.is_neg():
+            raise TypeError(f"{name} must be a plain real tensor")
+        if not x.is_contiguous():
+            raise ValueError(f"{name} must be contiguous; call .contiguous() first")
+    elif isinstance(x, np.ndarray):
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
+        if not x.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous; use numpy.ascontiguousarray first")
+    else:
+        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+    if not (1 + min_dims <= x.ndim <= 1 + max_dims):
+        dims = f"{min_dims}" if min_dims == max_dims else f"{min_dims}..{max_dims}"
+        raise ValueError(
+            f"{name} must have shape (batch, *lattice) with {dims} lattice dimension(s), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if x.shape[0] < 1:
+        raise ValueError(f"{name} has an empty batch: shape {tuple(x.shape)}")
+    if any(s < 1 for s in x.shape[1:]):
+        raise ValueError(f"{name} has a lattice extent < 1: shape {tuple(x.shape)}")
+    return x
+
+
+def check_param(value, name: str, *, low=None, low_open=False) -> float:
+    """A finite real parameter, optionally bounded below; returns it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+            value = value.item()
+        else:
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    return value
+
+
+def _raw(x):
+    """The object handed to _C: a numpy view of a CPU tensor, the tensor itself on CUDA."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        return x.numpy() if x.device.type == "cpu" else x
+    return x
+
+
+def _stream(x) -> int:
+    if isinstance(x, torch.Tensor) and x.device.type == "cuda":
+        return torch.cuda.current_stream(x.device).cuda_stream
+    return 0
+
+
+def _new(like, shape):
+    if isinstance(like, torch.Tensor):
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return np.empty(shape, dtype=like.dtype)
+
+
+def _check_out(out, name, like, shape):
+    if out is None:
+        return _new(like, shape)
+    if isinstance(like, torch.Tensor) != isinstance(out, torch.Tensor):
+        kind = "torch.Tensor" if isinstance(like, torch.Tensor) else "numpy.ndarray"
+        raise TypeError(f"{name} must be a {kind} like the input, got {type(out).__name__}")
+    if isinstance(out, torch.Tensor) and out.device != like.device:
+        raise ValueError(f"{name} is on {out.device} but the input is on {like.device}")
+    return out
+
+
+def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=None, grad_out=None):
+    """Runs a lattice kernel ('phi4', 'xy', 'oscillator') and returns (action, grad).
+
+    Either output is None when not requested.
+    """
+    max_dims = 1 if kernel == "oscillator" else 4
+    check_array(x, "x", min_dims=1, max_dims=max_dims)
+    if not (action or grad):
+        raise ValueError("at least one of action and grad must be requested")
+    a = _check_out(action_out, "action_out", x, x.shape[:1]) if action else None
+    g = _check_out(grad_out, "grad_out", x, tuple(x.shape)) if grad else None
+    fn = getattr(_C, kernel)
+    fn(_raw(x), None if a is None else _raw(a), None if g is None else _raw(g),
+       nthreads=_nthreads(), stream=_stream(x), **params)
+    return a, g
+
+
+def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=True, grad_path=True):
+    """Matsubara oscillator kernel: (action, kinetic grad in c-space, potential grad in x-space)."""
+    check_array(coeffs, "coeffs", min_dims=1, max_dims=1)
+    check_array(path, "path", min_dims=1, max_dims=1)
+    if isinstance(coeffs, torch.Tensor) != isinstance(path, torch.Tensor):
+        raise TypeError("coeffs and path must both be torch tensors or both numpy arrays")
+    if isinstance(coeffs, torch.Tensor) and coeffs.device != path.device:
+        raise ValueError(f"coeffs is on {coeffs.device} but path is on {path.device}")
+    a = _new(coeffs, coeffs.shape[:1]) if action else None
+    gc = _new(coeffs, tuple(coeffs.shape)) if grad_coeffs else None
+    gx = _new(coeffs, tuple(coeffs.shape)) if grad_path else None
+    _C.oscillator_fourier(_raw(coeffs), _raw(path), None if a is None else _raw(a),
+                          None if gc is None else _raw(gc), None if gx is None else _raw(gx),
+                          nthreads=_nthreads(), stream=_stream(coeffs), **params)
+    return a, gc, gx
+
+
+def philox_fill(out, kind: str, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0):
+    """Fills ``out`` (batch, *sites) from lftaccel's Philox streams; see philox.hpp."""
+    _C.philox_fill(_raw(out), kind, seed=seed, step=step, purpose=purpose,
+                   chain_offset=chain_offset, nthreads=_nthreads(), stream=_stream(out))
+    return out

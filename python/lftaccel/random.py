@@ -1,0 +1,58 @@
+"""Counter-based random numbers: lftaccel's Philox4x32-10 streams.
+
+A stream is keyed by (seed, chain) and countered by (site, step, purpose): the
+value drawn for one site of one chain at one step depends on nothing else, so it
+is the same for any thread count, launch shape or device (bit-identical integers;
+floats to the rounding of the device's log/sin/cos). Chain b of a batch uses
+chain = chain_offset + b. Purposes separate independent uses within one step
+(e.g. momenta and the accept/reject draw of HMC).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import _C, _kernels
+
+__all__ = ["philox4x32_10", "bits", "uniform", "normal"]
+
+
+def philox4x32_10(counter, key) -> tuple:
+    """One Philox4x32-10 block from 4 counter words and 2 key words (uint32 each)."""
+    return tuple(_C.philox4x32_10(list(counter), list(key)))
+
+
+def _shape(batch, sites):
+    if isinstance(sites, int):
+        sites = (sites,)
+    return (int(batch), *map(int, sites))
+
+
+def bits(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
+         device="cpu") -> torch.Tensor:
+    """Raw Philox blocks, shape (batch, *sites, 4), dtype uint32 (as int64 on CUDA-less torch ops)."""
+    shape = _shape(batch, sites) + (4,)
+    if torch.device(device).type == "cpu":
+        out = np.empty(shape, dtype=np.uint32)
+        _kernels.philox_fill(out, "bits", seed=seed, step=step, purpose=purpose, chain_offset=chain_offset)
+        return torch.from_numpy(out.astype(np.int64))
+    out = torch.empty(shape, dtype=torch.uint32, device=device)
+    _kernels.philox_fill(out, "bits", seed=seed, step=step, purpose=purpose, chain_offset=chain_offset)
+    return out.to(torch.int64)
+
+
+def uniform(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
+            dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """Uniform variates in the open interval (0, 1), one per site."""
+    out = torch.empty(_shape(batch, sites), dtype=dtype, device=device)
+    return _kernels.philox_fill(out, "uniform", seed=seed, step=step, purpose=purpose,
+                                chain_offset=chain_offset)
+
+
+def normal(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
+           dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """Standard normal variates (Box-Muller), one per site."""
+    out = torch.empty(_shape(batch, sites), dtype=dtype, device=device)
+    return _kernels.philox_fill(out, "normal", seed=seed, step=step, purpose=purpose,
+                                chain_offset=chain_offset)

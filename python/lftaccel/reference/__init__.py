@@ -1,0 +1,23 @@
+"""Pure-torch twins of every lftaccel kernel.
+
+Written the way a physicist writes them, with ``torch.roll``: they are the test
+oracle for the compiled kernels and the baseline the benchmarks time them against.
+They accept any float dtype and device and are differentiable by autograd.
+"""
+
+from .oscillator import (
+    oscillator_action,
+    oscillator_fourier_action,
+    oscillator_fourier_grad,
+    oscillator_grad,
+)
+from .phi4 import phi4_action, phi4_grad, phi4_standard_action
+from .philox import philox4x32_10, philox_bits, philox_normal, philox_uniform
+from .xy import xy_action, xy_grad
+
+__all__ = [
+    "phi4_action", "phi4_grad", "phi4_standard_action",
+    "xy_action", "xy_grad",
+    "oscillator_action", "oscillator_grad", "oscillator_fourier_action", "oscillator_fourier_grad",
+    "philox4x32_10", "philox_bits", "philox_uniform", "philox_normal",
+]

@@ -1,0 +1,28 @@
+"""phi^4 in the hopping and standard forms, with torch.roll."""
+
+import torch
+
+
+def _lattice_dims(phi):
+    return tuple(range(1, phi.dim()))
+
+
+def phi4_action(phi: torch.Tensor, kappa: float, lam: float) -> torch.Tensor:
+    """S = sum_x [-2 kappa sum_mu phi(x) phi(x+mu) + (1 - 2 lam) phi^2 + lam phi^4], per config."""
+    dims = _lattice_dims(phi)
+    hop = sum(torch.roll(phi, -1, d) for d in dims)
+    density = -2 * kappa * phi * hop + (1 - 2 * lam) * phi**2 + lam * phi**4
+    return density.sum(dim=dims)
+
+
+def phi4_grad(phi: torch.Tensor, kappa: float, lam: float) -> torch.Tensor:
+    dims = _lattice_dims(phi)
+    hop = sum(torch.roll(phi, -1, d) + torch.roll(phi, 1, d) for d in dims)
+    return -2 * kappa * hop + 2 * (1 - 2 * lam) * phi + 4 * lam * phi**3
+
+
+def phi4_standard_action(phi: torch.Tensor, m2: float, lam: float) -> torch.Tensor:
+    """S = sum_x [sum_mu (phi(x+mu) - phi(x))^2 + m2 phi^2 + lam phi^4], per config."""
+    dims = _lattice_dims(phi)
+    kinetic = sum((torch.roll(phi, -1, d) - phi) ** 2 for d in dims)
+    return (kinetic + m2 * phi**2 + lam * phi**4).sum(dim=dims)
