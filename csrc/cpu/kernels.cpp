@@ -14,21 +14,21 @@ namespace lftaccel {
 namespace cpu {
 
 template <class T>
-void phi4(const Lattice& lat, int64_t batch, const T* x, T* action, T* grad, const Phi4Site<T>& p,
+void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
           int nthreads) {
   stencil(p, lat, batch, x, action, grad, nthreads);
 }
 
 template <class T>
-void oscillator(int64_t n_slices, int64_t batch, const T* x, T* action, T* grad,
+void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, int nthreads) {
   const Lattice lat = make_lattice(1, &n_slices);
   stencil(p, lat, batch, x, action, grad, nthreads);
 }
 
 template <class T>
-void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, T* action,
-                        T* grad_coeffs, T* grad_path, const OscillatorSite<T>& p, int nthreads) {
+void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
+                        Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, int nthreads) {
   const int64_t N = n_slices;
   std::vector<T> eig(N);
   for (int64_t j = 0; j < N; ++j) eig[j] = matsubara_eigenvalue<T>(j, N);

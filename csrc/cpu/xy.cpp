@@ -113,7 +113,7 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
 }  // namespace
 
 template <class T>
-void xy(const Lattice& lat, int64_t batch, const T* theta, T* action, T* grad, const XYSite<T>& p,
+void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         int nthreads) {
   auto go = [&](auto dim) {
     constexpr int D = decltype(dim)::value;

@@ -183,7 +183,7 @@ struct XYLaunch {
 }  // namespace
 
 template <class T>
-void phi4(const Lattice& lat, int64_t batch, const T* x, T* action, T* grad, const Phi4Site<T>& p,
+void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
           void* stream) {
   zero_action(action, batch, as_stream(stream));
   dispatch_stencil<LinearLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream),
@@ -191,7 +191,7 @@ void phi4(const Lattice& lat, int64_t batch, const T* x, T* action, T* grad, con
 }
 
 template <class T>
-void xy(const Lattice& lat, int64_t batch, const T* theta, T* action, T* grad, const XYSite<T>& p,
+void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         void* stream) {
   zero_action(action, batch, as_stream(stream));
   dispatch_stencil<XYLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream), p,
@@ -199,7 +199,7 @@ void xy(const Lattice& lat, int64_t batch, const T* theta, T* action, T* grad, c
 }
 
 template <class T>
-void oscillator(int64_t n_slices, int64_t batch, const T* x, T* action, T* grad,
+void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, void* stream) {
   const Lattice lat = make_lattice(1, &n_slices);
   zero_action(action, batch, as_stream(stream));
@@ -208,8 +208,8 @@ void oscillator(int64_t n_slices, int64_t batch, const T* x, T* action, T* grad,
 }
 
 template <class T>
-void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, T* action,
-                        T* grad_coeffs, T* grad_path, const OscillatorSite<T>& p, void* stream) {
+void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
+                        Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, void* stream) {
   zero_action(action, batch, as_stream(stream));
   const Launch l = launch_for(batch, n_slices);
   fourier_kernel<<<l.grid, l.block, 0, as_stream(stream)>>>(p, n_slices, batch, coeffs, path,

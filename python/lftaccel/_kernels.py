@@ -31,8 +31,6 @@ def check_array(x, name: str, *, min_dims: int = 1, max_dims: int = 4):
             raise TypeError(f"{name} must have dtype torch.float32 or torch.float64, got {x.dtype}")
         if x.device.type not in ("cpu", "cuda"):
             raise ValueError(f"{name} must be on the CPU or a CUDA device, got {x.device}")
-        if x.is_complex() or x.is_conj() or x.is_neg():
-            raise TypeError(f"{name} must be a plain real tensor")
         if not x.is_contiguous():
             raise ValueError(f"{name} must be contiguous; call .contiguous() first")
     elif isinstance(x, np.ndarray):

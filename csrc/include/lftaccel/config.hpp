@@ -8,3 +8,14 @@
 #endif
 
 #define LFTACCEL_VERSION_STRING "0.1.0"
+
+namespace lftaccel {
+// Output pointers of the kernel entry points sit in this non-deduced context:
+// T comes from the input, and nullptr may be passed for an unwanted output.
+template <class T>
+struct NonDeduced {
+  using type = T;
+};
+template <class T>
+using Out = typename NonDeduced<T>::type;
+}  // namespace lftaccel

@@ -15,19 +15,20 @@
 #include "xy.hpp"
 
 namespace lftaccel {
+
 namespace cpu {
 
 template <class T>
-void phi4(const Lattice& lat, int64_t batch, const T* x, T* action, T* grad, const Phi4Site<T>& p,
+void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
           int nthreads = 0);
 
 template <class T>
-void xy(const Lattice& lat, int64_t batch, const T* theta, T* action, T* grad, const XYSite<T>& p,
+void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         int nthreads = 0);
 
 // Paths of n_slices time slices; p.a must equal beta / n_slices.
 template <class T>
-void oscillator(int64_t n_slices, int64_t batch, const T* x, T* action, T* grad,
+void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, int nthreads = 0);
 
 // Matsubara form: `coeffs` are the real Fourier coefficients of `path` (see
@@ -35,8 +36,8 @@ void oscillator(int64_t n_slices, int64_t batch, const T* x, T* action, T* grad,
 // kinetic gradient in coefficient space, and the potential gradient in path
 // space (dS/dc = grad_coeffs + F grad_path).
 template <class T>
-void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, T* action,
-                        T* grad_coeffs, T* grad_path, const OscillatorSite<T>& p, int nthreads = 0);
+void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
+                        Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, int nthreads = 0);
 
 // Philox streams over a (batch, n_sites) block: chain = chain_offset + b, site = s.
 void philox_bits(uint32_t* out /* batch*n_sites*4 */, int64_t batch, int64_t n_sites, uint32_t seed,

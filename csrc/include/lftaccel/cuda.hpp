@@ -17,17 +17,17 @@ namespace lftaccel {
 namespace cuda {
 
 template <class T>
-void phi4(const Lattice& lat, int64_t batch, const T* x, T* action, T* grad, const Phi4Site<T>& p,
+void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
           void* stream);
 template <class T>
-void xy(const Lattice& lat, int64_t batch, const T* theta, T* action, T* grad, const XYSite<T>& p,
+void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         void* stream);
 template <class T>
-void oscillator(int64_t n_slices, int64_t batch, const T* x, T* action, T* grad,
+void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, void* stream);
 template <class T>
-void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, T* action,
-                        T* grad_coeffs, T* grad_path, const OscillatorSite<T>& p, void* stream);
+void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
+                        Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, void* stream);
 
 void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                  uint64_t step, uint32_t purpose, void* stream);

@@ -1,0 +1,280 @@
+"""Kernel benchmark: lftaccel's compiled kernels against their pure-torch twins and against copy.
+
+    python benchmarks/bench_kernels.py                    # --quick (default): a few problems, ~1 min on 2 cores
+    python benchmarks/bench_kernels.py --full --dtype both
+    python benchmarks/bench_kernels.py --device cuda --full --compile
+    python benchmarks/bench_kernels.py --kernels phi4,xy --json /tmp/kernels.json
+
+For every problem (kernel, dtype, batch, lattice) the same run times
+  kernel  the compiled call with preallocated outputs: phi4 / xy / oscillator fused action+grad;
+          fourier = the elementwise Matsubara kernel (outputs allocated by the call);
+          philox = normal fill of a preallocated tensor;
+  twin    the pure-torch reference (lftaccel.reference) computing the same action + grad, i.e. what a
+          physicist would otherwise run (and with --compile also torch.compile of it);
+  copy    dst.copy_(src) moving the same bytes as the kernel: read x + write grad = 2 N itemsize for
+          the stencils (the batch action values are ignored), 4 N itemsize for fourier (read c and x,
+          write both grads), N itemsize for philox (write only).
+Row 'fourier+fft' is the end-to-end Matsubara action+grad (from_fourier, kernel, to_fourier) against
+the same twin; it has no bandwidth figure. Each time is the median over samples filling a ~0.2 s
+budget (>= 5 samples after a warm-up; tiny calls are looped so that a sample lasts ~1 ms, so small
+problems measure cache, not memory, bandwidth). On CUDA, samples are timed with CUDA events.
+The run ends with PASS/MISS lines for the targets: phi4 (batch 64, 64x64, float64) >= 25x faster
+than its twin, and >= 60% of copy bandwidth for every problem with batch*volume >= 2**16 sites
+(on CUDA: >= 80% for >= 2**24 sites). Results go to benchmarks/results/kernels-<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import lftaccel
+from lftaccel import _kernels
+from lftaccel import reference as R
+from lftaccel.fourier import from_fourier, to_fourier
+
+KERNELS = ("phi4", "xy", "oscillator", "fourier", "philox")
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+_STENCIL_QUICK = [(1, (8, 8)), (64, (64, 64)), (1024, (32, 32)), (1, (1024, 1024)), (16, (16,) * 4)]
+_PATH_QUICK = [(64, (1024,)), (256, (4096,))]
+QUICK = {"phi4": _STENCIL_QUICK, "xy": _STENCIL_QUICK, "oscillator": _PATH_QUICK,
+         "fourier": _PATH_QUICK, "philox": [(64, (64, 64)), (1, (1024, 1024))]}
+
+
+def full_grid():
+    batches = (1, 4, 16, 64, 256, 1024)
+    lat2d = [(L, L) for L in (8, 16, 32, 64, 128, 256, 512, 1024)]
+    lat4d = [(L,) * 4 for L in (8, 16, 24)]
+    paths = [(n,) for n in (64, 256, 1024, 4096)]
+    grid = lambda lats: [(b, s) for s in lats for b in batches]  # noqa: E731
+    return {"phi4": grid(lat2d + lat4d), "xy": grid(lat2d + lat4d), "oscillator": grid(paths),
+            "fourier": grid(paths), "philox": grid(lat2d)}
+
+
+class Timer:
+    """Median seconds per call of fn(), adaptive to a time budget."""
+
+    def __init__(self, device: torch.device, budget: float):
+        self.cuda, self.budget = device.type == "cuda", budget
+
+    def _run(self, fn, n: int) -> float:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(n):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3 / n
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t) / n
+
+    def __call__(self, fn) -> float:
+        fn()  # warm-up (and compilation for torch.compile)
+        if self.cuda:
+            torch.cuda.synchronize()
+        t0 = max(self._run(fn, 1), 1e-9)
+        inner = min(1000, max(1, int(1e-3 / t0)))
+        samples = max(3 if t0 > self.budget else 5, min(200, int(self.budget / (inner * t0))))
+        return statistics.median(self._run(fn, inner) for _ in range(samples))
+
+
+def setup(name: str, batch: int, shape: tuple, dtype, device):
+    """Returns (kernel_fn, twin, bytes): twin = (f, args) with f(*args) the pure-torch action+grad
+    (None where there is no twin on this device); bytes = what the kernel moves (None: not reported)."""
+    n = batch * math.prod(shape)
+    item = torch.finfo(dtype).bits // 8
+    x = lftaccel.random.normal(batch, shape, seed=1, dtype=dtype, device=device)
+    if name in ("phi4", "xy", "oscillator"):
+        th = {"phi4": lambda: lftaccel.Phi4(0.18, 1.1), "xy": lambda: lftaccel.XY(1.0),
+              "oscillator": lambda: lftaccel.Oscillator(beta=0.1 * shape[-1])}[name]()
+        p = th._params()
+        ref_a, ref_g = getattr(R, f"{name}_action"), getattr(R, f"{name}_grad")
+        a, g = x.new_empty(batch), torch.empty_like(x)
+        kernel = lambda: th.action_and_grad(x, action_out=a, grad_out=g)  # noqa: E731
+        return kernel, (lambda x: (ref_a(x, **p), ref_g(x, **p)), (x,)), 2 * n * item
+    if name in ("fourier", "fourier+fft"):
+        p = lftaccel.Oscillator(beta=0.1 * shape[-1])._params()
+        c = to_fourier(x).contiguous()
+        path = from_fourier(c).contiguous()
+        twin = (lambda c: (R.oscillator_fourier_action(c, **p), R.oscillator_fourier_grad(c, **p)), (c,))
+        if name == "fourier":
+            return lambda: _kernels.oscillator_fourier(c, path, p), twin, 4 * n * item
+
+        def end_to_end():
+            a, gc, gx = _kernels.oscillator_fourier(c, from_fourier(c).contiguous(), p)
+            return a, gc + to_fourier(gx)
+        return end_to_end, twin, None
+    if name == "philox":
+        out = torch.empty_like(x)
+        kernel = lambda: _kernels.philox_fill(out, "normal", seed=7, step=3)  # noqa: E731
+        # the reference builds its counters on the CPU: no twin on CUDA
+        twin = None if device.type == "cuda" else (
+            lambda: R.philox_normal(batch, n // batch, 7, step=3, dtype=dtype), ())
+        return kernel, twin, n * item
+    raise ValueError(f"unknown kernel {name!r}")
+
+
+def copy_time(timer, nbytes: int, dtype, device) -> float:
+    """Seconds for dst.copy_(src) moving nbytes (read + write), preallocated dst."""
+    n = max(1, nbytes // (2 * (torch.finfo(dtype).bits // 8)))
+    src = torch.ones(n, dtype=dtype, device=device)
+    dst = torch.empty_like(src)
+    return timer(lambda: dst.copy_(src))
+
+
+def compiled_time(timer, twin):
+    try:
+        f = torch.compile(twin[0], dynamic=False)
+        return timer(lambda: f(*twin[1]))
+    except Exception as exc:  # noqa: BLE001 - torch.compile is optional and fragile
+        print(f"  [torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}]")
+        return None
+
+
+def bench_one(timer, name, batch, shape, dtype, device, use_compile) -> dict:
+    kernel, twin, nbytes = setup(name, batch, shape, dtype, device)
+    row = {"kernel": name, "dtype": str(dtype).replace("torch.", ""), "batch": batch,
+           "shape": list(shape), "sites": batch * math.prod(shape), "bytes": nbytes}
+    row["kernel_ms"] = 1e3 * timer(kernel)
+    row["twin_ms"] = 1e3 * timer(lambda: twin[0](*twin[1])) if twin else None
+    row["compiled_ms"] = None
+    if use_compile and twin:
+        t = compiled_time(timer, twin)
+        row["compiled_ms"] = None if t is None else 1e3 * t
+    ratio = lambda t: None if t is None else t / row["kernel_ms"]  # noqa: E731
+    row["speedup"], row["compiled_speedup"] = ratio(row["twin_ms"]), ratio(row["compiled_ms"])
+    row["kernel_GBps"] = row["copy_GBps"] = row["pct_copy"] = None
+    if nbytes:
+        row["kernel_GBps"] = nbytes / row["kernel_ms"] / 1e6
+        row["copy_GBps"] = nbytes / copy_time(timer, nbytes, dtype, device) / 1e3 / 1e6
+        row["pct_copy"] = 100 * row["kernel_GBps"] / row["copy_GBps"]
+    return row
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def header(use_compile):
+    cols = f"{'kernel':<12}{'dtype':<8}{'batch':>6} {'shape':<14}{'sites':>10}{'kernel ms':>11}{'twin ms':>10}"
+    if use_compile:
+        cols += f"{'compiled':>10}{'x cmp':>7}"
+    return cols + f"{'speed-up':>9}{'kern GB/s':>10}{'copy GB/s':>10}{'%copy':>7}"
+
+
+def line(r, use_compile):
+    s = (f"{r['kernel']:<12}{r['dtype']:<8}{r['batch']:>6} {'x'.join(map(str, r['shape'])):<14}"
+         f"{r['sites']:>10}{r['kernel_ms']:>11.4f}{fmt(r['twin_ms'], '.4f'):>10}")
+    if use_compile:
+        s += f"{fmt(r['compiled_ms'], '.4f'):>10}{fmt(r['compiled_speedup'], '.1f'):>7}"
+    return s + (f"{fmt(r['speedup'], '.1f'):>9}{fmt(r['kernel_GBps'], '.2f'):>10}"
+                f"{fmt(r['copy_GBps'], '.2f'):>10}{fmt(r['pct_copy'], '.0f'):>7}")
+
+
+def targets(rows, device) -> list:
+    out = []
+    hit = [r for r in rows if r["kernel"] == "phi4" and r["dtype"] == "float64"
+           and r["batch"] == 64 and r["shape"] == [64, 64]]
+    if not hit or hit[0]["speedup"] is None:
+        out.append("NOT RUN  phi4 action+grad (64, 64x64, float64) speed-up vs twin >= 25x")
+    else:
+        s = hit[0]["speedup"]
+        out.append(f"{'PASS' if s >= 25 else 'MISS'}     phi4 action+grad (64, 64x64, float64) "
+                   f"speed-up vs twin {s:.1f}x (target >= 25x)")
+    min_sites, frac = (2**24, 80) if device.type == "cuda" else (2**16, 60)
+    big = [r for r in rows if r["pct_copy"] is not None and r["sites"] >= min_sites]
+    miss = [r for r in big if r["pct_copy"] < frac]
+    what = f">= {frac}% of copy bandwidth at batch*volume >= 2**{int(math.log2(min_sites))}"
+    if not big:
+        out.append(f"NOT RUN  {what} (no such problem measured)")
+    elif not miss:
+        out.append(f"PASS     {what}: all {len(big)} problems")
+    else:
+        out.append(f"MISS     {what}: {len(miss)} of {len(big)} problems miss:")
+        out += [f"           {r['kernel']} {r['dtype']} batch {r['batch']} "
+                f"{'x'.join(map(str, r['shape']))}: {r['pct_copy']:.0f}%" for r in miss]
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="a few problems, ~1 min on 2 cores (default)")
+    mode.add_argument("--full", action="store_true", help="the whole grid")
+    ap.add_argument("--kernels", default=",".join(KERNELS), help=f"comma list of {','.join(KERNELS)}")
+    ap.add_argument("--dtype", choices=("float64", "float32", "both"),
+                    help="default: float64 with --quick, both with --full")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--max-sites", type=int, help="skip batch*volume above this "
+                    "(default 2**20 quick, 2**24 full)")
+    ap.add_argument("--budget", type=float, default=0.2, help="seconds of timing per measurement")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile of the twins (slow)")
+    ap.add_argument("--json", help="output path (default benchmarks/results/kernels-<device>.json)")
+    args = ap.parse_args(argv)
+
+    kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
+    bad = [k for k in kernels if k not in KERNELS]
+    if bad:
+        ap.error(f"unknown kernel(s) {bad}; choose from {','.join(KERNELS)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda requested but torch sees no CUDA device")
+    device = torch.device(args.device)
+    dtype_arg = args.dtype or ("both" if args.full else "float64")
+    dtypes = list(DTYPES.values()) if dtype_arg == "both" else [DTYPES[dtype_arg]]
+    max_sites = args.max_sites or (2**24 if args.full else 2**20)
+    grid = full_grid() if args.full else QUICK
+    if args.compile:
+        for opt in ("cache_size_limit", "recompile_limit"):  # one recompilation per problem
+            if hasattr(torch._dynamo.config, opt):
+                setattr(torch._dynamo.config, opt, 4096)
+    timer = Timer(device, args.budget)
+
+    print(f"lftaccel {lftaccel.build_info().get('version')}, torch {torch.__version__}, device {device}, "
+          f"{torch.get_num_threads()} threads, max sites {max_sites}")
+    print(header(args.compile))
+    rows, skipped, t_start = [], [], time.perf_counter()
+    for name in kernels:
+        for dtype in dtypes:
+            variants = [name, "fourier+fft"] if name == "fourier" else [name]
+            for batch, shape in grid[name]:
+                sites = batch * math.prod(shape)
+                if sites > max_sites:
+                    skipped.append(f"{name} batch {batch} {'x'.join(map(str, shape))} ({sites} sites)")
+                    continue
+                for v in variants:
+                    rows.append(bench_one(timer, v, batch, shape, dtype, device, args.compile))
+                    print(line(rows[-1], args.compile), flush=True)
+    wall = time.perf_counter() - t_start
+    if skipped:
+        print(f"\nskipped {len(skipped)} problem(s) over --max-sites={max_sites}: " + "; ".join(skipped))
+    print(f"\ntargets ({device}):")
+    checks = targets(rows, device)
+    print("\n".join(checks))
+    print(f"\nbenchmark wall time {wall:.1f} s")
+
+    path = Path(args.json) if args.json else Path(__file__).parent / "results" / f"kernels-{device.type}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": str(device),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+              "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "build_info": lftaccel.build_info(), "args": vars(args), "max_sites": max_sites,
+              "wall_s": wall, "rows": rows, "skipped": skipped, "targets": checks}
+    path.write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The hopping <-> standard phi^4 conversion and its field rescaling."""
+
+import math
+
+import pytest
+import torch
+
+import lftaccel
+from lftaccel import reference as R
+from conftest import assert_close_scaled
+
+
+def test_published_point():
+    theory = lftaccel.Phi4.from_standard(-4.0, 8.0, ndim=2)
+    assert theory.kappa == pytest.approx(0.25, rel=1e-15)
+    assert theory.lam == pytest.approx(0.5, rel=1e-15)
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3, 4])
+@pytest.mark.parametrize("m2,lam", [(-4.0, 8.0), (0.5, 0.0), (-1.0, 0.3), (2.0, 1e-9), (-7.9, 100.0)])
+def test_standard_action_equals_hopping_action(ndim, m2, lam):
+    if lam == 0 and 2 * ndim + m2 <= 0:
+        pytest.skip("free theory needs m2 > -2d")
+    theory = lftaccel.Phi4.from_standard(m2, lam, ndim=ndim)
+    g = torch.Generator().manual_seed(ndim)
+    phi = torch.randn((3,) + (3, 4, 2, 5)[:ndim], generator=g, dtype=torch.float64)
+    s_hop = theory.action(phi)
+    s_std = R.phi4_standard_action(theory.field_to_standard(phi), m2, lam)
+    assert_close_scaled(s_std, s_hop, 1e-12)
+    assert torch.allclose(theory.field_from_standard(theory.field_to_standard(phi)), phi, rtol=1e-15)
+    m2_back, lam_back = theory.to_standard(ndim)
+    assert m2_back == pytest.approx(m2, rel=1e-12, abs=1e-12)
+    assert lam_back == pytest.approx(lam, rel=1e-12, abs=1e-300)
+
+
+def test_field_rescaling_is_sqrt_kappa():
+    theory = lftaccel.Phi4(0.16, 0.3)
+    assert theory.field_to_standard(torch.tensor(2.0)).item() == pytest.approx(2 * math.sqrt(0.16))
+
+
+def test_bad_conversions():
+    with pytest.raises(ValueError, match="m2"):
+        lftaccel.Phi4.from_standard(-5.0, 0.0, ndim=2)
+    with pytest.raises(ValueError, match="ndim"):
+        lftaccel.Phi4.from_standard(-4.0, 8.0, ndim=5)
+    with pytest.raises(ValueError, match="kappa"):
+        lftaccel.Phi4(-0.1, 0.5).to_standard(2)
