@@ -19,19 +19,47 @@ namespace cpu {
 
 constexpr int64_t kChunkSites = 4096;  // granularity of work items and partial sums
 
+// Coordinates of the outer dimensions 0..D-2 of a row, advanced like an
+// odometer so that neighbour rows cost no integer division.
+template <int D>
+struct RowWalker {
+  int64_t coord[D > 1 ? D - 1 : 1] = {};
+
+  RowWalker(const Lattice& lat, int64_t row) {
+    for (int mu = D - 2; mu >= 0; --mu) {
+      coord[mu] = row % lat.extent[mu];
+      row /= lat.extent[mu];
+    }
+  }
+  int64_t forward(const Lattice& lat, int64_t base, int mu) const {
+    return coord[mu] + 1 == lat.extent[mu] ? base - (lat.extent[mu] - 1) * lat.stride[mu]
+                                           : base + lat.stride[mu];
+  }
+  int64_t backward(const Lattice& lat, int64_t base, int mu) const {
+    return coord[mu] == 0 ? base + (lat.extent[mu] - 1) * lat.stride[mu] : base - lat.stride[mu];
+  }
+  void next(const Lattice& lat) {
+    for (int mu = D - 2; mu >= 0; --mu) {
+      if (++coord[mu] < lat.extent[mu]) return;
+      coord[mu] = 0;
+    }
+  }
+};
+
 template <int D, bool A, bool G, class Site, class T>
 double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, int64_t r0,
                     int64_t r1) {
   const int64_t L = lat.extent[D - 1];
   double acc = 0;
-  for (int64_t r = r0; r < r1; ++r) {
+  RowWalker<D> walk(lat, r0);
+  for (int64_t r = r0; r < r1; ++r, walk.next(lat)) {
     const int64_t base = r * L;
     const T* row = x + base;
     const T* fr[D];
     const T* br[D];
     for (int mu = 0; mu < D - 1; ++mu) {
-      fr[mu] = x + lat.forward(base, mu);
-      br[mu] = x + lat.backward(base, mu);
+      fr[mu] = x + walk.forward(lat, base, mu);
+      br[mu] = x + walk.backward(lat, base, mu);
     }
     T* g = G ? grad + base : nullptr;
     auto body = [&](int64_t i, int64_t ip, int64_t im) -> T {

@@ -8,6 +8,7 @@
 
 #include "lftaccel/cpu.hpp"
 #include "parallel.hpp"
+#include "sincos.hpp"
 
 namespace lftaccel {
 namespace cpu {
@@ -15,12 +16,26 @@ namespace {
 
 constexpr int64_t kSlabSites = 16384;
 
+// cos and sin of n angles, vectorised; the rare block holding a huge or
+// non-finite angle takes the libm path, which handles those exactly.
 template <class T>
 void fill_cos_sin(const T* theta, int64_t n, T* c, T* s) {
+  int tame = 1;
+#pragma omp simd reduction(& : tame)
+  for (int64_t i = 0; i < n; ++i) tame &= std::fabs(double(theta[i])) < kSincosMaxArg;
+  if (!tame) {
+    for (int64_t i = 0; i < n; ++i) {
+      c[i] = std::cos(theta[i]);
+      s[i] = std::sin(theta[i]);
+    }
+    return;
+  }
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    c[i] = std::cos(theta[i]);
-    s[i] = std::sin(theta[i]);
+    double si, co;
+    sincos_reduced(double(theta[i]), si, co);
+    c[i] = T(co);
+    s[i] = T(si);
   }
 }
 

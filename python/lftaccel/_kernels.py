@@ -68,12 +68,23 @@ def check_param(value, name: str, *, low=None, low_open=False) -> float:
     return value
 
 
-def _raw(x):
-    """The object handed to _C: a numpy view of a CPU tensor, the tensor itself on CUDA."""
+def _raw(x, name: str):
+    """The object handed to _C: a numpy view of a CPU tensor, the CUDA tensor itself
+    (read through __cuda_array_interface__), a numpy array as it is. _C validates
+    dtype, rank, extents and layout, and names the argument when it refuses."""
+    if isinstance(x, np.ndarray):
+        return x
     if isinstance(x, torch.Tensor):
         x = x.detach()
-        return x.numpy() if x.device.type == "cpu" else x
-    return x
+        if x.device.type == "cpu":
+            try:
+                return x.numpy()
+            except (TypeError, RuntimeError) as err:  # e.g. bfloat16 has no numpy twin
+                raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}") from err
+        if x.device.type == "cuda":
+            return x
+        raise ValueError(f"{name} must be on the CPU or a CUDA device, got {x.device}")
+    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
 
 
 def _stream(x) -> int:
@@ -88,31 +99,35 @@ def _new(like, shape):
     return np.empty(shape, dtype=like.dtype)
 
 
-def _check_out(out, name, like, shape):
+def _out(out, name, like, shape):
+    """A preallocated output (validated by _C), or a new one like the input."""
     if out is None:
         return _new(like, shape)
     if isinstance(like, torch.Tensor) != isinstance(out, torch.Tensor):
         kind = "torch.Tensor" if isinstance(like, torch.Tensor) else "numpy.ndarray"
         raise TypeError(f"{name} must be a {kind} like the input, got {type(out).__name__}")
-    if isinstance(out, torch.Tensor) and out.device != like.device:
-        raise ValueError(f"{name} is on {out.device} but the input is on {like.device}")
     return out
+
+
+_STENCILS = {"phi4": _C.phi4, "xy": _C.xy, "oscillator": _C.oscillator}
 
 
 def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=None, grad_out=None):
     """Runs a lattice kernel ('phi4', 'xy', 'oscillator') and returns (action, grad).
 
-    Either output is None when not requested.
+    Either output is None when not requested. This is the hot path of the samplers,
+    so it validates only what _C cannot see; _C checks the rest.
     """
-    max_dims = 1 if kernel == "oscillator" else 4
-    check_array(x, "x", min_dims=1, max_dims=max_dims)
+    fn = _STENCILS.get(kernel)
+    if fn is None:
+        raise ValueError(f"kernel must be one of {sorted(_STENCILS)}, got {kernel!r}")
     if not (action or grad):
         raise ValueError("at least one of action and grad must be requested")
-    a = _check_out(action_out, "action_out", x, x.shape[:1]) if action else None
-    g = _check_out(grad_out, "grad_out", x, tuple(x.shape)) if grad else None
-    fn = getattr(_C, kernel)
-    fn(_raw(x), None if a is None else _raw(a), None if g is None else _raw(g),
-       nthreads=_nthreads(), stream=_stream(x), **params)
+    xr = _raw(x, "x")
+    a = _out(action_out, "action_out", x, x.shape[:1]) if action else None
+    g = _out(grad_out, "grad_out", x, x.shape) if grad else None
+    fn(xr, None if a is None else _raw(a, "action_out"), None if g is None else _raw(g, "grad_out"),
+       nthreads=torch.get_num_threads(), stream=_stream(x), **params)
     return a, g
 
 
@@ -127,14 +142,16 @@ def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=T
     a = _new(coeffs, coeffs.shape[:1]) if action else None
     gc = _new(coeffs, tuple(coeffs.shape)) if grad_coeffs else None
     gx = _new(coeffs, tuple(coeffs.shape)) if grad_path else None
-    _C.oscillator_fourier(_raw(coeffs), _raw(path), None if a is None else _raw(a),
-                          None if gc is None else _raw(gc), None if gx is None else _raw(gx),
+    _C.oscillator_fourier(_raw(coeffs, "coeffs"), _raw(path, "path"),
+                          None if a is None else _raw(a, "action"),
+                          None if gc is None else _raw(gc, "grad_coeffs"),
+                          None if gx is None else _raw(gx, "grad_path"),
                           nthreads=_nthreads(), stream=_stream(coeffs), **params)
     return a, gc, gx
 
 
 def philox_fill(out, kind: str, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0):
     """Fills ``out`` (batch, *sites) from lftaccel's Philox streams; see philox.hpp."""
-    _C.philox_fill(_raw(out), kind, seed=seed, step=step, purpose=purpose,
+    _C.philox_fill(_raw(out, "out"), kind, seed=seed, step=step, purpose=purpose,
                    chain_offset=chain_offset, nthreads=_nthreads(), stream=_stream(out))
     return out

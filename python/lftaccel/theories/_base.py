@@ -41,8 +41,9 @@ class LatticeTheory:
         return ops.lattice_grad(x, self.kernel, list(self._params().values()))
 
     def action_and_grad(self, x, *, action_out=None, grad_out=None):
-        """Both in one fused pass (one read of x); no autograd history is recorded."""
-        self._check(x)
+        """Both in one fused pass (one read of x); no autograd history is recorded.
+
+        The samplers' hot path: validation is left to the compiled kernel."""
         return _kernels.stencil(
             self.kernel, x, self._params(), action_out=action_out, grad_out=grad_out
         )
