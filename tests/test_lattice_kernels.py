@@ -174,5 +174,8 @@ def test_xy_any_angle_magnitude(scale):
     theta = scale * (2 * torch.rand(3, 16, 17, generator=g, dtype=torch.float64) - 1)
     theta[0, 0, :8] = torch.tensor([0.0, 1, 2, 3, 4, -1, -2, -3], dtype=torch.float64) * (torch.pi / 2)
     s, g_ = lftaccel.XY(0.8).action_and_grad(theta)
-    assert_close_scaled(s, R.xy_action(theta, 0.8), 1e-12)
-    assert_close_scaled(g_, R.xy_grad(theta, 0.8), 1e-12)
+    # The twin's theta - theta' carries a rounding error ~ ulp(scale): that, not the
+    # kernel, limits agreement for huge angles.
+    tol = max(1e-12, 8 * 2.2e-16 * scale)
+    assert_close_scaled(s, R.xy_action(theta, 0.8), tol)
+    assert_close_scaled(g_, R.xy_grad(theta, 0.8), tol)
