@@ -1,6 +1,6 @@
 """Kernel benchmark: lftaccel's compiled kernels against their pure-torch twins and against copy.
 
-    python benchmarks/bench_kernels.py                    # --quick (default): a few problems, ~1 min on 2 cores
+    python benchmarks/bench_kernels.py                  # --quick (default): < 1 min on 2 cores
     python benchmarks/bench_kernels.py --full --dtype both
     python benchmarks/bench_kernels.py --device cuda --full --compile
     python benchmarks/bench_kernels.py --kernels phi4,xy --json /tmp/kernels.json
@@ -10,14 +10,19 @@ For every problem (kernel, dtype, batch, lattice) the same run times
           fourier = the elementwise Matsubara kernel (outputs allocated by the call);
           philox = normal fill of a preallocated tensor;
   twin    the pure-torch reference (lftaccel.reference) computing the same action + grad, i.e. what a
-          physicist would otherwise run (and with --compile also torch.compile of it);
+          physicist would otherwise run, and with --compile also torch.compile of it (not for philox:
+          inductor takes tens of minutes to build the unrolled int64 Philox rounds on 2 cores);
   copy    dst.copy_(src) moving the same bytes as the kernel: read x + write grad = 2 N itemsize for
           the stencils (the batch action values are ignored), 4 N itemsize for fourier (read c and x,
           write both grads), N itemsize for philox (write only).
 Row 'fourier+fft' is the end-to-end Matsubara action+grad (from_fourier, kernel, to_fourier) against
-the same twin; it has no bandwidth figure. Each time is the median over samples filling a ~0.2 s
-budget (>= 5 samples after a warm-up; tiny calls are looped so that a sample lasts ~1 ms, so small
-problems measure cache, not memory, bandwidth). On CUDA, samples are timed with CUDA events.
+the same twin; it has no bandwidth figure. Each time is the minimum (the JSON also has the median)
+over samples filling a ~0.2 s budget (>= 5 samples after a warm-up; tiny calls are looped so that a
+sample lasts ~1 ms, so small problems measure cache, not memory, bandwidth).
+The kernels use torch.get_num_threads() threads (--threads N to set it); on a shared machine other
+processes make OpenMP threads wait for scheduler slices: the script warns when the load is high.
+On CUDA, samples are timed with CUDA events, --quick adds one 2**24-site problem per kernel, and
+philox has no twin (the reference builds its counters on the CPU).
 The run ends with PASS/MISS lines for the targets: phi4 (batch 64, 64x64, float64) >= 25x faster
 than its twin, and >= 60% of copy bandwidth for every problem with batch*volume >= 2**16 sites
 (on CUDA: >= 80% for >= 2**24 sites). Results go to benchmarks/results/kernels-<device>.json.
@@ -29,6 +34,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -42,12 +48,17 @@ from lftaccel import reference as R
 from lftaccel.fourier import from_fourier, to_fourier
 
 KERNELS = ("phi4", "xy", "oscillator", "fourier", "philox")
+NO_COMPILE = ("philox",)  # see the module docstring
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 _STENCIL_QUICK = [(1, (8, 8)), (64, (64, 64)), (1024, (32, 32)), (1, (1024, 1024)), (16, (16,) * 4)]
 _PATH_QUICK = [(64, (1024,)), (256, (4096,))]
 QUICK = {"phi4": _STENCIL_QUICK, "xy": _STENCIL_QUICK, "oscillator": _PATH_QUICK,
          "fourier": _PATH_QUICK, "philox": [(64, (64, 64)), (1, (1024, 1024))]}
+# on CUDA --quick also runs one 2**24-site problem per kernel, where the GPU target applies
+QUICK_CUDA_EXTRA = {"phi4": [(16, (1024, 1024))], "xy": [(16, (1024, 1024))],
+                    "oscillator": [(4096, (4096,))], "fourier": [(4096, (4096,))],
+                    "philox": [(16, (1024, 1024))]}
 
 
 def full_grid():
@@ -61,7 +72,7 @@ def full_grid():
 
 
 class Timer:
-    """Median seconds per call of fn(), adaptive to a time budget."""
+    """(min, median) seconds per call of fn() over samples filling a time budget."""
 
     def __init__(self, device: torch.device, budget: float):
         self.cuda, self.budget = device.type == "cuda", budget
@@ -80,14 +91,15 @@ class Timer:
             fn()
         return (time.perf_counter() - t) / n
 
-    def __call__(self, fn) -> float:
+    def __call__(self, fn) -> tuple:
         fn()  # warm-up (and compilation for torch.compile)
         if self.cuda:
             torch.cuda.synchronize()
         t0 = max(self._run(fn, 1), 1e-9)
         inner = min(1000, max(1, int(1e-3 / t0)))
         samples = max(3 if t0 > self.budget else 5, min(200, int(self.budget / (inner * t0))))
-        return statistics.median(self._run(fn, inner) for _ in range(samples))
+        times = [self._run(fn, inner) for _ in range(samples)]
+        return min(times), statistics.median(times)
 
 
 def setup(name: str, batch: int, shape: tuple, dtype, device):
@@ -131,13 +143,13 @@ def copy_time(timer, nbytes: int, dtype, device) -> float:
     n = max(1, nbytes // (2 * (torch.finfo(dtype).bits // 8)))
     src = torch.ones(n, dtype=dtype, device=device)
     dst = torch.empty_like(src)
-    return timer(lambda: dst.copy_(src))
+    return timer(lambda: dst.copy_(src))[0]
 
 
 def compiled_time(timer, twin):
     try:
         f = torch.compile(twin[0], dynamic=False)
-        return timer(lambda: f(*twin[1]))
+        return timer(lambda: f(*twin[1]))[0]
     except Exception as exc:  # noqa: BLE001 - torch.compile is optional and fragile
         print(f"  [torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}]")
         return None
@@ -147,10 +159,12 @@ def bench_one(timer, name, batch, shape, dtype, device, use_compile) -> dict:
     kernel, twin, nbytes = setup(name, batch, shape, dtype, device)
     row = {"kernel": name, "dtype": str(dtype).replace("torch.", ""), "batch": batch,
            "shape": list(shape), "sites": batch * math.prod(shape), "bytes": nbytes}
-    row["kernel_ms"] = 1e3 * timer(kernel)
-    row["twin_ms"] = 1e3 * timer(lambda: twin[0](*twin[1])) if twin else None
+    tk, tk_med = timer(kernel)
+    tt, tt_med = timer(lambda: twin[0](*twin[1])) if twin else (None, None)
+    row["kernel_ms"], row["kernel_median_ms"] = 1e3 * tk, 1e3 * tk_med
+    row["twin_ms"], row["twin_median_ms"] = (1e3 * tt, 1e3 * tt_med) if twin else (None, None)
     row["compiled_ms"] = None
-    if use_compile and twin:
+    if use_compile and twin and name not in NO_COMPILE:
         t = compiled_time(timer, twin)
         row["compiled_ms"] = None if t is None else 1e3 * t
     ratio = lambda t: None if t is None else t / row["kernel_ms"]  # noqa: E731
@@ -168,7 +182,8 @@ def fmt(v, spec):
 
 
 def header(use_compile):
-    cols = f"{'kernel':<12}{'dtype':<8}{'batch':>6} {'shape':<14}{'sites':>10}{'kernel ms':>11}{'twin ms':>10}"
+    cols = (f"{'kernel':<12}{'dtype':<8}{'batch':>6} {'shape':<14}{'sites':>10}"
+            f"{'kernel ms':>11}{'twin ms':>10}")
     if use_compile:
         cols += f"{'compiled':>10}{'x cmp':>7}"
     return cols + f"{'speed-up':>9}{'kern GB/s':>10}{'copy GB/s':>10}{'%copy':>7}"
@@ -219,7 +234,8 @@ def main(argv=None):
                     help="default: float64 with --quick, both with --full")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--max-sites", type=int, help="skip batch*volume above this "
-                    "(default 2**20 quick, 2**24 full)")
+                    "(default 2**20 for --quick on the CPU, else 2**24)")
+    ap.add_argument("--threads", type=int, help="torch (and kernel) threads; default: torch's")
     ap.add_argument("--budget", type=float, default=0.2, help="seconds of timing per measurement")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of the twins (slow)")
     ap.add_argument("--json", help="output path (default benchmarks/results/kernels-<device>.json)")
@@ -232,10 +248,14 @@ def main(argv=None):
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda requested but torch sees no CUDA device")
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dtype_arg = args.dtype or ("both" if args.full else "float64")
     dtypes = list(DTYPES.values()) if dtype_arg == "both" else [DTYPES[dtype_arg]]
-    max_sites = args.max_sites or (2**24 if args.full else 2**20)
-    grid = full_grid() if args.full else QUICK
+    max_sites = args.max_sites or (2**24 if args.full or device.type == "cuda" else 2**20)
+    grid = full_grid() if args.full else dict(QUICK)
+    if device.type == "cuda" and not args.full:
+        grid = {k: v + QUICK_CUDA_EXTRA[k] for k, v in grid.items()}
     if args.compile:
         for opt in ("cache_size_limit", "recompile_limit"):  # one recompilation per problem
             if hasattr(torch._dynamo.config, opt):
@@ -244,34 +264,40 @@ def main(argv=None):
 
     print(f"lftaccel {lftaccel.build_info().get('version')}, torch {torch.__version__}, device {device}, "
           f"{torch.get_num_threads()} threads, max sites {max_sites}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if load is not None and device.type == "cpu" and load > 0.5:
+        print(f"WARNING: load average {load:.1f} before starting: other processes share the CPU, "
+              "timings will be noisy")
     print(header(args.compile))
     rows, skipped, t_start = [], [], time.perf_counter()
     for name in kernels:
+        todo = [(b, s) for b, s in grid[name] if b * math.prod(s) <= max_sites]
+        skipped += [f"{name} {b}x({'x'.join(map(str, s))})" for b, s in grid[name] if (b, s) not in todo]
+        variants = [name, "fourier+fft"] if name == "fourier" else [name]
         for dtype in dtypes:
-            variants = [name, "fourier+fft"] if name == "fourier" else [name]
-            for batch, shape in grid[name]:
-                sites = batch * math.prod(shape)
-                if sites > max_sites:
-                    skipped.append(f"{name} batch {batch} {'x'.join(map(str, shape))} ({sites} sites)")
-                    continue
+            for batch, shape in todo:
                 for v in variants:
                     rows.append(bench_one(timer, v, batch, shape, dtype, device, args.compile))
                     print(line(rows[-1], args.compile), flush=True)
     wall = time.perf_counter() - t_start
     if skipped:
-        print(f"\nskipped {len(skipped)} problem(s) over --max-sites={max_sites}: " + "; ".join(skipped))
+        shown = "; ".join(skipped[:6]) + ("; ..." if len(skipped) > 6 else "")
+        print(f"\nskipped {len(skipped)} problem(s) over --max-sites={max_sites} "
+              f"(batch x lattice; all listed in the JSON): {shown}")
     print(f"\ntargets ({device}):")
     checks = targets(rows, device)
     print("\n".join(checks))
     print(f"\nbenchmark wall time {wall:.1f} s")
 
-    path = Path(args.json) if args.json else Path(__file__).parent / "results" / f"kernels-{device.type}.json"
+    default = Path(__file__).parent / "results" / f"kernels-{device.type}.json"
+    path = Path(args.json) if args.json else default
     path.parent.mkdir(parents=True, exist_ok=True)
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "torch": torch.__version__, "threads": torch.get_num_threads(),
               "build_info": lftaccel.build_info(), "args": vars(args), "max_sites": max_sites,
-              "wall_s": wall, "rows": rows, "skipped": skipped, "targets": checks}
+              "load_avg_at_start": load, "wall_s": wall, "rows": rows, "skipped": skipped,
+              "targets": checks}
     path.write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {path}")
 

@@ -129,8 +129,8 @@ def test_fourier_ops_opcheck_and_compile():
     theory = THEORIES["double-well"]
     c = theory.to_fourier(paths(16)).requires_grad_()
     p = list(params(theory))
-    torch.library.opcheck(lftaccel.ops.oscillator_fourier_action, (c, p))
-    torch.library.opcheck(lftaccel.ops.oscillator_fourier_grad, (c.detach(), p))
+    torch.library.opcheck(lftaccel.ops.oscillator_fourier_action_op, (c, p))
+    torch.library.opcheck(lftaccel.ops.oscillator_fourier_grad_op, (c.detach(), p))
     compiled = torch.compile(lambda c: theory.fourier_action(c).sum(), fullgraph=True, backend="aot_eager")
     y = compiled(c)
     y.backward()

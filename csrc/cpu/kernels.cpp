@@ -1,6 +1,7 @@
 // CPU instantiations of the linear stencils (phi^4, oscillator), the Matsubara
 // oscillator action and the Philox fills.
 #include <cmath>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -93,6 +94,15 @@ bool has_openmp() {
 }
 
 int max_threads() { return resolve_threads(0); }
+
+int num_procs() {
+#ifdef _OPENMP
+  return omp_get_num_procs();
+#else
+  const unsigned n = std::thread::hardware_concurrency();
+  return n ? int(n) : 1;
+#endif
+}
 
 #define LFT_INSTANTIATE(T)                                                                        \
   template void phi4<T>(const Lattice&, int64_t, const T*, T*, T*, const Phi4Site<T>&, int);     \

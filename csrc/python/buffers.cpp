@@ -44,28 +44,50 @@ Buffer parse_cuda(py::handle obj, const std::string& name, bool writable) {
   throw py::value_error(name + " is a CUDA buffer, but this build of lftaccel has no CUDA support "
                                "(see lftaccel.build_info())");
 #else
-  py::dict cai = obj.attr("__cuda_array_interface__");
   Buffer b;
   b.cuda = true;
-  const std::string ts = py::str(cai["typestr"]);
-  if (ts == "<f4") b.dtype = DType::F32;
-  else if (ts == "<f8") b.dtype = DType::F64;
-  else if (ts == "<u4") b.dtype = DType::U32;
-  else throw py::type_error(name + " must have dtype float32 or float64, got typestr " + ts);
-  for (auto s : py::tuple(cai["shape"])) b.shape.push_back(s.cast<int64_t>());
-  py::tuple data = cai["data"];
-  b.ptr = reinterpret_cast<void*>(data[0].cast<uintptr_t>());
-  b.readonly = data[1].cast<bool>();
-  if (writable && b.readonly) throw py::value_error(name + " must be writable");
-  if (cai.contains("strides") && !cai["strides"].is_none()) {
-    py::tuple strides = cai["strides"];
-    int64_t expect = int64_t(b.itemsize());
-    for (int i = int(b.shape.size()) - 1; i >= 0; --i) {
-      if (b.shape[i] > 1 && strides[i].cast<int64_t>() != expect)
-        throw py::value_error(name + " must be C-contiguous; got a non-contiguous (strided) buffer");
-      expect *= b.shape[i];
+  try {
+    py::object raw = obj.attr("__cuda_array_interface__");
+    if (!py::isinstance<py::dict>(raw)) throw py::value_error("it is not a dict");
+    py::dict cai = raw;
+    for (const char* key : {"typestr", "shape", "data"})
+      if (!cai.contains(key)) throw py::value_error(std::string("key '") + key + "' is missing");
+    const std::string ts = py::str(cai["typestr"]);
+    if (ts == "<f4") b.dtype = DType::F32;
+    else if (ts == "<f8") b.dtype = DType::F64;
+    else if (ts == "<u4") b.dtype = DType::U32;
+    else throw py::type_error(name + " must have dtype float32 or float64, got typestr " + ts);
+    for (auto s : py::tuple(cai["shape"])) b.shape.push_back(s.cast<int64_t>());
+    for (auto s : b.shape)
+      if (s < 0) throw py::value_error("negative extent in shape");
+    py::tuple data = cai["data"];
+    if (data.size() != 2) throw py::value_error("'data' must be (pointer, read_only)");
+    b.ptr = reinterpret_cast<void*>(data[0].cast<uintptr_t>());
+    b.readonly = data[1].cast<bool>();
+    if (cai.contains("strides") && !cai["strides"].is_none()) {
+      py::tuple strides = cai["strides"];
+      if (strides.size() != b.shape.size()) throw py::value_error("'strides' and 'shape' differ in length");
+      int64_t expect = int64_t(b.itemsize());
+      for (int i = int(b.shape.size()) - 1; i >= 0; --i) {
+        if (b.shape[i] > 1 && strides[i].cast<int64_t>() != expect)
+          throw py::value_error(name + " must be C-contiguous; got a non-contiguous (strided) buffer");
+        expect *= b.shape[i];
+      }
     }
+  } catch (py::type_error& e) {
+    const std::string what = e.what();
+    if (what.rfind(name, 0) == 0) throw;
+    throw py::value_error(name + " has a malformed __cuda_array_interface__: " + what);
+  } catch (py::value_error& e) {
+    const std::string what = e.what();
+    if (what.rfind(name, 0) == 0) throw;
+    throw py::value_error(name + " has a malformed __cuda_array_interface__: " + what);
+  } catch (py::error_already_set& e) {
+    throw py::value_error(name + " has a malformed __cuda_array_interface__: " + std::string(e.what()));
+  } catch (py::cast_error& e) {
+    throw py::value_error(name + " has a malformed __cuda_array_interface__: " + std::string(e.what()));
   }
+  if (writable && b.readonly) throw py::value_error(name + " must be writable");
   if (b.numel() > 0) {
     b.device = cuda::pointer_device(b.ptr);
     if (b.device < 0)
@@ -104,6 +126,15 @@ void check_field(const Buffer& x, const std::string& name, int min_dims, int max
       throw py::value_error(name + " has a lattice extent < 1: shape " + x.shape_str());
 }
 
+namespace {
+bool overlap(const Buffer& a, const Buffer& b) {
+  if (a.numel() == 0 || b.numel() == 0 || a.cuda != b.cuda) return false;
+  const auto* a0 = static_cast<const char*>(a.ptr);
+  const auto* b0 = static_cast<const char*>(b.ptr);
+  return a0 < b0 + b.numel() * b.itemsize() && b0 < a0 + a.numel() * a.itemsize();
+}
+}  // namespace
+
 void check_output(const Buffer& out, const std::string& name, const Buffer& x, DType dtype,
                   const std::vector<int64_t>& shape) {
   if (out.cuda != x.cuda || out.device != x.device)
@@ -117,12 +148,13 @@ void check_output(const Buffer& out, const std::string& name, const Buffer& x, D
     throw py::value_error(name + " must have shape " + tmp.shape_str() + ", got " + out.shape_str());
   }
   if (out.readonly) throw py::value_error(name + " must be writable");
-  const auto* a0 = static_cast<const char*>(out.ptr);
-  const auto* a1 = a0 + out.numel() * out.itemsize();
-  const auto* b0 = static_cast<const char*>(x.ptr);
-  const auto* b1 = b0 + x.numel() * x.itemsize();
-  if (out.numel() > 0 && a0 < b1 && b0 < a1)
-    throw py::value_error(name + " must not overlap the input buffer");
+  if (overlap(out, x)) throw py::value_error(name + " must not overlap the input buffer");
+}
+
+
+void check_disjoint(const Buffer& a, const std::string& name_a, const Buffer& b,
+                    const std::string& name_b) {
+  if (overlap(a, b)) throw py::value_error(name_a + " and " + name_b + " must not overlap");
 }
 
 void check_finite(double v, const std::string& name) {

@@ -51,6 +51,10 @@ void check_output(const Buffer& out, const std::string& name, const Buffer& x, D
 // Checks x has rank 1 + (min_dims..max_dims), a non-empty batch and extents >= 1.
 void check_field(const Buffer& x, const std::string& name, int min_dims, int max_dims);
 
+// Refuses two outputs that share memory.
+void check_disjoint(const Buffer& a, const std::string& name_a, const Buffer& b,
+                    const std::string& name_b);
+
 void check_float(const Buffer& x, const std::string& name);
 
 void check_finite(double v, const std::string& name);

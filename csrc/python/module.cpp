@@ -5,6 +5,8 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <algorithm>
+#include <limits>
 #include <optional>
 
 #include "buffers.hpp"
@@ -28,7 +30,7 @@ struct Field {
 
 // Parses a (batch, *lattice) input and its optional outputs.
 Field parse_field(py::handle x, py::handle action, py::handle grad, const char* xname, int min_d,
-                  int max_d) {
+                  int max_d, const char* grad_name = "grad") {
   Field f;
   f.x = parse_buffer(x, xname, false);
   check_field(f.x, xname, min_d, max_d);
@@ -41,8 +43,9 @@ Field parse_field(py::handle x, py::handle action, py::handle grad, const char* 
     check_output(*f.action, "action", f.x, f.x.dtype, {f.batch});
   }
   if (!grad.is_none()) {
-    f.grad = parse_buffer(grad, "grad", true);
-    check_output(*f.grad, "grad", f.x, f.x.dtype, f.x.shape);
+    f.grad = parse_buffer(grad, grad_name, true);
+    check_output(*f.grad, grad_name, f.x, f.x.dtype, f.x.shape);
+    if (f.action) check_disjoint(*f.action, "action", *f.grad, grad_name);
   }
   return f;
 }
@@ -52,8 +55,21 @@ T* ptr(const std::optional<Buffer>& b) {
   return b ? static_cast<T*>(b->ptr) : nullptr;
 }
 
+// More threads than this would only oversubscribe the machine, and libgomp
+// aborts the process when it cannot create them.
+int max_nthreads() { return 4 * std::max(1, cpu::num_procs()); }
+
 void check_nthreads(int nthreads) {
-  if (nthreads < 0) throw py::value_error("nthreads must be >= 0, got " + std::to_string(nthreads));
+  if (nthreads < 0 || nthreads > max_nthreads())
+    throw py::value_error("nthreads must be in [0, " + std::to_string(max_nthreads()) +
+                          "] (0: the OpenMP default), got " + std::to_string(nthreads));
+}
+
+// A float64 parameter must stay finite when the kernel runs in float32.
+void check_fits(const Buffer& x, double v, const char* name) {
+  if (x.dtype == DType::F32 && std::fabs(v) > double(std::numeric_limits<float>::max()))
+    throw py::value_error(std::string(name) + " = " + std::to_string(v) +
+                          " overflows float32; use float64 buffers");
 }
 
 // Runs cpu(T{}) or cuda(T{}, stream) for the buffer's float type, without the GIL
@@ -96,7 +112,17 @@ OscillatorSite<double> oscillator_params(int64_t n, double beta, double m, doubl
   if (beta <= 0) throw py::value_error("beta must be > 0, got " + std::to_string(beta));
   if (m <= 0) throw py::value_error("m must be > 0, got " + std::to_string(m));
   if (c4 < 0) throw py::value_error("c4 must be >= 0 (potential bounded below), got " + std::to_string(c4));
+  if (c4 == 0 && c2 < 0)
+    throw py::value_error("c2 must be >= 0 when c4 == 0 (potential bounded below), got " + std::to_string(c2));
   return OscillatorSite<double>{beta / double(n), m, c0, c2, c4};
+}
+
+void check_oscillator_fits(const Buffer& x, const OscillatorSite<double>& p) {
+  check_fits(x, p.m / p.a, "m / a");
+  check_fits(x, p.a, "a = beta / N");
+  check_fits(x, p.c0, "c0");
+  check_fits(x, p.c2, "c2");
+  check_fits(x, p.c4, "c4");
 }
 
 template <class T>
@@ -140,6 +166,8 @@ PYBIND11_MODULE(_C, m) {
         if (lam < 0) throw py::value_error("lam must be >= 0 (action bounded below), got " + std::to_string(lam));
         check_nthreads(nthreads);
         Field f = parse_field(x, action, grad, "x", 1, 4);
+        check_fits(f.x, kappa, "kappa");
+        check_fits(f.x, lam, "lam");
         run(f.x, stream,
             [&](auto t) {
               using T = decltype(t);
@@ -164,6 +192,7 @@ PYBIND11_MODULE(_C, m) {
         check_finite(beta, "beta");
         check_nthreads(nthreads);
         Field f = parse_field(x, action, grad, "x", 1, 4);
+        check_fits(f.x, beta, "beta");
         run(f.x, stream,
             [&](auto t) {
               using T = decltype(t);
@@ -189,6 +218,7 @@ PYBIND11_MODULE(_C, m) {
         check_nthreads(nthreads);
         Field f = parse_field(x, action, grad, "x", 1, 1);
         const auto p = oscillator_params(f.lat.volume, beta, m_, c0, c2, c4);
+        check_oscillator_fits(f.x, p);
         run(f.x, stream,
             [&](auto t) {
               using T = decltype(t);
@@ -214,7 +244,7 @@ PYBIND11_MODULE(_C, m) {
          py::object grad_path, double beta, double m_, double c0, double c2, double c4, int nthreads,
          uintptr_t stream) {
         check_nthreads(nthreads);
-        Field f = parse_field(coeffs, action, grad_coeffs, "coeffs", 1, 1);
+        Field f = parse_field(coeffs, action, grad_coeffs, "coeffs", 1, 1, "grad_coeffs");
         Buffer x = parse_buffer(path, "path", false);
         check_float(x, "path");
         if (x.cuda != f.x.cuda || x.device != f.x.device)
@@ -227,11 +257,14 @@ PYBIND11_MODULE(_C, m) {
           gx = parse_buffer(grad_path, "grad_path", true);
           check_output(*gx, "grad_path", f.x, f.x.dtype, f.x.shape);
           check_output(*gx, "grad_path", x, f.x.dtype, f.x.shape);
+          if (f.action) check_disjoint(*f.action, "action", *gx, "grad_path");
+          if (f.grad) check_disjoint(*f.grad, "grad_coeffs", *gx, "grad_path");
         }
         for (auto* o : {&f.action, &f.grad})
           if (*o) check_output(**o, o == &f.action ? "action" : "grad_coeffs", x, f.x.dtype, (*o)->shape);
         const int64_t n = f.lat.volume;
         const auto p = oscillator_params(n, beta, m_, c0, c2, c4);
+        check_oscillator_fits(f.x, p);
         run(f.x, stream,
             [&](auto t) {
               using T = decltype(t);
@@ -288,6 +321,7 @@ PYBIND11_MODULE(_C, m) {
         }
         if (n_sites > int64_t(0xffffffffu)) throw py::value_error("out has more than 2^32 sites per chain");
         const int64_t batch = o.shape[0];
+        if (n_sites == 0) return;  // nothing to draw (and no device to touch)
         const uint64_t st64 = uint64_t(step);
         if (o.dtype == DType::U32) {
           uint32_t* p = static_cast<uint32_t*>(o.ptr);

@@ -56,15 +56,26 @@ def check_array(x, name: str, *, min_dims: int = 1, max_dims: int = 4):
 def check_param(value, name: str, *, low=None, low_open=False) -> float:
     """A finite real parameter, optionally bounded below; returns it as float."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        if (isinstance(value, torch.Tensor) and value.numel() == 1 and value.device.type != "meta"
+                and (value.is_floating_point() or not value.is_complex())):
             value = value.item()
         else:
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be finite, got an integer too large for a float") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value <= low if low_open else value < low):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    return value
+
+
+def finite_result(value: float, name: str) -> float:
+    """A derived parameter (e.g. lam f^4) must not overflow either."""
+    if not math.isfinite(value):
+        raise ValueError(f"{name} is too large: a derived coefficient overflows")
     return value
 
 
@@ -80,6 +91,9 @@ def _raw(x, name: str):
             try:
                 return x.numpy()
             except (TypeError, RuntimeError) as err:  # e.g. bfloat16 has no numpy twin
+                if x.is_neg() or x.is_conj():
+                    raise ValueError(f"{name} carries a lazy negation/conjugation bit; "
+                                     f"call .resolve_neg() / .resolve_conj() first") from err
                 raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}") from err
         if x.device.type == "cuda":
             return x

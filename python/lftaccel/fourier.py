@@ -26,6 +26,10 @@ __all__ = ["to_fourier", "from_fourier", "frequencies", "laplacian_eigenvalues"]
 
 def _as_tensor(x, name):
     if isinstance(x, np.ndarray):
+        if x.dtype not in (np.float32, np.float64) or not x.dtype.isnative:
+            raise TypeError(f"{name} must have dtype float32 or float64 (native byte order), got {x.dtype}")
+        if x.ndim < 1:
+            raise ValueError(f"{name} must have a time dimension, got a 0-d array")
         return torch.from_numpy(np.ascontiguousarray(x)), True
     if isinstance(x, torch.Tensor):
         return x, False
@@ -35,8 +39,8 @@ def _as_tensor(x, name):
 def _check(t, name):
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{name} must have dtype float32 or float64, got {t.dtype}")
-    if t.ndim < 1 or t.shape[-1] < 1:
-        raise ValueError(f"{name} must have a non-empty last (time) dimension, got shape {tuple(t.shape)}")
+    if t.ndim < 1 or t.numel() == 0:
+        raise ValueError(f"{name} must be non-empty with a last (time) dimension, got shape {tuple(t.shape)}")
 
 
 def to_fourier(x):

@@ -1,5 +1,7 @@
 """torch custom ops over the compiled kernels, differentiable and torch.compile-safe.
 
+The ``*_op`` objects are the registered ops (``torch.ops.lftaccel.*``); the plain
+functions validate their arguments first and are what callers should use.
 ``lftaccel::lattice_action(x, kernel, params)`` returns the action per configuration;
 its backward calls the gradient kernel ``lftaccel::lattice_grad``. The Matsubara
 oscillator action has its own pair. Each op has a fake (meta) implementation, so
@@ -36,24 +38,68 @@ def _params(kernel: str, params: List[float]) -> dict:
     return dict(zip(names, params))
 
 
-@torch.library.custom_op("lftaccel::lattice_action", mutates_args=())
+def _check_call(x, kernel, params, *, name="x", kernel_fixed=None):
+    """What the op schemas cannot say clearly: a ValueError/TypeError naming the argument."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if kernel_fixed is None:
+        if not isinstance(kernel, str):
+            raise TypeError(f"kernel must be a str, got {type(kernel).__name__}")
+        if kernel not in _PARAM_NAMES:
+            raise ValueError(f"kernel must be one of {sorted(_PARAM_NAMES)}, got {kernel!r}")
+    kernel = kernel_fixed or kernel
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(f"params must be a list of floats, got {type(params).__name__}")
+    names = _PARAM_NAMES[kernel]
+    if len(params) != len(names):
+        raise ValueError(f"params for {kernel!r} must be {list(names)}, got {len(params)} values")
+    params = [_kernels.check_param(p, f"params[{i}] ({n})") for i, (p, n) in enumerate(zip(params, names))]
+    max_dims = 1 if kernel == "oscillator" else 4
+    _kernels.check_array(x, name, min_dims=1, max_dims=max_dims)
+    return params
+
+
 def lattice_action(x: Tensor, kernel: str, params: List[float]) -> Tensor:
+    """Action per configuration, differentiable (backward: the gradient kernel)."""
+    params = _check_call(x, kernel, params)
+    return lattice_action_op(x, kernel, params)
+
+
+def lattice_grad(x: Tensor, kernel: str, params: List[float]) -> Tensor:
+    """dS/dx from the gradient kernel."""
+    params = _check_call(x, kernel, params)
+    return lattice_grad_op(x, kernel, params)
+
+
+def oscillator_fourier_action(c: Tensor, params: List[float]) -> Tensor:
+    """Matsubara oscillator action of real Fourier coefficients, differentiable."""
+    params = _check_call(c, None, params, name="c", kernel_fixed="oscillator")
+    return oscillator_fourier_action_op(c, params)
+
+
+def oscillator_fourier_grad(c: Tensor, params: List[float]) -> Tensor:
+    params = _check_call(c, None, params, name="c", kernel_fixed="oscillator")
+    return oscillator_fourier_grad_op(c, params)
+
+
+@torch.library.custom_op("lftaccel::lattice_action", mutates_args=())
+def lattice_action_op(x: Tensor, kernel: str, params: List[float]) -> Tensor:
     action, _ = _kernels.stencil(kernel, x, _params(kernel, params), action=True, grad=False)
     return action
 
 
 @torch.library.custom_op("lftaccel::lattice_grad", mutates_args=())
-def lattice_grad(x: Tensor, kernel: str, params: List[float]) -> Tensor:
+def lattice_grad_op(x: Tensor, kernel: str, params: List[float]) -> Tensor:
     _, grad = _kernels.stencil(kernel, x, _params(kernel, params), action=False, grad=True)
     return grad
 
 
-@lattice_action.register_fake
+@lattice_action_op.register_fake
 def _(x, kernel, params):
     return x.new_empty(x.shape[:1])
 
 
-@lattice_grad.register_fake
+@lattice_grad_op.register_fake
 def _(x, kernel, params):
     return torch.empty_like(x)
 
@@ -71,14 +117,14 @@ def _setup_lattice(ctx, inputs, output):
 
 def _backward_lattice(ctx, g):
     (x,) = ctx.saved_tensors
-    return _broadcast(g, x) * lattice_grad(x, ctx.kernel, ctx.params), None, None
+    return _broadcast(g, x) * lattice_grad_op(x, ctx.kernel, ctx.params), None, None
 
 
-lattice_action.register_autograd(_backward_lattice, setup_context=_setup_lattice)
+lattice_action_op.register_autograd(_backward_lattice, setup_context=_setup_lattice)
 
 
 @torch.library.custom_op("lftaccel::oscillator_fourier_action", mutates_args=())
-def oscillator_fourier_action(c: Tensor, params: List[float]) -> Tensor:
+def oscillator_fourier_action_op(c: Tensor, params: List[float]) -> Tensor:
     x = from_fourier(c).contiguous()
     action, _, _ = _kernels.oscillator_fourier(
         c, x, _params("oscillator", params), action=True, grad_coeffs=False, grad_path=False
@@ -87,7 +133,7 @@ def oscillator_fourier_action(c: Tensor, params: List[float]) -> Tensor:
 
 
 @torch.library.custom_op("lftaccel::oscillator_fourier_grad", mutates_args=())
-def oscillator_fourier_grad(c: Tensor, params: List[float]) -> Tensor:
+def oscillator_fourier_grad_op(c: Tensor, params: List[float]) -> Tensor:
     x = from_fourier(c).contiguous()
     _, gc, gx = _kernels.oscillator_fourier(
         c, x, _params("oscillator", params), action=False, grad_coeffs=True, grad_path=True
@@ -95,12 +141,12 @@ def oscillator_fourier_grad(c: Tensor, params: List[float]) -> Tensor:
     return gc + to_fourier(gx)
 
 
-@oscillator_fourier_action.register_fake
+@oscillator_fourier_action_op.register_fake
 def _(c, params):
     return c.new_empty(c.shape[:1])
 
 
-@oscillator_fourier_grad.register_fake
+@oscillator_fourier_grad_op.register_fake
 def _(c, params):
     return torch.empty_like(c)
 
@@ -113,7 +159,7 @@ def _setup_fourier(ctx, inputs, output):
 
 def _backward_fourier(ctx, g):
     (c,) = ctx.saved_tensors
-    return _broadcast(g, c) * oscillator_fourier_grad(c, ctx.params), None
+    return _broadcast(g, c) * oscillator_fourier_grad_op(c, ctx.params), None
 
 
-oscillator_fourier_action.register_autograd(_backward_fourier, setup_context=_setup_fourier)
+oscillator_fourier_action_op.register_autograd(_backward_fourier, setup_context=_setup_fourier)

@@ -10,6 +10,8 @@ chain = chain_offset + b. Purposes separate independent uses within one step
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 
@@ -18,15 +20,37 @@ from . import _C, _kernels
 __all__ = ["philox4x32_10", "bits", "uniform", "normal"]
 
 
+def _words(values, n: int, name: str) -> list:
+    try:
+        words = [operator.index(v) for v in values]
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of {n} integers in [0, 2^32)") from None
+    if len(words) != n or any(not 0 <= w < 2**32 for w in words):
+        raise ValueError(f"{name} must be {n} integers in [0, 2^32), got {values!r}")
+    return words
+
+
 def philox4x32_10(counter, key) -> tuple:
     """One Philox4x32-10 block from 4 counter words and 2 key words (uint32 each)."""
-    return tuple(_C.philox4x32_10(list(counter), list(key)))
+    return tuple(_C.philox4x32_10(_words(counter, 4, "counter"), _words(key, 2, "key")))
+
+
+def _count(v, name: str, low: int) -> int:
+    if isinstance(v, bool):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        v = operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
+    if not low <= v < 2**32:
+        raise ValueError(f"{name} must be in [{low}, 2^32), got {v}")
+    return v
 
 
 def _shape(batch, sites):
-    if isinstance(sites, int):
+    if not isinstance(sites, (tuple, list)):
         sites = (sites,)
-    return (int(batch), *map(int, sites))
+    return (_count(batch, "batch", 1), *(_count(s, "sites", 0) for s in sites))
 
 
 def bits(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,

@@ -51,6 +51,7 @@ void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32
 
 bool has_openmp();
 int max_threads();
+int num_procs();  // processors available to this process
 
 }  // namespace cpu
 }  // namespace lftaccel

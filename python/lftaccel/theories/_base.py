@@ -31,14 +31,14 @@ class LatticeTheory:
         self._check(x)
         if isinstance(x, np.ndarray):
             return _kernels.stencil(self.kernel, x, self._params(), grad=False)[0]
-        return ops.lattice_action(x, self.kernel, list(self._params().values()))
+        return ops.lattice_action_op(x, self.kernel, list(self._params().values()))
 
     def grad(self, x):
         """dS/dx, shaped like x."""
         self._check(x)
         if isinstance(x, np.ndarray):
             return _kernels.stencil(self.kernel, x, self._params(), action=False)[1]
-        return ops.lattice_grad(x, self.kernel, list(self._params().values()))
+        return ops.lattice_grad_op(x, self.kernel, list(self._params().values()))
 
     def action_and_grad(self, x, *, action_out=None, grad_out=None):
         """Both in one fused pass (one read of x); no autograd history is recorded.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _kernels, ops
-from .._kernels import check_param
+from .._kernels import check_param, finite_result
 from ..fourier import from_fourier, to_fourier
 from ._base import LatticeTheory
 
@@ -35,7 +35,11 @@ class Oscillator(LatticeTheory):
     def __init__(self, beta: float, m: float = 0.5, lam: float = 1.0, f: float = 1.0):
         lam = check_param(lam, "lam", low=0.0)
         f = check_param(f, "f")
-        self._set(beta, m, c0=lam * f**4, c2=-2.0 * lam * f**2, c4=lam)
+        try:
+            c0 = finite_result(lam * f**4, "f")
+        except OverflowError:
+            raise ValueError("f is too large: lam * f**4 overflows") from None
+        self._set(beta, m, c0=c0, c2=finite_result(-2.0 * lam * f**2, "f"), c4=lam)
         self.lam, self.f = lam, f
 
     def _set(self, beta, m, c0, c2, c4):
@@ -60,7 +64,11 @@ class Oscillator(LatticeTheory):
         """Harmonic oscillator V = m omega^2 x^2 / 2."""
         omega = check_param(omega, "omega", low=0.0, low_open=True)
         m = check_param(m, "m", low=0.0, low_open=True)
-        return cls.quartic(beta, m, c2=0.5 * m * omega**2)
+        try:
+            c2 = finite_result(0.5 * m * omega**2, "omega")
+        except OverflowError:
+            raise ValueError("omega is too large: m * omega**2 overflows") from None
+        return cls.quartic(beta, m, c2=c2)
 
     def _params(self) -> dict:
         return {"beta": self.beta, "m": self.m, "c0": self.c0, "c2": self.c2, "c4": self.c4}
@@ -83,7 +91,7 @@ class Oscillator(LatticeTheory):
         if isinstance(c, np.ndarray):
             x = from_fourier(c)
             return _kernels.oscillator_fourier(c, x, self._params(), grad_coeffs=False, grad_path=False)[0]
-        return ops.oscillator_fourier_action(c, list(self._params().values()))
+        return ops.oscillator_fourier_action_op(c, list(self._params().values()))
 
     def fourier_grad(self, c):
         """dS/dc: the kinetic part from the kernel plus to_fourier of the potential force."""
@@ -92,7 +100,7 @@ class Oscillator(LatticeTheory):
             x = from_fourier(c)
             _, gc, gx = _kernels.oscillator_fourier(c, x, self._params(), action=False)
             return gc + to_fourier(gx)
-        return ops.oscillator_fourier_grad(c, list(self._params().values()))
+        return ops.oscillator_fourier_grad_op(c, list(self._params().values()))
 
     def _check_fourier(self, c):
         return _kernels.check_array(c, "c", min_dims=1, max_dims=1)
