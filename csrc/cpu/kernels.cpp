@@ -24,7 +24,12 @@ template <class T>
 void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, int nthreads) {
   const Lattice lat = make_lattice(1, &n_slices);
-  stencil(p, lat, batch, x, action, grad, nthreads);
+  if (action && grad)
+    stencil_run<1, true, true>(p, lat, batch, x, action, grad, nthreads);
+  else if (action)
+    stencil_run<1, true, false>(p, lat, batch, x, action, grad, nthreads);
+  else if (grad)
+    stencil_run<1, false, true>(p, lat, batch, x, action, grad, nthreads);
 }
 
 template <class T>

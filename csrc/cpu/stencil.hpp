@@ -46,10 +46,31 @@ struct RowWalker {
   }
 };
 
+// Per-thread scratch for a chunk of rows: the current row with one halo site
+// either side (so the last dimension's wrap-around needs no peeled iterations),
+// and one action accumulator per position in the row (so rows end without a
+// horizontal reduction). Both stay in L1 for rows of up to a few thousand sites.
+template <class T>
+struct RowScratch {
+  std::vector<T> halo;
+  std::vector<double> lanes;
+};
+
+template <class T>
+RowScratch<T>& row_scratch() {
+  thread_local RowScratch<T> s;
+  return s;
+}
+
+// Rows of at least this many sites take the peeled loop (no copy; one horizontal
+// reduction per row); shorter rows take the halo copy and per-lane accumulators.
+constexpr int64_t kLongRow = 64;
+
 template <int D, bool A, bool G, class Site, class T>
-double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, int64_t r0,
-                    int64_t r1) {
+double stencil_long_rows(const Site& site, const Lattice& lat, const T* x, T* grad, int64_t r0,
+                         int64_t r1) {
   const int64_t L = lat.extent[D - 1];
+  const Site site_ = site;  // a local copy: no store to grad can alias its parameters
   double acc = 0;
   RowWalker<D> walk(lat, r0);
   for (int64_t r = r0; r < r1; ++r, walk.next(lat)) {
@@ -61,8 +82,8 @@ double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, i
       fr[mu] = x + walk.forward(lat, base, mu);
       br[mu] = x + walk.backward(lat, base, mu);
     }
-    T* g = G ? grad + base : nullptr;
-    auto body = [&](int64_t i, int64_t ip, int64_t im) -> T {
+    T* __restrict g = G ? grad + base : nullptr;  // never overlaps x (the bindings check)
+    auto body = [=](int64_t i, int64_t ip, int64_t im) -> T {
       T f[D], b[D];
       for (int mu = 0; mu < D - 1; ++mu) {
         f[mu] = fr[mu][i];
@@ -70,18 +91,67 @@ double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, i
       }
       f[D - 1] = row[ip];
       b[D - 1] = row[im];
-      if (G) g[i] = site.template grad<D>(row[i], f, b);
-      return A ? site.template action<D>(row[i], f) : T(0);
+      if (A && G) return site_.template action_grad<D>(row[i], f, b, g[i]);
+      if (G) g[i] = site_.template grad<D>(row[i], f, b);
+      return A ? site_.template action<D>(row[i], f) : T(0);
     };
-    if (L == 1) {
-      acc += body(0, 0, 0);
-      continue;
-    }
     double racc = body(0, 1, L - 1);
 #pragma omp simd reduction(+ : racc)
     for (int64_t i = 1; i < L - 1; ++i) racc += body(i, i + 1, i - 1);
     acc += racc + body(L - 1, 0, L - 2);
   }
+  return acc;
+}
+
+template <int D, bool A, bool G, class Site, class T>
+double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, int64_t r0,
+                    int64_t r1) {
+  const int64_t L = lat.extent[D - 1];
+  if (L >= kLongRow) return stencil_long_rows<D, A, G>(site, lat, x, grad, r0, r1);
+  const Site site_ = site;  // a local copy: no store to grad can alias its parameters
+  RowScratch<T>& scratch = row_scratch<T>();
+  scratch.halo.resize(L + 2);
+  if (A) scratch.lanes.assign(L, 0.0);
+  T* const halo = scratch.halo.data();
+  double* const lanes = scratch.lanes.data();
+  RowWalker<D> walk(lat, r0);
+  for (int64_t r = r0; r < r1; ++r, walk.next(lat)) {
+    const int64_t base = r * L;
+    const T* row = x + base;
+    halo[0] = row[L - 1];
+    std::copy(row, row + L, halo + 1);
+    halo[L + 1] = row[0];
+    const T* fr[D];
+    const T* br[D];
+    for (int mu = 0; mu < D - 1; ++mu) {
+      fr[mu] = x + walk.forward(lat, base, mu);
+      br[mu] = x + walk.backward(lat, base, mu);
+    }
+    // grad never overlaps x (the bindings check), which spares the loop a
+    // run-time alias test.
+    T* __restrict g = G ? grad + base : nullptr;
+    const T* h = halo + 1;
+    auto body = [=](int64_t i) {
+      T f[D], b[D];
+      for (int mu = 0; mu < D - 1; ++mu) {
+        f[mu] = fr[mu][i];
+        b[mu] = br[mu][i];
+      }
+      f[D - 1] = h[i + 1];
+      b[D - 1] = h[i - 1];
+      if (A && G) return site_.template action_grad<D>(h[i], f, b, g[i]);
+      if (G) g[i] = site_.template grad<D>(h[i], f, b);
+      return A ? site_.template action<D>(h[i], f) : T(0);
+    };
+#pragma omp simd
+    for (int64_t i = 0; i < L; ++i) {
+      if (A) lanes[i] += body(i);
+      else body(i);
+    }
+  }
+  double acc = 0;
+  if (A)
+    for (int64_t i = 0; i < L; ++i) acc += lanes[i];
   return acc;
 }
 

@@ -36,6 +36,12 @@ struct OscillatorSite {
     return (m / a) * (T(2) * x - fwd[0] - bwd[0]) + a * potential_grad(x);
   }
 
+  template <int D>
+  LFT_HOST_DEVICE T action_grad(T x, const T* fwd, const T* bwd, T& g) const {
+    g = grad<D>(x, fwd, bwd);
+    return action<D>(x, fwd);
+  }
+
   // Matsubara kinetic term of one real Fourier coefficient with eigenvalue l.
   LFT_HOST_DEVICE T mode_action(T c, T l) const { return m * l * c * c / (T(2) * a); }
   LFT_HOST_DEVICE T mode_grad(T c, T l) const { return m * l * c / a; }
