@@ -1,5 +1,6 @@
 // CPU instantiations of the linear stencils (phi^4, oscillator), the Matsubara
 // oscillator action and the Philox fills.
+#include <algorithm>
 #include <cmath>
 #include <thread>
 #include <type_traits>
@@ -60,33 +61,42 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
   });
 }
 
+// Philox fills: work items are (chain, chunk of sites), so a single long chain
+// is spread over the threads too. Every value depends only on its counter.
+template <class F>
+void philox_items(int64_t batch, int64_t n_sites, int nthreads, const F& f) {
+  constexpr int64_t kChunk = 4096;
+  const int64_t chunks = (n_sites + kChunk - 1) / kChunk;
+  parallel_items(batch * chunks, batch * n_sites, nthreads, [&](int64_t it) {
+    const int64_t b = it / chunks, s0 = (it % chunks) * kChunk;
+    const int64_t s1 = std::min(n_sites, s0 + kChunk);
+    for (int64_t s = s0; s < s1; ++s) f(b, s);
+  });
+}
+
 void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                  uint64_t step, uint32_t purpose, int nthreads) {
-  parallel_items(batch, batch * n_sites, nthreads, [&](int64_t b) {
-    for (int64_t s = 0; s < n_sites; ++s) {
-      const Philox4x32 r = philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose);
-      for (int w = 0; w < 4; ++w) out[(b * n_sites + s) * 4 + w] = r.v[w];
-    }
+  philox_items(batch, n_sites, nthreads, [&](int64_t b, int64_t s) {
+    const Philox4x32 r = philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose);
+    for (int w = 0; w < 4; ++w) out[(b * n_sites + s) * 4 + w] = r.v[w];
   });
 }
 
 template <class T>
 void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                     uint64_t step, uint32_t purpose, int nthreads) {
-  parallel_items(batch, batch * n_sites, nthreads, [&](int64_t b) {
-    for (int64_t s = 0; s < n_sites; ++s)
-      out[b * n_sites + s] = PhiloxVariates<T>::uniform(
-          philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose));
+  philox_items(batch, n_sites, nthreads, [&](int64_t b, int64_t s) {
+    out[b * n_sites + s] = PhiloxVariates<T>::uniform(
+        philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose));
   });
 }
 
 template <class T>
 void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                    uint64_t step, uint32_t purpose, int nthreads) {
-  parallel_items(batch, batch * n_sites, nthreads, [&](int64_t b) {
-    for (int64_t s = 0; s < n_sites; ++s)
-      out[b * n_sites + s] = PhiloxVariates<T>::normal(
-          philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose));
+  philox_items(batch, n_sites, nthreads, [&](int64_t b, int64_t s) {
+    out[b * n_sites + s] = PhiloxVariates<T>::normal(
+        philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose));
   });
 }
 
