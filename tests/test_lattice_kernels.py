@@ -181,3 +181,11 @@ def test_xy_any_angle_magnitude(scale):
     tol = max(1e-12, 8 * 2.2e-16 * scale)
     assert_close_scaled(s, R.xy_action(theta, 0.8), tol)
     assert_close_scaled(g_, R.xy_grad(theta, 0.8), tol)
+
+
+def test_xy_huge_slices_take_the_direct_path():
+    """A slice (all sites at one outermost coordinate) beyond 2^18 sites is not buffered."""
+    x = sample_field((2, 1, 300_001), torch.float64, "cpu", seed=8)
+    s, g = lftaccel.XY(0.6).action_and_grad(x)
+    assert_close_scaled(s, R.xy_action(x, 0.6), 1e-12)
+    assert_close_scaled(g, R.xy_grad(x, 0.6), 1e-12)

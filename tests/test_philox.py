@@ -23,7 +23,7 @@ def test_known_answers(ctr, key, expected):
 
 
 STREAMS = [dict(seed=0, step=0, purpose=0), dict(seed=12345, step=7, purpose=2, chain_offset=5),
-           dict(seed=2**32 - 1, step=2**33 + 3, purpose=2**32 - 1, chain_offset=2**32 - 2)]
+           dict(seed=2**32 - 1, step=2**33 + 3, purpose=2**32 - 1, chain_offset=2**32 - 4)]
 
 
 @pytest.mark.parametrize("stream", STREAMS)
@@ -53,6 +53,11 @@ def test_streams_are_independent_of_batch_layout():
     assert torch.equal(whole, parts)
     assert not torch.equal(whole, lftaccel.random.normal(6, 10, seed=3, step=5))
     assert not torch.equal(whole, lftaccel.random.normal(6, 10, seed=3, step=4, purpose=1))
+
+
+def test_chains_never_wrap():
+    with pytest.raises(ValueError, match="chain_offset"):
+        lftaccel.random.normal(3, 4, seed=1, chain_offset=2**32 - 2)
 
 
 def test_uniform_range_and_moments():

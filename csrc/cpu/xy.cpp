@@ -4,17 +4,22 @@
 // L2), so each site costs one cos and one sin rather than one per link.
 #include <algorithm>
 #include <cmath>
+#include <new>
 #include <vector>
 
 #include "lftaccel/cpu.hpp"
 #include "parallel.hpp"
 #include "sincos.hpp"
+#include "stencil.hpp"
 
 namespace lftaccel {
 namespace cpu {
 namespace {
 
 constexpr int64_t kSlabSites = 16384;
+// Slices larger than this (a huge lattice with a short outermost extent) take the
+// direct stencil, which evaluates sin/cos per link but needs no scratch at all.
+constexpr int64_t kMaxSliceSites = int64_t(1) << 18;
 
 // cos and sin of n angles, vectorised; the rare block holding a huge or
 // non-finite angle takes the libm path, which handles those exactly.
@@ -94,15 +99,28 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
   const int nt = resolve_threads(nthreads);
   const bool par = nt > 1 && batch * V >= kParallelMinSites && n_items > 1;
   (void)par;
+  bool out_of_memory = false;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (par)
 #endif
   {
-    std::vector<T> cbuf((per_slab + 2) * V0), sbuf((per_slab + 2) * V0);
+    std::vector<T> cbuf, sbuf;  // allocated by the threads that get work
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t it = 0; it < n_items; ++it) {
+      if (cbuf.empty()) {
+        try {  // an exception must not leave an OpenMP region
+          cbuf.resize((per_slab + 2) * V0);
+          sbuf.resize((per_slab + 2) * V0);
+        } catch (const std::bad_alloc&) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+          out_of_memory = true;
+        }
+      }
+      if (sbuf.empty()) continue;
       const int64_t b = it / n_slabs, t0 = (it % n_slabs) * per_slab;
       const int64_t n = std::min(L0, t0 + per_slab) - t0;
       const T* xb = theta + b * V;
@@ -117,6 +135,7 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
       if (A) partial[it] = acc;
     }
   }
+  if (out_of_memory) throw std::bad_alloc();
   if (A)
     for (int64_t b = 0; b < batch; ++b) {
       double s = 0;
@@ -125,11 +144,38 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
     }
 }
 
+// Angles in, per-link sin/cos: the fallback for slices too large to buffer.
+template <class T>
+struct XYDirectSite {
+  T beta;
+  template <int D>
+  T action(T t, const T* fwd) const {
+    T acc = 0;
+    for (int mu = 0; mu < D; ++mu) acc += std::cos(t - fwd[mu]);
+    return -beta * acc;
+  }
+  template <int D>
+  T grad(T t, const T* fwd, const T* bwd) const {
+    T acc = 0;
+    for (int mu = 0; mu < D; ++mu) acc += std::sin(t - fwd[mu]) + std::sin(t - bwd[mu]);
+    return beta * acc;
+  }
+  template <int D>
+  T action_grad(T t, const T* fwd, const T* bwd, T& g) const {
+    g = grad<D>(t, fwd, bwd);
+    return action<D>(t, fwd);
+  }
+};
+
 }  // namespace
 
 template <class T>
 void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         int nthreads) {
+  if (lat.volume / lat.extent[0] > kMaxSliceSites) {
+    stencil(XYDirectSite<T>{p.beta}, lat, batch, theta, action, grad, nthreads);
+    return;
+  }
   auto go = [&](auto dim) {
     constexpr int D = decltype(dim)::value;
     if (action && grad)

@@ -55,11 +55,15 @@ Launch launch_for(int64_t batch, int64_t sites) {
 template <int D, bool A, bool G, class I, class Site, class T>
 __global__ void linear_stencil_kernel(Site site, Lattice lat, int64_t batch, const T* __restrict__ x,
                                       T* action, T* __restrict__ grad) {
-  const I V = I(lat.volume);
+  const int64_t V = lat.volume;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const T* xb = x + b * lat.volume;
     double acc = 0;
-    for (I s = I(blockIdx.x) * blockDim.x + threadIdx.x; s < V; s += I(gridDim.x) * blockDim.x) {
+    // The loop counter is 64-bit (a 32-bit one could wrap past 2^31 near the end of
+    // a large lattice); the neighbour arithmetic runs in I, which holds any site < V.
+    for (int64_t s64 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; s64 < V;
+         s64 += int64_t(gridDim.x) * blockDim.x) {
+      const I s = I(s64);
       T f[D], bk[D];
 #pragma unroll
       for (int mu = 0; mu < D; ++mu) {
@@ -77,11 +81,13 @@ __global__ void linear_stencil_kernel(Site site, Lattice lat, int64_t batch, con
 template <int D, bool A, bool G, class I, class T>
 __global__ void xy_kernel(XYSite<T> site, Lattice lat, int64_t batch, const T* __restrict__ th,
                           T* action, T* __restrict__ grad) {
-  const I V = I(lat.volume);
+  const int64_t V = lat.volume;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const T* tb = th + b * lat.volume;
     double acc = 0;
-    for (I s = I(blockIdx.x) * blockDim.x + threadIdx.x; s < V; s += I(gridDim.x) * blockDim.x) {
+    for (int64_t s64 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; s64 < V;
+         s64 += int64_t(gridDim.x) * blockDim.x) {
+      const I s = I(s64);
       T fc[D], fs[D], bc[D], bs[D], c, sn;
 #pragma unroll
       for (int mu = 0; mu < D; ++mu) {
@@ -142,6 +148,7 @@ void zero_action(T* action, int64_t batch, cudaStream_t st) {
 template <template <int, bool, bool, class> class K, class... Args>
 void dispatch_stencil(const Lattice& lat, int64_t batch, bool want_action, bool want_grad,
                       cudaStream_t st, Args... args) {
+  if (!want_action && !want_grad) return;
   const Launch l = launch_for(batch, lat.volume);
   const bool small = lat.volume < (int64_t(1) << 31);
   auto go = [&](auto dim) {
@@ -210,6 +217,7 @@ void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out
 template <class T>
 void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, void* stream) {
+  if (!action && !grad_coeffs && !grad_path) return;
   zero_action(action, batch, as_stream(stream));
   const Launch l = launch_for(batch, n_slices);
   fourier_kernel<<<l.grid, l.block, 0, as_stream(stream)>>>(p, n_slices, batch, coeffs, path,

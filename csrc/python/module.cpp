@@ -72,27 +72,38 @@ void check_fits(const Buffer& x, double v, const char* name) {
                           " overflows float32; use float64 buffers");
 }
 
+#ifdef LFTACCEL_WITH_CUDA
+// Makes `device` current for its lifetime, restoring the previous one after.
+struct DeviceGuard {
+  int prev;
+  int dev;
+  explicit DeviceGuard(int device) : prev(cuda::current_device()), dev(device) {
+    if (prev != dev) cuda::set_device(dev);
+  }
+  ~DeviceGuard() {
+    if (prev != dev) {
+      try {
+        cuda::set_device(prev);
+      } catch (...) {
+      }
+    }
+  }
+};
+#endif
+
 // Runs cpu(T{}) or cuda(T{}, stream) for the buffer's float type, without the GIL
 // and with the buffer's device current.
 template <class Cpu, class Cuda>
 void run(const Buffer& x, uintptr_t stream, Cpu&& cpu, Cuda&& cuda) {
   auto typed = [&](auto tag) {
+    py::gil_scoped_release nogil;
     if (!x.cuda) {
-      py::gil_scoped_release nogil;
       cpu(tag);
       return;
     }
 #ifdef LFTACCEL_WITH_CUDA
-    py::gil_scoped_release nogil;
-    const int prev = cuda::current_device();
-    if (prev != x.device) cuda::set_device(x.device);
-    try {
-      cuda(tag, reinterpret_cast<void*>(stream));
-    } catch (...) {
-      if (prev != x.device) cuda::set_device(prev);
-      throw;
-    }
-    if (prev != x.device) cuda::set_device(prev);
+    DeviceGuard guard(x.device);
+    cuda(tag, reinterpret_cast<void*>(stream));
 #else
     (void)cuda;
     (void)stream;
@@ -156,6 +167,7 @@ py::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "lftaccel compiled kernels (use the lftaccel package, not this module)";
   m.def("build_info", &build_info);
+  m.def("max_nthreads", &max_nthreads, "Largest nthreads the kernels accept (4 x processors).");
 
   m.def(
       "phi4",
@@ -321,6 +333,9 @@ PYBIND11_MODULE(_C, m) {
         }
         if (n_sites > int64_t(0xffffffffu)) throw py::value_error("out has more than 2^32 sites per chain");
         const int64_t batch = o.shape[0];
+        if (int64_t(co) + batch > (int64_t(1) << 32))
+          throw py::value_error("chain_offset + batch must be <= 2^32 (chain numbers would wrap and "
+                                "streams repeat), got " + std::to_string(int64_t(co) + batch));
         if (n_sites == 0) return;  // nothing to draw (and no device to touch)
         const uint64_t st64 = uint64_t(step);
         if (o.dtype == DType::U32) {
@@ -329,10 +344,8 @@ PYBIND11_MODULE(_C, m) {
           if (!o.cuda) cpu::philox_bits(p, batch, n_sites, s, co, st64, pu, nthreads);
 #ifdef LFTACCEL_WITH_CUDA
           else {
-            const int prev = cuda::current_device();
-            cuda::set_device(o.device);
+            DeviceGuard guard(o.device);
             cuda::philox_bits(p, batch, n_sites, s, co, st64, pu, reinterpret_cast<void*>(stream));
-            cuda::set_device(prev);
           }
 #endif
           return;

@@ -11,6 +11,7 @@ differentiable entry points are the custom ops in :mod:`lftaccel.ops`.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import torch
@@ -20,8 +21,12 @@ from . import _C
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
+_MAX_THREADS = _C.max_nthreads()
+
+
 def _nthreads() -> int:
-    return torch.get_num_threads()
+    """torch's thread count, so the kernels never oversubscribe what torch uses."""
+    return min(torch.get_num_threads(), _MAX_THREADS)
 
 
 def check_array(x, name: str, *, min_dims: int = 1, max_dims: int = 4):
@@ -96,6 +101,10 @@ def _raw(x, name: str):
                                      f"call .resolve_neg() / .resolve_conj() first") from err
                 raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}") from err
         if x.device.type == "cuda":
+            # __cuda_array_interface__ exports the raw memory: a lazy sign bit would be lost.
+            if x.is_neg() or x.is_conj():
+                raise ValueError(f"{name} carries a lazy negation/conjugation bit; "
+                                 f"call .resolve_neg() / .resolve_conj() first")
             return x
         raise ValueError(f"{name} must be on the CPU or a CUDA device, got {x.device}")
     raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
@@ -140,8 +149,18 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
     xr = _raw(x, "x")
     a = _out(action_out, "action_out", x, x.shape[:1]) if action else None
     g = _out(grad_out, "grad_out", x, x.shape) if grad else None
-    fn(xr, None if a is None else _raw(a, "action_out"), None if g is None else _raw(g, "grad_out"),
-       nthreads=torch.get_num_threads(), stream=_stream(x), **params)
+    try:
+        fn(xr, None if a is None else _raw(a, "action_out"), None if g is None else _raw(g, "grad_out"),
+           nthreads=_nthreads(), stream=_stream(x), **params)
+    except (ValueError, TypeError) as err:
+        # _C names its outputs 'action' and 'grad'; here they are action_out and grad_out.
+        msg = str(err)
+        for raw, public in (("action", "action_out"), ("grad", "grad_out")):
+            if (raw == "action" and action_out is not None) or (raw == "grad" and grad_out is not None):
+                msg = re.sub(rf"\b{raw}\b(?!_)", public, msg)
+        if msg != str(err):
+            raise type(err)(msg) from None
+        raise
     return a, g
 
 

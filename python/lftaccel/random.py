@@ -47,6 +47,13 @@ def _count(v, name: str, low: int) -> int:
     return v
 
 
+def _check_chains(batch: int, chain_offset) -> None:
+    offset = _count(chain_offset, "chain_offset", 0)
+    if offset + batch > 2**32:
+        raise ValueError(f"chain_offset + batch must be <= 2^32 (chains would wrap and streams "
+                         f"repeat), got {offset + batch}")
+
+
 def _shape(batch, sites):
     if not isinstance(sites, (tuple, list)):
         sites = (sites,)
@@ -57,6 +64,7 @@ def bits(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain
          device="cpu") -> torch.Tensor:
     """Raw Philox blocks, shape (batch, *sites, 4), dtype uint32 (as int64 on CUDA-less torch ops)."""
     shape = _shape(batch, sites) + (4,)
+    _check_chains(shape[0], chain_offset)
     if torch.device(device).type == "cpu":
         out = np.empty(shape, dtype=np.uint32)
         _kernels.philox_fill(out, "bits", seed=seed, step=step, purpose=purpose, chain_offset=chain_offset)
@@ -69,7 +77,9 @@ def bits(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain
 def uniform(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
             dtype=torch.float64, device="cpu") -> torch.Tensor:
     """Uniform variates in the open interval (0, 1), one per site."""
-    out = torch.empty(_shape(batch, sites), dtype=dtype, device=device)
+    shape = _shape(batch, sites)
+    _check_chains(shape[0], chain_offset)
+    out = torch.empty(shape, dtype=dtype, device=device)
     return _kernels.philox_fill(out, "uniform", seed=seed, step=step, purpose=purpose,
                                 chain_offset=chain_offset)
 
@@ -77,6 +87,8 @@ def uniform(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, ch
 def normal(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
            dtype=torch.float64, device="cpu") -> torch.Tensor:
     """Standard normal variates (Box-Muller), one per site."""
-    out = torch.empty(_shape(batch, sites), dtype=dtype, device=device)
+    shape = _shape(batch, sites)
+    _check_chains(shape[0], chain_offset)
+    out = torch.empty(shape, dtype=dtype, device=device)
     return _kernels.philox_fill(out, "normal", seed=seed, step=step, purpose=purpose,
                                 chain_offset=chain_offset)

@@ -75,6 +75,11 @@ int main() {
            "philox4x32_10 known answer");
   }
 
+  // Uniform variates stay strictly inside (0, 1) at the extreme bit patterns.
+  expect(uniform_float(0u) > 0.0f && uniform_float(0xffffffffu) < 1.0f &&
+             uniform_double(0u, 0u) > 0.0 && uniform_double(0xffffffffu, 0xffffffffu) < 1.0,
+         "uniform variates in the open interval (0, 1)");
+
   std::mt19937_64 gen(42);
   std::normal_distribution<double> normal(0.0, 1.5);
 

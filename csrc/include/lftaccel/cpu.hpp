@@ -2,7 +2,8 @@
 //
 // Memory is the caller's: x holds batch * volume values in (batch, *shape)
 // row-major order; `action` (batch values) and `grad` (like x) may each be
-// null to skip that output. Results do not depend on the thread count:
+// null to skip that output. Outputs must not overlap x or each other (the loops
+// are compiled on that assumption; the Python bindings check it). Results do not depend on the thread count:
 // per-configuration sums are reduced over fixed chunks in a fixed order.
 // nthreads <= 0 means the OpenMP default (one thread without OpenMP).
 #pragma once

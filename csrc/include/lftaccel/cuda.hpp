@@ -1,7 +1,10 @@
 // CUDA entry points of lftaccel. Same contract as cpu.hpp, with device
 // pointers and the caller's stream (a cudaStream_t passed as void*; null is
 // the legacy default stream). Nothing here allocates device memory. Each
-// function throws std::runtime_error when a launch fails.
+// function throws std::runtime_error when a launch fails. Outputs must not
+// overlap the inputs. Per-configuration actions are summed per block in double
+// and combined with one atomic add per block, so the last bits of an action can
+// differ from run to run (gradients are exact and deterministic).
 #pragma once
 
 #include <cstdint>
@@ -44,7 +47,7 @@ int device_count();
 std::vector<std::string> device_names();
 // Device owning a pointer, or -1 when it is not device memory.
 int pointer_device(const void* ptr);
-// Runs f with `device` current, restoring the previous device after.
+// Makes `device` current (the bindings restore the previous one after a call).
 void set_device(int device);
 int current_device();
 

@@ -57,13 +57,15 @@ LFT_HOST_DEVICE Philox4x32 philox_block(uint32_t seed, uint32_t chain, uint32_t 
                        chain);
 }
 
-// Uniform in the open interval (0, 1): never 0, so log(u) is finite.
+// Uniform in the open interval (0, 1): never 0 (log(u) is finite) and never 1.
+// k + 1/2 with k < 2^23 (2^52) is exact in float (double), so the largest value
+// is 1 - 2^-24 (1 - 2^-53), not a rounded-up 1.
 LFT_HOST_DEVICE float uniform_float(uint32_t bits) {
-  return (float(bits >> 8) + 0.5f) * 5.9604644775390625e-08f;  // 2^-24
+  return (float(bits >> 9) + 0.5f) * 1.1920928955078125e-07f;  // 23 bits, 2^-23
 }
 LFT_HOST_DEVICE double uniform_double(uint32_t hi, uint32_t lo) {
-  const uint64_t b = (uint64_t(hi) << 21) ^ uint64_t(lo >> 11);  // 53 bits
-  return (double(b) + 0.5) * 1.1102230246251565e-16;              // 2^-53
+  const uint64_t b = (uint64_t(hi) << 20) ^ uint64_t(lo >> 12);  // 52 bits
+  return (double(b) + 0.5) * 2.220446049250313e-16;               // 2^-52
 }
 
 // Box-Muller: two independent standard normals from two uniforms in (0, 1).

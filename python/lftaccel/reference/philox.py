@@ -48,9 +48,9 @@ def philox_bits(batch, n_sites, seed, step=0, purpose=0, chain_offset=0):
 
 def _uniform(words, dtype):
     if dtype == torch.float32:
-        return ((words[..., 0] >> 8).to(torch.float32) + 0.5) * 2.0**-24, \
-               ((words[..., 1] >> 8).to(torch.float32) + 0.5) * 2.0**-24
-    u = lambda hi, lo: (((hi << 21) ^ (lo >> 11)).to(torch.float64) + 0.5) * 2.0**-53  # noqa: E731
+        return ((words[..., 0] >> 9).to(torch.float32) + 0.5) * 2.0**-23, \
+               ((words[..., 1] >> 9).to(torch.float32) + 0.5) * 2.0**-23
+    u = lambda hi, lo: (((hi << 20) ^ (lo >> 12)).to(torch.float64) + 0.5) * 2.0**-52  # noqa: E731
     return u(words[..., 0], words[..., 1]), u(words[..., 2], words[..., 3])
 
 
