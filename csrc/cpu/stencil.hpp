@@ -53,7 +53,7 @@ struct RowWalker {
 template <class T>
 struct RowScratch {
   std::vector<T> halo;
-  std::vector<double> lanes;
+  std::vector<T> lanes;  // T, not double: float32 keeps its full vector width
 };
 
 template <class T>
@@ -95,10 +95,11 @@ double stencil_long_rows(const Site& site, const Lattice& lat, const T* x, T* gr
       if (G) g[i] = site_.template grad<D>(row[i], f, b);
       return A ? site_.template action<D>(row[i], f) : T(0);
     };
-    double racc = body(0, 1, L - 1);
+    // Rows accumulate in T (full vector width in float32), chunks in double.
+    T racc = body(0, 1, L - 1);
 #pragma omp simd reduction(+ : racc)
     for (int64_t i = 1; i < L - 1; ++i) racc += body(i, i + 1, i - 1);
-    acc += racc + body(L - 1, 0, L - 2);
+    acc += double(racc) + double(body(L - 1, 0, L - 2));
   }
   return acc;
 }
@@ -111,9 +112,9 @@ double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, i
   const Site site_ = site;  // a local copy: no store to grad can alias its parameters
   RowScratch<T>& scratch = row_scratch<T>();
   scratch.halo.resize(L + 2);
-  if (A) scratch.lanes.assign(L, 0.0);
+  if (A) scratch.lanes.assign(L, T(0));
   T* const halo = scratch.halo.data();
-  double* const lanes = scratch.lanes.data();
+  T* const lanes = scratch.lanes.data();
   RowWalker<D> walk(lat, r0);
   for (int64_t r = r0; r < r1; ++r, walk.next(lat)) {
     const int64_t base = r * L;
