@@ -10,6 +10,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# torch first: its bundled libgomp then satisfies _C's libgomp.so.1, so the kernels
+# and torch share one OpenMP runtime and one thread pool (no oversubscription).
+import torch  # noqa: E402,F401
+
 from . import fourier, ops, random, reference  # noqa: E402
 from ._C import build_info as _compiled_build_info  # noqa: E402
 from .theories import XY, Oscillator, Phi4  # noqa: E402
