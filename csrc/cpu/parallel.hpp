@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -32,6 +33,17 @@ void parallel_items(int64_t n_items, int64_t total_sites, int nthreads, const Bo
 #endif
   for (int64_t it = 0; it < n_items; ++it) body(it);
   (void)nt;
+}
+
+// action[b] = sum over c of partial[b * n_chunks + c], in a fixed order, so a
+// configuration's action does not depend on which thread summed which chunk.
+template <class T>
+void sum_chunks(const std::vector<double>& partial, int64_t batch, int64_t n_chunks, T* action) {
+  for (int64_t b = 0; b < batch; ++b) {
+    double s = 0;
+    for (int64_t c = 0; c < n_chunks; ++c) s += partial[b * n_chunks + c];
+    action[b] = T(s);
+  }
 }
 
 }  // namespace cpu

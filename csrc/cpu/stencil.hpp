@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "lftaccel/lattice.hpp"
@@ -171,33 +172,33 @@ void stencil_run(const Site& site, const Lattice& lat, int64_t batch, const T* x
     const double s = stencil_rows<D, A, G>(site, lat, x + off, G ? grad + off : nullptr, r0, r1);
     if (A) partial[it] = s;
   });
-  if (A)
-    for (int64_t b = 0; b < batch; ++b) {
-      double s = 0;
-      for (int64_t c = 0; c < n_chunks; ++c) s += partial[b * n_chunks + c];
-      action[b] = T(s);
-    }
+  if (A) sum_chunks(partial, batch, n_chunks, action);
 }
 
-// Dispatches the lattice rank and the requested outputs to a compiled variant.
+// Calls f(rank, want_action, want_grad) with each as a compile-time constant:
+// the compiled variant for this lattice rank and these outputs (none: no call).
+template <class F>
+void dispatch_variant(int ndim, bool want_action, bool want_grad, const F& f) {
+  auto outputs = [&](auto dim) {
+    if (want_action && want_grad) f(dim, std::true_type{}, std::true_type{});
+    else if (want_action) f(dim, std::true_type{}, std::false_type{});
+    else if (want_grad) f(dim, std::false_type{}, std::true_type{});
+  };
+  switch (ndim) {
+    case 1: outputs(std::integral_constant<int, 1>{}); break;
+    case 2: outputs(std::integral_constant<int, 2>{}); break;
+    case 3: outputs(std::integral_constant<int, 3>{}); break;
+    case 4: outputs(std::integral_constant<int, 4>{}); break;
+  }
+}
+
 template <class Site, class T>
 void stencil(const Site& site, const Lattice& lat, int64_t batch, const T* x, T* action, T* grad,
              int nthreads) {
-  auto go = [&](auto dim) {
-    constexpr int D = decltype(dim)::value;
-    if (action && grad)
-      stencil_run<D, true, true>(site, lat, batch, x, action, grad, nthreads);
-    else if (action)
-      stencil_run<D, true, false>(site, lat, batch, x, action, grad, nthreads);
-    else if (grad)
-      stencil_run<D, false, true>(site, lat, batch, x, action, grad, nthreads);
-  };
-  switch (lat.ndim) {
-    case 1: go(std::integral_constant<int, 1>{}); break;
-    case 2: go(std::integral_constant<int, 2>{}); break;
-    case 3: go(std::integral_constant<int, 3>{}); break;
-    case 4: go(std::integral_constant<int, 4>{}); break;
-  }
+  dispatch_variant(lat.ndim, action, grad, [&](auto dim, auto a, auto g) {
+    stencil_run<decltype(dim)::value, decltype(a)::value, decltype(g)::value>(
+        site, lat, batch, x, action, grad, nthreads);
+  });
 }
 
 }  // namespace cpu

@@ -136,12 +136,7 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
     }
   }
   if (out_of_memory) throw std::bad_alloc();
-  if (A)
-    for (int64_t b = 0; b < batch; ++b) {
-      double s = 0;
-      for (int64_t c = 0; c < n_slabs; ++c) s += partial[b * n_slabs + c];
-      action[b] = T(s);
-    }
+  if (A) sum_chunks(partial, batch, n_slabs, action);
 }
 
 // Angles in, per-link sin/cos: the fallback for slices too large to buffer.
@@ -176,21 +171,10 @@ void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T
     stencil(XYDirectSite<T>{p.beta}, lat, batch, theta, action, grad, nthreads);
     return;
   }
-  auto go = [&](auto dim) {
-    constexpr int D = decltype(dim)::value;
-    if (action && grad)
-      xy_run<D, true, true>(p, lat, batch, theta, action, grad, nthreads);
-    else if (action)
-      xy_run<D, true, false>(p, lat, batch, theta, action, grad, nthreads);
-    else if (grad)
-      xy_run<D, false, true>(p, lat, batch, theta, action, grad, nthreads);
-  };
-  switch (lat.ndim) {
-    case 1: go(std::integral_constant<int, 1>{}); break;
-    case 2: go(std::integral_constant<int, 2>{}); break;
-    case 3: go(std::integral_constant<int, 3>{}); break;
-    case 4: go(std::integral_constant<int, 4>{}); break;
-  }
+  dispatch_variant(lat.ndim, action, grad, [&](auto dim, auto a, auto g) {
+    xy_run<decltype(dim)::value, decltype(a)::value, decltype(g)::value>(p, lat, batch, theta,
+                                                                          action, grad, nthreads);
+  });
 }
 
 template void xy<float>(const Lattice&, int64_t, const float*, float*, float*, const XYSite<float>&, int);

@@ -225,30 +225,30 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
   check(cudaGetLastError(), "fourier kernel launch");
 }
 
+template <Variate K, class T>
+void launch_philox(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
+                   uint64_t step, uint32_t purpose, void* stream) {
+  const Launch l = launch_for(batch, n_sites);
+  philox_kernel<K><<<l.grid, l.block, 0, as_stream(stream)>>>(out, batch, n_sites, seed,
+                                                               chain_offset, step, purpose);
+  check(cudaGetLastError(), "philox kernel launch");
+}
+
 void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                  uint64_t step, uint32_t purpose, void* stream) {
-  const Launch l = launch_for(batch, n_sites);
-  philox_kernel<Variate::Bits><<<l.grid, l.block, 0, as_stream(stream)>>>(
-      out, batch, n_sites, seed, chain_offset, step, purpose);
-  check(cudaGetLastError(), "philox kernel launch");
+  launch_philox<Variate::Bits>(out, batch, n_sites, seed, chain_offset, step, purpose, stream);
 }
 
 template <class T>
 void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                     uint64_t step, uint32_t purpose, void* stream) {
-  const Launch l = launch_for(batch, n_sites);
-  philox_kernel<Variate::Uniform><<<l.grid, l.block, 0, as_stream(stream)>>>(
-      out, batch, n_sites, seed, chain_offset, step, purpose);
-  check(cudaGetLastError(), "philox kernel launch");
+  launch_philox<Variate::Uniform>(out, batch, n_sites, seed, chain_offset, step, purpose, stream);
 }
 
 template <class T>
 void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                    uint64_t step, uint32_t purpose, void* stream) {
-  const Launch l = launch_for(batch, n_sites);
-  philox_kernel<Variate::Normal><<<l.grid, l.block, 0, as_stream(stream)>>>(
-      out, batch, n_sites, seed, chain_offset, step, purpose);
-  check(cudaGetLastError(), "philox kernel launch");
+  launch_philox<Variate::Normal>(out, batch, n_sites, seed, chain_offset, step, purpose, stream);
 }
 
 int device_count() {

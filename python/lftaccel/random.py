@@ -74,21 +74,21 @@ def bits(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain
     return out.to(torch.int64)
 
 
-def uniform(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
-            dtype=torch.float64, device="cpu") -> torch.Tensor:
-    """Uniform variates in the open interval (0, 1), one per site."""
+def _variates(kind, batch, sites, seed, step, purpose, chain_offset, dtype, device):
     shape = _shape(batch, sites)
     _check_chains(shape[0], chain_offset)
     out = torch.empty(shape, dtype=dtype, device=device)
-    return _kernels.philox_fill(out, "uniform", seed=seed, step=step, purpose=purpose,
+    return _kernels.philox_fill(out, kind, seed=seed, step=step, purpose=purpose,
                                 chain_offset=chain_offset)
+
+
+def uniform(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
+            dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """Uniform variates in the open interval (0, 1), one per site."""
+    return _variates("uniform", batch, sites, seed, step, purpose, chain_offset, dtype, device)
 
 
 def normal(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
            dtype=torch.float64, device="cpu") -> torch.Tensor:
     """Standard normal variates (Box-Muller), one per site."""
-    shape = _shape(batch, sites)
-    _check_chains(shape[0], chain_offset)
-    out = torch.empty(shape, dtype=dtype, device=device)
-    return _kernels.philox_fill(out, "normal", seed=seed, step=step, purpose=purpose,
-                                chain_offset=chain_offset)
+    return _variates("normal", batch, sites, seed, step, purpose, chain_offset, dtype, device)
