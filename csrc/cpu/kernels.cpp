@@ -11,6 +11,7 @@
 #include "lftaccel/philox.hpp"
 #include "parallel.hpp"
 #include "stencil.hpp"
+#include "vecmath.hpp"
 
 namespace lftaccel {
 namespace cpu {
@@ -64,39 +65,71 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
 // Philox fills: work items are (chain, chunk of sites), so a single long chain
 // is spread over the threads too. Every value depends only on its counter.
 template <class F>
-void philox_items(int64_t batch, int64_t n_sites, int nthreads, const F& f) {
+void philox_chunks(int64_t batch, int64_t n_sites, int nthreads, const F& f) {
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n_sites + kChunk - 1) / kChunk;
   parallel_items(batch * chunks, batch * n_sites, nthreads, [&](int64_t it) {
     const int64_t b = it / chunks, s0 = (it % chunks) * kChunk;
-    const int64_t s1 = std::min(n_sites, s0 + kChunk);
-    for (int64_t s = s0; s < s1; ++s) f(b, s);
+    f(b, s0, std::min(n_sites, s0 + kChunk));
   });
 }
 
 void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                  uint64_t step, uint32_t purpose, int nthreads) {
-  philox_items(batch, n_sites, nthreads, [&](int64_t b, int64_t s) {
-    const Philox4x32 r = philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose);
-    for (int w = 0; w < 4; ++w) out[(b * n_sites + s) * 4 + w] = r.v[w];
+  philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const Philox4x32 r = philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose);
+      for (int w = 0; w < 4; ++w) out[(b * n_sites + s) * 4 + w] = r.v[w];
+    }
   });
 }
 
 template <class T>
 void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                     uint64_t step, uint32_t purpose, int nthreads) {
-  philox_items(batch, n_sites, nthreads, [&](int64_t b, int64_t s) {
-    out[b * n_sites + s] = PhiloxVariates<T>::uniform(
-        philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose));
+  philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
+    // Locals, not captures: the stores to `o` then cannot alias the stream numbers.
+    const uint32_t sd = seed, chain = chain_offset + uint32_t(b), pu = purpose;
+    const uint64_t st = step;
+    T* o = out + b * n_sites;
+    for (int64_t s = s0; s < s1; ++s)
+      o[s] = PhiloxVariates<T>::uniform(philox_block(sd, chain, uint32_t(s), st, pu));
   });
 }
 
+// The two uniforms PhiloxVariates<T>::normal feeds to Box-Muller, as doubles.
+inline void box_muller_uniforms(const Philox4x32& r, float, double& u1, double& u2) {
+  u1 = uniform_float(r.v[0]);
+  u2 = uniform_float(r.v[1]);
+}
+inline void box_muller_uniforms(const Philox4x32& r, double, double& u1, double& u2) {
+  u1 = uniform_double(r.v[0], r.v[1]);
+  u2 = uniform_double(r.v[2], r.v[3]);
+}
+
+// Same variates as PhiloxVariates<T>::normal, with Box-Muller vectorised: blocks
+// of uniforms first, then log/sqrt/cos from vecmath.hpp in double (float32
+// results therefore agree with the GPU's float Box-Muller to float rounding).
 template <class T>
 void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                    uint64_t step, uint32_t purpose, int nthreads) {
-  philox_items(batch, n_sites, nthreads, [&](int64_t b, int64_t s) {
-    out[b * n_sites + s] = PhiloxVariates<T>::normal(
-        philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose));
+  philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
+    constexpr int64_t kBlock = 256;
+    double u1[kBlock], u2[kBlock];
+    const uint32_t sd = seed, chain = chain_offset + uint32_t(b), pu = purpose;
+    const uint64_t st = step;
+    for (int64_t s = s0; s < s1; s += kBlock) {
+      const int64_t n = std::min(kBlock, s1 - s);
+      for (int64_t k = 0; k < n; ++k)  // Philox itself stays scalar
+        box_muller_uniforms(philox_block(sd, chain, uint32_t(s + k), st, pu), T(0), u1[k], u2[k]);
+      T* o = out + b * n_sites + s;
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) {
+        double sn, cs;
+        sincos_reduced(6.28318530717958647692 * u2[k], sn, cs);
+        o[k] = T(std::sqrt(-2.0 * log_positive(u1[k])) * cs);
+      }
+    }
   });
 }
 

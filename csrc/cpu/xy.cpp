@@ -9,7 +9,7 @@
 
 #include "lftaccel/cpu.hpp"
 #include "parallel.hpp"
-#include "sincos.hpp"
+#include "vecmath.hpp"
 #include "stencil.hpp"
 
 namespace lftaccel {

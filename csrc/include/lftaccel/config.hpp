@@ -7,6 +7,16 @@
 #define LFT_HOST_DEVICE inline
 #endif
 
+// Full unrolling of short fixed loops (Philox rounds, neighbour directions), so
+// host compilers can vectorise the site loops around them.
+#if defined(__CUDACC__) || defined(__clang__)
+#define LFT_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define LFT_UNROLL _Pragma("GCC unroll 16")
+#else
+#define LFT_UNROLL
+#endif
+
 #define LFTACCEL_VERSION_STRING "0.1.0"
 
 namespace lftaccel {

@@ -26,7 +26,7 @@ struct Phi4Site {
   template <int D>
   LFT_HOST_DEVICE static T sum(const T* v) {
     T s = 0;
-#pragma unroll
+LFT_UNROLL
     for (int mu = 0; mu < D; ++mu) s += v[mu];
     return s;
   }

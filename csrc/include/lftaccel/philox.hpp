@@ -25,29 +25,32 @@ constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;  // golden ratio
 constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;  // sqrt(3) - 1
 
-LFT_HOST_DEVICE void philox_round(uint32_t (&c)[4], uint32_t k0, uint32_t k1) {
-  const uint64_t p0 = uint64_t(kPhiloxM0) * c[0];
-  const uint64_t p1 = uint64_t(kPhiloxM1) * c[2];
+// One round on the four counter words (scalars, not an array, so that a
+// vectorised site loop keeps them in registers).
+LFT_HOST_DEVICE void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3,
+                                  uint32_t k0, uint32_t k1) {
+  const uint64_t p0 = uint64_t(kPhiloxM0) * c0;
+  const uint64_t p1 = uint64_t(kPhiloxM1) * c2;
   const uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
   const uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
-  c[0] = hi1 ^ c[1] ^ k0;
-  c[1] = lo1;
-  c[2] = hi0 ^ c[3] ^ k1;
-  c[3] = lo0;
+  c0 = hi1 ^ c1 ^ k0;
+  c1 = lo1;
+  c2 = hi0 ^ c3 ^ k1;
+  c3 = lo0;
 }
 }  // namespace detail
 
 LFT_HOST_DEVICE Philox4x32 philox4x32_10(Philox4x32 ctr, uint32_t key0, uint32_t key1) {
-  uint32_t c[4] = {ctr.v[0], ctr.v[1], ctr.v[2], ctr.v[3]};
-#pragma unroll
+  uint32_t c0 = ctr.v[0], c1 = ctr.v[1], c2 = ctr.v[2], c3 = ctr.v[3];
+  LFT_UNROLL
   for (int r = 0; r < 10; ++r) {
     if (r > 0) {
       key0 += detail::kPhiloxW0;
       key1 += detail::kPhiloxW1;
     }
-    detail::philox_round(c, key0, key1);
+    detail::philox_round(c0, c1, c2, c3, key0, key1);
   }
-  return Philox4x32{{c[0], c[1], c[2], c[3]}};
+  return Philox4x32{{c0, c1, c2, c3}};
 }
 
 // The block owned by (seed, chain, site, step, purpose).

@@ -20,7 +20,7 @@ struct XYSite {
   template <int D>
   LFT_HOST_DEVICE T action(T c, T s, const T* fwd_c, const T* fwd_s) const {
     T acc = 0;
-#pragma unroll
+LFT_UNROLL
     for (int mu = 0; mu < D; ++mu) acc += c * fwd_c[mu] + s * fwd_s[mu];
     return -beta * acc;
   }
@@ -29,7 +29,7 @@ struct XYSite {
   LFT_HOST_DEVICE T grad(T c, T s, const T* fwd_c, const T* fwd_s, const T* bwd_c,
                          const T* bwd_s) const {
     T cs = 0, ss = 0;  // sums of neighbour cosines and sines
-#pragma unroll
+LFT_UNROLL
     for (int mu = 0; mu < D; ++mu) {
       cs += fwd_c[mu] + bwd_c[mu];
       ss += fwd_s[mu] + bwd_s[mu];

@@ -1,11 +1,15 @@
-// Vectorisable double-precision sin and cos for the CPU XY stencil.
+// Vectorisable double-precision sin, cos and log for the CPU kernels.
 //
-// glibc's sin/cos do not vectorise, and they dominate an XY sweep. This is the
+// glibc's sin/cos/log do not vectorise, and they dominate an XY sweep and the
+// Box-Muller normals. This is the
 // textbook method: Cody-Waite reduction by pi/2 with a three-part constant, then
 // Taylor polynomials on [-pi/4, pi/4] (truncation below 3e-18), then a quadrant
 // swap. Branch-free, so `omp simd` loops over it vectorise. Accurate to a few
 // ulp for |x| < 2^19; callers use std::sin/std::cos beyond kSincosMaxArg.
 #pragma once
+
+#include <cstdint>
+#include <cstring>
 
 namespace lftaccel {
 namespace cpu {
@@ -46,11 +50,47 @@ inline void sincos_reduced(double x, double& s_out, double& c_out) {
   // only inlines under -fno-trapping-math: the selects then vectorise.
   const double q4 = (q * 0.25 + round_magic) - round_magic;
   const double j = q - 4.0 * q4;
-  const bool odd = j == 1.0 || j == -1.0;
-  const bool half = j == 2.0 || j == -2.0;
+  // Bitwise | (not ||): no short-circuit branches, so the loop stays if-converted.
+  const bool odd = (j == 1.0) | (j == -1.0);
+  const bool half = (j == 2.0) | (j == -2.0);
+  // Selects between constants, then multiply: if-converts even when only one
+  // output is used.
   const double sv = odd ? c : s, cv = odd ? s : c;
-  s_out = (half || j == -1.0) ? -sv : sv;
-  c_out = (half || j == 1.0) ? -cv : cv;
+  s_out = sv * ((half | (j == -1.0)) ? -1.0 : 1.0);
+  c_out = cv * ((half | (j == 1.0)) ? -1.0 : 1.0);
+}
+
+// log(x) for finite x > 0 (normal, not subnormal): x = m 2^e with m in
+// [sqrt(1/2), sqrt(2)), log m = 2 atanh(s), s = (m - 1)/(m + 1), |s| < 0.1716, whose
+// odd series is cut after s^19/19 (the next term is below 1e-18 relative).
+// Bit manipulation and integer compares only: an ordered float compare may trap,
+// which stops GCC from if-converting, and so vectorising, a loop around it.
+inline double log_positive(double x) {
+  int64_t b;
+  std::memcpy(&b, &x, sizeof b);
+  const int64_t mantissa = b & 0x000fffffffffffffll;
+  const int64_t m_bits = mantissa | 0x3ff0000000000000ll;        // m in [1, 2)
+  const int64_t e_bits = 0x4330000000000000ll | (b >> 52);       // 2^52 + biased exponent
+  double m, e;
+  std::memcpy(&m, &m_bits, sizeof m);
+  std::memcpy(&e, &e_bits, sizeof e);
+  e -= 4503599627370496.0 + 1023.0;
+  const double big = mantissa > 0x6a09e667f3bcdll ? 1.0 : 0.0;    // m > sqrt(2)
+  m *= 1.0 - 0.5 * big;
+  e += big;
+  const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+  double p = 1.0 / 19;
+  p = p * s2 + 1.0 / 17;
+  p = p * s2 + 1.0 / 15;
+  p = p * s2 + 1.0 / 13;
+  p = p * s2 + 1.0 / 11;
+  p = p * s2 + 1.0 / 9;
+  p = p * s2 + 1.0 / 7;
+  p = p * s2 + 1.0 / 5;
+  p = p * s2 + 1.0 / 3;
+  constexpr double ln2_hi = 6.93147180369123816490e-01;  // ln 2 split so e * ln2_hi is exact
+  constexpr double ln2_lo = 1.90821492927058770002e-10;
+  return e * ln2_hi + (2.0 * s + 2.0 * s * s2 * p + e * ln2_lo);
 }
 
 }  // namespace cpu
