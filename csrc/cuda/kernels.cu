@@ -64,11 +64,13 @@ __global__ void linear_stencil_kernel(Site site, Lattice lat, int64_t batch, con
     for (int64_t s64 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; s64 < V;
          s64 += int64_t(gridDim.x) * blockDim.x) {
       const I s = I(s64);
+      I fi[D], bi[D];
+      lat.neighbours<D>(s, fi, bi);
       T f[D], bk[D];
 #pragma unroll
       for (int mu = 0; mu < D; ++mu) {
-        f[mu] = xb[lat.forward<I>(s, mu)];
-        bk[mu] = xb[lat.backward<I>(s, mu)];
+        f[mu] = xb[fi[mu]];
+        bk[mu] = xb[bi[mu]];
       }
       const T v = xb[s];
       if (G) grad[b * lat.volume + s] = site.template grad<D>(v, f, bk);
@@ -88,11 +90,13 @@ __global__ void xy_kernel(XYSite<T> site, Lattice lat, int64_t batch, const T* _
     for (int64_t s64 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; s64 < V;
          s64 += int64_t(gridDim.x) * blockDim.x) {
       const I s = I(s64);
+      I fi[D], bi[D];
+      lat.neighbours<D>(s, fi, bi);
       T fc[D], fs[D], bc[D], bs[D], c, sn;
 #pragma unroll
       for (int mu = 0; mu < D; ++mu) {
-        sincos(tb[lat.forward<I>(s, mu)], &fs[mu], &fc[mu]);
-        if (G) sincos(tb[lat.backward<I>(s, mu)], &bs[mu], &bc[mu]);
+        sincos(tb[fi[mu]], &fs[mu], &fc[mu]);
+        if (G) sincos(tb[bi[mu]], &bs[mu], &bc[mu]);
       }
       sincos(tb[s], &sn, &c);
       if (G) grad[b * lat.volume + s] = site.template grad<D>(c, sn, fc, fs, bc, bs);

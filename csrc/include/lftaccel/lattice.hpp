@@ -30,6 +30,22 @@ struct Lattice {
     const I st = I(stride[mu]), L = I(extent[mu]);
     return (site / st) % L == 0 ? site + (L - 1) * st : site - st;
   }
+
+  // All 2D neighbours of a site at once: one division per dimension (the
+  // coordinates) instead of two per neighbour, which is what a GPU thread that
+  // owns one site wants. fwd[mu] / bwd[mu] are the sites at x +/- mu.
+  template <int D, class I>
+  LFT_HOST_DEVICE void neighbours(I site, I* fwd, I* bwd) const {
+    I rest = site;
+    LFT_UNROLL
+    for (int mu = D - 1; mu >= 0; --mu) {
+      const I L = I(extent[mu]), st = I(stride[mu]);
+      const I c = mu == 0 ? rest : rest % L;
+      rest = mu == 0 ? rest : rest / L;
+      fwd[mu] = c + 1 == L ? site - (L - 1) * st : site + st;
+      bwd[mu] = c == 0 ? site + (L - 1) * st : site - st;
+    }
+  }
 };
 
 // Builds the geometry; throws std::invalid_argument on a bad shape. Extent 1
