@@ -62,7 +62,8 @@ def _shape(batch, sites):
 
 def bits(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
          device="cpu") -> torch.Tensor:
-    """Raw Philox blocks, shape (batch, *sites, 4), dtype uint32 (as int64 on CUDA-less torch ops)."""
+    """Raw Philox blocks, shape (batch, *sites, 4): the uint32 words, returned as int64
+    (torch's uint32 supports few operations)."""
     shape = _shape(batch, sites) + (4,)
     _check_chains(shape[0], chain_offset)
     if torch.device(device).type == "cpu":
