@@ -164,17 +164,24 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
     return a, g
 
 
-def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=True, grad_path=True):
-    """Matsubara oscillator kernel: (action, kinetic grad in c-space, potential grad in x-space)."""
+def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=True, grad_path=True,
+                       out=None):
+    """Matsubara oscillator kernel: (action, kinetic grad in c-space, potential grad in x-space).
+
+    ``out`` may give preallocated (action, grad_coeffs, grad_path); None entries are skipped.
+    """
     check_array(coeffs, "coeffs", min_dims=1, max_dims=1)
     check_array(path, "path", min_dims=1, max_dims=1)
     if isinstance(coeffs, torch.Tensor) != isinstance(path, torch.Tensor):
         raise TypeError("coeffs and path must both be torch tensors or both numpy arrays")
     if isinstance(coeffs, torch.Tensor) and coeffs.device != path.device:
         raise ValueError(f"coeffs is on {coeffs.device} but path is on {path.device}")
-    a = _new(coeffs, coeffs.shape[:1]) if action else None
-    gc = _new(coeffs, tuple(coeffs.shape)) if grad_coeffs else None
-    gx = _new(coeffs, tuple(coeffs.shape)) if grad_path else None
+    if out is not None:
+        a, gc, gx = out
+    else:
+        a = _new(coeffs, coeffs.shape[:1]) if action else None
+        gc = _new(coeffs, tuple(coeffs.shape)) if grad_coeffs else None
+        gx = _new(coeffs, tuple(coeffs.shape)) if grad_path else None
     _C.oscillator_fourier(_raw(coeffs, "coeffs"), _raw(path, "path"),
                           None if a is None else _raw(a, "action"),
                           None if gc is None else _raw(gc, "grad_coeffs"),
