@@ -66,6 +66,8 @@ RowScratch<T>& row_scratch() {
 // Rows of at least this many sites take the peeled loop (no copy; one horizontal
 // reduction per row); shorter rows take the halo copy and per-lane accumulators.
 constexpr int64_t kLongRow = 64;
+// Sites summed in the field's precision before the sum moves to double.
+constexpr int64_t kSumBlock = 1024;
 
 template <int D, bool A, bool G, class Site, class T>
 double stencil_long_rows(const Site& site, const Lattice& lat, const T* x, T* grad, int64_t r0,
@@ -96,11 +98,16 @@ double stencil_long_rows(const Site& site, const Lattice& lat, const T* x, T* gr
       if (G) g[i] = site_.template grad<D>(row[i], f, b);
       return A ? site_.template action<D>(row[i], f) : T(0);
     };
-    // Rows accumulate in T (full vector width in float32), chunks in double.
-    T racc = body(0, 1, L - 1);
-#pragma omp simd reduction(+ : racc)
-    for (int64_t i = 1; i < L - 1; ++i) racc += body(i, i + 1, i - 1);
-    acc += double(racc) + double(body(L - 1, 0, L - 2));
+    // Blocks of kSumBlock sites accumulate in T (float32 keeps its vector width),
+    // blocks in double, so long rows lose no float32 precision.
+    acc += double(body(0, 1, L - 1)) + double(body(L - 1, 0, L - 2));
+    for (int64_t i0 = 1; i0 < L - 1; i0 += kSumBlock) {
+      const int64_t i1 = std::min(L - 1, i0 + kSumBlock);
+      T block = 0;
+#pragma omp simd reduction(+ : block)
+      for (int64_t i = i0; i < i1; ++i) block += body(i, i + 1, i - 1);
+      acc += double(block);
+    }
   }
   return acc;
 }

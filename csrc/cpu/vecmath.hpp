@@ -20,7 +20,7 @@ inline void sincos_reduced(double x, double& s_out, double& c_out) {
   constexpr double two_over_pi = 0.63661977236758134308;
   constexpr double pio2_1 = 1.57079632673412561417e+00;   // first 33 bits of pi/2
   constexpr double pio2_2 = 6.07710050630396597660e-11;   // next 33 bits
-  constexpr double pio2_3 = 2.02226624871116645580e-21;   // the rest
+  constexpr double pio2_3 = 2.02226624879595063154e-21;   // the rest (pi/2 - pio2_1 - pio2_2)
   constexpr double round_magic = 6755399441055744.0;      // 1.5 * 2^52: round to nearest
   const double q = (x * two_over_pi + round_magic) - round_magic;
   const double r = ((x - q * pio2_1) - q * pio2_2) - q * pio2_3;

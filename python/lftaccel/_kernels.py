@@ -157,7 +157,8 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
         msg = str(err)
         for raw, public in (("action", "action_out"), ("grad", "grad_out")):
             if (raw == "action" and action_out is not None) or (raw == "grad" and grad_out is not None):
-                msg = re.sub(rf"\b{raw}\b(?!_)", public, msg)
+                # Only where the name is the subject: "grad must ...", "action and grad must ...".
+                msg = re.sub(rf"(^|^action(?:_out)? and ){raw}\b(?!_)", rf"\g<1>{public}", msg)
         if msg != str(err):
             raise type(err)(msg) from None
         raise
@@ -177,7 +178,8 @@ def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=T
     if isinstance(coeffs, torch.Tensor) and coeffs.device != path.device:
         raise ValueError(f"coeffs is on {coeffs.device} but path is on {path.device}")
     if out is not None:
-        a, gc, gx = out
+        a, gc, gx = (_out(o, n, coeffs, None) if o is not None else None
+                     for o, n in zip(out, ("action", "grad_coeffs", "grad_path")))
     else:
         a = _new(coeffs, coeffs.shape[:1]) if action else None
         gc = _new(coeffs, tuple(coeffs.shape)) if grad_coeffs else None

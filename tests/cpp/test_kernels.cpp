@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "lftaccel/cpu.hpp"
@@ -97,13 +98,21 @@ int main() {
                 b32[mu] == b[mu];
       }
     }
-    const int64_t e2[2] = {3, 4};
-    const Lattice lat2 = make_lattice(2, e2);
-    for (int64_t s = 0; s < lat2.volume; ++s) {
-      int64_t f[2], b[2];
-      lat2.neighbours<2>(s, f, b);
-      for (int mu = 0; mu < 2; ++mu) ok &= f[mu] == lat2.forward(s, mu) && b[mu] == lat2.backward(s, mu);
-    }
+    auto check = [&](auto dim, std::vector<int64_t> e) {
+      constexpr int D = decltype(dim)::value;
+      const Lattice lat = make_lattice(D, e.data());
+      for (int64_t s = 0; s < lat.volume; ++s) {
+        int64_t f[D], b[D];
+        lat.neighbours<D>(s, f, b);
+        for (int mu = 0; mu < D; ++mu) ok &= f[mu] == lat.forward(s, mu) && b[mu] == lat.backward(s, mu);
+      }
+    };
+    check(std::integral_constant<int, 1>{}, {1});
+    check(std::integral_constant<int, 1>{}, {2});
+    check(std::integral_constant<int, 1>{}, {7});
+    check(std::integral_constant<int, 2>{}, {3, 4});
+    check(std::integral_constant<int, 3>{}, {2, 1, 5});
+    check(std::integral_constant<int, 3>{}, {3, 4, 2});
     expect(ok, "neighbours<D> equals forward/backward on every site");
   }
 
