@@ -194,7 +194,7 @@ PYBIND11_MODULE(_C, m) {
 #endif
             });
       },
-      py::arg("x"), py::arg("action") = py::none(), py::arg("grad") = py::none(), py::kw_only(),
+      py::arg("x"), py::arg("action") = py::none(), py::arg("grad") = py::none(),
       py::arg("kappa"), py::arg("lam"), py::arg("nthreads") = 0, py::arg("stream") = 0,
       "phi^4 (hopping form) action per configuration and/or gradient, into caller-owned outputs.");
 
@@ -219,7 +219,7 @@ PYBIND11_MODULE(_C, m) {
 #endif
             });
       },
-      py::arg("x"), py::arg("action") = py::none(), py::arg("grad") = py::none(), py::kw_only(),
+      py::arg("x"), py::arg("action") = py::none(), py::arg("grad") = py::none(),
       py::arg("beta"), py::arg("nthreads") = 0, py::arg("stream") = 0,
       "XY model action per configuration and/or gradient (angles in radians).");
 
@@ -245,7 +245,7 @@ PYBIND11_MODULE(_C, m) {
 #endif
             });
       },
-      py::arg("x"), py::arg("action") = py::none(), py::arg("grad") = py::none(), py::kw_only(),
+      py::arg("x"), py::arg("action") = py::none(), py::arg("grad") = py::none(),
       py::arg("beta"), py::arg("m"), py::arg("c0"), py::arg("c2"), py::arg("c4"),
       py::arg("nthreads") = 0, py::arg("stream") = 0,
       "Oscillator path action S_E and/or gradient, paths of shape (batch, N), a = beta / N.");

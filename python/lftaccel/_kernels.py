@@ -91,8 +91,11 @@ def _raw(x, name: str):
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.device.type == "cpu":
+        # The hot path of every kernel call: is_cpu / is_cuda and a conditional detach
+        # cost a fraction of building device objects.
+        if x.requires_grad:
+            x = x.detach()
+        if x.is_cpu:
             try:
                 return x.numpy()
             except (TypeError, RuntimeError) as err:  # e.g. bfloat16 has no numpy twin
@@ -100,7 +103,7 @@ def _raw(x, name: str):
                     raise ValueError(f"{name} carries a lazy negation/conjugation bit; "
                                      f"call .resolve_neg() / .resolve_conj() first") from err
                 raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}") from err
-        if x.device.type == "cuda":
+        if x.is_cuda:
             # __cuda_array_interface__ exports the raw memory: a lazy sign bit would be lost.
             if x.is_neg() or x.is_conj():
                 raise ValueError(f"{name} carries a lazy negation/conjugation bit; "
@@ -111,7 +114,7 @@ def _raw(x, name: str):
 
 
 def _stream(x) -> int:
-    if isinstance(x, torch.Tensor) and x.device.type == "cuda":
+    if isinstance(x, torch.Tensor) and x.is_cuda:
         return torch.cuda.current_stream(x.device).cuda_stream
     return 0
 
@@ -133,6 +136,8 @@ def _out(out, name, like, shape):
 
 
 _STENCILS = {"phi4": _C.phi4, "xy": _C.xy, "oscillator": _C.oscillator}
+# The parameters of each binding, in its positional order.
+_STENCIL_PARAMS = {"phi4": ("kappa", "lam"), "xy": ("beta",), "oscillator": ("beta", "m", "c0", "c2", "c4")}
 
 
 def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=None, grad_out=None):
@@ -146,12 +151,18 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
         raise ValueError(f"kernel must be one of {sorted(_STENCILS)}, got {kernel!r}")
     if not (action or grad):
         raise ValueError("at least one of action and grad must be requested")
+    try:
+        values = [params[k] for k in _STENCIL_PARAMS[kernel]]
+    except KeyError as err:
+        raise ValueError(f"params for {kernel!r} need {list(_STENCIL_PARAMS[kernel])}, "
+                         f"got {sorted(params)}") from None
     xr = _raw(x, "x")
     a = _out(action_out, "action_out", x, x.shape[:1]) if action else None
     g = _out(grad_out, "grad_out", x, x.shape) if grad else None
     try:
+        # Positional: pybind11's keyword matching costs microseconds per call.
         fn(xr, None if a is None else _raw(a, "action_out"), None if g is None else _raw(g, "grad_out"),
-           nthreads=_nthreads(), stream=_stream(x), **params)
+           *values, _nthreads(), _stream(x))
     except (ValueError, TypeError) as err:
         # _C names its outputs 'action' and 'grad'; here they are action_out and grad_out.
         msg = str(err)
