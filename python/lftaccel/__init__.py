@@ -24,8 +24,6 @@ __all__ = ["Phi4", "XY", "Oscillator", "build_info", "fourier", "ops", "random",
 def build_info() -> dict:
     """What was compiled (CUDA and its architectures, OpenMP, compiler, version) and
     which CUDA devices are visible, to the kernels and to torch."""
-    import torch
-
     info = dict(_compiled_build_info())
     info["torch"] = torch.__version__
     info["torch_threads"] = torch.get_num_threads()

@@ -153,7 +153,7 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
         raise ValueError("at least one of action and grad must be requested")
     try:
         values = [params[k] for k in _STENCIL_PARAMS[kernel]]
-    except KeyError as err:
+    except KeyError:
         raise ValueError(f"params for {kernel!r} need {list(_STENCIL_PARAMS[kernel])}, "
                          f"got {sorted(params)}") from None
     xr = _raw(x, "x")
