@@ -39,6 +39,14 @@ struct RowWalker {
   int64_t backward(const Lattice& lat, int64_t base, int mu) const {
     return coord[mu] == 0 ? base + (lat.extent[mu] - 1) * lat.stride[mu] : base - lat.stride[mu];
   }
+  // Start of the forward / backward neighbour row along each outer dimension.
+  template <class T>
+  void neighbour_rows(const Lattice& lat, const T* x, int64_t base, const T** fr, const T** br) const {
+    for (int mu = 0; mu < D - 1; ++mu) {
+      fr[mu] = x + forward(lat, base, mu);
+      br[mu] = x + backward(lat, base, mu);
+    }
+  }
   void next(const Lattice& lat) {
     for (int mu = D - 2; mu >= 0; --mu) {
       if (++coord[mu] < lat.extent[mu]) return;
@@ -81,10 +89,7 @@ double stencil_long_rows(const Site& site, const Lattice& lat, const T* x, T* gr
     const T* row = x + base;
     const T* fr[D];
     const T* br[D];
-    for (int mu = 0; mu < D - 1; ++mu) {
-      fr[mu] = x + walk.forward(lat, base, mu);
-      br[mu] = x + walk.backward(lat, base, mu);
-    }
+    walk.neighbour_rows(lat, x, base, fr, br);
     T* __restrict g = G ? grad + base : nullptr;  // never overlaps x (the bindings check)
     auto body = [=](int64_t i, int64_t ip, int64_t im) -> T {
       T f[D], b[D];
@@ -132,10 +137,7 @@ double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, i
     halo[L + 1] = row[0];
     const T* fr[D];
     const T* br[D];
-    for (int mu = 0; mu < D - 1; ++mu) {
-      fr[mu] = x + walk.forward(lat, base, mu);
-      br[mu] = x + walk.backward(lat, base, mu);
-    }
+    walk.neighbour_rows(lat, x, base, fr, br);
     // grad never overlaps x (the bindings check), which spares the loop a
     // run-time alias test.
     T* __restrict g = G ? grad + base : nullptr;

@@ -139,21 +139,28 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
   if (A) sum_chunks(partial, batch, n_slabs, action);
 }
 
-// Angles in, per-link sin/cos: the fallback for slices too large to buffer.
+// Angles in, sin/cos per link, then the same XYSite physics: the fallback for
+// slices too large to buffer (no scratch at all).
 template <class T>
 struct XYDirectSite {
-  T beta;
+  XYSite<T> site;
+
+  template <int D>
+  static void cos_sin(const T* t, T* c, T* s) {
+    for (int mu = 0; mu < D; ++mu) c[mu] = std::cos(t[mu]), s[mu] = std::sin(t[mu]);
+  }
   template <int D>
   T action(T t, const T* fwd) const {
-    T acc = 0;
-    for (int mu = 0; mu < D; ++mu) acc += std::cos(t - fwd[mu]);
-    return -beta * acc;
+    T fc[D], fs[D];
+    cos_sin<D>(fwd, fc, fs);
+    return site.template action<D>(std::cos(t), std::sin(t), fc, fs);
   }
   template <int D>
   T grad(T t, const T* fwd, const T* bwd) const {
-    T acc = 0;
-    for (int mu = 0; mu < D; ++mu) acc += std::sin(t - fwd[mu]) + std::sin(t - bwd[mu]);
-    return beta * acc;
+    T fc[D], fs[D], bc[D], bs[D];
+    cos_sin<D>(fwd, fc, fs);
+    cos_sin<D>(bwd, bc, bs);
+    return site.template grad<D>(std::cos(t), std::sin(t), fc, fs, bc, bs);
   }
   template <int D>
   T action_grad(T t, const T* fwd, const T* bwd, T& g) const {
@@ -168,7 +175,7 @@ template <class T>
 void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         int nthreads) {
   if (lat.volume / lat.extent[0] > kMaxSliceSites) {
-    stencil(XYDirectSite<T>{p.beta}, lat, batch, theta, action, grad, nthreads);
+    stencil(XYDirectSite<T>{p}, lat, batch, theta, action, grad, nthreads);
     return;
   }
   dispatch_variant(lat.ndim, action, grad, [&](auto dim, auto a, auto g) {

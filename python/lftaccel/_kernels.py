@@ -136,8 +136,8 @@ def _out(out, name, like, shape):
 
 
 _STENCILS = {"phi4": _C.phi4, "xy": _C.xy, "oscillator": _C.oscillator}
-# The parameters of each binding, in its positional order.
-_STENCIL_PARAMS = {"phi4": ("kappa", "lam"), "xy": ("beta",), "oscillator": ("beta", "m", "c0", "c2", "c4")}
+# The parameters of each binding, in its positional order (also the ops' schema).
+STENCIL_PARAMS = {"phi4": ("kappa", "lam"), "xy": ("beta",), "oscillator": ("beta", "m", "c0", "c2", "c4")}
 
 
 def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=None, grad_out=None):
@@ -152,9 +152,9 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
     if not (action or grad):
         raise ValueError("at least one of action and grad must be requested")
     try:
-        values = [params[k] for k in _STENCIL_PARAMS[kernel]]
+        values = [params[k] for k in STENCIL_PARAMS[kernel]]
     except KeyError:
-        raise ValueError(f"params for {kernel!r} need {list(_STENCIL_PARAMS[kernel])}, "
+        raise ValueError(f"params for {kernel!r} need {list(STENCIL_PARAMS[kernel])}, "
                          f"got {sorted(params)}") from None
     xr = _raw(x, "x")
     a = _out(action_out, "action_out", x, x.shape[:1]) if action else None

@@ -22,11 +22,7 @@ from torch import Tensor
 from . import _kernels
 from .fourier import from_fourier, to_fourier
 
-_PARAM_NAMES = {
-    "phi4": ("kappa", "lam"),
-    "xy": ("beta",),
-    "oscillator": ("beta", "m", "c0", "c2", "c4"),
-}
+_PARAM_NAMES = _kernels.STENCIL_PARAMS
 
 
 def _params(kernel: str, params: List[float]) -> dict:

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
-import torch
 
 from .. import _kernels, ops
 
 
-class LatticeTheory:
-    """Base of the theories. Subclasses set ``kernel``, ``max_dims``, ``_params()``."""
+class LatticeTheory(abc.ABC):
+    """Base of the theories. Subclasses set ``kernel``, ``max_dims`` and define ``_params()``."""
 
     kernel: str = ""
     min_dims: int = 1
     max_dims: int = 4
 
-    def _params(self) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _params(self) -> dict:
+        """The kernel's parameters by name, in the binding's order."""
 
     def _check(self, x):
         return _kernels.check_array(x, "x", min_dims=self.min_dims, max_dims=self.max_dims)
@@ -58,9 +60,3 @@ class LatticeTheory:
     def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(self._params().items())))
 
-
-def as_tensor_pair(x):
-    """(tensor view, was_numpy) so pure-torch helpers accept numpy too."""
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(x), True
-    return x, False
