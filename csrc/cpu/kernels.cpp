@@ -122,7 +122,7 @@ inline void box_muller_uniforms(const Philox4x32& r, double, double& u1, double&
 // results therefore agree with the GPU's float Box-Muller to float rounding).
 template <class T>
 void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
-                   uint64_t step, uint32_t purpose, int nthreads) {
+                   uint64_t step, uint32_t purpose, int nthreads, uint32_t site_offset) {
   philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
     constexpr int64_t kBlock = 256;
     double u1[kBlock], u2[kBlock];
@@ -131,7 +131,7 @@ void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32
     for (int64_t s = s0; s < s1; s += kBlock) {
       const int64_t n = std::min(kBlock, s1 - s);
       for (int64_t k = 0; k < n; ++k)  // Philox itself stays scalar
-        box_muller_uniforms(philox_block(sd, chain, uint32_t(s + k), st, pu), T(0), u1[k], u2[k]);
+        box_muller_uniforms(philox_block(sd, chain, site_offset + uint32_t(s + k), st, pu), T(0), u1[k], u2[k]);
       T* o = out + b * n_sites + s;
 #pragma omp simd
       for (int64_t k = 0; k < n; ++k) {
@@ -169,7 +169,8 @@ int num_procs() {
                                       const OscillatorSite<T>&, int);                            \
   template void philox_uniform<T>(T*, int64_t, int64_t, uint32_t, uint32_t, uint64_t, uint32_t,  \
                                   int);                                                          \
-  template void philox_normal<T>(T*, int64_t, int64_t, uint32_t, uint32_t, uint64_t, uint32_t, int);
+  template void philox_normal<T>(T*, int64_t, int64_t, uint32_t, uint32_t, uint64_t, uint32_t, int, \
+                                 uint32_t);
 LFT_INSTANTIATE(float)
 LFT_INSTANTIATE(double)
 #undef LFT_INSTANTIATE

@@ -9,7 +9,7 @@
 #include <limits>
 #include <optional>
 
-#include "buffers.hpp"
+#include "common.hpp"
 #include "lftaccel/cpu.hpp"
 #include "lftaccel/philox.hpp"
 #ifdef LFTACCEL_WITH_CUDA
@@ -20,126 +20,6 @@ namespace py = pybind11;
 using namespace lftaccel;
 
 namespace {
-
-struct Field {
-  Buffer x;
-  std::optional<Buffer> action, grad;
-  Lattice lat;
-  int64_t batch = 0;
-};
-
-// Parses a (batch, *lattice) input and its optional outputs.
-Field parse_field(py::handle x, py::handle action, py::handle grad, const char* xname, int min_d,
-                  int max_d, const char* grad_name = "grad") {
-  Field f;
-  f.x = parse_buffer(x, xname, false);
-  check_field(f.x, xname, min_d, max_d);
-  f.batch = f.x.shape[0];
-  f.lat = make_lattice(int(f.x.shape.size()) - 1, f.x.shape.data() + 1);
-  if (action.is_none() && grad.is_none())
-    throw py::value_error("at least one of action and grad must be given");
-  if (!action.is_none()) {
-    f.action = parse_buffer(action, "action", true);
-    check_output(*f.action, "action", f.x, f.x.dtype, {f.batch});
-  }
-  if (!grad.is_none()) {
-    f.grad = parse_buffer(grad, grad_name, true);
-    check_output(*f.grad, grad_name, f.x, f.x.dtype, f.x.shape);
-    if (f.action) check_disjoint(*f.action, "action", *f.grad, grad_name);
-  }
-  return f;
-}
-
-template <class T>
-T* ptr(const std::optional<Buffer>& b) {
-  return b ? static_cast<T*>(b->ptr) : nullptr;
-}
-
-// More threads than this would only oversubscribe the machine, and libgomp
-// aborts the process when it cannot create them.
-int max_nthreads() { return 4 * std::max(1, cpu::num_procs()); }
-
-void check_nthreads(int nthreads) {
-  if (nthreads < 0 || nthreads > max_nthreads())
-    throw py::value_error("nthreads must be in [0, " + std::to_string(max_nthreads()) +
-                          "] (0: the OpenMP default), got " + std::to_string(nthreads));
-}
-
-// A float64 parameter must stay finite when the kernel runs in float32.
-void check_fits(const Buffer& x, double v, const char* name) {
-  if (x.dtype == DType::F32 && std::fabs(v) > double(std::numeric_limits<float>::max()))
-    throw py::value_error(std::string(name) + " = " + std::to_string(v) +
-                          " overflows float32; use float64 buffers");
-}
-
-#ifdef LFTACCEL_WITH_CUDA
-// Makes `device` current for its lifetime, restoring the previous one after.
-struct DeviceGuard {
-  int prev;
-  int dev;
-  explicit DeviceGuard(int device) : prev(cuda::current_device()), dev(device) {
-    if (prev != dev) cuda::set_device(dev);
-  }
-  ~DeviceGuard() {
-    if (prev != dev) {
-      try {
-        cuda::set_device(prev);
-      } catch (...) {
-      }
-    }
-  }
-};
-#endif
-
-// Runs cpu(T{}) or cuda(T{}, stream) for the buffer's float type, without the GIL
-// and with the buffer's device current.
-template <class Cpu, class Cuda>
-void run(const Buffer& x, uintptr_t stream, Cpu&& cpu, Cuda&& cuda) {
-  auto typed = [&](auto tag) {
-    py::gil_scoped_release nogil;
-    if (!x.cuda) {
-      cpu(tag);
-      return;
-    }
-#ifdef LFTACCEL_WITH_CUDA
-    DeviceGuard guard(x.device);
-    cuda(tag, reinterpret_cast<void*>(stream));
-#else
-    (void)cuda;
-    (void)stream;
-#endif
-  };
-  if (x.dtype == DType::F32) typed(float{});
-  else typed(double{});
-}
-
-OscillatorSite<double> oscillator_params(int64_t n, double beta, double m, double c0, double c2,
-                                         double c4) {
-  check_finite(beta, "beta");
-  check_finite(m, "m");
-  check_finite(c0, "c0");
-  check_finite(c2, "c2");
-  check_finite(c4, "c4");
-  if (beta <= 0) throw py::value_error("beta must be > 0, got " + std::to_string(beta));
-  if (m <= 0) throw py::value_error("m must be > 0, got " + std::to_string(m));
-  if (c4 < 0) throw py::value_error("c4 must be >= 0 (potential bounded below), got " + std::to_string(c4));
-  if (c4 == 0 && c2 < 0)
-    throw py::value_error("c2 must be >= 0 when c4 == 0 (potential bounded below), got " + std::to_string(c2));
-  return OscillatorSite<double>{beta / double(n), m, c0, c2, c4};
-}
-
-void check_oscillator_fits(const Buffer& x, const OscillatorSite<double>& p) {
-  check_fits(x, p.m / p.a, "m / a");
-  check_fits(x, p.a, "a = beta / N");
-  check_fits(x, p.c0, "c0");
-  check_fits(x, p.c2, "c2");
-  check_fits(x, p.c4, "c4");
-}
-
-template <class T>
-OscillatorSite<T> cast(const OscillatorSite<double>& p) {
-  return OscillatorSite<T>{T(p.a), T(p.m), T(p.c0), T(p.c2), T(p.c4)};
-}
 
 py::dict build_info() {
   py::dict d;
@@ -165,6 +45,7 @@ py::dict build_info() {
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
+  bind_mcmc(m);
   m.doc() = "lftaccel compiled kernels (use the lftaccel package, not this module)";
   m.def("build_info", &build_info);
   m.def("max_nthreads", &max_nthreads, "Largest nthreads the kernels accept (4 x processors).");

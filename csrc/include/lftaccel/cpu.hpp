@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "lattice.hpp"
+#include "mcmc.hpp"
 #include "oscillator.hpp"
 #include "phi4.hpp"
 #include "xy.hpp"
@@ -46,9 +47,49 @@ void philox_bits(uint32_t* out /* batch*n_sites*4 */, int64_t batch, int64_t n_s
 template <class T>
 void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                     uint64_t step, uint32_t purpose, int nthreads = 0);
+// site_offset shifts the site counter: out[b, s] is the variate of site site_offset + s.
 template <class T>
 void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
-                   uint64_t step, uint32_t purpose, int nthreads = 0);
+                   uint64_t step, uint32_t purpose, int nthreads = 0, uint32_t site_offset = 0);
+
+// ---- Monte Carlo (conventions and Philox streams: mcmc.hpp) ----
+
+// One HMC trajectory of every chain, updating x in place. Site is Phi4Site,
+// XYSite or OscillatorSite (a 1D lattice of n_slices). work holds 3 * batch *
+// volume values (momenta, trial field, force); with settings.refresh false the
+// momenta are read from its first third. energies (4 * batch doubles) receives
+// (S_old, K_old, S_new, K_new) per chain, K = sum p^2 / 2; accepted[b] is 1 when
+// chain b moved. A non-finite energy is rejected, never propagated. Accepted
+// XY angles are wrapped into [-pi, pi).
+template <class T, class Site>
+void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted,
+         const Site& site, const HmcSettings<T>& settings, int nthreads = 0);
+
+// The oscillator's HMC in Fourier coordinates c (x = basis c, basis (n, n)
+// row-major, row = slice). Momentum of mode j has variance 1 / inv_mass[j].
+// work holds 5 * batch * n_slices values; otherwise as hmc.
+template <class T>
+void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* energies, uint32_t* accepted,
+                 const OscillatorSite<T>& site, const T* basis, const T* inv_mass,
+                 const HmcSettings<T>& settings, int nthreads = 0);
+
+// n_steps Langevin steps x <- x - eps dS/dx + sqrt(2 eps) eta, in place; step
+// s of the call uses Philox step `step + s`. work: 2 * batch * volume values.
+template <class T, class Site>
+void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site, T eps, int n_steps,
+              uint32_t seed, uint32_t chain_offset, uint64_t step, int nthreads = 0);
+
+// n_sweeps checkerboard Metropolis sweeps (Phi4Site or XYSite; every extent
+// even), proposals x + delta (2u - 1). accepted[b] = accepted site updates of chain b.
+template <class T, class Site>
+void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const Site& site, T delta,
+                int n_sweeps, uint32_t seed, uint32_t chain_offset, uint64_t step, int nthreads = 0);
+
+// One reverse-SDE Euler-Maruyama step on x (batch, n_sites) in place, given the
+// score; coefficients from sde_ve / sde_vp (mcmc.hpp).
+template <class T>
+void sde_step(int64_t batch, int64_t n_sites, T* x, const T* score, const SdeCoefficients& coef,
+              uint32_t seed, uint32_t chain_offset, uint64_t step, int nthreads = 0);
 
 bool has_openmp();
 int max_threads();

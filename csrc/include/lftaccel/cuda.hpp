@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lattice.hpp"
+#include "mcmc.hpp"
 #include "oscillator.hpp"
 #include "phi4.hpp"
 #include "xy.hpp"
@@ -40,6 +41,24 @@ void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint3
 template <class T>
 void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                    uint64_t step, uint32_t purpose, void* stream);
+
+// Monte Carlo: same contracts as in cpu.hpp. energies / accepted are device buffers.
+template <class T, class Site>
+void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted,
+         const Site& site, const HmcSettings<T>& settings, void* stream);
+template <class T>
+void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* energies, uint32_t* accepted,
+                 const OscillatorSite<T>& site, const T* basis, const T* inv_mass,
+                 const HmcSettings<T>& settings, void* stream);
+template <class T, class Site>
+void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site, T eps, int n_steps,
+              uint32_t seed, uint32_t chain_offset, uint64_t step, void* stream);
+template <class T, class Site>
+void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const Site& site, T delta,
+                int n_sweeps, uint32_t seed, uint32_t chain_offset, uint64_t step, void* stream);
+template <class T>
+void sde_step(int64_t batch, int64_t n_sites, T* x, const T* score, const SdeCoefficients& coef,
+              uint32_t seed, uint32_t chain_offset, uint64_t step, void* stream);
 
 // Number of visible devices; 0 (not an error) when there is no driver or GPU.
 int device_count();

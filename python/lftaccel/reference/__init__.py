@@ -13,6 +13,7 @@ from .oscillator import (
 )
 from .phi4 import phi4_action, phi4_grad, phi4_standard_action
 from .philox import philox4x32_10, philox_bits, philox_normal, philox_uniform
+from . import mcmc
 from .xy import xy_action, xy_grad
 
 __all__ = [

@@ -1,0 +1,173 @@
+// CPU HMC trajectories and Langevin steps for a batch of independent chains.
+//
+// The force is the theory's stencil (cpu::phi4, cpu::xy, cpu::oscillator); the
+// momentum refresh, kicks and drifts are the per-site updates of mcmc.hpp.
+// With at least as many chains as threads, each thread runs whole trajectories
+// of its own chains, so a chain's field, momenta and force stay in its core's
+// cache for all leapfrog steps; with fewer chains every pass uses all threads.
+// The per-site arithmetic and the order of every sum are the same in both
+// layouts, so a chain's history is bitwise independent of the thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "lftaccel/cpu.hpp"
+#include "parallel.hpp"
+
+namespace lftaccel {
+namespace cpu {
+namespace {
+
+// The theory's action (per configuration) and force of `nb` configurations.
+template <class T>
+void evaluate(const Phi4Site<T>& s, const Lattice& lat, int64_t nb, const T* x, Out<T>* action, Out<T>* grad, int nt) {
+  phi4(lat, nb, x, action, grad, s, nt);
+}
+template <class T>
+void evaluate(const XYSite<T>& s, const Lattice& lat, int64_t nb, const T* x, Out<T>* action, Out<T>* grad, int nt) {
+  xy(lat, nb, x, action, grad, s, nt);
+}
+template <class T>
+void evaluate(const OscillatorSite<T>& s, const Lattice& lat, int64_t nb, const T* x, Out<T>* action, Out<T>* grad,
+              int nt) {
+  oscillator(lat.volume, nb, x, action, grad, s, nt);
+}
+
+// Calls f(i0, i1) over [0, n) in fixed chunks (in parallel when nt > 1).
+template <class F>
+void for_chunks(int64_t n, int nt, const F& f) {
+  constexpr int64_t kChunk = 4096;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  parallel_items(chunks, n, nt, [&](int64_t c) { f(c * kChunk, std::min(n, (c + 1) * kChunk)); });
+}
+
+// sum_i v_i^2 / 2 per chain, in double, in one fixed order.
+template <class T>
+double half_square_sum(const T* v, int64_t n) {
+  double acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += double(v[i]) * double(v[i]);
+  return 0.5 * acc;
+}
+
+// One trajectory for chains [b0, b0 + nb). work holds momenta, trial field and
+// force for all `batch` chains; energies is (4, batch).
+template <class T, class Site>
+void trajectory(const Lattice& lat, int64_t batch, int64_t b0, int64_t nb, T* x, T* work, double* energies,
+                uint32_t* accepted, const Site& site, const HmcSettings<T>& hs, int nt) {
+  const int64_t V = lat.volume, n = nb * V;
+  T* __restrict p = work + b0 * V;
+  T* __restrict xt = work + (batch + b0) * V;
+  T* __restrict f = work + (2 * batch + b0) * V;
+  T* __restrict xb = x + b0 * V;
+  std::vector<T> action(nb);
+  if (hs.refresh) philox_normal(p, nb, V, hs.seed, hs.chain_offset + uint32_t(b0), hs.step, kMomentum, nt);
+  parallel_items(nb, n, nt, [&](int64_t c) { energies[batch + b0 + c] = half_square_sum(p + c * V, V); });
+  evaluate(site, lat, nb, xb, action.data(), f, nt);
+  for (int64_t c = 0; c < nb; ++c) energies[b0 + c] = double(action[c]);
+  const T eps = hs.eps, half = hs.eps / T(2);
+  for_chunks(n, nt, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) {
+      p[i] -= half * f[i];
+      xt[i] = xb[i] + eps * p[i];
+    }
+  });
+  for (int s = 1; s <= hs.n_steps; ++s) {
+    const bool last = s == hs.n_steps;
+    evaluate(site, lat, nb, xt, last ? action.data() : nullptr, f, nt);
+    const T kick = last ? half : eps;
+    for_chunks(n, nt, [&](int64_t i0, int64_t i1) {
+      if (last) {
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i) p[i] -= kick * f[i];
+      } else {
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i) {
+          p[i] -= kick * f[i];
+          xt[i] += eps * p[i];
+        }
+      }
+    });
+  }
+  parallel_items(nb, n, nt, [&](int64_t c) {
+    const int64_t b = b0 + c;
+    energies[2 * batch + b] = double(action[c]);
+    energies[3 * batch + b] = half_square_sum(p + c * V, V);
+    const double dH = energies[2 * batch + b] + energies[3 * batch + b] - energies[b] - energies[batch + b];
+    const uint32_t chain = hs.chain_offset + uint32_t(b);
+    const bool acc = hs.accept_reject ? metropolis_accept(dH, accept_uniform(hs.seed, chain, hs.step))
+                                      : std::isfinite(dH);
+    accepted[b] = acc;
+    if (acc) {
+      T* __restrict dst = xb + c * V;
+      const T* __restrict src = xt + c * V;
+      const Site site_ = site;
+#pragma omp simd
+      for (int64_t i = 0; i < V; ++i) dst[i] = canonical(site_, src[i]);
+    }
+  });
+}
+
+// Chains in parallel (each thread owns whole chains) or passes in parallel.
+template <class F>
+void over_chains(int64_t batch, int64_t volume, int nthreads, const F& run) {
+  const int nt = resolve_threads(nthreads);
+  if (nt == 1 || batch >= nt) {
+    parallel_items(batch, batch * volume, nt, [&](int64_t b) { run(b, int64_t(1), 1); });
+  } else {
+    run(int64_t(0), batch, nt);
+  }
+}
+
+}  // namespace
+
+template <class T, class Site>
+void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted,
+         const Site& site, const HmcSettings<T>& hs, int nthreads) {
+  if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
+  over_chains(batch, lat.volume, nthreads, [&](int64_t b0, int64_t nb, int nt) {
+    trajectory(lat, batch, b0, nb, x, work, energies, accepted, site, hs, nt);
+  });
+}
+
+template <class T, class Site>
+void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site, T eps, int n_steps,
+              uint32_t seed, uint32_t chain_offset, uint64_t step, int nthreads) {
+  if (n_steps < 0) throw std::invalid_argument("n_steps must be >= 0");
+  const int64_t V = lat.volume;
+  const T sqrt_2eps = std::sqrt(T(2) * eps);
+  over_chains(batch, V, nthreads, [&](int64_t b0, int64_t nb, int nt) {
+    T* __restrict f = work + b0 * V;
+    T* __restrict eta = work + (batch + b0) * V;
+    T* __restrict xb = x + b0 * V;
+    const Site site_ = site;
+    for (int s = 0; s < n_steps; ++s) {
+      evaluate(site, lat, nb, xb, nullptr, f, nt);
+      philox_normal(eta, nb, V, seed, chain_offset + uint32_t(b0), step + uint64_t(s), kLangevin, nt);
+      for_chunks(nb * V, nt, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i)
+          xb[i] = canonical(site_, langevin_update(xb[i], f[i], eps, sqrt_2eps, eta[i]));
+      });
+    }
+  });
+}
+
+#define LFT_INSTANTIATE(T, Site)                                                                        \
+  template void hmc<T, Site<T>>(const Lattice&, int64_t, T*, T*, double*, uint32_t*, const Site<T>&,      \
+                                const HmcSettings<T>&, int);                                            \
+  template void langevin<T, Site<T>>(const Lattice&, int64_t, T*, T*, const Site<T>&, T, int, uint32_t, \
+                                     uint32_t, uint64_t, int);
+LFT_INSTANTIATE(float, Phi4Site)
+LFT_INSTANTIATE(double, Phi4Site)
+LFT_INSTANTIATE(float, XYSite)
+LFT_INSTANTIATE(double, XYSite)
+LFT_INSTANTIATE(float, OscillatorSite)
+LFT_INSTANTIATE(double, OscillatorSite)
+#undef LFT_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace lftaccel

@@ -1,0 +1,156 @@
+// Monte Carlo building blocks shared by the CPU loops and the CUDA kernels:
+// the Philox stream purposes, the per-site leapfrog, Langevin and reverse-SDE
+// updates, the accept/reject rule, and the local changes of action that a
+// Metropolis update needs.
+//
+// Random numbers: every variate is the Philox block of (seed, chain, site,
+// step, purpose) (see philox.hpp), so a chain's history depends only on its
+// seed and index, never on threads, launch shape or device.
+//   HMC trajectory t:  momenta   (site, t, kMomentum)   accept  (site 0, t, kAccept)
+//   Langevin step t:   noise     (site, t, kLangevin)
+//   Metropolis sweep t, parity q:  (site, 2t + q, kMetropolis), words: proposal, then accept
+//   reverse-SDE step t: noise    (site, t, kSde)
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "config.hpp"
+#include "lattice.hpp"
+#include "philox.hpp"
+#include "phi4.hpp"
+#include "xy.hpp"
+
+namespace lftaccel {
+
+enum Purpose : uint32_t {
+  kMomentum = 1,
+  kAccept = 2,
+  kLangevin = 3,
+  kMetropolis = 4,
+  kSde = 5,
+};
+
+// Settings of one HMC trajectory for a batch of chains. Chain b draws from
+// stream chain_offset + b; `step` is the trajectory index.
+template <class T>
+struct HmcSettings {
+  T eps;              // leapfrog step size
+  int n_steps;        // leapfrog steps per trajectory
+  uint32_t seed;
+  uint32_t chain_offset;
+  uint64_t step;
+  bool refresh;       // false: take the momenta from the work buffer (tests: reversibility)
+  bool accept_reject; // false: always accept (tests: dH of a bare trajectory)
+};
+
+// Metropolis rule with a guard: a non-finite dH (a divergent trajectory) is
+// always rejected. log(u) < -dH is exp(-dH) > u without overflow.
+LFT_HOST_DEVICE bool metropolis_accept(double dH, double u) {
+  using std::isfinite;
+  using std::log;
+  return isfinite(dH) && (dH <= 0 || log(u) < -dH);
+}
+
+// The accept uniform of trajectory `step` of `chain`, in double whatever the field type.
+LFT_HOST_DEVICE double accept_uniform(uint32_t seed, uint32_t chain, uint64_t step) {
+  const Philox4x32 r = philox_block(seed, chain, 0u, step, kAccept);
+  return uniform_double(r.v[0], r.v[1]);
+}
+
+// The canonical representative of a field value after an accepted update:
+// angles are wrapped into [-pi, pi) so long XY runs keep full precision.
+template <class Site, class T>
+LFT_HOST_DEVICE T canonical(const Site&, T v) {
+  return v;
+}
+template <class T>
+LFT_HOST_DEVICE T canonical(const XYSite<T>&, T v) {
+  using std::floor;
+  const T two_pi = T(6.28318530717958647692);
+  return v - two_pi * floor((v + T(3.14159265358979323846)) / two_pi);
+}
+
+// Langevin step of stochastic quantization: x <- x - eps dS/dx + sqrt(2 eps) eta.
+template <class T>
+LFT_HOST_DEVICE T langevin_update(T x, T force, T eps, T sqrt_2eps, T eta) {
+  return x - eps * force + sqrt_2eps * eta;
+}
+
+// Reverse-SDE Euler-Maruyama step from t to t - dt (dt > 0), integrating
+//   dx = [f(x, t) - g(t)^2 score] dt + g(t) dW   backwards in time:
+//   x <- x - f(x, t) dt + g(t)^2 score dt + g(t) sqrt(dt) z.
+// VE (variance exploding): f = 0, g(t) = sigma^t.
+// VP (variance preserving): f = -beta(t) x / 2, g = sqrt(beta(t)),
+//   beta(t) = beta_min + t (beta_max - beta_min).
+struct SdeCoefficients {
+  double drift_x;   // coefficient of x in the update (VP: beta dt / 2)
+  double score;     // coefficient of the score, g^2 dt
+  double noise;     // g sqrt(dt), zero for a noiseless (final) step
+};
+
+LFT_HOST_DEVICE SdeCoefficients sde_ve(double sigma, double t, double dt, bool noise) {
+  using std::pow;
+  using std::sqrt;
+  const double g = pow(sigma, t);
+  return SdeCoefficients{0.0, g * g * dt, noise ? g * sqrt(dt) : 0.0};
+}
+LFT_HOST_DEVICE SdeCoefficients sde_vp(double beta_min, double beta_max, double t, double dt, bool noise) {
+  using std::sqrt;
+  const double beta = beta_min + t * (beta_max - beta_min);
+  return SdeCoefficients{0.5 * beta * dt, beta * dt, noise ? sqrt(beta * dt) : 0.0};
+}
+template <class T>
+LFT_HOST_DEVICE T sde_update(T x, T score, T drift_x, T score_c, T noise_c, T z) {
+  return x + drift_x * x + score_c * score + noise_c * z;
+}
+
+// Local Metropolis: the part of the action that depends on one site, given the
+// sum of its 2d neighbours (phi^4) or their cosines and sines (XY). The change
+// of the total action when the site moves from old to new is local(new) - local(old).
+template <class T>
+LFT_HOST_DEVICE T phi4_local(const Phi4Site<T>& p, T phi, T neighbour_sum) {
+  const T phi2 = phi * phi;
+  return -T(2) * p.kappa * phi * neighbour_sum + (T(1) - T(2) * p.lam) * phi2 + p.lam * phi2 * phi2;
+}
+// -beta sum_nn cos(theta - theta_nn) = -beta (cos theta C + sin theta S),
+// C, S = sums of the neighbours' cosines and sines.
+template <class T>
+LFT_HOST_DEVICE T xy_local(const XYSite<T>& p, T theta, T cos_sum, T sin_sum) {
+  using std::cos;
+  using std::sin;
+  return -p.beta * (cos(theta) * cos_sum + sin(theta) * sin_sum);
+}
+
+// The two uniforms of one Metropolis site update: the proposal, then the accept test.
+template <class T>
+struct MetropolisUniforms;
+template <>
+struct MetropolisUniforms<float> {
+  LFT_HOST_DEVICE static void get(const Philox4x32& r, float& prop, double& acc) {
+    prop = uniform_float(r.v[0]);
+    acc = uniform_float(r.v[1]);
+  }
+};
+template <>
+struct MetropolisUniforms<double> {
+  LFT_HOST_DEVICE static void get(const Philox4x32& r, double& prop, double& acc) {
+    prop = uniform_double(r.v[0], r.v[1]);
+    acc = uniform_double(r.v[2], r.v[3]);
+  }
+};
+
+// Checkerboard parity of a site: the sum of its coordinates mod 2. Sites of one
+// parity have all neighbours of the other parity when every extent is even.
+template <class I>
+LFT_HOST_DEVICE int site_parity(const Lattice& lat, I site) {
+  I rest = site, sum = 0;
+  for (int mu = lat.ndim - 1; mu >= 0; --mu) {
+    const I L = I(lat.extent[mu]);
+    sum += rest % L;
+    rest /= L;
+  }
+  return int(sum & 1);
+}
+
+}  // namespace lftaccel

@@ -1,0 +1,5 @@
+"""Monte Carlo samplers on the fused kernels: HMC, local Metropolis and Langevin."""
+
+from . import kernels
+
+__all__ = ["kernels"]

@@ -1,0 +1,133 @@
+"""Pure-torch twins of the fused Monte Carlo kernels.
+
+Each takes its random numbers as arguments, so a test can feed it the same Philox
+variates the kernel draws (``momenta``, ``accept_uniforms`` ... below, built on the
+pure-torch Philox) and compare the results to rounding; the benchmarks feed it
+``torch.randn`` instead. ``action(x)`` and ``grad(x)`` are any per-configuration
+action and its gradient, e.g. ``lambda x: phi4_action(x, kappa, lam)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .philox import _uniform, philox_bits, philox_normal
+
+# Stream purposes, as in csrc/include/lftaccel/mcmc.hpp.
+MOMENTUM, ACCEPT, LANGEVIN, METROPOLIS, SDE = 1, 2, 3, 4, 5
+
+
+def momenta(batch, n_sites, seed, step, chain_offset=0, dtype=torch.float64):
+    """The HMC momenta the kernel draws for trajectory ``step``: (batch, n_sites)."""
+    return philox_normal(batch, n_sites, seed, step, MOMENTUM, chain_offset, dtype)
+
+
+def accept_uniforms(batch, seed, step, chain_offset=0):
+    """The accept/reject uniforms of trajectory ``step``, one per chain, in float64."""
+    return _uniform(philox_bits(batch, 1, seed, step, ACCEPT, chain_offset), torch.float64)[0][:, 0]
+
+
+def langevin_noise(batch, n_sites, seed, step, chain_offset=0, dtype=torch.float64):
+    return philox_normal(batch, n_sites, seed, step, LANGEVIN, chain_offset, dtype)
+
+
+def metropolis_uniforms(batch, n_sites, seed, counter, chain_offset=0, dtype=torch.float64):
+    """(proposal, accept) uniforms of one checkerboard half-sweep; counter = 2 sweep + parity."""
+    return _uniform(philox_bits(batch, n_sites, seed, counter, METROPOLIS, chain_offset), dtype)
+
+
+def sde_noise(batch, n_sites, seed, step, chain_offset=0, dtype=torch.float64):
+    return philox_normal(batch, n_sites, seed, step, SDE, chain_offset, dtype)
+
+
+def _per_config(v):
+    return v.flatten(1).to(torch.float64).sum(1)
+
+
+def leapfrog(x, p, grad, eps, n_steps):
+    """n_steps leapfrog steps: half kick, (drift, kick) ..., drift, half kick."""
+    p = p - 0.5 * eps * grad(x)
+    for s in range(n_steps):
+        x = x + eps * p
+        p = p - (eps if s + 1 < n_steps else 0.5 * eps) * grad(x)
+    return x, p
+
+
+def hmc_trajectory(x, p, u, action, grad, eps, n_steps, canonical=None):
+    """One HMC trajectory from momenta ``p`` with accept uniforms ``u`` (batch,).
+
+    Returns (x_next, energies (4, batch) = (S_old, K_old, S_new, K_new), accepted (batch,) bool).
+    """
+    xt, pt = leapfrog(x, p, grad, eps, n_steps)
+    e = torch.stack([action(x).to(torch.float64), 0.5 * _per_config(p * p),
+                     action(xt).to(torch.float64), 0.5 * _per_config(pt * pt)])
+    dH = e[2] + e[3] - e[0] - e[1]
+    acc = torch.isfinite(dH) & ((dH <= 0) | (torch.log(u) < -dH))
+    if canonical is not None:
+        xt = canonical(xt)
+    mask = acc.reshape(-1, *([1] * (x.dim() - 1)))
+    return torch.where(mask, xt, x), e, acc
+
+
+def wrap_angle(theta):
+    """Angles into [-pi, pi), as the kernels store accepted XY fields."""
+    return theta - 2 * math.pi * torch.floor((theta + math.pi) / (2 * math.pi))
+
+
+def langevin_step(x, eta, grad, eps):
+    """x - eps dS/dx + sqrt(2 eps) eta."""
+    return x - eps * grad(x) + math.sqrt(2 * eps) * eta
+
+
+def parity(shape, device=None):
+    """Checkerboard parity (sum of coordinates mod 2) of a lattice of this shape."""
+    coords = torch.meshgrid(*[torch.arange(n, device=device) for n in shape], indexing="ij")
+    return sum(coords) % 2
+
+
+def _neighbour_sum(x, f):
+    dims = range(1, x.dim())
+    return sum(f(torch.roll(x, 1, d)) + f(torch.roll(x, -1, d)) for d in dims)
+
+
+def phi4_local(phi, nsum, kappa, lam):
+    return -2 * kappa * phi * nsum + (1 - 2 * lam) * phi**2 + lam * phi**4
+
+
+def xy_local(theta, cos_sum, sin_sum, beta):
+    return -beta * (torch.cos(theta) * cos_sum + torch.sin(theta) * sin_sum)
+
+
+def metropolis_sweep(x, uniforms, theory: str, params, delta):
+    """One checkerboard sweep. ``uniforms`` = [(u_prop, u_acc) for parity 0, for parity 1],
+    each (batch, *shape). Returns (x, accepted site updates per chain)."""
+    par = parity(x.shape[1:], x.device)
+    n_acc = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    for q in (0, 1):
+        u_prop, u_acc = uniforms[q]
+        prop = x + delta * (2 * u_prop - 1)
+        if theory == "phi4":
+            nsum = _neighbour_sum(x, lambda v: v)
+            dS = (phi4_local(prop, nsum, *params).double() - phi4_local(x, nsum, *params).double())
+        else:
+            cs, ss = _neighbour_sum(x, torch.cos), _neighbour_sum(x, torch.sin)
+            dS = xy_local(prop, cs, ss, *params).double() - xy_local(x, cs, ss, *params).double()
+            prop = wrap_angle(prop)
+        acc = (par == q) & torch.isfinite(dS) & ((dS <= 0) | (torch.log(u_acc.double()) < -dS))
+        x = torch.where(acc, prop, x)
+        n_acc += acc.flatten(1).sum(1).double()
+    return x, n_acc
+
+
+def sde_step(x, score, z, t, dt, schedule="ve", sigma=25.0, beta_min=0.1, beta_max=20.0, noise=True):
+    """Reverse-time Euler-Maruyama step from t to t - dt (see lftaccel.mcmc.kernels.sde_step)."""
+    if schedule == "ve":
+        g2 = sigma ** (2 * t)
+        drift = 0.0
+    else:
+        g2 = beta_min + t * (beta_max - beta_min)
+        drift = 0.5 * g2 * dt
+    noise_c = math.sqrt(g2 * dt) if noise else 0.0
+    return x + drift * x + g2 * dt * score + noise_c * z

@@ -1,0 +1,229 @@
+"""The fused Monte Carlo kernels against their pure-torch twins, fed the same Philox
+variates, and the integrator's exact properties (reversibility, dH ~ eps^2)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import lftaccel
+from lftaccel import reference as ref
+from lftaccel.mcmc import kernels as K
+from lftaccel.reference import mcmc as rm
+
+from conftest import DEVICES
+
+def twin_fns(theory):
+    p = list(theory._params().values())
+    if isinstance(theory, lftaccel.Phi4):
+        return (lambda x: ref.phi4_action(x, *p)), (lambda x: ref.phi4_grad(x, *p)), None
+    if isinstance(theory, lftaccel.XY):
+        return (lambda x: ref.xy_action(x, *p)), (lambda x: ref.xy_grad(x, *p)), rm.wrap_angle
+    return (lambda x: ref.oscillator_action(x, *p)), (lambda x: ref.oscillator_grad(x, *p)), None
+
+
+CASES = [
+    (lftaccel.Phi4(0.21, 0.022), (5, 6, 7)),
+    (lftaccel.Phi4(0.12, 1.1), (3, 4, 2, 3, 5)),
+    (lftaccel.Phi4(0.3, 0.0), (2, 33)),
+    (lftaccel.XY(1.1), (4, 6, 5)),
+    (lftaccel.XY(0.7), (2, 3, 4, 3)),
+    (lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4), (6, 64)),
+    (lftaccel.Oscillator.harmonic(4.0, 1.0, 1.3), (3, 17)),
+]
+
+
+def start(theory, shape, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    if isinstance(theory, lftaccel.XY):
+        x = x * 2.0
+    return x.to(dtype=dtype, device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("theory,shape", CASES, ids=lambda v: repr(v))
+def test_hmc_trajectory_matches_twin(theory, shape, device):
+    x = start(theory, shape, torch.float64, device)
+    x0 = x.clone()
+    seed, step, eps, n = 7, 11, 0.05, 6
+    energies, accepted = K.hmc_trajectory(theory, x, eps=eps, n_steps=n, seed=seed, step=step, chain_offset=3)
+    action, grad, canonical = twin_fns(theory)
+    B, V = shape[0], math.prod(shape[1:])
+    p = rm.momenta(B, V, seed, step, 3).reshape(shape).to(device)
+    u = rm.accept_uniforms(B, seed, step, 3).to(device)
+    xt, e, acc = rm.hmc_trajectory(x0, p, u, action, grad, eps, n, canonical)
+    assert torch.equal(accepted.to(torch.bool), acc)
+    assert acc.any()
+    torch.testing.assert_close(energies, e, rtol=1e-12, atol=1e-11)
+    torch.testing.assert_close(x, xt, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_hmc_rejects_and_keeps_state(device):
+    theory = lftaccel.Phi4(0.21, 0.022)
+    x = start(theory, (4, 8, 8), torch.float64, device)
+    x0 = x.clone()
+    # A huge step: dH is enormous, every chain is rejected and x is untouched.
+    _, acc = K.hmc_trajectory(theory, x, eps=3.0, n_steps=5, seed=1, step=0)
+    assert not acc.to(torch.bool).any()
+    assert torch.equal(x, x0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_divergent_trajectory_is_rejected(device):
+    # lam = 0 with kappa > 1/(2d): the action is unbounded below, leapfrog runs away to inf/nan.
+    theory = lftaccel.Phi4(2.0, 0.0)
+    x = start(theory, (3, 6, 6), torch.float64, device) * 1e100
+    x0 = x.clone()
+    e, acc = K.hmc_trajectory(theory, x, eps=1.0, n_steps=200, seed=1, step=0)
+    dH = e[2] + e[3] - e[0] - e[1]
+    assert not torch.isfinite(dH).all()
+    assert not acc.to(torch.bool).any()
+    assert torch.equal(x, x0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("theory,shape", CASES, ids=lambda v: repr(v))
+def test_leapfrog_is_reversible(theory, shape, device):
+    x = start(theory, shape, torch.float64, device)
+    work = torch.empty((3, *shape), dtype=torch.float64, device=device)
+    work[0] = start(theory, shape, torch.float64, device, seed=5)
+    x_start = x.clone()
+    K.hmc_trajectory(theory, x, eps=0.03, n_steps=20, seed=0, step=0, work=work, refresh=False,
+                     accept_reject=False)
+    # Flip the final momenta and integrate from the end point: back to the start.
+    y = work[1].clone()
+    work[0] = -work[0]
+    K.hmc_trajectory(theory, y, eps=0.03, n_steps=20, seed=0, step=0, work=work, refresh=False,
+                     accept_reject=False)
+    torch.testing.assert_close(work[1], x_start, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("theory,shape", CASES[:1] + CASES[3:4] + CASES[5:6], ids=lambda v: repr(v))
+def test_energy_violation_scales_as_eps_squared(theory, shape):
+    x = start(theory, shape, torch.float64, "cpu") * 0.5
+    rms = []
+    for eps in (0.04, 0.02, 0.01):
+        n = round(0.4 / eps)
+        y = x.clone()
+        e, _ = K.hmc_trajectory(theory, y, eps=eps, n_steps=n, seed=3, step=0, accept_reject=False)
+        rms.append(float(((e[2] + e[3] - e[0] - e[1]) ** 2).mean().sqrt()))
+    ratios = [rms[i] / rms[i + 1] for i in range(2)]
+    assert all(3.6 < r < 4.4 for r in ratios), (rms, ratios)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hmc_fourier_matches_real_space_integrator(dtype, device):
+    """Unit masses: Fourier HMC is real-space HMC in rotated coordinates, so a
+    trajectory from rotated momenta ends at the rotated end point."""
+    theory = lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4)
+    x = start(theory, (4, 32), dtype, device)
+    c = lftaccel.fourier.to_fourier(x).contiguous()
+    p = start(theory, (4, 32), dtype, device, seed=9)
+    w_real = torch.empty((3, 4, 32), dtype=dtype, device=device)
+    w_real[0] = p
+    w_four = torch.empty((5, 4, 32), dtype=dtype, device=device)
+    w_four[0] = lftaccel.fourier.to_fourier(p)
+    e1, _ = K.hmc_trajectory(theory, x, eps=0.02, n_steps=10, seed=0, step=0, work=w_real, refresh=False)
+    e2, _ = K.hmc_fourier_trajectory(theory, c, eps=0.02, n_steps=10, seed=0, step=0, work=w_four,
+                                     refresh=False)
+    tol = 1e-10 if dtype == torch.float64 else 2e-4
+    torch.testing.assert_close(e1, e2, rtol=tol, atol=tol * 10)
+    torch.testing.assert_close(lftaccel.fourier.from_fourier(w_four[1]), w_real[1], rtol=tol, atol=tol)
+
+
+def test_fourier_inverse_masses_make_modes_equally_stiff():
+    theory = lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4)
+    im = K.fourier_inverse_masses(theory, 64)
+    assert im[0] == 1.0 and (im > 0).all() and (im <= 1).all()
+    c = start(theory, (8, 64), torch.float64, "cpu")
+    e, acc = K.hmc_fourier_trajectory(theory, c, eps=0.05, n_steps=10, seed=2, step=1, inv_mass=im)
+    assert torch.isfinite(e).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("theory,shape", CASES[:2] + CASES[3:], ids=lambda v: repr(v))
+def test_langevin_matches_twin(theory, shape, device):
+    x = start(theory, shape, torch.float64, device)
+    x0 = x.clone()
+    K.langevin_steps(theory, x, eps=0.01, n_steps=3, seed=4, step=10, chain_offset=1)
+    _, grad, canonical = twin_fns(theory)
+    B, V = shape[0], math.prod(shape[1:])
+    y = x0
+    for s in range(3):
+        eta = rm.langevin_noise(B, V, 4, 10 + s, 1).reshape(shape).to(device)
+        y = rm.langevin_step(y, eta, grad, 0.01)
+        if canonical is not None:
+            y = canonical(y)
+    torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("theory,shape", [(lftaccel.Phi4(0.21, 0.022), (3, 6, 8)),
+                                          (lftaccel.Phi4(0.1, 0.5), (2, 4, 2, 4, 6)),
+                                          (lftaccel.XY(1.0), (3, 8, 4)),
+                                          (lftaccel.Phi4(0.3, 0.1), (2, 10))], ids=lambda v: repr(v))
+def test_metropolis_matches_twin(theory, shape, dtype, device):
+    x = start(theory, shape, dtype, device)
+    x0 = x.clone()
+    acc = K.metropolis_sweeps(theory, x, delta=1.2, n_sweeps=2, seed=5, step=3, chain_offset=2)
+    params = list(theory._params().values())
+    B, V = shape[0], math.prod(shape[1:])
+    y, n_acc = x0, 0
+    for s in (3, 4):
+        u = [tuple(v.reshape(shape).to(device) for v in rm.metropolis_uniforms(B, V, 5, 2 * s + q, 2, dtype))
+             for q in (0, 1)]
+        y, n = rm.metropolis_sweep(y, u, theory.kernel, params, 1.2)
+        n_acc = n_acc + n
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(x, y, rtol=tol, atol=tol)
+    assert torch.equal(acc, n_acc)
+    assert 0 < float(acc.sum()) < 2 * B * V
+
+
+def test_metropolis_needs_even_extents():
+    with pytest.raises(ValueError, match="even"):
+        K.metropolis_sweeps(lftaccel.Phi4(0.2, 0.1), torch.zeros(2, 5, 4, dtype=torch.float64), delta=1.0,
+                            n_sweeps=1, seed=0, step=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("schedule", ["ve", "vp"])
+@pytest.mark.parametrize("noise", [True, False])
+def test_sde_step_matches_twin(schedule, noise, device):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 5, 6, generator=g, dtype=torch.float64).to(device)
+    score = torch.randn(3, 5, 6, generator=g, dtype=torch.float64).to(device)
+    x0 = x.clone()
+    K.sde_step(x, score, t=0.6, dt=0.01, schedule=schedule, noise=noise, seed=8, step=42, chain_offset=1)
+    z = rm.sde_noise(3, 30, 8, 42, 1).reshape(3, 5, 6).to(device)
+    y = rm.sde_step(x0, score, z, 0.6, 0.01, schedule, noise=noise)
+    torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_sde_ve_drift_is_the_score_times_g_squared():
+    """With zero noise, the VE step is exactly x + sigma^(2t) dt score."""
+    x = np.zeros((2, 8))
+    score = np.ones((2, 8))
+    K.sde_step(x, score, t=0.5, dt=0.1, schedule="ve", sigma=25.0, noise=False)
+    np.testing.assert_allclose(x, 25.0 * 0.1, rtol=1e-14)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_chains_bitwise_independent_of_threads(nthreads, monkeypatch):
+    """A chain's history is fixed by its seed, whatever the thread count (CPU)."""
+    outs = {}
+    for nt in (1, nthreads):
+        monkeypatch.setattr(K, "_nthreads", lambda nt=nt: nt)
+        theory = lftaccel.Phi4(0.21, 0.022)
+        x = torch.zeros(2, 16, 16, dtype=torch.float64)
+        for t in range(5):
+            K.hmc_trajectory(theory, x, eps=0.1, n_steps=5, seed=1, step=t)
+        K.metropolis_sweeps(theory, x, delta=1.0, n_sweeps=2, seed=1, step=0)
+        K.langevin_steps(theory, x, eps=0.01, n_steps=2, seed=1, step=0)
+        outs[nt] = x
+    assert torch.equal(outs[1], outs[nthreads])
