@@ -17,6 +17,7 @@ from . import mcmc
 from .xy import xy_action, xy_grad
 
 __all__ = [
+    "mcmc",
     "phi4_action", "phi4_grad", "phi4_standard_action",
     "xy_action", "xy_grad",
     "oscillator_action", "oscillator_grad", "oscillator_fourier_action", "oscillator_fourier_grad",

@@ -1,0 +1,222 @@
+"""Observables with honest errors: the Gamma method (pyerrors) over chains and along them.
+
+Measurements are arrays of shape (n_per_chain, n_chains): each chain is a replica of
+one pyerrors ensemble, so the autocorrelation along each chain (tau_int, in units of
+the spacing between saved configurations) enters the error, and the chains combine
+as independent replicas. Derived quantities (chi2, Binder cumulant, helicity modulus,
+E0, effective masses) are functions of primary observables, and pyerrors propagates
+their errors with the autocorrelations.
+
+Conventions (see also DESIGN.md):
+  * phi^4: M = volume average of phi; chi2 = V (<M^2> - <M>^2); chi2_abs = V (<M^2> - <|M|>^2);
+    U_L = 1 - <M^4> / (3 <M^2>^2); G(t): connected zero-momentum correlator along axis 0,
+    G(t) = <Phi(t0) Phi(t0 + t)> / V_s - V_s <M>^2 with Phi(t) the slice sum;
+    chi_2pt = sum_t G(t) (equal to chi2 on the same data: a consistency check).
+  * XY (J = 1): energy per site e = -(1/V) sum_x sum_mu cos(theta_x - theta_{x+mu});
+    helicity modulus Y = (1/(d V)) sum_mu [<sum_x cos(d_mu theta)> - beta <(sum_x sin(d_mu theta))^2>],
+    the convention in which the KT jump is Y(T_KT) = 2 T_KT / pi; vortex density (2D) =
+    (1/V) sum_plaquettes |winding|.
+  * oscillator: <x^2>, <x^4>; E0 = <V> + <x V'(x)>/2 (virial) = c0 + 2 c2 <x^2> + 3 c4 <x^4>, for
+    the double well 3 lam <x^4> - 4 lam f^2 <x^2> + lam f^4; G2(tau) = <x_n x_{n+tau}>;
+    G4(tau) = <x_n^2 x_{n+tau}^2> - <x^2>^2 (connected); E1 - E0 and E2 - E0 from their
+    cosh effective masses, averaged over a plateau window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+import torch
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import pyerrors as pe
+
+from .theories import XY, Oscillator, Phi4
+
+__all__ = ["Estimate", "primary", "estimate", "measure", "phi4_observables", "xy_observables",
+           "oscillator_observables", "format_table"]
+
+
+@dataclasses.dataclass
+class Estimate:
+    """A Monte Carlo estimate: value, error and (for primary observables) tau_int."""
+
+    name: str
+    value: float
+    error: float
+    tau_int: float | None = None
+    tau_int_error: float | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def primary(values, name: str, ensemble: str = "run") -> "pe.Obs":
+    """A pyerrors Obs from measurements (n_per_chain, n_chains): one replica per chain."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    if v.ndim != 2 or v.shape[0] < 2:
+        raise ValueError(f"{name}: need (n_per_chain >= 2, n_chains) measurements, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name}: measurements contain non-finite values")
+    obs = pe.Obs([v[:, c] for c in range(v.shape[1])], [f"{ensemble}|r{c}" for c in range(v.shape[1])])
+    obs.tag = name
+    return obs
+
+
+def estimate(obs, name: str) -> Estimate:
+    """Runs the Gamma method (automatic windowing, S = 2) and returns the numbers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        obs.gamma_method()
+    tau = dtau = None
+    if getattr(obs, "e_tauint", None):
+        key = next(iter(obs.e_tauint))
+        tau, dtau = float(obs.e_tauint[key]), float(obs.e_dtauint[key])
+    return Estimate(name, float(obs.value), float(obs.dvalue), tau, dtau)
+
+
+def _per_config(configs, chunk: int, fn):
+    """Applies fn to configs in chunks (bounded memory), as float64 torch tensors."""
+    out = []
+    for i in range(0, len(configs), chunk):
+        x = torch.as_tensor(np.asarray(configs[i: i + chunk]), dtype=torch.float64)
+        out.append(fn(x))
+    return {k: torch.cat([o[k] for o in out]).numpy() for k in out[0]}
+
+
+def phi4_measurements(configs) -> dict:
+    """Per-configuration M, and slice sums' correlator along axis 0 (before connecting)."""
+    def fn(x):
+        V = math.prod(x.shape[1:])
+        slices = x.flatten(2).sum(2) if x.dim() > 2 else x  # (n, L0)
+        F = torch.fft.rfft(slices, dim=1)
+        corr = torch.fft.irfft(F.abs() ** 2, n=slices.shape[1], dim=1) / slices.shape[1]  # sum_t0 / L0
+        return {"M": x.flatten(1).mean(1), "slice_corr": corr / (V / x.shape[1])}
+    return _per_config(configs, 512, fn)
+
+
+def phi4_observables(by_chain: dict, lattice_shape) -> dict:
+    """Obs of phi^4 from measurements reshaped (n_per_chain, n_chains, ...)."""
+    V = math.prod(lattice_shape)
+    Vs = V // lattice_shape[0]
+    M = by_chain["M"]
+    m, am, m2, m4 = (primary(M, "M"), primary(np.abs(M), "|M|"), primary(M**2, "M^2"), primary(M**4, "M^4"))
+    out = {"M": m, "|M|": am, "chi2": V * (m2 - m * m), "chi2_abs": V * (m2 - am * am),
+           "U_L": 1 - m4 / (3 * m2 * m2)}
+    corr = by_chain["slice_corr"]
+    G = [primary(corr[:, :, t], f"C({t})") - Vs * m * m for t in range(corr.shape[2])]
+    out["chi_2pt"] = sum(G[1:], G[0])
+    out.update({f"G({t})": g for t, g in enumerate(G[: lattice_shape[0] // 2 + 1])})
+    return out
+
+
+def xy_measurements(configs, beta: float) -> dict:
+    def fn(th):
+        dims = range(1, th.dim())
+        V = math.prod(th.shape[1:])
+        cos_sum = sum(torch.cos(th - torch.roll(th, -1, d)).flatten(1).sum(1) for d in dims)
+        hel = sum(torch.cos(th - torch.roll(th, -1, d)).flatten(1).sum(1)
+                  - beta * torch.sin(th - torch.roll(th, -1, d)).flatten(1).sum(1) ** 2 for d in dims)
+        out = {"energy": -cos_sum / V, "helicity": hel / (len(dims) * V)}
+        if th.dim() == 3:
+            out["vortex"] = vortex_density(th)
+        return out
+    return _per_config(configs, 512, fn)
+
+
+def _wrap(d):
+    return d - 2 * math.pi * torch.round(d / (2 * math.pi))
+
+
+def vortex_density(theta: torch.Tensor) -> torch.Tensor:
+    """(1/V) sum over plaquettes of |winding|, per 2D configuration (n, L0, L1)."""
+    a = theta
+    b = torch.roll(theta, -1, 1)          # x + e0
+    c = torch.roll(b, -1, 2)              # x + e0 + e1
+    d = torch.roll(theta, -1, 2)          # x + e1
+    w = (_wrap(b - a) + _wrap(c - b) + _wrap(d - c) + _wrap(a - d)) / (2 * math.pi)
+    return w.round().abs().flatten(1).mean(1)
+
+
+def xy_observables(by_chain: dict) -> dict:
+    # The helicity modulus is linear in per-configuration quantities: a primary observable.
+    out = {"energy": primary(by_chain["energy"], "energy"), "helicity": primary(by_chain["helicity"], "helicity")}
+    if "vortex" in by_chain:
+        out["vortex_density"] = primary(by_chain["vortex"], "vortex_density")
+    return out
+
+
+def oscillator_measurements(configs) -> dict:
+    def fn(x):
+        N = x.shape[1]
+        F = torch.fft.rfft(x, dim=1)
+        g2 = torch.fft.irfft(F.abs() ** 2, n=N, dim=1) / N
+        x2 = x * x
+        F2 = torch.fft.rfft(x2, dim=1)
+        g4 = torch.fft.irfft(F2.abs() ** 2, n=N, dim=1) / N
+        return {"x2": x2.mean(1), "x4": (x2 * x2).mean(1), "g2": g2, "g4": g4}
+    return _per_config(configs, 4096, fn)
+
+
+def oscillator_observables(by_chain: dict, theory: Oscillator, n_slices: int, window=None) -> dict:
+    """Obs of the oscillator path. ``window`` = (t_min, t_max) slices for the gap plateaus;
+    default (N/16, N/8)."""
+    a = theory.spacing(n_slices)
+    x2, x4 = primary(by_chain["x2"], "<x^2>"), primary(by_chain["x4"], "<x^4>")
+    out = {"<x^2>": x2, "<x^4>": x4, "E0": theory.c0 + 2 * theory.c2 * x2 + 3 * theory.c4 * x4}
+    half = n_slices // 2
+    G2 = [primary(by_chain["g2"][:, :, t], f"G2({t})") for t in range(n_slices)]
+    G4 = [primary(by_chain["g4"][:, :, t], f"G4({t})") - x2 * x2 for t in range(n_slices)]
+    t0, t1 = window or (max(1, n_slices // 16), max(2, n_slices // 8))
+    if not 0 <= t0 < t1 < half:
+        raise ValueError(f"window must satisfy 0 <= t_min < t_max < N/2 = {half}, got {(t0, t1)}")
+    for name, G in (("E1-E0", G2), ("E2-E0", G4)):
+        # pyerrors' cosh effective mass (root finding with the implicit derivative), per slice.
+        # Slices near N/2 (flat correlator) make fsolve warn; only the window is used.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m_eff = pe.Corr(G).m_eff(variant="cosh")
+        masses = [m_eff[t] for t in range(t0, t1)]
+        if any(m is None for m in masses):
+            continue  # the correlator is not decaying there (noise): no estimate of this gap
+        out[name] = sum(masses[1:], masses[0]) / (len(masses) * a)
+    G2, G4 = G2[: half + 1], G4[: half + 1]
+    out.update({f"G2({t})": g for t, g in enumerate(G2)})
+    out.update({f"G4({t})": g for t, g in enumerate(G4)})
+    return out
+
+
+def measure(ens, window=None) -> dict:
+    """All observables of an ensemble (lftaccel.io.Ensemble): name -> Estimate."""
+    theory = ens.theory
+    shape = ens.lattice_shape
+    if isinstance(theory, Phi4):
+        meas = phi4_measurements(ens.configs)
+        obs = phi4_observables({k: ens.by_chain(v) for k, v in meas.items()}, shape)
+    elif isinstance(theory, XY):
+        meas = xy_measurements(ens.configs, theory.beta)
+        obs = xy_observables({k: ens.by_chain(v) for k, v in meas.items()})
+    elif isinstance(theory, Oscillator):
+        meas = oscillator_measurements(ens.configs)
+        obs = oscillator_observables({k: ens.by_chain(v) for k, v in meas.items()}, theory, shape[0], window)
+    else:  # pragma: no cover
+        raise TypeError(f"no observables for {type(theory).__name__}")
+    obs["action/V"] = primary(ens.by_chain(ens.action) / math.prod(shape), "action/V")
+    return {k: estimate(o, k) for k, o in obs.items()}
+
+
+def format_table(estimates: dict, *, skip_prefixes=("G(", "G2(", "G4(")) -> str:
+    """A plain-text table of value(error) and tau_int."""
+    rows = [f"{'observable':<14} {'value':>14} {'error':>11} {'tau_int':>9}"]
+    for name, e in estimates.items():
+        if name.startswith(skip_prefixes):
+            continue
+        tau = f"{e.tau_int:9.2f}" if e.tau_int is not None else f"{'-':>9}"
+        rows.append(f"{name:<14} {e.value:14.6g} {e.error:11.3g} {tau}")
+    return "\n".join(rows)

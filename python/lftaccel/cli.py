@@ -1,0 +1,215 @@
+"""The ``lftaccel`` command.
+
+    lftaccel sample {phi4,xy,oscillator} [--shape ...] [parameters] -n N -o run.h5 [--device cuda] [--resume]
+    lftaccel measure run.h5 [--json]
+
+``lftaccel sample phi4`` with no options samples 2D phi^4 on 32x32 at kappa = 0.21,
+lambda = 0.022 (the symmetric-phase point of the diffusion-model work) with HMC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+DEFAULTS = {
+    "phi4": {"shape": [32, 32], "kappa": 0.21, "lam": 0.022},
+    "xy": {"shape": [16, 16], "beta": 1.0},
+    "oscillator": {"shape": [64], "beta": 10.0, "m": 0.5, "lam": 1.0, "f": 1.0},
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and no usage dump."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _nonneg_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
+    return v
+
+
+def _float(s):
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lftaccel", description="C++/CUDA-accelerated lattice field theory: sampling and measurement.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("sample", help="sample a theory with HMC, Metropolis or Langevin and print observables",
+                       description="Sample a lattice theory, write the ensemble to HDF5, print acceptance, "
+                                   "tau_int and observables with Gamma-method errors.")
+    s.add_argument("theory", choices=sorted(DEFAULTS), help="phi4 (hopping form), xy, or oscillator (double-well path)")
+    s.add_argument("--shape", type=_positive_int, nargs="+",
+                   help="lattice extents (default: phi4 32 32, xy 16 16, oscillator 64 time slices)")
+    g = s.add_argument_group("theory parameters")
+    g.add_argument("--kappa", type=_float, help="phi4 hopping parameter (default 0.21)")
+    g.add_argument("--lam", type=_float, help="phi4 quartic coupling lambda (default 0.022; 0 is the free field); "
+                                             "oscillator double-well lam (default 1.0)")
+    g.add_argument("--beta", type=_float, help="xy inverse temperature (default 1.0); oscillator Euclidean time "
+                                              "extent beta = N a (default 10)")
+    g.add_argument("--m", type=_float, help="oscillator mass (default 0.5)")
+    g.add_argument("--f", type=_float, help="oscillator well position: V = lam (x^2 - f^2)^2 (default 1.0)")
+    r = s.add_argument_group("run")
+    r.add_argument("-n", "--n-samples", type=_positive_int, default=4096,
+                   help="configurations saved after thermalisation, over all chains (default 4096)")
+    r.add_argument("-o", "--output", help="HDF5 file for the ensemble (default THEORY.h5)")
+    r.add_argument("--chains", type=_positive_int, default=16, help="independent chains (default 16)")
+    r.add_argument("--therm", type=_nonneg_int, default=200,
+                   help="thermalisation updates per chain, with step-size tuning (default 200)")
+    r.add_argument("--spacing", type=_positive_int, default=5, help="updates between saved configurations (default 5)")
+    r.add_argument("--sampler", choices=["hmc", "metropolis", "langevin"], default="hmc",
+                   help="hmc (default), metropolis (checkerboard, phi4/xy) or langevin (stochastic quantization)")
+    r.add_argument("--eps", type=_float, help="HMC leapfrog / Langevin step size (HMC: initial, tuned; "
+                                             "default 0.1 / 0.01)")
+    r.add_argument("--n-leapfrog", type=_positive_int, default=10,
+                   help="HMC leapfrog steps per trajectory (default 10)")
+    r.add_argument("--fourier", action="store_true", help="oscillator: HMC in Fourier space with Fourier acceleration")
+    r.add_argument("--delta", type=_float, default=1.0, help="Metropolis proposal width (initial, tuned; default 1)")
+    r.add_argument("--langevin-steps", type=_positive_int, default=10, help="Langevin steps per update (default 10)")
+    r.add_argument("--seed", type=_nonneg_int, default=0, help="Philox seed (default 0)")
+    r.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="field precision (default float64)")
+    r.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    r.add_argument("--threads", type=_positive_int, help="CPU threads (default: torch's)")
+    r.add_argument("--resume", action="store_true", help="continue the run stored in --output")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    r.add_argument("--checkpoint-every", type=_float, default=30.0,
+                   help="seconds between checkpoints to --output (default 30)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    mcmd = sub.add_parser("measure", help="observables with errors from an ensemble file",
+                          description="Measure the observables of an lftaccel ensemble file.")
+    mcmd.add_argument("file", help="HDF5 file written by lftaccel sample")
+    mcmd.add_argument("--json", action="store_true", help="print the results as JSON")
+    return p
+
+
+def _theory(args):
+    from . import XY, Oscillator, Phi4
+
+    d = DEFAULTS[args.theory]
+    val = lambda k: getattr(args, k) if getattr(args, k) is not None else d.get(k)  # noqa: E731
+    used = {"phi4": {"kappa", "lam"}, "xy": {"beta"}, "oscillator": {"beta", "m", "lam", "f"}}[args.theory]
+    for k in ("kappa", "lam", "beta", "m", "f"):
+        if getattr(args, k) is not None and k not in used:
+            raise ValueError(f"--{k} does not apply to {args.theory}")
+    if args.theory == "phi4":
+        return Phi4(val("kappa"), val("lam"))
+    if args.theory == "xy":
+        return XY(val("beta"))
+    return Oscillator(val("beta"), val("m"), val("lam"), val("f"))
+
+
+def _report(ens, estimates, seconds=None) -> dict:
+    from .analysis import format_table
+
+    a = ens.attrs
+    return {
+        "theory": a["theory"],
+        "params": {k: v for k, v in json.loads(a["theory_params"]).items() if k != "name"},
+        "lattice_shape": list(ens.lattice_shape),
+        "sampler": json.loads(a["sampler_settings"]), "n_samples": int(len(ens.configs)),
+        "n_chains": ens.n_chains, "acceptance": a["acceptance"], "divergent": int(a["divergent"]),
+        "seconds": seconds, "observables": {k: e.as_dict() for k, e in estimates.items()},
+        "_table": format_table(estimates),
+    }
+
+
+def _print(report, as_json):
+    table = report.pop("_table")
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return
+    s = report["sampler"]
+    step = {k: s[k] for k in ("eps", "n_leapfrog", "delta", "n_steps") if k in s}
+    print(f"{report['theory']} {report['params']} on {'x'.join(map(str, report['lattice_shape']))}: "
+          f"{report['n_samples']} configurations from {report['n_chains']} chains")
+    print(f"sampler {s['sampler']} {step}  acceptance {report['acceptance']:.3f}  divergent {report['divergent']}"
+          + (f"  time {report['seconds']:.1f} s" if report["seconds"] is not None else ""))
+    print("errors: Gamma method (pyerrors); tau_int in units of the saved spacing")
+    print(table)
+
+
+def _sample(args):
+    import torch
+
+    from .analysis import measure
+    from .mcmc import make_sampler, run
+
+    theory = _theory(args)
+    shape = args.shape or DEFAULTS[args.theory]["shape"]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kw = dict(n_chains=args.chains, seed=args.seed, device=args.device,
+              dtype=torch.float32 if args.dtype == "float32" else torch.float64)
+    if args.sampler == "hmc":
+        kw.update(eps=args.eps or 0.1, n_leapfrog=args.n_leapfrog, fourier=args.fourier)
+    elif args.fourier:
+        raise ValueError("--fourier applies to --sampler hmc only")
+    if args.sampler == "metropolis":
+        kw.update(delta=args.delta)
+    if args.sampler == "langevin":
+        kw.update(eps=args.eps or 0.01, n_steps=args.langevin_steps)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but torch sees no CUDA device")
+    sampler = make_sampler(args.sampler, theory, shape, **kw)
+    out = args.output or f"{args.theory}.h5"
+    t0 = time.perf_counter()
+    ens = run(sampler, args.n_samples, n_therm=args.therm, spacing=args.spacing, path=out, resume=args.resume,
+              overwrite=args.overwrite, checkpoint_seconds=args.checkpoint_every, progress=not args.no_progress)
+    seconds = time.perf_counter() - t0
+    report = _report(ens, measure(ens), seconds)
+    report["output"] = out
+    _print(report, args.json)
+    if not args.json:
+        print(f"ensemble written to {out}")
+
+
+def _measure(args):
+    from .analysis import measure
+    from .io import read_run
+
+    ens = read_run(args.file)
+    _print(_report(ens, measure(ens)), args.json)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        (_sample if args.command == "sample" else _measure)(args)
+    except KeyboardInterrupt:
+        print("lftaccel: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+        print(f"lftaccel: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

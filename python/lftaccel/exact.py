@@ -1,0 +1,93 @@
+"""Exact results the samplers are validated against.
+
+* The free lattice field (phi^4 at lambda = 0, kappa < 1/(2d)): S = phi^T A phi / 2 with
+  A(p) = 2 (1 - 2 kappa sum_mu cos p_mu), so <phi^2> = (1/V) sum_p 1/A(p) and
+  chi2 = V <M^2> = 1/A(0) = 1 / (2 (1 - 2 d kappa)).
+* The harmonic path on the discrete lattice: S = x^T A x / 2 with eigenvalues
+  (m/a) 4 sin^2(pi k/N) + 2 a c2, so <x^2> = (1/N) sum_k 1/lambda_k.
+* Any quartic oscillator path, from the transfer matrix of the same discretised action
+  on a fine x-grid: K(x, y) = sqrt(m / (2 pi a)) exp(-m (x - y)^2 / (2 a) - a (V(x) + V(y)) / 2),
+  so that Z = Tr K^N. Its eigenvalues give the lattice energies E_k = -ln(lambda_k) / a;
+  traces give <x^2>, <x^4> and the correlators at the finite N of the simulation.
+* The continuum spectrum of H = p^2 / (2m) + V(x), by finite differences on a fine grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["free_field", "harmonic_path_x2", "TransferMatrix", "continuum_spectrum"]
+
+
+def free_field(kappa: float, shape) -> dict:
+    """<phi^2> and chi2 of the free hopping-form field on a periodic lattice."""
+    d = len(shape)
+    if not 0 <= kappa < 1 / (2 * d):
+        raise ValueError(f"the free field needs 0 <= kappa < 1/(2d) = {1 / (2 * d)}, got {kappa}")
+    cos_sum = sum(np.meshgrid(*[np.cos(2 * np.pi * np.arange(L) / L) for L in shape], indexing="ij"))
+    A = 2 * (1 - 2 * kappa * cos_sum)
+    V = math.prod(shape)
+    return {"phi2": float((1 / A).sum() / V), "chi2": float(1 / A.flat[0])}
+
+
+def harmonic_path_x2(beta: float, n: int, m: float, c2: float) -> float:
+    """<x^2> of the periodic path of n slices with V = c2 x^2, a = beta / n."""
+    a = beta / n
+    k = np.arange(n)
+    lam = (m / a) * 4 * np.sin(np.pi * k / n) ** 2 + 2 * a * c2
+    return float((1 / lam).sum() / n)
+
+
+class TransferMatrix:
+    """The transfer matrix of the discretised path integral of V(x) = c0 + c2 x^2 + c4 x^4."""
+
+    def __init__(self, theory, n_slices: int, *, x_max: float | None = None, n_grid: int = 801):
+        self.a = theory.spacing(n_slices)
+        self.n = n_slices
+        if x_max is None:
+            # Far enough that V a and the kinetic spread both make the wave function negligible.
+            f2 = max(-theory.c2 / (2 * theory.c4), 0.0) if theory.c4 > 0 else 0.0
+            x_max = math.sqrt(f2) + 6.0 / max(theory.m * 0.5, 0.2) ** 0.5
+        x = np.linspace(-x_max, x_max, n_grid)
+        h = x[1] - x[0]
+        V = theory.c0 + theory.c2 * x**2 + theory.c4 * x**4
+        m, a = theory.m, self.a
+        K = np.sqrt(m / (2 * np.pi * a)) * np.exp(-m * (x[:, None] - x[None, :]) ** 2 / (2 * a)
+                                                  - a * (V[:, None] + V[None, :]) / 2) * h
+        w, U = np.linalg.eigh(K)
+        order = np.argsort(w)[::-1]
+        self.w, self.U, self.x = w[order], U[:, order], x
+        self.energies = -np.log(self.w[self.w > 0]) / a
+
+    def _weights(self):
+        return (self.w / self.w[0]) ** self.n
+
+    def expect(self, fn) -> float:
+        """<fn(x_n)> on the periodic path of n slices."""
+        X = (self.U * fn(self.x)[:, None]).T @ self.U          # <k| f |l>
+        wts = self._weights()
+        return float((np.diag(X) * wts).sum() / wts.sum())
+
+    def correlator(self, fn, tau: int) -> float:
+        """<fn(x_0) fn(x_tau)> = Tr(F K^tau F K^(n - tau)) / Tr K^n."""
+        F = (self.U * fn(self.x)[:, None]).T @ self.U
+        r = self.w / self.w[0]
+        M = F * (r**tau)[None, :] @ (F * (r ** (self.n - tau))[None, :])
+        return float(np.trace(M) / (r**self.n).sum())
+
+    def gap(self, k: int = 1) -> float:
+        return float(self.energies[k] - self.energies[0])
+
+
+def continuum_spectrum(theory, *, n_levels: int = 4, x_max: float = 6.0, n_grid: int = 4001) -> np.ndarray:
+    """Lowest eigenvalues of H = p^2/(2m) + V(x) (Dirichlet walls at +-x_max, second-order
+    finite differences)."""
+    x = np.linspace(-x_max, x_max, n_grid)
+    h = x[1] - x[0]
+    V = theory.c0 + theory.c2 * x**2 + theory.c4 * x**4
+    diag = 1 / (theory.m * h * h) + V
+    off = -np.ones(n_grid - 1) / (2 * theory.m * h * h)
+    from scipy.linalg import eigh_tridiagonal
+    return eigh_tridiagonal(diag, off, select="i", select_range=(0, n_levels - 1))[0]

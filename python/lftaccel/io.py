@@ -1,0 +1,148 @@
+"""Ensembles on disk: one HDF5 file per run, readable with plain h5py.
+
+Layout of a run file::
+
+    configs          (n_samples, *lattice_shape)   the saved configurations
+    chain            (n_samples,) int32             chain index of each
+    update           (n_samples,) int64             Monte Carlo time (updates done) of each
+    action           (n_samples,) float64           S of each
+    history/acceptance  (n_updates,) float64        mean acceptance of every update
+    state/field      (n_chains, *lattice_shape)     the chains' state, for --resume
+    attrs: format, version, theory, theory_params (JSON), lattice_shape, seed, sampler,
+           sampler_settings (JSON), n_therm, spacing, n_target, complete, acceptance
+           (mean over the sampling phase), divergent, state (JSON counters)
+
+Samples are stored in the order they were taken: for each measurement, all chains.
+Every write goes to a temporary file in the same folder, is flushed to disk, and
+replaces the old file with os.replace, so a reader (or a killed run) never sees a
+half-written file. The acceptance history is a dataset, not an attribute: HDF5
+attributes are limited to 64 KiB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .theories import XY, Oscillator, Phi4
+
+__all__ = ["Ensemble", "write_run", "read_run", "theory_to_dict", "theory_from_dict", "atomic_path"]
+
+FORMAT = "lftaccel-ensemble-1"
+
+
+def theory_to_dict(theory) -> dict:
+    d = {"name": type(theory).__name__, **theory._params()}
+    if isinstance(theory, Oscillator) and theory.lam is not None:
+        d.update(lam=theory.lam, f=theory.f)
+    return d
+
+
+def theory_from_dict(d: dict):
+    d = dict(d)
+    name = d.pop("name")
+    if name == "Phi4":
+        return Phi4(d["kappa"], d["lam"])
+    if name == "XY":
+        return XY(d["beta"])
+    if name == "Oscillator":
+        if d.get("lam") is not None:
+            return Oscillator(d["beta"], d["m"], d["lam"], d["f"])
+        return Oscillator.quartic(d["beta"], d["m"], d["c0"], d["c2"], d["c4"])
+    raise ValueError(f"unknown theory {name!r} in ensemble file")
+
+
+@dataclasses.dataclass
+class Ensemble:
+    """A run read back from disk (or about to be written)."""
+
+    configs: np.ndarray
+    chain: np.ndarray
+    update: np.ndarray
+    action: np.ndarray
+    acceptance_history: np.ndarray
+    attrs: dict
+    state: dict | None = None
+
+    @property
+    def theory(self):
+        return theory_from_dict(json.loads(self.attrs["theory_params"]))
+
+    @property
+    def lattice_shape(self) -> tuple:
+        return tuple(int(s) for s in self.attrs["lattice_shape"])
+
+    @property
+    def n_chains(self) -> int:
+        return int(self.attrs["n_chains"])
+
+    def by_chain(self, values: np.ndarray | None = None) -> np.ndarray:
+        """values (n_samples, ...) -> (n_per_chain, n_chains, ...): only complete rounds of
+        measurements (each chain the same number of samples)."""
+        values = self.configs if values is None else values
+        nc = self.n_chains
+        n = len(values) // nc
+        v = values[: n * nc].reshape(n, nc, *values.shape[1:])
+        if not np.array_equal(self.chain[: n * nc].reshape(n, nc), np.tile(np.arange(nc), (n, 1))):
+            raise ValueError("samples are not stored chain-interleaved; the file is not an lftaccel run")
+        return v
+
+
+def atomic_path(path) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_run(path, ens: Ensemble) -> None:
+    """Writes the run atomically (temporary file, fsync, os.replace)."""
+    path = Path(path)
+    tmp = atomic_path(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("configs", data=ens.configs, chunks=True if len(ens.configs) else None)
+            f.create_dataset("chain", data=ens.chain.astype(np.int32))
+            f.create_dataset("update", data=ens.update.astype(np.int64))
+            f.create_dataset("action", data=ens.action.astype(np.float64))
+            f.create_dataset("history/acceptance", data=np.asarray(ens.acceptance_history, np.float64))
+            if ens.state is not None:
+                f.create_dataset("state/field", data=ens.state["field"])
+                f.attrs["state"] = json.dumps({k: v for k, v in ens.state.items()
+                                               if k not in ("field", "acceptance")})
+            for k, v in ens.attrs.items():
+                f.attrs[k] = v
+            f.attrs["format"] = FORMAT
+            f.flush()
+            os.fsync(f.id.get_vfd_handle())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_run(path) -> Ensemble:
+    """Reads a run file written by :func:`write_run` (plain h5py works too)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such ensemble file: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path} is not an HDF5 file ({err})") from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"{path} is not an lftaccel ensemble (format attribute "
+                             f"{f.attrs.get('format')!r}, expected {FORMAT!r})")
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+        state = None
+        if "state" in f:
+            state = json.loads(attrs.pop("state"))
+            state["field"] = f["state/field"][...]
+            state["acceptance"] = f["history/acceptance"][...]
+        return Ensemble(configs=f["configs"][...], chain=f["chain"][...], update=f["update"][...],
+                        action=f["action"][...], acceptance_history=f["history/acceptance"][...],
+                        attrs=attrs, state=state)

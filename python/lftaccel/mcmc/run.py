@@ -1,0 +1,136 @@
+"""A sampling run: thermalisation with step-size tuning, then saved configurations,
+checkpointed to the run's HDF5 file so that a killed run resumes where it stopped.
+
+The checkpoint is the run file itself, rewritten atomically at most every
+``checkpoint_seconds`` and at the end: it holds the configurations saved so far
+and the sampler's state (field, update counter, step size, acceptance history).
+Because the random numbers are counter-based, a resumed run draws exactly the
+numbers the uninterrupted run would have: the final file is bitwise the same.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from .._kernels import stencil
+from ..io import Ensemble, read_run, theory_to_dict, write_run
+from .samplers import Sampler
+
+__all__ = ["run", "RunError"]
+
+
+class RunError(ValueError):
+    """A run that cannot start or resume as asked (the message says why)."""
+
+
+def _identity(sampler: Sampler, n_therm: int, spacing: int) -> dict:
+    """What must match for --resume to continue a run."""
+    settings = {k: v for k, v in sampler.settings().items() if k not in ("step_size", "eps", "delta")}
+    return {"theory_params": json.dumps(theory_to_dict(sampler.theory), sort_keys=True),
+            "lattice_shape": list(sampler.shape), "sampler_identity": json.dumps(settings, sort_keys=True),
+            "n_therm": n_therm, "spacing": spacing}
+
+
+def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 1, path=None, resume: bool = False,
+        overwrite: bool = False, checkpoint_seconds: float = 30.0, progress: bool = True) -> Ensemble:
+    """Thermalise (tuning the step size), then save ``n_samples`` configurations (rounded
+    up to whole rounds of all chains), one round every ``spacing`` updates.
+
+    With ``path``, the run is written to that HDF5 file; ``resume=True`` continues the
+    run stored there (same theory, lattice, sampler and seed) up to ``n_samples``.
+    """
+    for name, v, low in (("n_samples", n_samples, 1), ("n_therm", n_therm, 0), ("spacing", spacing, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise RunError(f"{name} must be an integer >= {low}, got {v!r}")
+    if not checkpoint_seconds >= 0:
+        raise RunError(f"checkpoint_seconds must be >= 0, got {checkpoint_seconds}")
+    nc = sampler.n_chains
+    rounds = math.ceil(n_samples / nc)
+    ident = _identity(sampler, n_therm, spacing)
+    configs, updates, actions = [], [], []
+    path = Path(path) if path is not None else None
+    if path is not None and path.exists():
+        if resume:
+            ens = read_run(path)
+            for k, v in ident.items():
+                old = ens.attrs.get(k)
+                old = list(old) if isinstance(old, np.ndarray) else old
+                if old != v:
+                    raise RunError(f"cannot resume {path}: its {k} is {old!r}, this run's is {v!r}")
+            if ens.state is None:
+                raise RunError(f"cannot resume {path}: it holds no sampler state")
+            sampler.load_state_dict(ens.state)
+            done = len(ens.configs) // nc
+            configs = [ens.configs[i * nc:(i + 1) * nc] for i in range(done)]
+            updates = [ens.update[i * nc:(i + 1) * nc] for i in range(done)]
+            actions = [ens.action[i * nc:(i + 1) * nc] for i in range(done)]
+        elif not overwrite:
+            raise RunError(f"{path} exists; pass resume to continue it or overwrite to replace it")
+    elif resume and path is not None:
+        raise RunError(f"cannot resume {path}: no such file")
+
+    def save(complete: bool):
+        if path is None:
+            return
+        write_run(path, _ensemble(sampler, configs, updates, actions, ident, n_samples, complete))
+
+    total = n_therm + rounds * spacing
+    bar = tqdm(total=total, initial=min(sampler.n_updates, total), disable=not progress, unit="upd",
+               desc=f"{sampler.name} {type(sampler.theory).__name__}", dynamic_ncols=True)
+    last = time.monotonic()
+    try:
+        while sampler.n_updates < n_therm:
+            sampler.thermalize(1, tune=True, progress=bar)
+            if path is not None and time.monotonic() - last > checkpoint_seconds:
+                save(False)
+                last = time.monotonic()
+        while len(configs) < rounds:
+            target = n_therm + (len(configs) + 1) * spacing
+            # A resumed run may stop between saves: finish that round's updates.
+            while sampler.n_updates < target:
+                acc = float(sampler.update().mean())
+                bar.update(1)
+                bar.set_postfix(acc=f"{acc:.2f}", refresh=False)
+            x = sampler.field
+            a, _ = stencil(sampler.theory.kernel, x, sampler.theory._params(), grad=False)
+            configs.append(x.detach().cpu().numpy().copy())
+            actions.append(a.detach().cpu().to(torch.float64).numpy())
+            updates.append(np.full(nc, sampler.n_updates, dtype=np.int64))
+            if path is not None and time.monotonic() - last > checkpoint_seconds:
+                save(False)
+                last = time.monotonic()
+    finally:
+        bar.close()
+    save(True)
+    return _ensemble(sampler, configs, updates, actions, ident, n_samples, True)
+
+
+def _ensemble(sampler, configs, updates, actions, ident, n_target, complete) -> Ensemble:
+    nc = sampler.n_chains
+    shape = (0, *sampler.shape)
+    acc_hist = np.asarray(sampler.acceptance, dtype=np.float64)
+    sampling = acc_hist[ident["n_therm"]:]
+    attrs = {
+        "version": __version__, "theory": type(sampler.theory).__name__, "theory_params": ident["theory_params"],
+        "lattice_shape": np.asarray(sampler.shape, dtype=np.int64), "n_chains": nc, "seed": sampler.seed,
+        "sampler": sampler.name, "sampler_settings": json.dumps(sampler.settings(), sort_keys=True),
+        "sampler_identity": ident["sampler_identity"], "n_therm": ident["n_therm"], "spacing": ident["spacing"],
+        "n_target": n_target, "complete": bool(complete),
+        "acceptance": float(sampling.mean()) if len(sampling) else float("nan"),
+        "divergent": sampler.divergent, "device": str(sampler.device),
+    }
+    state = sampler.state_dict()
+    return Ensemble(
+        configs=np.concatenate(configs) if configs else np.empty(shape, dtype=np.float64),
+        chain=np.tile(np.arange(nc, dtype=np.int32), len(configs)),
+        update=np.concatenate(updates) if updates else np.empty(0, np.int64),
+        action=np.concatenate(actions) if actions else np.empty(0, np.float64),
+        acceptance_history=acc_hist, attrs=attrs, state=state)

@@ -1,0 +1,315 @@
+"""HMC, local Metropolis and Langevin samplers with one interface.
+
+A sampler owns a batch of independent chains, shape (n_chains, *lattice_shape), on
+the CPU or a CUDA device. ``update()`` advances every chain by one unit (one HMC
+trajectory, one Metropolis sweep, ``n_steps`` Langevin steps) through one fused kernel
+call, and returns the acceptance of each chain. The update counter is the Philox
+step, so a sampler's whole history is fixed by (seed, chain index): a run resumed
+from ``state_dict()`` continues exactly the streams it would have drawn.
+
+Tuning: ``thermalize(n, tune=True)`` adapts the step size (HMC's eps, Metropolis's
+delta) toward ``target_acceptance`` with a decreasing gain; it is frozen afterwards,
+so the sampling phase is an exact Markov chain.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import numpy as np
+import torch
+
+from .. import fourier
+from .._kernels import check_param
+from ..theories import XY, Oscillator, Phi4
+from . import kernels as K
+
+__all__ = ["Sampler", "HMC", "Metropolis", "Langevin", "make_sampler"]
+
+
+def _check_shape(theory, shape):
+    shape = tuple(int(s) for s in shape)
+    if not (theory.min_dims <= len(shape) <= theory.max_dims) or any(s < 1 for s in shape):
+        raise ValueError(f"shape must have {theory.min_dims}..{theory.max_dims} positive extents for "
+                         f"{type(theory).__name__}, got {shape}")
+    return shape
+
+
+class Sampler(abc.ABC):
+    """Base of the samplers: state, counters, tuning, checkpoint state."""
+
+    name = ""
+    target_acceptance = 0.5
+    tunable = True
+
+    def __init__(self, theory, shape, *, n_chains: int = 8, seed: int = 0, dtype=torch.float64,
+                 device="cpu", start: str = "hot", chain_offset: int = 0):
+        if not isinstance(theory, (Phi4, XY, Oscillator)):
+            raise TypeError(f"theory must be a Phi4, XY or Oscillator, got {type(theory).__name__}")
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 1:
+            raise ValueError(f"n_chains must be a positive integer, got {n_chains!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2^32), got {seed!r}")
+        if start not in ("hot", "cold"):
+            raise ValueError(f"start must be 'hot' or 'cold', got {start!r}")
+        self.theory = theory
+        self.shape = _check_shape(theory, shape)
+        self.n_chains, self.seed, self.chain_offset = n_chains, seed, int(chain_offset)
+        self.dtype, self.device = dtype, torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device is CUDA but no CUDA device is visible")
+        self.start = start
+        self.n_updates = 0          # also the Philox step of the next update
+        self.n_tuned = 0            # updates spent tuning
+        self.divergent = 0          # rejected non-finite updates, over all chains
+        self.acceptance = []        # mean acceptance of each update
+        self._init_field()
+
+    # ---- the state ----
+    def _init_field(self):
+        g = torch.Generator().manual_seed(self.seed)
+        full = (self.n_chains, *self.shape)
+        if self.start == "cold":
+            x = torch.zeros(full, dtype=torch.float64)
+        elif isinstance(self.theory, XY):
+            x = (torch.rand(full, generator=g, dtype=torch.float64) * 2 - 1) * math.pi
+        else:
+            x = torch.randn(full, generator=g, dtype=torch.float64)
+        self._set_field(x.to(dtype=self.dtype, device=self.device))
+
+    def _set_field(self, x):
+        self._x = x.contiguous()
+
+    @property
+    def field(self) -> torch.Tensor:
+        """The chains' current configurations, (n_chains, *shape), in real space."""
+        return self._x
+
+    # ---- updates ----
+    @abc.abstractmethod
+    def _update(self) -> torch.Tensor:
+        """One unit update of every chain; returns acceptance per chain (float64)."""
+
+    @property
+    @abc.abstractmethod
+    def step_size(self) -> float: ...
+
+    @step_size.setter
+    @abc.abstractmethod
+    def step_size(self, value: float): ...
+
+    def update(self) -> torch.Tensor:
+        acc = self._update()
+        self.n_updates += 1
+        self.acceptance.append(float(acc.mean()))
+        return acc
+
+    def thermalize(self, n: int, *, tune: bool = True, progress=None):
+        """n updates; with tune, adapt the step size toward target_acceptance."""
+        for _ in range(n):
+            acc = float(self.update().mean())
+            if tune and self.tunable:
+                self.n_tuned += 1
+                gain = 1.0 / (1.0 + self.n_tuned / 10.0) ** 0.6
+                self.step_size = self.step_size * math.exp(gain * (acc - self.target_acceptance))
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(acc=f"{acc:.2f}", step=f"{self.step_size:.3g}", refresh=False)
+
+    # ---- description and checkpoints ----
+    def settings(self) -> dict:
+        return {"sampler": self.name, "n_chains": self.n_chains, "seed": self.seed,
+                "chain_offset": self.chain_offset, "dtype": str(self.dtype).replace("torch.", ""),
+                "start": self.start, "step_size": self.step_size, "target_acceptance": self.target_acceptance}
+
+    def state_dict(self) -> dict:
+        return {"field": self._x.detach().cpu().numpy().copy(), "n_updates": self.n_updates,
+                "n_tuned": self.n_tuned, "divergent": self.divergent, "step_size": self.step_size,
+                "acceptance": np.asarray(self.acceptance, dtype=np.float64)}
+
+    def load_state_dict(self, state: dict):
+        field = torch.as_tensor(np.asarray(state["field"]))
+        if tuple(field.shape) != (self.n_chains, *self.shape):
+            raise ValueError(f"checkpoint field has shape {tuple(field.shape)}, the sampler "
+                             f"{(self.n_chains, *self.shape)}")
+        self._set_field(field.to(dtype=self.dtype, device=self.device))
+        self.n_updates = int(state["n_updates"])
+        self.n_tuned = int(state["n_tuned"])
+        self.divergent = int(state["divergent"])
+        self.step_size = float(state["step_size"])
+        self.acceptance = [float(a) for a in np.asarray(state["acceptance"])]
+
+
+class HMC(Sampler):
+    """Hybrid Monte Carlo: one fused trajectory of ``n_leapfrog`` steps per update.
+
+    The step size of each trajectory is eps (1 + jitter (2u - 1)), u uniform and drawn
+    from (seed, update) alone: a fixed trajectory length would leave the modes whose
+    period divides it almost unmoved (long autocorrelations of the low modes); the
+    jitter breaks that resonance and keeps detailed balance (it does not depend on the
+    state). For the oscillator, ``fourier=True`` runs in Matsubara coordinates with
+    Fourier acceleration (per-mode masses matched to the modes' stiffness)."""
+
+    name = "hmc"
+    target_acceptance = 0.8
+
+    def __init__(self, theory, shape, *, eps: float = 0.1, n_leapfrog: int = 10, fourier: bool = False,
+                 jitter: float = 0.2, **kw):
+        self.eps = check_param(eps, "eps", low=0.0, low_open=True)
+        self.jitter = check_param(jitter, "jitter", low=0.0)
+        if self.jitter >= 1:
+            raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+        if isinstance(n_leapfrog, bool) or not isinstance(n_leapfrog, int) or n_leapfrog < 1:
+            raise ValueError(f"n_leapfrog must be a positive integer, got {n_leapfrog!r}")
+        self.n_leapfrog = n_leapfrog
+        if fourier and not isinstance(theory, Oscillator):
+            raise ValueError("fourier=True is for the Oscillator only")
+        self.fourier = bool(fourier)
+        super().__init__(theory, shape, **kw)
+        n = (self.n_chains, *self.shape)
+        k = 5 if self.fourier else 3
+        self._work = torch.empty((k, *n), dtype=self.dtype, device=self.device)
+        self._energies = torch.empty((4, self.n_chains), dtype=torch.float64, device=self.device)
+        self._accepted = torch.empty(self.n_chains, dtype=torch.uint32, device=self.device)
+        if self.fourier:
+            N = self.shape[0]
+            self._basis = K.fourier_basis(N, dtype=self.dtype, device=self.device)
+            self._inv_mass = K.fourier_inverse_masses(theory, N, dtype=self.dtype, device=self.device)
+
+    def _set_field(self, x):
+        self._x = x.contiguous()
+        if self.fourier:
+            self._c = fourier.to_fourier(self._x).contiguous()
+
+    @property
+    def field(self):
+        if self.fourier:
+            self._x = fourier.from_fourier(self._c)
+        return self._x
+
+    def state_dict(self):
+        self.field  # noqa: B018 (brings the real-space field up to date)
+        return super().state_dict()
+
+    @property
+    def step_size(self):
+        return self.eps
+
+    @step_size.setter
+    def step_size(self, value):
+        self.eps = float(min(max(value, 1e-6), 10.0))
+
+    def trajectory_eps(self, update: int) -> float:
+        """The step size of trajectory ``update``: eps jittered by a uniform of (seed, update)."""
+        u = np.random.default_rng([self.seed, self.chain_offset, update, 0x4A17]).random()
+        return self.eps * (1 + self.jitter * (2 * u - 1))
+
+    def _update(self):
+        args = dict(eps=self.trajectory_eps(self.n_updates), n_steps=self.n_leapfrog, seed=self.seed,
+                    step=self.n_updates,
+                    chain_offset=self.chain_offset, work=self._work, energies=self._energies,
+                    accepted=self._accepted)
+        if self.fourier:
+            e, acc = K.hmc_fourier_trajectory(self.theory, self._c, basis=self._basis, inv_mass=self._inv_mass,
+                                              **args)
+        else:
+            e, acc = K.hmc_trajectory(self.theory, self._x, **args)
+        dH = e[2] + e[3] - e[0] - e[1]
+        self.last_dH = dH
+        self.divergent += int((~torch.isfinite(dH)).sum())
+        return acc.to(torch.float64)
+
+    def settings(self):
+        return {**super().settings(), "eps": self.eps, "n_leapfrog": self.n_leapfrog, "fourier": self.fourier,
+                "jitter": self.jitter}
+
+
+class Metropolis(Sampler):
+    """Checkerboard local Metropolis (phi^4 and XY, even extents): one sweep per update,
+    proposals x -> x + delta (2u - 1)."""
+
+    name = "metropolis"
+    target_acceptance = 0.5
+
+    def __init__(self, theory, shape, *, delta: float = 1.0, **kw):
+        if not isinstance(theory, (Phi4, XY)):
+            raise TypeError(f"Metropolis samples Phi4 or XY, got {type(theory).__name__}")
+        if any(s % 2 for s in shape):
+            raise ValueError(f"checkerboard Metropolis needs even lattice extents, got shape {tuple(shape)}")
+        self.delta = check_param(delta, "delta", low=0.0, low_open=True)
+        super().__init__(theory, shape, **kw)
+        self._accepted = torch.empty(self.n_chains, dtype=torch.float64, device=self.device)
+        self._volume = math.prod(self.shape)
+
+    @property
+    def step_size(self):
+        return self.delta
+
+    @step_size.setter
+    def step_size(self, value):
+        # An XY proposal wider than 2 pi is no wider than 2 pi.
+        self.delta = float(min(max(value, 1e-6), math.pi if isinstance(self.theory, XY) else 100.0))
+
+    def _update(self):
+        acc = K.metropolis_sweeps(self.theory, self._x, delta=self.delta, n_sweeps=1, seed=self.seed,
+                                  step=self.n_updates, chain_offset=self.chain_offset, accepted=self._accepted)
+        return acc / self._volume
+
+    def settings(self):
+        return {**super().settings(), "delta": self.delta}
+
+
+class Langevin(Sampler):
+    """Stochastic quantization: ``n_steps`` Euler steps x <- x - eps dS/dx + sqrt(2 eps) eta per
+    update. There is no accept/reject, so the equilibrium is exp(-S) only up to O(eps).
+    A chain that reaches a non-finite value is restored to its state before the update and
+    counted as divergent."""
+
+    name = "langevin"
+    tunable = False
+
+    def __init__(self, theory, shape, *, eps: float = 0.01, n_steps: int = 10, **kw):
+        self.eps = check_param(eps, "eps", low=0.0, low_open=True)
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        self.n_steps = n_steps
+        super().__init__(theory, shape, **kw)
+        self._work = torch.empty((2, self.n_chains, *self.shape), dtype=self.dtype, device=self.device)
+        self._ones = torch.ones(self.n_chains, dtype=torch.float64, device=self.device)
+
+    @property
+    def step_size(self):
+        return self.eps
+
+    @step_size.setter
+    def step_size(self, value):
+        self.eps = float(value)
+
+    def _update(self):
+        before = self._x.clone()
+        # Philox steps n_updates * n_steps ... : every Langevin step draws fresh noise.
+        K.langevin_steps(self.theory, self._x, eps=self.eps, n_steps=self.n_steps, seed=self.seed,
+                         step=self.n_updates * self.n_steps, chain_offset=self.chain_offset, work=self._work)
+        bad = ~torch.isfinite(self._x.flatten(1)).all(1)
+        if bool(bad.any()):
+            self._x[bad] = before[bad]
+            self.divergent += int(bad.sum())
+        return self._ones
+
+    def settings(self):
+        return {**super().settings(), "eps": self.eps, "n_steps": self.n_steps}
+
+
+SAMPLERS = {"hmc": HMC, "metropolis": Metropolis, "langevin": Langevin}
+
+
+def make_sampler(name: str, theory, shape, **kw) -> Sampler:
+    """The sampler called ``name`` ('hmc', 'metropolis', 'langevin')."""
+    try:
+        cls = SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {name!r}") from None
+    return cls(theory, shape, **kw)

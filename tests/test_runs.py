@@ -1,0 +1,153 @@
+"""Runs on disk: HDF5 layout, checkpoint/resume after SIGKILL, thread-count independence,
+and the lftaccel command's options and errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+import lftaccel
+from lftaccel.cli import main
+from lftaccel.io import read_run
+from lftaccel.mcmc import HMC, RunError, run
+
+CLI = [sys.executable, "-m", "lftaccel.cli"]
+
+
+def cli(*args, env=None, check=True):
+    e = dict(os.environ, **(env or {}))
+    r = subprocess.run([*CLI, *args], capture_output=True, text=True, env=e, timeout=300)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_file_layout_is_plain_hdf5(tmp_path):
+    path = tmp_path / "run.h5"
+    sampler = HMC(lftaccel.Phi4(0.2, 0.01), (6, 4), n_chains=3, seed=1)
+    run(sampler, 10, n_therm=5, spacing=2, path=path, progress=False)
+    with h5py.File(path, "r") as f:
+        assert f["configs"].shape == (12, 6, 4)          # 10 rounded up to whole rounds of 3 chains
+        assert list(f["chain"][:6]) == [0, 1, 2, 0, 1, 2]
+        assert list(f["update"][:6]) == [7, 7, 7, 9, 9, 9]
+        assert f["history/acceptance"].shape == (5 + 4 * 2,)
+        params = json.loads(f.attrs["theory_params"])
+        assert params["kappa"] == 0.2 and params["lam"] == 0.01
+        assert f.attrs["seed"] == 1 and f.attrs["sampler"] == "hmc" and f.attrs["version"] == lftaccel.__version__
+        assert json.loads(f.attrs["sampler_settings"])["n_leapfrog"] == 10
+        assert f.attrs["complete"]
+        S = lftaccel.Phi4(0.2, 0.01).action(f["configs"][...])
+        np.testing.assert_allclose(f["action"][...], S, rtol=1e-12)
+    assert not list(tmp_path.glob(".*tmp*"))  # the temporary file is gone
+
+
+def test_existing_file_is_not_overwritten(tmp_path):
+    path = tmp_path / "run.h5"
+    sampler = HMC(lftaccel.Phi4(0.2, 0.01), (4, 4), n_chains=2, seed=1)
+    run(sampler, 4, n_therm=2, path=path, progress=False)
+    with pytest.raises(RunError, match="exists"):
+        run(HMC(lftaccel.Phi4(0.2, 0.01), (4, 4), n_chains=2, seed=1), 4, n_therm=2, path=path, progress=False)
+    with pytest.raises(RunError, match="seed"):
+        run(HMC(lftaccel.Phi4(0.2, 0.01), (4, 4), n_chains=2, seed=2), 4, n_therm=2, path=path, resume=True,
+            progress=False)
+
+
+def test_resume_after_sigkill_continues_the_same_streams(tmp_path):
+    args = ["sample", "phi4", "--shape", "16", "16", "--chains", "4", "-n", "4000", "--therm", "20",
+            "--spacing", "3", "--no-progress", "--checkpoint-every", "0.2"]
+    full = tmp_path / "full.h5"
+    cli(*args, "-o", str(full))
+    killed = tmp_path / "killed.h5"
+    proc = subprocess.Popen([*CLI, *args, "-o", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    n_before = 0
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if killed.exists():
+            try:
+                n_before = len(read_run(killed).configs)
+            except (OSError, ValueError):
+                continue
+            if n_before >= 400:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = read_run(killed)
+    assert not partial.attrs["complete"] and 0 < len(partial.configs) < 4000
+    cli(*args, "-o", str(killed), "--resume")
+    a, b = read_run(full), read_run(killed)
+    assert np.array_equal(a.configs, b.configs)
+    assert np.array_equal(a.update, b.update)
+    assert np.array_equal(a.acceptance_history, b.acceptance_history)
+    assert b.attrs["complete"]
+
+
+def test_chains_are_bitwise_identical_whatever_omp_num_threads(tmp_path):
+    out = {}
+    for nt in ("1", "2"):
+        path = tmp_path / f"t{nt}.h5"
+        cli("sample", "xy", "--shape", "8", "8", "--chains", "3", "-n", "30", "--therm", "10", "--no-progress",
+            "-o", str(path), env={"OMP_NUM_THREADS": nt})
+        out[nt] = read_run(path).configs
+    assert np.array_equal(out["1"], out["2"])
+
+
+def in_process(capsys, *args):
+    """Runs the command in this process: (exit code, stdout, stderr)."""
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's errors
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_sample_and_measure_json(tmp_path, capsys):
+    path = tmp_path / "osc.h5"
+    code, out, err = in_process(capsys, "sample", "oscillator", "--shape", "32", "--chains", "4", "-n", "2000",
+                                "--therm", "50", "--fourier", "--no-progress", "--json", "-o", str(path))
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["theory"] == "Oscillator" and rep["sampler"]["fourier"]
+    obs = rep["observables"]
+    assert {"<x^2>", "<x^4>", "E0", "E1-E0", "E2-E0"} <= set(obs)
+    assert obs["<x^2>"]["error"] > 0 and obs["<x^2>"]["tau_int"] is not None
+    code, out, _ = in_process(capsys, "measure", str(path), "--json")
+    m = json.loads(out)
+    assert m["observables"]["E0"] == obs["E0"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["sample", "phi5"], "invalid choice"),
+    (["sample", "phi4", "--shape", "0"], "positive integer"),
+    (["sample", "phi4", "--kappa", "abc"], "expected a number"),
+    (["sample", "xy", "--kappa", "0.2"], "--kappa does not apply to xy"),
+    (["sample", "phi4", "--lam", "-1"], "lam must be >= 0"),
+    (["sample", "oscillator", "--shape", "8", "8"], "shape"),
+    (["sample", "phi4", "--shape", "5", "5", "--sampler", "metropolis"], "even"),
+    (["measure", "/nonexistent.h5"], "no such ensemble file"),
+])
+def test_cli_bad_options_give_one_line(args, message, capsys):
+    code, _, err = in_process(capsys, *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_bad_option_in_a_fresh_process_has_no_traceback():
+    r = cli("sample", "phi4", "--lam", "-1", check=False)
+    assert r.returncode == 2 and "lam must be >= 0" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_help_explains_every_option(capsys):
+    code, text, _ = in_process(capsys, "sample", "--help")
+    assert code == 0
+    for opt in ("--shape", "--kappa", "--lam", "--beta", "--m", "--f", "-n", "--device", "--resume", "--chains",
+                "--therm", "--spacing", "--sampler", "--seed", "--checkpoint-every"):
+        assert opt in text

@@ -1,0 +1,120 @@
+"""Samplers against exact results, within errors from the Gamma method.
+
+Every comparison is |estimate - exact| < 3 sigma (the issue's criterion); with a
+dozen such checks a rare 3-sigma fluctuation is possible, so every run is seeded and
+the seeds are fixed: a failure is reproducible, not flaky.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import lftaccel
+from lftaccel import analysis, exact
+from lftaccel.mcmc import HMC, Metropolis, run
+
+
+def within(est, exact_value, n_sigma=3.0):
+    assert est.error > 0
+    pull = (est.value - exact_value) / est.error
+    assert abs(pull) < n_sigma, f"{est.name}: {est.value} +- {est.error} vs exact {exact_value} (pull {pull:.2f})"
+    return pull
+
+
+def phi2_estimate(ens):
+    phi2 = (ens.configs.reshape(len(ens.configs), -1) ** 2).mean(1)
+    return analysis.estimate(analysis.primary(ens.by_chain(phi2), "phi2"), "phi2")
+
+
+@pytest.mark.parametrize("shape,kappa", [((32,), 0.4), ((8, 8), 0.2), ((4, 4, 4), 0.13)])
+def test_free_field_hmc(shape, kappa):
+    theory = lftaccel.Phi4(kappa, 0.0)
+    sampler = HMC(theory, shape, n_chains=16, seed=11, eps=0.2, n_leapfrog=8)
+    ens = run(sampler, 16 * 1000, n_therm=200, spacing=1, progress=False)
+    ex = exact.free_field(kappa, shape)
+    est = analysis.measure(ens)
+    within(phi2_estimate(ens), ex["phi2"])
+    within(est["chi2"], ex["chi2"])
+
+
+def test_harmonic_oscillator_real_and_fourier_hmc():
+    theory = lftaccel.Oscillator.harmonic(8.0, 1.0, 1.0)
+    N = 32
+    x2 = exact.harmonic_path_x2(8.0, N, 1.0, theory.c2)
+    ests = {}
+    for fourier in (False, True):
+        sampler = HMC(theory, (N,), n_chains=16, seed=3, eps=0.1, n_leapfrog=10, fourier=fourier)
+        ens = run(sampler, 16 * 1000, n_therm=200, spacing=1, progress=False)
+        ests[fourier] = analysis.measure(ens)["<x^2>"]
+        within(ests[fourier], x2)
+    a, b = ests[False], ests[True]
+    assert abs(a.value - b.value) < 3 * math.hypot(a.error, b.error)
+
+
+@pytest.mark.parametrize("f", [1.0, 1.4])
+def test_double_well_against_transfer_matrix(f):
+    theory = lftaccel.Oscillator(10.0, 0.5, 1.0, f)
+    N = 64
+    tm = exact.TransferMatrix(theory, N)
+    sampler = HMC(theory, (N,), n_chains=32, seed=5, eps=0.2, n_leapfrog=10, fourier=True)
+    ens = run(sampler, 32 * 400, n_therm=200, spacing=2, progress=False)
+    window = (4, 8)
+    est = analysis.measure(ens, window=window)
+    # The virial E0 of the same discretised action, exactly, at this N.
+    x2, x4 = tm.expect(lambda x: x**2), tm.expect(lambda x: x**4)
+    within(est["<x^2>"], x2)
+    within(est["E0"], theory.c0 + 2 * theory.c2 * x2 + 3 * theory.c4 * x4)
+    # The effective mass of the exact finite-N correlator over the same window.
+    G = [tm.correlator(lambda x: x, t) for t in range(N)]
+    half = N // 2
+
+    def cosh_mass(t):
+        r = G[t + 1] / G[t]
+        lo, hi = 1e-9, 20.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            val = math.cosh(mid * (t + 1 - half)) / math.cosh(mid * (t - half))
+            lo, hi = (mid, hi) if val > r else (lo, mid)
+        return lo / tm.a
+
+    exact_gap = np.mean([cosh_mass(t) for t in range(*window)])
+    within(est["E1-E0"], exact_gap)
+    # And the effective mass is the transfer-matrix gap up to excited-state contamination.
+    assert abs(exact_gap - tm.gap(1)) < 0.05 * tm.gap(1)
+
+
+def test_exp_minus_dH_averages_to_one():
+    theory = lftaccel.Phi4(0.21, 0.022)
+    sampler = HMC(theory, (8, 8), n_chains=32, seed=2, eps=0.25, n_leapfrog=6)
+    sampler.thermalize(50, tune=False)
+    vals = []
+    for _ in range(200):
+        sampler.update()
+        vals.append(torch.exp(-sampler.last_dH).numpy())
+    v = np.array(vals)
+    est = analysis.estimate(analysis.primary(v, "exp(-dH)"), "exp(-dH)")
+    assert 0.3 < float(np.mean(sampler.acceptance[50:])) < 0.95
+    within(est, 1.0)
+
+
+def test_xy_hmc_and_metropolis_agree():
+    theory = lftaccel.XY(1.0)
+    out = {}
+    for cls, kw in ((HMC, dict(eps=0.15, n_leapfrog=8)), (Metropolis, dict(delta=1.5))):
+        sampler = cls(theory, (8, 8), n_chains=16, seed=4, **kw)
+        ens = run(sampler, 16 * 300, n_therm=200, spacing=2, progress=False)
+        out[cls.name] = analysis.measure(ens)
+    for name in ("energy", "helicity"):
+        a, b = out["hmc"][name], out["metropolis"][name]
+        assert abs(a.value - b.value) < 3 * math.hypot(a.error, b.error), (name, a, b)
+    # Sanity of scale: at beta = 1 the energy per site is about -1.4 (2D XY).
+    assert -1.6 < out["hmc"]["energy"].value < -1.2
+
+
+def test_metropolis_phi4_matches_hmc_on_free_field():
+    theory = lftaccel.Phi4(0.2, 0.0)
+    sampler = Metropolis(theory, (8, 8), n_chains=16, seed=9, delta=1.5)
+    ens = run(sampler, 16 * 1000, n_therm=200, spacing=1, progress=False)
+    within(phi2_estimate(ens), exact.free_field(0.2, (8, 8))["phi2"])
