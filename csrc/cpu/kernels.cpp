@@ -96,48 +96,98 @@ void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, u
 
 template <class T>
 void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
-                    uint64_t step, uint32_t purpose, int nthreads) {
-  philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
-    // Locals, not captures: the stores to `o` then cannot alias the stream numbers.
-    const uint32_t sd = seed, chain = chain_offset + uint32_t(b), pu = purpose;
-    const uint64_t st = step;
-    T* o = out + b * n_sites;
-    for (int64_t s = s0; s < s1; ++s)
-      o[s] = PhiloxVariates<T>::uniform(philox_block(sd, chain, uint32_t(s), st, pu));
-  });
+                    uint64_t step, uint32_t purpose, int nthreads);
+
+// Philox blocks of n consecutive sites (site0 ..) at once, the four counter words
+// in separate arrays: the same rounds as philox4x32_10 (philox.hpp), vectorised
+// across sites (the 32x32->64-bit products map to vector multiplies).
+constexpr int64_t kLanes = 256;
+struct PhiloxLanes {
+  uint32_t w0[kLanes], w1[kLanes], w2[kLanes], w3[kLanes];
+
+  void fill(uint32_t seed, uint32_t chain, uint32_t site0, int64_t n, uint64_t step, uint32_t purpose) {
+    const uint32_t lo = uint32_t(step), hi = uint32_t(step >> 32);
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) {
+      w0[k] = site0 + uint32_t(k);
+      w1[k] = lo;
+      w2[k] = hi;
+      w3[k] = purpose;
+    }
+    uint32_t k0 = seed, k1 = chain;
+    for (int r = 0; r < 10; ++r) {
+      if (r > 0) {
+        k0 += detail::kPhiloxW0;
+        k1 += detail::kPhiloxW1;
+      }
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) detail::philox_round(w0[k], w1[k], w2[k], w3[k], k0, k1);
+    }
+  }
+};
+
+// The two uniforms PhiloxVariates<T>::normal_pair feeds to Box-Muller, as doubles.
+inline void box_muller_uniforms(const PhiloxLanes& r, int64_t n, float, double* u1, double* u2) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) {
+    u1[k] = uniform_float(r.w0[k]);
+    u2[k] = uniform_float(r.w1[k]);
+  }
+}
+inline void box_muller_uniforms(const PhiloxLanes& r, int64_t n, double, double* u1, double* u2) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) {
+    u1[k] = uniform_double(r.w0[k], r.w1[k]);
+    u2[k] = uniform_double(r.w2[k], r.w3[k]);
+  }
 }
 
-// The two uniforms PhiloxVariates<T>::normal feeds to Box-Muller, as doubles.
-inline void box_muller_uniforms(const Philox4x32& r, float, double& u1, double& u2) {
-  u1 = uniform_float(r.v[0]);
-  u2 = uniform_float(r.v[1]);
-}
-inline void box_muller_uniforms(const Philox4x32& r, double, double& u1, double& u2) {
-  u1 = uniform_double(r.v[0], r.v[1]);
-  u2 = uniform_double(r.v[2], r.v[3]);
-}
-
-// Same variates as PhiloxVariates<T>::normal, with Box-Muller vectorised: blocks
-// of uniforms first, then log/sqrt/cos from vecmath.hpp in double (float32
-// results therefore agree with the GPU's float Box-Muller to float rounding).
+// Same variates as philox_normal_at (sites 2j, 2j + 1 take z0, z1 of block j),
+// vectorised: blocks of Philox lanes, then uniforms, then log/sqrt/sincos from
+// vecmath.hpp in double (float32 results therefore agree with the GPU's float
+// Box-Muller to float rounding).
 template <class T>
 void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                    uint64_t step, uint32_t purpose, int nthreads, uint32_t site_offset) {
   philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
-    constexpr int64_t kBlock = 256;
-    double u1[kBlock], u2[kBlock];
-    const uint32_t sd = seed, chain = chain_offset + uint32_t(b), pu = purpose;
-    const uint64_t st = step;
-    for (int64_t s = s0; s < s1; s += kBlock) {
-      const int64_t n = std::min(kBlock, s1 - s);
-      for (int64_t k = 0; k < n; ++k)  // Philox itself stays scalar
-        box_muller_uniforms(philox_block(sd, chain, site_offset + uint32_t(s + k), st, pu), T(0), u1[k], u2[k]);
+    PhiloxLanes r;
+    double u1[kLanes], u2[kLanes], z[2 * kLanes];
+    const uint32_t chain = chain_offset + uint32_t(b);
+    T* o = out + b * n_sites;
+    // Absolute sites [a, e) of this chunk, in pieces of whole blocks.
+    const int64_t a = int64_t(site_offset) + s0, e = int64_t(site_offset) + s1;
+    for (int64_t j0 = a >> 1; 2 * j0 < e; j0 += kLanes) {
+      const int64_t nb = std::min(kLanes, ((e + 1) >> 1) - j0);
+      r.fill(seed, chain, uint32_t(j0), nb, step, purpose);
+      box_muller_uniforms(r, nb, T(0), u1, u2);
+#pragma omp simd
+      for (int64_t k = 0; k < nb; ++k) {
+        double sn, cs;
+        sincos_reduced(6.28318530717958647692 * u2[k], sn, cs);
+        const double rad = std::sqrt(-2.0 * log_positive(u1[k]));
+        z[2 * k] = rad * cs;
+        z[2 * k + 1] = rad * sn;
+      }
+      const int64_t first = std::max(a, 2 * j0), last = std::min(e, 2 * (j0 + nb));
+      for (int64_t site = first; site < last; ++site) o[site - int64_t(site_offset)] = T(z[site - 2 * j0]);
+    }
+  });
+}
+
+template <class T>
+void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
+                    uint64_t step, uint32_t purpose, int nthreads) {
+  philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
+    PhiloxLanes r;
+    const uint32_t chain = chain_offset + uint32_t(b);
+    for (int64_t s = s0; s < s1; s += kLanes) {
+      const int64_t n = std::min(kLanes, s1 - s);
+      r.fill(seed, chain, uint32_t(s), n, step, purpose);
       T* o = out + b * n_sites + s;
 #pragma omp simd
       for (int64_t k = 0; k < n; ++k) {
-        double sn, cs;
-        sincos_reduced(6.28318530717958647692 * u2[k], sn, cs);
-        o[k] = T(std::sqrt(-2.0 * log_positive(u1[k])) * cs);
+        const Philox4x32 blk{{r.w0[k], r.w1[k], r.w2[k], r.w3[k]}};
+        o[k] = PhiloxVariates<T>::uniform(blk);
       }
     }
   });

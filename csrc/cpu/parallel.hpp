@@ -29,10 +29,17 @@ template <class Body>
 void parallel_items(int64_t n_items, int64_t total_sites, int nthreads, const Body& body) {
   const int nt = resolve_threads(nthreads);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && total_sites >= kParallelMinSites && n_items > 1)
+  // A serial call must not open even an inactive region: the samplers call these
+  // loops once per chain from inside their own parallel region, thousands of times.
+  if (nt > 1 && total_sites >= kParallelMinSites && n_items > 1) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t it = 0; it < n_items; ++it) body(it);
+    return;
+  }
 #endif
   for (int64_t it = 0; it < n_items; ++it) body(it);
   (void)nt;
+  (void)total_sites;
 }
 
 // action[b] = sum over c of partial[b * n_chunks + c], in a fixed order, so a

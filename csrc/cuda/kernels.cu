@@ -138,7 +138,7 @@ __global__ void philox_kernel(T* out, int64_t batch, int64_t n_sites, uint32_t s
       } else if constexpr (K == Variate::Uniform) {
         out[b * n_sites + s] = PhiloxVariates<T>::uniform(r);
       } else {
-        out[b * n_sites + s] = PhiloxVariates<T>::normal(r);
+        out[b * n_sites + s] = philox_normal_at<T>(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose);
       }
     }
 }

@@ -107,8 +107,7 @@ __global__ void momentum_kernel(T* __restrict__ p, int64_t batch, int64_t n, con
     if (s < n) {
       const T im = inv_mass ? inv_mass[s] : T(1);
       if (refresh)
-        p[b * n + s] = PhiloxVariates<T>::normal(philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step,
-                                                              kMomentum)) / sqrt(im);
+        p[b * n + s] = philox_normal_at<T>(seed, chain_offset + uint32_t(b), uint32_t(s), step, kMomentum) / sqrt(im);
       const double v = p[b * n + s];
       k = 0.5 * double(im) * v * v;
     }
@@ -160,8 +159,7 @@ __global__ void langevin_kernel(Site site, T* __restrict__ x, const T* __restric
                                 T eps, T sqrt_2eps, uint32_t seed, uint32_t chain_offset, uint64_t step) {
   LFT_FOR_CHAINS_SITES(batch, n) {
     if (s < n) {
-      const T eta = PhiloxVariates<T>::normal(philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step,
-                                                           kLangevin));
+      const T eta = philox_normal_at<T>(seed, chain_offset + uint32_t(b), uint32_t(s), step, kLangevin);
       x[b * n + s] = canonical(site, langevin_update(x[b * n + s], f[b * n + s], eps, sqrt_2eps, eta));
     }
   }
@@ -212,8 +210,7 @@ __global__ void sde_kernel(T* __restrict__ x, const T* __restrict__ score, int64
                            T nc, uint32_t seed, uint32_t chain_offset, uint64_t step) {
   LFT_FOR_CHAINS_SITES(batch, n) {
     if (s < n) {
-      const T z = nc != T(0) ? PhiloxVariates<T>::normal(philox_block(seed, chain_offset + uint32_t(b),
-                                                                        uint32_t(s), step, kSde))
+      const T z = nc != T(0) ? philox_normal_at<T>(seed, chain_offset + uint32_t(b), uint32_t(s), step, kSde)
                              : T(0);
       x[b * n + s] = sde_update(x[b * n + s], score[b * n + s], drift, sc, nc, z);
     }

@@ -91,5 +91,6 @@ def uniform(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, ch
 
 def normal(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
            dtype=torch.float64, device="cpu") -> torch.Tensor:
-    """Standard normal variates (Box-Muller), one per site."""
+    """Standard normal variates (Box-Muller), one per site: sites 2j and 2j + 1 take the two
+    normals of block j (see philox.hpp)."""
     return _variates("normal", batch, sites, seed, step, purpose, chain_offset, dtype, device)

@@ -1,6 +1,7 @@
 // The contract for lattice codes that embed lftaccel: include the public
 // headers, link lftaccel_cpu, call the CPU kernels on your own buffers.
 // Checks each kernel against a naive loop written here, without Python.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -196,6 +197,50 @@ int main() {
     cpu::phi4(lat, 8, x.data(), a1.data(), nullptr, Phi4Site<double>{0.2, 0.3}, 1);
     cpu::phi4(lat, 8, x.data(), a2.data(), nullptr, Phi4Site<double>{0.2, 0.3}, 2);
     expect(a1 == a2, "phi4 action bitwise independent of thread count");
+  }
+
+  // HMC: energy conserved to O(eps^2), a reversible integrator, chains independent
+  // of the thread count (the contract a lattice code embedding the sampler relies on).
+  {
+    const int64_t ext[2] = {16, 16};
+    const Lattice lat = make_lattice(2, ext);
+    const int64_t B = 4, V = lat.volume;
+    const Phi4Site<double> site{0.2, 0.1};
+    std::vector<double> x0(B * V), work(3 * B * V), e(4 * B);
+    std::vector<uint32_t> acc(B);
+    for (auto& v : x0) v = 0.5 * normal(gen);
+    double rms[2];
+    for (int k = 0; k < 2; ++k) {
+      const double eps = k == 0 ? 0.02 : 0.01;
+      std::vector<double> x = x0;
+      cpu::hmc(lat, B, x.data(), work.data(), e.data(), acc.data(), site,
+               HmcSettings<double>{eps, int(0.4 / eps + 0.5), 7u, 0u, 0, true, false}, 1);
+      double s2 = 0;
+      for (int64_t b = 0; b < B; ++b) {
+        const double dH = e[2 * B + b] + e[3 * B + b] - e[b] - e[B + b];
+        s2 += dH * dH;
+      }
+      rms[k] = std::sqrt(s2 / B);
+    }
+    expect(rms[0] / rms[1] > 3.5 && rms[0] / rms[1] < 4.5, "HMC energy violation scales as eps^2");
+    std::vector<double> x = x0;
+    cpu::hmc(lat, B, x.data(), work.data(), e.data(), acc.data(), site,
+             HmcSettings<double>{0.05, 10, 7u, 0u, 3, true, false}, 1);
+    std::vector<double> y(work.begin() + B * V, work.begin() + 2 * B * V);
+    for (int64_t i = 0; i < B * V; ++i) work[i] = -work[i];
+    cpu::hmc(lat, B, y.data(), work.data(), e.data(), acc.data(), site,
+             HmcSettings<double>{0.05, 10, 7u, 0u, 3, false, false}, 1);
+    double dmax = 0;
+    for (int64_t i = 0; i < B * V; ++i) dmax = std::max(dmax, std::fabs(work[B * V + i] - x0[i]));
+    expect(dmax < 1e-10, "HMC trajectory reversed by flipping the momenta");
+    std::vector<double> x1 = x0, x2 = x0;
+    for (uint64_t t = 0; t < 3; ++t) {
+      cpu::hmc(lat, B, x1.data(), work.data(), e.data(), acc.data(), site,
+               HmcSettings<double>{0.1, 5, 1u, 0u, t, true, true}, 1);
+      cpu::hmc(lat, B, x2.data(), work.data(), e.data(), acc.data(), site,
+               HmcSettings<double>{0.1, 5, 1u, 0u, t, true, true}, 3);
+    }
+    expect(x1 == x2, "HMC chains bitwise independent of thread count");
   }
 
   std::printf("%d passed, %d failed\n", checks - failures, failures);

@@ -4,7 +4,9 @@
 // lftaccel's stream convention: key = (seed, chain), counter = (site, step_lo,
 // step_hi, purpose). Each (chain, site, step, purpose) owns one 128-bit block,
 // so a variate depends only on those numbers, never on the thread count,
-// launch shape or device. The integer blocks are bit-identical on CPU and GPU;
+// launch shape or device. Normals are the exception that halves their cost:
+// sites 2j and 2j + 1 share block j, taking the two Box-Muller normals z0 and z1
+// of its two uniforms (philox_normal_at). The integer blocks are bit-identical on CPU and GPU;
 // the float variates agree to rounding of the device's log/sin/cos.
 #pragma once
 
@@ -84,18 +86,16 @@ LFT_HOST_DEVICE void box_muller(T u1, T u2, T& z0, T& z1) {
   z1 = r * sin(t);
 }
 
-// The variates lftaccel draws from one block: the first uniform, and the first
-// normal of the Box-Muller pair (float uses words 0,1; double uses words 0..3).
+// The variates lftaccel draws from one block: the first uniform, and the
+// Box-Muller pair of normals (float uses words 0,1; double uses words 0..3).
 template <class T>
 struct PhiloxVariates;
 
 template <>
 struct PhiloxVariates<float> {
   LFT_HOST_DEVICE static float uniform(const Philox4x32& b) { return uniform_float(b.v[0]); }
-  LFT_HOST_DEVICE static float normal(const Philox4x32& b) {
-    float z0, z1;
+  LFT_HOST_DEVICE static void normal_pair(const Philox4x32& b, float& z0, float& z1) {
     box_muller(uniform_float(b.v[0]), uniform_float(b.v[1]), z0, z1);
-    return z0;
   }
 };
 
@@ -104,11 +104,19 @@ struct PhiloxVariates<double> {
   LFT_HOST_DEVICE static double uniform(const Philox4x32& b) {
     return uniform_double(b.v[0], b.v[1]);
   }
-  LFT_HOST_DEVICE static double normal(const Philox4x32& b) {
-    double z0, z1;
+  LFT_HOST_DEVICE static void normal_pair(const Philox4x32& b, double& z0, double& z1) {
     box_muller(uniform_double(b.v[0], b.v[1]), uniform_double(b.v[2], b.v[3]), z0, z1);
-    return z0;
   }
 };
+
+// The standard normal of (seed, chain, site, step, purpose): z0 (even site) or
+// z1 (odd site) of block site / 2.
+template <class T>
+LFT_HOST_DEVICE T philox_normal_at(uint32_t seed, uint32_t chain, uint32_t site, uint64_t step,
+                                   uint32_t purpose) {
+  T z0, z1;
+  PhiloxVariates<T>::normal_pair(philox_block(seed, chain, site >> 1, step, purpose), z0, z1);
+  return (site & 1u) ? z1 : z0;
+}
 
 }  // namespace lftaccel

@@ -59,5 +59,7 @@ def philox_uniform(batch, n_sites, seed, step=0, purpose=0, chain_offset=0, dtyp
 
 
 def philox_normal(batch, n_sites, seed, step=0, purpose=0, chain_offset=0, dtype=torch.float64):
-    u1, u2 = _uniform(philox_bits(batch, n_sites, seed, step, purpose, chain_offset), dtype)
-    return torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
+    """Sites 2j and 2j + 1 take the two Box-Muller normals of block j."""
+    u1, u2 = _uniform(philox_bits(batch, (n_sites + 1) // 2, seed, step, purpose, chain_offset), dtype)
+    r, t = torch.sqrt(-2 * torch.log(u1)), 2 * math.pi * u2
+    return torch.stack([r * torch.cos(t), r * torch.sin(t)], dim=-1).flatten(1)[:, :n_sites]

@@ -1,0 +1,233 @@
+"""Sampler benchmark: fused HMC / Metropolis kernels against pure-torch samplers, and
+critical slowing down of HMC and Metropolis near the 2D phi^4 critical point.
+
+    python benchmarks/bench_samplers.py                 # --quick (default): ~2 min on 2 cores
+    python benchmarks/bench_samplers.py --full          # adds L = 64 and longer chains
+    python benchmarks/bench_samplers.py --device cuda
+    python benchmarks/bench_samplers.py --skip-scaling  # throughput only
+
+Part 1 (throughput). For each problem the same run times
+  fused   one HMC trajectory (momentum refresh, n leapfrog steps, dH, accept/reject) of every
+          chain in one call (lftaccel.mcmc.kernels.hmc_trajectory), or one checkerboard
+          Metropolis sweep (metropolis_sweeps);
+  torch   the same update written in pure torch (lftaccel.reference.mcmc with the torch.roll
+          actions of lftaccel.reference, momenta from torch.randn): the "twin" a physicist writes.
+It prints trajectories (sweeps) per second, site updates per second (chains x sites per
+update / time) and the speed-up. Target: the phi^4 trajectory at batch 64, 64x64, float64,
+10 leapfrog steps, >= 25x faster than the torch HMC.
+
+Part 2 (critical slowing down). 2D phi^4 at lambda = 0.022, kappa = 0.2695 (the crossing of
+the L = 16 and L = 32 Binder cumulants, measured with this code: U_L = 0.41 / 0.30 at kappa =
+0.2675 and 0.53 / 0.56 at 0.27). For L = 8, 16, 32 (and 64 with --full) HMC (10 leapfrog
+steps, eps tuned to 80% acceptance) and Metropolis (one sweep per update, delta tuned to 50%)
+run 16 chains; tau_int of |M| and of the action density (the energy) comes from the Gamma
+method, in units of updates (one trajectory = 11 force evaluations; one sweep = V local
+updates). The plot benchmarks/results/critical_slowing_down.png shows tau_int against L on
+log-log axes with the fitted dynamic exponent z (tau ~ L^z) between the two largest L.
+Results go to benchmarks/results/samplers-<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lftaccel
+from lftaccel import analysis
+from lftaccel import reference as R
+from lftaccel.mcmc import HMC, Metropolis, run
+from lftaccel.mcmc import kernels as K
+from lftaccel.reference import mcmc as RM
+
+KAPPA_C, LAM = 0.2695, 0.022
+
+
+def best_time(fn, budget=0.5, min_samples=3) -> float:
+    fn()  # warm-up
+    times = []
+    t_end = time.perf_counter() + budget
+    while len(times) < min_samples or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def twin_fns(theory):
+    p = list(theory._params().values())
+    if isinstance(theory, lftaccel.Phi4):
+        return (lambda x: R.phi4_action(x, *p)), (lambda x: R.phi4_grad(x, *p))
+    if isinstance(theory, lftaccel.XY):
+        return (lambda x: R.xy_action(x, *p)), (lambda x: R.xy_grad(x, *p))
+    return (lambda x: R.oscillator_action(x, *p)), (lambda x: R.oscillator_grad(x, *p))
+
+
+def throughput(device, dtype, quick):
+    problems = [
+        ("hmc", lftaccel.Phi4(0.21, 0.022), 64, (64, 64), 0.1),
+        ("hmc", lftaccel.Phi4(0.21, 0.022), 1, (32, 32), 0.1),
+        ("hmc", lftaccel.Phi4(0.21, 0.022), 16, (32, 32), 0.1),
+        ("hmc", lftaccel.Phi4(0.21, 0.022), 1, (256, 256), 0.05),
+        ("hmc", lftaccel.Phi4(0.21, 0.022), 16, (8, 8, 8, 8), 0.05),
+        ("hmc", lftaccel.XY(1.0), 64, (64, 64), 0.1),
+        ("hmc", lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4), 256, (64,), 0.2),
+        ("metropolis", lftaccel.Phi4(0.21, 0.022), 64, (64, 64), 1.0),
+        ("metropolis", lftaccel.XY(1.0), 64, (64, 64), 1.0),
+    ]
+    if not quick:
+        problems += [("hmc", lftaccel.Phi4(0.21, 0.022), 256, (64, 64), 0.1),
+                     ("hmc", lftaccel.Phi4(0.21, 0.022), 4, (512, 512), 0.05)]
+    n_leap = 10
+    rows = []
+    print(f"{'update':<11}{'theory':<11}{'batch':>6} {'lattice':<12}{'fused ms':>10}{'torch ms':>10}"
+          f"{'speed-up':>9}{'upd/s':>9}{'Msite/s':>9}")
+    for kind, theory, batch, shape, step in problems:
+        g = torch.Generator(device=device).manual_seed(0)
+        x = torch.randn((batch, *shape), generator=g, dtype=dtype, device=device) * 0.5
+        action, grad = twin_fns(theory)
+        V = math.prod(shape)
+        if kind == "hmc":
+            work = torch.empty((3, *x.shape), dtype=dtype, device=device)
+            e = torch.empty((4, batch), dtype=torch.float64, device=device)
+            a = torch.empty(batch, dtype=torch.uint32, device=device)
+            counter = [0]
+
+            def fused():
+                K.hmc_trajectory(theory, x, eps=step, n_steps=n_leap, seed=1, step=counter[0], work=work,
+                                 energies=e, accepted=a)
+                counter[0] += 1
+
+            y = x.clone()
+
+            def twin():
+                nonlocal y
+                p = torch.randn(y.shape, dtype=dtype, device=device)
+                u = torch.rand(batch, dtype=torch.float64, device=device)
+                y, _, _ = RM.hmc_trajectory(y, p, u, action, grad, step, n_leap)
+        else:
+            acc = torch.empty(batch, dtype=torch.float64, device=device)
+            counter = [0]
+
+            def fused():
+                K.metropolis_sweeps(theory, x, delta=step, n_sweeps=1, seed=1, step=counter[0], accepted=acc)
+                counter[0] += 1
+
+            y = x.clone()
+            params = list(theory._params().values())
+
+            def twin():
+                nonlocal y
+                u = [(torch.rand(y.shape, dtype=dtype, device=device), torch.rand(y.shape, dtype=dtype, device=device))
+                     for _ in range(2)]
+                y, _ = RM.metropolis_sweep(y, u, theory.kernel, params, step)
+        tf, tt = best_time(fused), best_time(twin, budget=1.0)
+        rows.append({"update": kind, "theory": type(theory).__name__, "batch": batch, "lattice": list(shape),
+                     "fused_s": tf, "torch_s": tt, "speedup": tt / tf, "updates_per_s": 1 / tf,
+                     "site_updates_per_s": batch * V / tf, "n_leapfrog": n_leap if kind == "hmc" else None})
+        print(f"{kind:<11}{type(theory).__name__:<11}{batch:>6} {'x'.join(map(str, shape)):<12}{tf * 1e3:>10.3f}"
+              f"{tt * 1e3:>10.2f}{tt / tf:>8.1f}x{1 / tf:>9.0f}{batch * V / tf / 1e6:>9.1f}", flush=True)
+    return rows
+
+
+def scaling(device, dtype, quick):
+    sizes = (8, 16, 32) if quick else (8, 16, 32, 64)
+    n_per_chain = 2000 if quick else 6000
+    theory = lftaccel.Phi4(KAPPA_C, LAM)
+    out = []
+    for L in sizes:
+        for cls, kw in ((HMC, {"eps": 0.2, "n_leapfrog": 10}), (Metropolis, {"delta": 1.5})):
+            t0 = time.perf_counter()
+            s = cls(theory, (L, L), n_chains=16, seed=L, device=device, dtype=dtype, **kw)
+            ens = run(s, 16 * n_per_chain, n_therm=500, spacing=1, progress=False)
+            est = analysis.measure(ens)
+            row = {"sampler": cls.name, "L": L, "step_size": s.step_size,
+                   "acceptance": float(np.mean(s.acceptance[500:])), "seconds": time.perf_counter() - t0}
+            for name, key in (("|M|", "tau_absM"), ("action/V", "tau_energy")):
+                row[key], row[key + "_err"] = est[name].tau_int, est[name].tau_int_error
+            row["U_L"] = est["U_L"].value
+            out.append(row)
+            print(f"{cls.name:<11} L={L:<3} acc={row['acceptance']:.2f} step={s.step_size:.3f} "
+                  f"tau(|M|)={row['tau_absM']:.1f}+-{row['tau_absM_err']:.1f} "
+                  f"tau(E)={row['tau_energy']:.1f}+-{row['tau_energy_err']:.1f}  U_L={row['U_L']:.3f} "
+                  f"({row['seconds']:.0f} s)", flush=True)
+    return out
+
+
+def plot_scaling(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fits = {}
+    for ax, key, title in ((axes[0], "tau_absM", "|M|"), (axes[1], "tau_energy", "energy (S/V)")):
+        for name, marker in (("hmc", "o"), ("metropolis", "s")):
+            r = [x for x in rows if x["sampler"] == name]
+            L = np.array([x["L"] for x in r])
+            tau = np.array([x[key] for x in r])
+            err = np.array([x[key + "_err"] for x in r])
+            z = math.log(tau[-1] / tau[-2]) / math.log(L[-1] / L[-2])
+            fits[f"{name}:{key}"] = z
+            ax.errorbar(L, tau, err, marker=marker, capsize=3, label=f"{name} (z = {z:.2f})")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("L")
+        ax.set_ylabel("tau_int [updates]")
+        ax.set_title(f"tau_int of {title}, 2D phi^4 at kappa={KAPPA_C}, lambda={LAM}")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fits
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", default=True)
+    mode.add_argument("--full", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--json", help="output JSON (default benchmarks/results/samplers-<device>.json)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    quick = not args.full
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    print(f"lftaccel {lftaccel.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"device {device}, {args.dtype}")
+    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": str(device),
+              "dtype": args.dtype, "threads": torch.get_num_threads(), "build": lftaccel.build_info()}
+    report["throughput"] = throughput(device, dtype, quick)
+    target = next(r for r in report["throughput"] if r["update"] == "hmc" and r["theory"] == "Phi4"
+                  and r["batch"] == 64 and r["lattice"] == [64, 64])
+    ok = target["speedup"] >= 25 or device.type != "cpu" or dtype != torch.float64
+    print(f"{'PASS' if ok else 'MISS'}: phi4 HMC trajectory (batch 64, 64x64, 10 leapfrog steps) "
+          f"{target['speedup']:.1f}x the pure-torch HMC (target >= 25x on the CPU, float64)")
+    if not args.skip_scaling:
+        report["scaling"] = scaling(device, dtype, quick)
+        png = results / "critical_slowing_down.png"
+        report["dynamic_exponents"] = plot_scaling(report["scaling"], png)
+        print(f"dynamic exponents z (two largest L): {report['dynamic_exponents']}; plot: {png}")
+    out = Path(args.json) if args.json else results / f"samplers-{device.type}.json"
+    out.write_text(json.dumps(report, indent=1))
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
