@@ -118,3 +118,53 @@ def test_metropolis_phi4_matches_hmc_on_free_field():
     sampler = Metropolis(theory, (8, 8), n_chains=16, seed=9, delta=1.5)
     ens = run(sampler, 16 * 1000, n_therm=200, spacing=1, progress=False)
     within(phi2_estimate(ens), exact.free_field(0.2, (8, 8))["phi2"])
+
+
+def test_transfer_matrix_approaches_the_continuum():
+    """The lattice gap of the discretised action tends to the Schroedinger gap as a -> 0."""
+    theory = lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4)
+    cont = exact.continuum_spectrum(theory)
+    errs = [abs(exact.TransferMatrix(theory, n).gap(1) - (cont[1] - cont[0])) for n in (32, 64, 128)]
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 0.2 * errs[0]  # O(a^2): halving a twice divides the error by ~16
+
+
+def _slow_double_well(f, seed):
+    theory = lftaccel.Oscillator(10.0, 0.5, 1.0, f)
+    N = 64
+    tm = exact.TransferMatrix(theory, N)
+    sampler = HMC(theory, (N,), n_chains=64, seed=seed, eps=0.2, n_leapfrog=10, fourier=True)
+    ens = run(sampler, 64 * 2000, n_therm=500, spacing=2, progress=False)
+    est = analysis.measure(ens, window=(4, 8))
+    x2, x4 = tm.expect(lambda x: x**2), tm.expect(lambda x: x**4)
+    within(est["<x^2>"], x2)
+    within(est["E0"], theory.c0 + 2 * theory.c2 * x2 + 3 * theory.c4 * x4)
+
+
+@pytest.mark.slow
+def test_strongly_bimodal_double_well_slow():
+    _slow_double_well(1.7, 21)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape,kappa", [((256,), 0.45), ((32, 32), 0.22), ((8, 8, 8), 0.15)])
+def test_free_field_hmc_slow(shape, kappa):
+    theory = lftaccel.Phi4(kappa, 0.0)
+    sampler = HMC(theory, shape, n_chains=32, seed=13, eps=0.2, n_leapfrog=10)
+    ens = run(sampler, 32 * 4000, n_therm=500, spacing=1, progress=False)
+    ex = exact.free_field(kappa, shape)
+    within(phi2_estimate(ens), ex["phi2"])
+    within(analysis.measure(ens)["chi2"], ex["chi2"])
+
+
+@pytest.mark.slow
+def test_xy_hmc_and_metropolis_agree_slow():
+    theory = lftaccel.XY(1.1)
+    out = {}
+    for cls, kw in ((HMC, dict(eps=0.15, n_leapfrog=10)), (Metropolis, dict(delta=1.5))):
+        sampler = cls(theory, (16, 16), n_chains=32, seed=6, **kw)
+        ens = run(sampler, 32 * 3000, n_therm=500, spacing=1, progress=False)
+        out[cls.name] = analysis.measure(ens)
+    for name in ("energy", "helicity", "vortex_density"):
+        a, b = out["hmc"][name], out["metropolis"][name]
+        assert abs(a.value - b.value) < 3 * math.hypot(a.error, b.error), (name, a, b)

@@ -2,7 +2,15 @@
 and runs that checkpoint to (and resume from) their HDF5 ensemble file."""
 
 from . import kernels
-from .run import RunError, run
 from .samplers import HMC, Langevin, Metropolis, Sampler, make_sampler
 
 __all__ = ["kernels", "HMC", "Metropolis", "Langevin", "Sampler", "make_sampler", "run", "RunError"]
+
+
+def __getattr__(name):
+    # Runs need h5py and tqdm; the kernels and samplers do not (a bare GPU box may lack them).
+    if name in ("run", "RunError"):
+        from . import sampling
+
+        return getattr(sampling, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
