@@ -209,7 +209,7 @@ def test_sde_ve_drift_is_the_score_times_g_squared():
     """With zero noise, the VE step is exactly x + sigma^(2t) dt score."""
     x = np.zeros((2, 8))
     score = np.ones((2, 8))
-    K.sde_step(x, score, t=0.5, dt=0.1, schedule="ve", sigma=25.0, noise=False)
+    K.sde_step(x, score, t=0.5, dt=0.1, schedule="ve", sigma=25.0, noise=False, seed=0, step=0)
     np.testing.assert_allclose(x, 25.0 * 0.1, rtol=1e-14)
 
 
@@ -227,3 +227,42 @@ def test_chains_bitwise_independent_of_threads(nthreads, monkeypatch):
         K.langevin_steps(theory, x, eps=0.01, n_steps=2, seed=1, step=0)
         outs[nt] = x
     assert torch.equal(outs[1], outs[nthreads])
+
+
+def test_bad_sampler_kernel_arguments():
+    theory = lftaccel.Oscillator(10.0)
+    c = torch.zeros(2, 16, dtype=torch.float64)
+    with pytest.raises(ValueError, match="inv_mass"):
+        K.hmc_fourier_trajectory(theory, c, eps=0.1, n_steps=2, seed=0, step=0,
+                                 inv_mass=-torch.ones(16, dtype=torch.float64))
+    with pytest.raises(ValueError, match="step"):
+        K.hmc_trajectory(lftaccel.Phi4(0.2, 0.1), torch.zeros(2, 4, 4, dtype=torch.float64), eps=0.1,
+                         n_steps=2, seed=0, step=2**63)
+    x = torch.zeros(2, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="dt must be <= t"):
+        K.sde_step(x, x.clone(), t=0.01, dt=0.02, seed=0, step=0)
+    with pytest.raises(TypeError):
+        K.sde_step(x, x.clone(), t=0.5, dt=0.01)  # seed and step are required
+    with pytest.raises(TypeError, match="uint32"):
+        K.hmc_trajectory(lftaccel.Phi4(0.2, 0.1), torch.zeros(2, 4, 4, dtype=torch.float64), eps=0.1, n_steps=2,
+                         seed=0, step=0, accepted=torch.zeros(2, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_float32_hmc_dH_is_accurate(device):
+    """dH is a small difference of large actions: with float32 fields the sums still run in
+    double, so dH matches a float64 evaluation of the same float32 fields and momenta."""
+    theory = lftaccel.Phi4(0.21, 0.022)
+    x = start(theory, (1, 512, 512), torch.float32, device) + 1.0
+    work = torch.empty((3, 1, 512, 512), dtype=torch.float32, device=device)
+    work[0] = start(theory, (1, 512, 512), torch.float32, device, seed=3)
+    p0 = work[0].double().clone()
+    e, _ = K.hmc_trajectory(theory, x.clone(), eps=0.01, n_steps=3, seed=0, step=0, work=work, refresh=False,
+                            accept_reject=False)
+
+    def H(y, p):
+        return ref.phi4_action(y.double(), 0.21, 0.022) + 0.5 * (p.double() ** 2).sum()
+
+    dH64 = H(work[1], work[0]) - H(x, p0)
+    dH = e[2] + e[3] - e[0] - e[1]
+    assert abs(float(dH[0] - dH64[0])) < 2e-3

@@ -151,3 +151,42 @@ def test_cli_help_explains_every_option(capsys):
     for opt in ("--shape", "--kappa", "--lam", "--beta", "--m", "--f", "-n", "--device", "--resume", "--chains",
                 "--therm", "--spacing", "--sampler", "--seed", "--checkpoint-every"):
         assert opt in text
+
+
+def test_fourier_hmc_resume_is_bitwise(tmp_path):
+    theory = lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4)
+    make = lambda: HMC(theory, (32,), n_chains=4, seed=3, fourier=True)  # noqa: E731
+    full = run(make(), 4 * 20, n_therm=10, spacing=2, progress=False)
+    path = tmp_path / "f.h5"
+    run(make(), 4 * 8, n_therm=10, spacing=2, path=path, progress=False)
+    resumed = run(make(), 4 * 20, n_therm=10, spacing=2, path=path, resume=True, progress=False)
+    assert np.array_equal(full.configs, resumed.configs)
+    assert "coeffs" in read_run(path).state
+
+
+def test_a_sampler_updated_beyond_n_therm_saves_fresh_configurations():
+    sampler = HMC(lftaccel.Phi4(0.2, 0.01), (6, 6), n_chains=2, seed=1)
+    sampler.thermalize(30)
+    ens = run(sampler, 2 * 5, n_therm=0, spacing=3, progress=False)
+    assert list(ens.update[::2]) == [33, 36, 39, 42, 45]
+    assert len({c.tobytes() for c in ens.configs}) == len(ens.configs)
+    assert ens.attrs["sampling_start"] == 30
+
+
+def test_interrupted_run_keeps_its_work(tmp_path, monkeypatch):
+    path = tmp_path / "i.h5"
+    sampler = HMC(lftaccel.Phi4(0.2, 0.01), (6, 6), n_chains=2, seed=1)
+    calls = {"n": 0}
+    real_update = sampler.update
+
+    def update():
+        calls["n"] += 1
+        if calls["n"] == 40:
+            raise KeyboardInterrupt
+        return real_update()
+
+    monkeypatch.setattr(sampler, "update", update)
+    with pytest.raises(KeyboardInterrupt):
+        run(sampler, 2 * 100, n_therm=5, spacing=1, path=path, checkpoint_seconds=1e9, progress=False)
+    saved = read_run(path)
+    assert len(saved.configs) == 2 * 34 and not saved.attrs["complete"]

@@ -1,7 +1,7 @@
 // CPU HMC trajectories and Langevin steps for a batch of independent chains.
 //
-// The force is the theory's stencil (cpu::phi4, cpu::xy, cpu::oscillator); the
-// momentum refresh, kicks and drifts are the per-site updates of mcmc.hpp.
+// The force and the action (in double) come from the theory's stencil through
+// energy() (energy.hpp); the momentum refresh, kicks and drifts follow mcmc.hpp.
 // With at least as many chains as threads, each thread runs whole trajectories
 // of its own chains, so a chain's field, momenta and force stay in its core's
 // cache for all leapfrog steps; with fewer chains every pass uses all threads.
@@ -14,26 +14,12 @@
 #include <vector>
 
 #include "lftaccel/cpu.hpp"
+#include "energy.hpp"
 #include "parallel.hpp"
 
 namespace lftaccel {
 namespace cpu {
 namespace {
-
-// The theory's action (per configuration) and force of `nb` configurations.
-template <class T>
-void evaluate(const Phi4Site<T>& s, const Lattice& lat, int64_t nb, const T* x, Out<T>* action, Out<T>* grad, int nt) {
-  phi4(lat, nb, x, action, grad, s, nt);
-}
-template <class T>
-void evaluate(const XYSite<T>& s, const Lattice& lat, int64_t nb, const T* x, Out<T>* action, Out<T>* grad, int nt) {
-  xy(lat, nb, x, action, grad, s, nt);
-}
-template <class T>
-void evaluate(const OscillatorSite<T>& s, const Lattice& lat, int64_t nb, const T* x, Out<T>* action, Out<T>* grad,
-              int nt) {
-  oscillator(lat.volume, nb, x, action, grad, s, nt);
-}
 
 // Calls f(i0, i1) over [0, n) in fixed chunks (in parallel when nt > 1).
 template <class F>
@@ -62,11 +48,11 @@ void trajectory(const Lattice& lat, int64_t batch, int64_t b0, int64_t nb, T* x,
   T* __restrict xt = work + (batch + b0) * V;
   T* __restrict f = work + (2 * batch + b0) * V;
   T* __restrict xb = x + b0 * V;
-  std::vector<T> action(nb);
+  std::vector<double> action(nb);  // in double whatever T: dH is a small difference
   if (hs.refresh) philox_normal(p, nb, V, hs.seed, hs.chain_offset + uint32_t(b0), hs.step, kMomentum, nt);
   parallel_items(nb, n, nt, [&](int64_t c) { energies[batch + b0 + c] = half_square_sum(p + c * V, V); });
-  evaluate(site, lat, nb, xb, action.data(), f, nt);
-  for (int64_t c = 0; c < nb; ++c) energies[b0 + c] = double(action[c]);
+  energy(site, lat, nb, xb, action.data(), f, nt);
+  for (int64_t c = 0; c < nb; ++c) energies[b0 + c] = action[c];
   const T eps = hs.eps, half = hs.eps / T(2);
   for_chunks(n, nt, [&](int64_t i0, int64_t i1) {
 #pragma omp simd
@@ -77,7 +63,7 @@ void trajectory(const Lattice& lat, int64_t batch, int64_t b0, int64_t nb, T* x,
   });
   for (int s = 1; s <= hs.n_steps; ++s) {
     const bool last = s == hs.n_steps;
-    evaluate(site, lat, nb, xt, last ? action.data() : nullptr, f, nt);
+    energy(site, lat, nb, xt, last ? action.data() : nullptr, f, nt);
     const T kick = last ? half : eps;
     for_chunks(n, nt, [&](int64_t i0, int64_t i1) {
       if (last) {
@@ -94,7 +80,7 @@ void trajectory(const Lattice& lat, int64_t batch, int64_t b0, int64_t nb, T* x,
   }
   parallel_items(nb, n, nt, [&](int64_t c) {
     const int64_t b = b0 + c;
-    energies[2 * batch + b] = double(action[c]);
+    energies[2 * batch + b] = action[c];
     energies[3 * batch + b] = half_square_sum(p + c * V, V);
     const double dH = energies[2 * batch + b] + energies[3 * batch + b] - energies[b] - energies[batch + b];
     const uint32_t chain = hs.chain_offset + uint32_t(b);
@@ -145,7 +131,7 @@ void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site
     T* __restrict xb = x + b0 * V;
     const Site site_ = site;
     for (int s = 0; s < n_steps; ++s) {
-      evaluate(site, lat, nb, xb, nullptr, f, nt);
+      energy(site, lat, nb, xb, static_cast<double*>(nullptr), f, nt);
       philox_normal(eta, nb, V, seed, chain_offset + uint32_t(b0), step + uint64_t(s), kLangevin, nt);
       for_chunks(nb * V, nt, [&](int64_t i0, int64_t i1) {
 #pragma omp simd

@@ -12,17 +12,19 @@
 #include <vector>
 
 #include "lftaccel/cpu.hpp"
+#include "lftaccel/fourier.hpp"
 #include "parallel.hpp"
 
 namespace lftaccel {
 namespace cpu {
 namespace {
 
-// Action and dS/dc of one path: x = B c, then the Matsubara kernel, then
-// dS/dc = kinetic + B^T (a V'(x)).
+// Action (in double) and dS/dc of one path: x = B c, the per-mode kinetic and
+// per-slice potential functions of oscillator.hpp, then dS/dc = kinetic + B^T (a V'(x)).
 template <class T>
-T fourier_force(int64_t N, const T* __restrict B, const T* __restrict c, T* __restrict x, T* __restrict gx,
-                T* __restrict f, const OscillatorSite<T>& site) {
+double fourier_force(int64_t N, const T* __restrict B, const T* __restrict eig, const T* __restrict c,
+                     T* __restrict x, T* __restrict gx, T* __restrict f, const OscillatorSite<T>& site) {
+  const OscillatorSite<T> q = site;
   for (int64_t n = 0; n < N; ++n) {
     const T* __restrict row = B + n * N;
     T acc = 0;
@@ -30,8 +32,13 @@ T fourier_force(int64_t N, const T* __restrict B, const T* __restrict c, T* __re
     for (int64_t j = 0; j < N; ++j) acc += row[j] * c[j];
     x[n] = acc;
   }
-  T action = 0;
-  oscillator_fourier(N, 1, c, x, &action, f, gx, site, 1);
+  double action = 0;
+#pragma omp simd reduction(+ : action)
+  for (int64_t j = 0; j < N; ++j) {
+    f[j] = q.mode_grad(c[j], eig[j]);
+    gx[j] = q.a * q.potential_grad(x[j]);
+    action += double(q.mode_action(c[j], eig[j])) + double(q.a * q.potential(x[j]));
+  }
   for (int64_t n = 0; n < N; ++n) {
     const T* __restrict row = B + n * N;
     const T g = gx[n];
@@ -49,6 +56,8 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
                  int nthreads) {
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   const int64_t N = n_slices;
+  std::vector<T> eig(N);
+  for (int64_t j = 0; j < N; ++j) eig[j] = matsubara_eigenvalue<T>(j, N);
   // A Fourier trajectory costs O(N^2) per step: parallel over chains even when few.
   parallel_items(batch, batch * N * N, nthreads, [&](int64_t b) {
     T* __restrict p = work + b * N;
@@ -60,7 +69,7 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
     const uint32_t chain = hs.chain_offset + uint32_t(b);
     if (hs.refresh) {
       philox_normal(p, 1, N, hs.seed, chain, hs.step, kMomentum, 1);
-      for (int64_t j = 0; j < N; ++j) p[j] /= std::sqrt(inv_mass[j]);
+      for (int64_t j = 0; j < N; ++j) p[j] /= std::sqrt(inv_mass[j]);  // variance 1 / inv_mass
     }
     auto kinetic = [&] {
       double k = 0;
@@ -68,15 +77,15 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
       return k;
     };
     energies[batch + b] = kinetic();
-    energies[b] = double(fourier_force(N, basis, c, x, gx, f, site));
+    energies[b] = fourier_force(N, basis, eig.data(), c, x, gx, f, site);
     const T eps = hs.eps, half = hs.eps / T(2);
     for (int64_t j = 0; j < N; ++j) {
       p[j] -= half * f[j];
       ct[j] = c[j] + eps * inv_mass[j] * p[j];
     }
-    T action = 0;
+    double action = 0;
     for (int s = 1; s <= hs.n_steps; ++s) {
-      action = fourier_force(N, basis, ct, x, gx, f, site);
+      action = fourier_force(N, basis, eig.data(), ct, x, gx, f, site);
       if (s == hs.n_steps) {
         for (int64_t j = 0; j < N; ++j) p[j] -= half * f[j];
       } else {
@@ -86,7 +95,7 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
         }
       }
     }
-    energies[2 * batch + b] = double(action);
+    energies[2 * batch + b] = action;
     energies[3 * batch + b] = kinetic();
     const double dH = energies[2 * batch + b] + energies[3 * batch + b] - energies[b] - energies[batch + b];
     const bool acc = hs.accept_reject ? metropolis_accept(dH, accept_uniform(hs.seed, chain, hs.step))

@@ -9,6 +9,7 @@
 #include "lftaccel/cpu.hpp"
 #include "lftaccel/fourier.hpp"
 #include "lftaccel/philox.hpp"
+#include "energy.hpp"
 #include "parallel.hpp"
 #include "stencil.hpp"
 #include "vecmath.hpp"
@@ -26,12 +27,19 @@ template <class T>
 void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, int nthreads) {
   const Lattice lat = make_lattice(1, &n_slices);
-  if (action && grad)
-    stencil_run<1, true, true>(p, lat, batch, x, action, grad, nthreads);
-  else if (action)
-    stencil_run<1, true, false>(p, lat, batch, x, action, grad, nthreads);
-  else if (grad)
-    stencil_run<1, false, true>(p, lat, batch, x, action, grad, nthreads);
+  stencil(p, lat, batch, x, action, grad, nthreads);
+}
+
+template <class T>
+void energy(const Phi4Site<T>& p, const Lattice& lat, int64_t batch, const T* x, double* action, Out<T>* grad,
+            int nthreads) {
+  stencil(p, lat, batch, x, action, grad, nthreads);
+}
+
+template <class T>
+void energy(const OscillatorSite<T>& p, const Lattice& lat, int64_t batch, const T* x, double* action,
+            Out<T>* grad, int nthreads) {
+  stencil(p, lat, batch, x, action, grad, nthreads);
 }
 
 template <class T>
@@ -213,6 +221,8 @@ int num_procs() {
 }
 
 #define LFT_INSTANTIATE(T)                                                                        \
+  template void energy<T>(const Phi4Site<T>&, const Lattice&, int64_t, const T*, double*, T*, int); \
+  template void energy<T>(const OscillatorSite<T>&, const Lattice&, int64_t, const T*, double*, T*, int); \
   template void phi4<T>(const Lattice&, int64_t, const T*, T*, T*, const Phi4Site<T>&, int);     \
   template void oscillator<T>(int64_t, int64_t, const T*, T*, T*, const OscillatorSite<T>&, int); \
   template void oscillator_fourier<T>(int64_t, int64_t, const T*, const T*, T*, T*, T*,          \

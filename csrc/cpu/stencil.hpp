@@ -62,7 +62,7 @@ struct RowWalker {
 template <class T>
 struct RowScratch {
   std::vector<T> halo;
-  std::vector<T> lanes;  // T, not double: float32 keeps its full vector width
+  std::vector<T> lanes;  // T, not double, for the public kernels: float32 keeps its vector width
 };
 
 template <class T>
@@ -77,7 +77,10 @@ constexpr int64_t kLongRow = 64;
 // Sites summed in the field's precision before the sum moves to double.
 constexpr int64_t kSumBlock = 1024;
 
-template <int D, bool A, bool G, class Site, class T>
+// Sum is the type partial sums run in: T for the public kernels (float32 keeps its
+// vector width, blocks move to double), double when the caller wants the action in
+// double (the samplers' dH).
+template <int D, bool A, bool G, class Sum, class Site, class T>
 double stencil_long_rows(const Site& site, const Lattice& lat, const T* x, T* grad, int64_t r0,
                          int64_t r1) {
   const int64_t L = lat.extent[D - 1];
@@ -108,26 +111,27 @@ double stencil_long_rows(const Site& site, const Lattice& lat, const T* x, T* gr
     acc += double(body(0, 1, L - 1)) + double(body(L - 1, 0, L - 2));
     for (int64_t i0 = 1; i0 < L - 1; i0 += kSumBlock) {
       const int64_t i1 = std::min(L - 1, i0 + kSumBlock);
-      T block = 0;
+      Sum block = 0;
 #pragma omp simd reduction(+ : block)
-      for (int64_t i = i0; i < i1; ++i) block += body(i, i + 1, i - 1);
+      for (int64_t i = i0; i < i1; ++i) block += Sum(body(i, i + 1, i - 1));
       acc += double(block);
     }
   }
   return acc;
 }
 
-template <int D, bool A, bool G, class Site, class T>
+template <int D, bool A, bool G, class Sum, class Site, class T>
 double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, int64_t r0,
                     int64_t r1) {
   const int64_t L = lat.extent[D - 1];
-  if (L >= kLongRow) return stencil_long_rows<D, A, G>(site, lat, x, grad, r0, r1);
+  if (L >= kLongRow) return stencil_long_rows<D, A, G, Sum>(site, lat, x, grad, r0, r1);
   const Site site_ = site;  // a local copy: no store to grad can alias its parameters
   RowScratch<T>& scratch = row_scratch<T>();
+  RowScratch<Sum>& sums = row_scratch<Sum>();
   scratch.halo.resize(L + 2);
-  if (A) scratch.lanes.assign(L, T(0));
+  if (A) sums.lanes.assign(L, Sum(0));
   T* const halo = scratch.halo.data();
-  T* const lanes = scratch.lanes.data();
+  Sum* const lanes = sums.lanes.data();
   RowWalker<D> walk(lat, r0);
   for (int64_t r = r0; r < r1; ++r, walk.next(lat)) {
     const int64_t base = r * L;
@@ -156,7 +160,7 @@ double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, i
     };
 #pragma omp simd
     for (int64_t i = 0; i < L; ++i) {
-      if (A) lanes[i] += body(i);
+      if (A) lanes[i] += Sum(body(i));
       else body(i);
     }
   }
@@ -166,8 +170,10 @@ double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, i
   return acc;
 }
 
-template <int D, bool A, bool G, class Site, class T>
-void stencil_run(const Site& site, const Lattice& lat, int64_t batch, const T* x, T* action, T* grad,
+// Acc is the type of the per-configuration action (T for the public kernels,
+// double for the samplers, whose dH must not be rounded to float32).
+template <int D, bool A, bool G, class Site, class T, class Acc>
+void stencil_run(const Site& site, const Lattice& lat, int64_t batch, const T* x, Acc* action, T* grad,
                  int nthreads) {
   const int64_t L = lat.extent[D - 1];
   const int64_t rows = lat.volume / L;
@@ -178,7 +184,8 @@ void stencil_run(const Site& site, const Lattice& lat, int64_t batch, const T* x
     const int64_t b = it / n_chunks, c = it % n_chunks;
     const int64_t r0 = c * rows_per_chunk, r1 = std::min(rows, r0 + rows_per_chunk);
     const int64_t off = b * lat.volume;
-    const double s = stencil_rows<D, A, G>(site, lat, x + off, G ? grad + off : nullptr, r0, r1);
+    using Sum = std::conditional_t<std::is_same_v<Acc, double>, double, T>;
+    const double s = stencil_rows<D, A, G, Sum>(site, lat, x + off, G ? grad + off : nullptr, r0, r1);
     if (A) partial[it] = s;
   });
   if (A) sum_chunks(partial, batch, n_chunks, action);
@@ -201,8 +208,8 @@ void dispatch_variant(int ndim, bool want_action, bool want_grad, const F& f) {
   }
 }
 
-template <class Site, class T>
-void stencil(const Site& site, const Lattice& lat, int64_t batch, const T* x, T* action, T* grad,
+template <class Site, class T, class Acc>
+void stencil(const Site& site, const Lattice& lat, int64_t batch, const T* x, Acc* action, T* grad,
              int nthreads) {
   dispatch_variant(lat.ndim, action, grad, [&](auto dim, auto a, auto g) {
     stencil_run<decltype(dim)::value, decltype(a)::value, decltype(g)::value>(

@@ -11,6 +11,7 @@
 #include "parallel.hpp"
 #include "vecmath.hpp"
 #include "stencil.hpp"
+#include "energy.hpp"
 
 namespace lftaccel {
 namespace cpu {
@@ -88,8 +89,8 @@ double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* 
   return acc;
 }
 
-template <int D, bool A, bool G, class T>
-void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* theta, T* action,
+template <int D, bool A, bool G, class T, class Acc>
+void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* theta, Acc* action,
             T* grad, int nthreads) {
   const int64_t L0 = lat.extent[0], V0 = lat.volume / L0, V = lat.volume;
   const int64_t per_slab = std::min(L0, std::max<int64_t>(1, kSlabSites / V0));
@@ -169,11 +170,9 @@ struct XYDirectSite {
   }
 };
 
-}  // namespace
-
-template <class T>
-void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
-        int nthreads) {
+template <class T, class Acc>
+void xy_any(const Lattice& lat, int64_t batch, const T* theta, Acc* action, T* grad, const XYSite<T>& p,
+            int nthreads) {
   if (lat.volume / lat.extent[0] > kMaxSliceSites) {
     stencil(XYDirectSite<T>{p}, lat, batch, theta, action, grad, nthreads);
     return;
@@ -184,8 +183,25 @@ void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T
   });
 }
 
+}  // namespace
+
+template <class T>
+void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
+        int nthreads) {
+  xy_any(lat, batch, theta, action, grad, p, nthreads);
+}
+
+template <class T>
+void energy(const XYSite<T>& p, const Lattice& lat, int64_t batch, const T* x, double* action, Out<T>* grad,
+            int nthreads) {
+  xy_any(lat, batch, x, action, grad, p, nthreads);
+}
+
 template void xy<float>(const Lattice&, int64_t, const float*, float*, float*, const XYSite<float>&, int);
 template void xy<double>(const Lattice&, int64_t, const double*, double*, double*, const XYSite<double>&, int);
+template void energy<float>(const XYSite<float>&, const Lattice&, int64_t, const float*, double*, float*, int);
+template void energy<double>(const XYSite<double>&, const Lattice&, int64_t, const double*, double*, double*,
+                             int);
 
 }  // namespace cpu
 }  // namespace lftaccel

@@ -21,7 +21,7 @@ Buffer parse_numpy(const py::array& a, const std::string& name, bool writable) {
   else if (kind == 'f' && size == 8) b.dtype = DType::F64;
   else if (kind == 'u' && size == 4) b.dtype = DType::U32;
   else
-    throw py::type_error(name + " must have dtype float32 or float64, got " +
+    throw py::type_error(name + " must have dtype float32 or float64 (uint32 for bits and accept flags), got " +
                          std::string(py::str(dt)));
   const char order = dt.byteorder();
   if (order == '>')

@@ -327,6 +327,8 @@ void bind_mcmc(py::module_& m) {
         check_finite(t, "t");
         if (t < 0 || t > 1) throw py::value_error("t must be in [0, 1], got " + std::to_string(t));
         check_positive(dt, "dt");
+        if (dt > t) throw py::value_error("dt must be <= t (the step goes from t to t - dt >= 0), got dt = " +
+                                          std::to_string(dt) + ", t = " + std::to_string(t));
         SdeCoefficients c;
         if (schedule == "ve") {
           if (params.size() != 1) throw py::value_error("params for schedule 've' must be (sigma,)");

@@ -8,6 +8,7 @@ Layout of a run file::
     action           (n_samples,) float64           S of each
     history/acceptance  (n_updates,) float64        mean acceptance of every update
     state/field      (n_chains, *lattice_shape)     the chains' state, for --resume
+                                                    (state/coeffs too for Fourier HMC)
     attrs: format, version, theory, theory_params (JSON), lattice_shape, seed, sampler,
            sampler_settings (JSON), n_therm, spacing, n_target, complete, acceptance
            (mean over the sampling phase), divergent, state (JSON counters)
@@ -15,7 +16,8 @@ Layout of a run file::
 Samples are stored in the order they were taken: for each measurement, all chains.
 Every write goes to a temporary file in the same folder, is flushed to disk, and
 replaces the old file with os.replace, so a reader (or a killed run) never sees a
-half-written file. The acceptance history is a dataset, not an attribute: HDF5
+half-written file. Each checkpoint rewrites the whole file (simple and atomic);
+the time between checkpoints (``checkpoint_seconds``) bounds what that costs. The acceptance history is a dataset, not an attribute: HDF5
 attributes are limited to 64 KiB.
 """
 
@@ -110,15 +112,27 @@ def write_run(path, ens: Ensemble) -> None:
             f.create_dataset("action", data=ens.action.astype(np.float64))
             f.create_dataset("history/acceptance", data=np.asarray(ens.acceptance_history, np.float64))
             if ens.state is not None:
-                f.create_dataset("state/field", data=ens.state["field"])
+                arrays = {k: v for k, v in ens.state.items() if isinstance(v, np.ndarray) and k != "acceptance"}
+                for k, v in arrays.items():
+                    f.create_dataset(f"state/{k}", data=v)
                 f.attrs["state"] = json.dumps({k: v for k, v in ens.state.items()
-                                               if k not in ("field", "acceptance")})
+                                               if k not in arrays and k != "acceptance"})
             for k, v in ens.attrs.items():
                 f.attrs[k] = v
             f.attrs["format"] = FORMAT
-            f.flush()
-            os.fsync(f.id.get_vfd_handle())
+        # Closed, then flushed to disk, then renamed over the old file, then the rename
+        # itself made durable: a crash at any point leaves the old or the new file whole.
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -141,7 +155,8 @@ def read_run(path) -> Ensemble:
         state = None
         if "state" in f:
             state = json.loads(attrs.pop("state"))
-            state["field"] = f["state/field"][...]
+            for k, v in f["state"].items():
+                state[k] = v[...]
             state["acceptance"] = f["history/acceptance"][...]
         return Ensemble(configs=f["configs"][...], chain=f["chain"][...], update=f["update"][...],
                         action=f["action"][...], acceptance_history=f["history/acceptance"][...],

@@ -41,12 +41,24 @@ def _new(like, shape, dtype=None):
     return np.empty(shape, dtype=dtype or like.dtype)
 
 
+_INT_LIMITS = {"seed": 2**32 - 1, "chain_offset": 2**32 - 1, "step": 2**62, "n_steps": 2**24, "n_sweeps": 2**24}
+
+
 def _int(value, name, low=0):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
+    high = _INT_LIMITS.get(name, 2**62)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
     return int(value)
+
+
+def _check_inv_mass(inv_mass, n):
+    t = torch.as_tensor(inv_mass)
+    if t.shape != (n,):
+        raise ValueError(f"inv_mass must have shape ({n},), got {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()) or not bool((t > 0).all()):
+        raise ValueError("inv_mass must be finite and > 0 (the inverse HMC mass of each mode)")
 
 
 def _check_field(theory, x):
@@ -98,11 +110,13 @@ def fourier_inverse_masses(theory: Oscillator, n: int, *, dtype=torch.float64, d
 
 def hmc_fourier_trajectory(theory: Oscillator, coeffs, *, eps: float, n_steps: int, seed: int, step: int,
                            basis=None, inv_mass=None, chain_offset: int = 0, work=None, energies=None,
-                           accepted=None, refresh: bool = True, accept_reject: bool = True):
+                           accepted=None, refresh: bool = True, accept_reject: bool = True,
+                           check_masses: bool = True):
     """One HMC trajectory of the oscillator in Fourier coordinates (coefficients (batch, N)
     of lftaccel.fourier), in place. ``inv_mass`` defaults to ones (plain HMC in rotated
-    coordinates); pass :func:`fourier_inverse_masses` for Fourier acceleration. ``work`` is
-    (5, batch, N). Returns (energies, accepted) as :func:`hmc_trajectory`."""
+    coordinates); pass :func:`fourier_inverse_masses` for Fourier acceleration (checked to be
+    finite and positive unless ``check_masses=False``, for callers that checked them once).
+    ``work`` is (5, batch, N). Returns (energies, accepted) as :func:`hmc_trajectory`."""
     if not isinstance(theory, Oscillator):
         raise TypeError(f"theory must be an Oscillator, got {type(theory).__name__}")
     check_array(coeffs, "coeffs", min_dims=1, max_dims=1)
@@ -116,6 +130,8 @@ def hmc_fourier_trajectory(theory: Oscillator, coeffs, *, eps: float, n_steps: i
     if inv_mass is None:
         inv_mass = torch.ones(n, dtype=dt, device=dev)
         inv_mass = inv_mass if is_torch else inv_mass.numpy()
+    elif check_masses:
+        _check_inv_mass(inv_mass, n)
     work = _new(coeffs, (5, *coeffs.shape)) if work is None else work
     energies = _new(coeffs, (4, coeffs.shape[0]), np.float64) if energies is None else energies
     accepted = _new(coeffs, (coeffs.shape[0],), np.uint32) if accepted is None else accepted
@@ -155,9 +171,8 @@ def metropolis_sweeps(theory, x, *, delta: float, n_sweeps: int, seed: int, step
     return accepted
 
 
-def sde_step(x, score, *, t: float, dt: float, schedule: str = "ve", sigma: float = 25.0,
-             beta_min: float = 0.1, beta_max: float = 20.0, noise: bool = True, seed: int = 0, step: int = 0,
-             chain_offset: int = 0):
+def sde_step(x, score, *, t: float, dt: float, seed: int, step: int, schedule: str = "ve", sigma: float = 25.0,
+             beta_min: float = 0.1, beta_max: float = 20.0, noise: bool = True, chain_offset: int = 0):
     """One reverse-time Euler-Maruyama step of a diffusion model, from t to t - dt, in place.
 
     The forward SDE is dx = f dt + g dW on t in [0, 1]; its reverse integrated backwards is
@@ -167,7 +182,8 @@ def sde_step(x, score, *, t: float, dt: float, schedule: str = "ve", sigma: floa
       * ``schedule='vp'``: f = -beta(t) x / 2, g = sqrt(beta(t)),
         beta(t) = beta_min + t (beta_max - beta_min) (variance preserving).
     ``noise=False`` drops the z term (the usual last, denoising step). z is Philox
-    (seed, chain_offset + b, site, step, purpose 5); use the step index as ``step``.
+    (seed, chain_offset + b, site, step, purpose 5): pass a different ``step`` (the step
+    index) at every step, or the noise repeats. Requires 0 < dt <= t.
     """
     if schedule == "ve":
         params = [check_param(sigma, "sigma")]

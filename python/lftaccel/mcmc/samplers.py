@@ -66,19 +66,21 @@ class Sampler(abc.ABC):
         self.n_tuned = 0            # updates spent tuning
         self.divergent = 0          # rejected non-finite updates, over all chains
         self.acceptance = []        # mean acceptance of each update
+        self.busy = False
         self._init_field()
 
     # ---- the state ----
     def _init_field(self):
-        g = torch.Generator().manual_seed(self.seed)
+        # Hot starts depend on (seed, chain_offset): runs split over chain offsets differ.
+        rng = np.random.default_rng([self.seed, self.chain_offset, 0x5747])
         full = (self.n_chains, *self.shape)
         if self.start == "cold":
-            x = torch.zeros(full, dtype=torch.float64)
+            x = np.zeros(full)
         elif isinstance(self.theory, XY):
-            x = (torch.rand(full, generator=g, dtype=torch.float64) * 2 - 1) * math.pi
+            x = rng.uniform(-math.pi, math.pi, full)
         else:
-            x = torch.randn(full, generator=g, dtype=torch.float64)
-        self._set_field(x.to(dtype=self.dtype, device=self.device))
+            x = rng.standard_normal(full)
+        self._set_field(torch.from_numpy(x).to(dtype=self.dtype, device=self.device))
 
     def _set_field(self, x):
         self._x = x.contiguous()
@@ -102,9 +104,12 @@ class Sampler(abc.ABC):
     def step_size(self, value: float): ...
 
     def update(self) -> torch.Tensor:
+        # While busy, the field may be ahead of the counters: no checkpoint may be taken.
+        self.busy = True
         acc = self._update()
         self.n_updates += 1
         self.acceptance.append(float(acc.mean()))
+        self.busy = False
         return acc
 
     def thermalize(self, n: int, *, tune: bool = True, progress=None):
@@ -192,7 +197,17 @@ class HMC(Sampler):
 
     def state_dict(self):
         self.field  # noqa: B018 (brings the real-space field up to date)
-        return super().state_dict()
+        state = super().state_dict()
+        if self.fourier:  # the coefficients themselves: a round trip through x is not bitwise
+            state["coeffs"] = self._c.detach().cpu().numpy().copy()
+        return state
+
+    def load_state_dict(self, state: dict):
+        super().load_state_dict(state)
+        if self.fourier:
+            if "coeffs" not in state:
+                raise ValueError("the checkpoint has no Fourier coefficients (written by a real-space run?)")
+            self._c = torch.as_tensor(np.asarray(state["coeffs"])).to(dtype=self.dtype, device=self.device)
 
     @property
     def step_size(self):
@@ -214,7 +229,7 @@ class HMC(Sampler):
                     accepted=self._accepted)
         if self.fourier:
             e, acc = K.hmc_fourier_trajectory(self.theory, self._c, basis=self._basis, inv_mass=self._inv_mass,
-                                              **args)
+                                              check_masses=False, **args)
         else:
             e, acc = K.hmc_trajectory(self.theory, self._x, **args)
         dH = e[2] + e[3] - e[0] - e[1]

@@ -39,6 +39,10 @@ def _identity(sampler: Sampler, n_therm: int, spacing: int) -> dict:
             "n_therm": n_therm, "spacing": spacing}
 
 
+def _consistent(sampler: Sampler) -> bool:
+    return not getattr(sampler, "busy", False)
+
+
 def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 1, path=None, resume: bool = False,
         overwrite: bool = False, checkpoint_seconds: float = 30.0, progress: bool = True) -> Ensemble:
     """Thermalise (tuning the step size), then save ``n_samples`` configurations (rounded
@@ -55,6 +59,9 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     nc = sampler.n_chains
     rounds = math.ceil(n_samples / nc)
     ident = _identity(sampler, n_therm, spacing)
+    # Sampling starts after n_therm updates, or where a sampler that arrives already
+    # updated stands: saved rounds are always `spacing` fresh updates apart.
+    start = max(n_therm, sampler.n_updates)
     configs, updates, actions = [], [], []
     path = Path(path) if path is not None else None
     if path is not None and path.exists():
@@ -68,6 +75,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
             if ens.state is None:
                 raise RunError(f"cannot resume {path}: it holds no sampler state")
             sampler.load_state_dict(ens.state)
+            start = int(ens.attrs.get("sampling_start", n_therm))
             done = len(ens.configs) // nc
             configs = [ens.configs[i * nc:(i + 1) * nc] for i in range(done)]
             updates = [ens.update[i * nc:(i + 1) * nc] for i in range(done)]
@@ -80,9 +88,9 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     def save(complete: bool):
         if path is None:
             return
-        write_run(path, _ensemble(sampler, configs, updates, actions, ident, n_samples, complete))
+        write_run(path, _ensemble(sampler, configs, updates, actions, ident, start, n_samples, complete))
 
-    total = n_therm + rounds * spacing
+    total = start + rounds * spacing
     bar = tqdm(total=total, initial=min(sampler.n_updates, total), disable=not progress, unit="upd",
                desc=f"{sampler.name} {type(sampler.theory).__name__}", dynamic_ncols=True)
     last = time.monotonic()
@@ -93,7 +101,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
                 save(False)
                 last = time.monotonic()
         while len(configs) < rounds:
-            target = n_therm + (len(configs) + 1) * spacing
+            target = start + (len(configs) + 1) * spacing
             # A resumed run may stop between saves: finish that round's updates.
             while sampler.n_updates < target:
                 acc = float(sampler.update().mean())
@@ -107,23 +115,29 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
             if path is not None and time.monotonic() - last > checkpoint_seconds:
                 save(False)
                 last = time.monotonic()
+    except BaseException:
+        # Ctrl-C or an error: keep what was done, if the sampler stands between updates
+        # (otherwise the last checkpoint stands, as after a SIGKILL).
+        if path is not None and _consistent(sampler):
+            save(False)
+        raise
     finally:
         bar.close()
     save(True)
-    return _ensemble(sampler, configs, updates, actions, ident, n_samples, True)
+    return _ensemble(sampler, configs, updates, actions, ident, start, n_samples, True)
 
 
-def _ensemble(sampler, configs, updates, actions, ident, n_target, complete) -> Ensemble:
+def _ensemble(sampler, configs, updates, actions, ident, start, n_target, complete) -> Ensemble:
     nc = sampler.n_chains
     shape = (0, *sampler.shape)
     acc_hist = np.asarray(sampler.acceptance, dtype=np.float64)
-    sampling = acc_hist[ident["n_therm"]:]
+    sampling = acc_hist[start:]
     attrs = {
         "version": __version__, "theory": type(sampler.theory).__name__, "theory_params": ident["theory_params"],
         "lattice_shape": np.asarray(sampler.shape, dtype=np.int64), "n_chains": nc, "seed": sampler.seed,
         "sampler": sampler.name, "sampler_settings": json.dumps(sampler.settings(), sort_keys=True),
         "sampler_identity": ident["sampler_identity"], "n_therm": ident["n_therm"], "spacing": ident["spacing"],
-        "n_target": n_target, "complete": bool(complete),
+        "sampling_start": start, "n_target": n_target, "complete": bool(complete),
         "acceptance": float(sampling.mean()) if len(sampling) else float("nan"),
         "divergent": sampler.divergent, "device": str(sampler.device),
     }
