@@ -17,8 +17,8 @@ Samples are stored in the order they were taken: for each measurement, all chain
 Every write goes to a temporary file in the same folder, is flushed to disk, and
 replaces the old file with os.replace, so a reader (or a killed run) never sees a
 half-written file. Each checkpoint rewrites the whole file (simple and atomic);
-the time between checkpoints (``checkpoint_seconds``) bounds what that costs. The acceptance history is a dataset, not an attribute: HDF5
-attributes are limited to 64 KiB.
+the time between checkpoints (``checkpoint_seconds``) bounds what that costs. The
+acceptance history is a dataset, not an attribute: HDF5 attributes are limited to 64 KiB.
 """
 
 from __future__ import annotations
