@@ -1,0 +1,33 @@
+"""Spectral reconstruction: rho(omega) from a noisy Euclidean propagator
+D(p) = int_0^inf K(p, w) rho(w) dw (Kallen-Lehmann by default).
+
+    from lftaccel.spectral import reconstruct
+    res = reconstruct(p, D, sigma, omega, method="tikhonov")
+    res.rho, res.band, res.chi2, res.diagnostics
+
+Methods so far: 'tsvd' (discrepancy-principle rank), 'tikhonov' (identity or second
+derivative, optional positivity, lambda by discrepancy or GCV). Pure numpy/scipy.
+"""
+
+from __future__ import annotations
+
+from . import classical, kernels, mock
+from .kernels import Kernel, finite_temperature, kallen_lehmann, singular_values
+from .problem import Problem, Reconstruction
+
+__all__ = ["reconstruct", "Problem", "Reconstruction", "Kernel", "kallen_lehmann", "finite_temperature",
+           "singular_values", "kernels", "mock", "classical", "METHODS"]
+
+METHODS = {"tsvd": classical.tsvd, "tikhonov": classical.tikhonov}
+
+
+def reconstruct(p, D, sigma=None, omega=None, method: str = "tikhonov", *, kernel="kallen-lehmann", cov=None,
+                **options) -> Reconstruction:
+    """Reconstruct rho on the grid ``omega`` (default linspace(0.04, 20, 500)) from data
+    (p, D) with errors ``sigma`` (or a covariance ``cov``). ``options`` go to the method."""
+    try:
+        fn = METHODS[method]
+    except KeyError:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}") from None
+    prob = Problem.build(p, D, sigma, omega, kernel, cov)
+    return fn(prob, **options)

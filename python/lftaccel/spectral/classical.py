@@ -1,0 +1,127 @@
+"""Classical baselines: truncated SVD and Tikhonov regularisation.
+
+Both act on the whitened problem A rho ~ b (see problem.py), chi^2 = ||A rho - b||^2.
+
+TSVD keeps the k largest singular components, rho_k = sum_{i<k} (u_i.b / s_i) v_i, with the
+smallest k whose chi^2 <= N_p (the discrepancy principle). Its band is the propagated
+noise, cov(rho_k) = V_k S_k^-2 V_k^T.
+
+Tikhonov minimises chi^2 + lambda ||L rho||^2 with L = 1 ('identity') or the second
+difference ('second-derivative', rows rho_{j-1} - 2 rho_j + rho_{j+1}, plus rows pinning
+rho at both ends of the grid, which makes L invertible: spectral functions vanish at
+omega -> 0 and at the top of a wide grid). lambda is chosen so that chi^2 = N_p
+('discrepancy') or by minimising generalised cross-validation ('gcv').
+Unconstrained solutions come from the SVD of A L^-1 (standard form), so every lambda is
+cheap and the band is the propagated noise. With ``positive=True`` the solution is the
+non-negative least-squares solution of the stacked system [A; sqrt(lambda) L] rho = [b; 0]
+(scipy's NNLS); lambda then follows the discrepancy principle by bisection, and there is no
+linear band.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import optimize
+
+from .problem import Problem, Reconstruction
+
+__all__ = ["tsvd", "tikhonov", "regulariser_matrix"]
+
+
+def tsvd(prob: Problem, *, tau: float = 1.0) -> Reconstruction:
+    U, s, Vt = np.linalg.svd(prob.A, full_matrices=False)
+    beta = U.T @ prob.b
+    outside = float(prob.b @ prob.b - beta @ beta)  # part of b no component can fit
+    tail = np.concatenate([np.cumsum((beta**2)[::-1])[::-1], [0.0]])  # chi2 if k components kept
+    chi2_k = tail + max(outside, 0.0)
+    ok = np.nonzero(chi2_k <= tau * prob.n)[0]
+    k = int(ok[0]) if len(ok) else len(s)
+    coef = beta[:k] / s[:k]
+    rho = Vt[:k].T @ coef
+    band = np.sqrt(((Vt[:k].T / s[:k]) ** 2).sum(1))
+    return Reconstruction(prob.omega, rho, prob.chi2(rho), prob.n, "tsvd", band,
+                          {"rank": k, "singular_values": s, "chi2_by_rank": chi2_k})
+
+
+def regulariser_matrix(n: int, kind: str) -> np.ndarray:
+    if kind == "identity":
+        return np.eye(n)
+    if kind == "second-derivative":
+        L = np.zeros((n, n))
+        L[0, 0] = L[-1, -1] = 1.0
+        i = np.arange(1, n - 1)
+        L[i, i - 1], L[i, i], L[i, i + 1] = 1.0, -2.0, 1.0
+        return L
+    raise ValueError(f"regulariser must be 'identity' or 'second-derivative', got {kind!r}")
+
+
+def _bisect_log(f, lo, hi, n_iter=60):
+    """Root of the increasing function f(log10 lam) on [lo, hi] by bisection."""
+    for _ in range(n_iter):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def tikhonov(prob: Problem, *, regulariser: str = "second-derivative", positive: bool = False,
+             choose: str = "discrepancy", lam: float | None = None, tau: float = 1.0) -> Reconstruction:
+    if choose not in ("discrepancy", "gcv"):
+        raise ValueError(f"choose must be 'discrepancy' or 'gcv', got {choose!r}")
+    L = regulariser_matrix(len(prob.omega), regulariser)
+    Linv = np.linalg.inv(L)
+    U, s, Vt = np.linalg.svd(prob.A @ Linv, full_matrices=False)
+    beta = U.T @ prob.b
+    outside = max(float(prob.b @ prob.b - beta @ beta), 0.0)
+
+    def chi2_of(log_lam):  # chi^2 of the unconstrained solution, increasing in lambda
+        lm = 10.0**log_lam
+        return float(((lm / (s**2 + lm)) * beta) @ ((lm / (s**2 + lm)) * beta)) + outside
+
+    def gcv(log_lam):
+        lm = 10.0**log_lam
+        return chi2_of(log_lam) / (prob.n - float((s**2 / (s**2 + lm)).sum())) ** 2
+
+    lo, hi = np.log10(s[-1] ** 2 + 1e-300) - 2, np.log10(s[0] ** 2) + 4
+    if lam is None:
+        if choose == "gcv":
+            grid = np.linspace(lo, hi, 400)
+            g = [gcv(x) for x in grid]
+            j = int(np.argmin(g))
+            res = optimize.minimize_scalar(gcv, bounds=(grid[max(j - 1, 0)], grid[min(j + 1, len(grid) - 1)]),
+                                           method="bounded")
+            log_lam = float(res.x)
+        elif chi2_of(lo) > tau * prob.n:
+            log_lam = lo  # even the least regularised fit misses chi2 = N_p
+        else:
+            log_lam = _bisect_log(lambda x: chi2_of(x) - tau * prob.n, lo, hi)
+    else:
+        if not (np.isfinite(lam) and lam > 0):
+            raise ValueError(f"lam must be finite and > 0, got {lam}")
+        log_lam = float(np.log10(lam))
+    lm = 10.0**log_lam
+    f = s / (s**2 + lm)
+    R = Linv @ (Vt.T * f) @ U.T  # rho = R b (unconstrained)
+    diag = {"lambda": lm, "regulariser": regulariser, "choose": choose, "positive": positive,
+            "effective_dof": float((s**2 / (s**2 + lm)).sum())}
+    if not positive:
+        rho = R @ prob.b
+        band = np.sqrt((R**2).sum(1))
+        return Reconstruction(prob.omega, rho, prob.chi2(rho), prob.n, "tikhonov", band, diag)
+
+    def solve(log_l):
+        stacked = np.vstack([prob.A, np.sqrt(10.0**log_l) * L])
+        rhs = np.concatenate([prob.b, np.zeros(len(L))])
+        return optimize.nnls(stacked, rhs, maxiter=50 * len(L))[0]
+
+    if lam is None:
+        # Positivity only raises chi^2 at fixed lambda: search below the unconstrained lambda.
+        def excess(x):
+            return prob.chi2(solve(x)) - tau * prob.n
+        a, b = log_lam - 8, log_lam
+        if excess(a) > 0:
+            log_lam = a
+        else:
+            log_lam = _bisect_log(excess, a, b, n_iter=25)
+        diag["lambda"] = 10.0**log_lam
+    rho = solve(log_lam)
+    return Reconstruction(prob.omega, rho, prob.chi2(rho), prob.n, "tikhonov", None, diag)

@@ -1,0 +1,103 @@
+"""The inverse problem as the methods see it, and the result they return.
+
+Data: momenta p_i, propagator values D_i and their errors sigma_i (or a full covariance
+C). Whitening: with C = L L^T (Cholesky; L = diag(sigma) for independent errors), the
+problem becomes || L^-1 (K rho - D) ||^2 = chi^2, so every method works with
+A = L^-1 K and b = L^-1 D, and chi^2 is the sum of squared whitened residuals. For
+data consistent with the truth, E[chi^2] = N_p: "chi^2/N_p ~ 1" is the fit the noise
+allows, and the discrepancy principle chooses regularisation so that chi^2 = N_p.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .kernels import Kernel
+
+__all__ = ["Problem", "Reconstruction", "check_data"]
+
+
+def check_data(p, D, sigma=None, cov=None):
+    """Validated float64 arrays (p, D, sigma, cov); a ValueError names what is wrong."""
+    p = np.asarray(p, dtype=np.float64).ravel()
+    D = np.asarray(D, dtype=np.float64).ravel()
+    if len(p) != len(D):
+        raise ValueError(f"p and D have different lengths ({len(p)} and {len(D)})")
+    if len(p) < 3:
+        raise ValueError(f"need at least 3 data points, got {len(p)}")
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(D))):
+        raise ValueError("p and D must be finite (found NaN or inf)")
+    if (sigma is None) == (cov is None):
+        raise ValueError("give exactly one of sigma and cov")
+    if sigma is not None:
+        sigma = np.asarray(sigma, dtype=np.float64).ravel()
+        if len(sigma) != len(p):
+            raise ValueError(f"sigma has length {len(sigma)}, p has {len(p)}")
+        if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
+            raise ValueError("sigma must be finite and > 0 (found a non-positive or NaN error)")
+        return p, D, sigma, None
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.shape != (len(p), len(p)) or not np.all(np.isfinite(cov)):
+        raise ValueError(f"cov must be a finite ({len(p)}, {len(p)}) matrix, got shape {cov.shape}")
+    if not np.allclose(cov, cov.T, rtol=1e-10, atol=0):
+        raise ValueError("cov must be symmetric")
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise ValueError("cov must be positive definite (too few samples for the number of points?)") from None
+    return p, D, np.sqrt(np.diag(cov)), cov
+
+
+@dataclasses.dataclass
+class Problem:
+    """Data, grid and kernel, with the whitened forward map."""
+
+    p: np.ndarray
+    D: np.ndarray
+    sigma: np.ndarray
+    omega: np.ndarray
+    kernel: Kernel
+    cov: np.ndarray | None = None
+
+    @classmethod
+    def build(cls, p, D, sigma=None, omega=None, kernel="kallen-lehmann", cov=None) -> "Problem":
+        p, D, sigma, cov = check_data(p, D, sigma, cov)
+        if omega is None:
+            omega = np.linspace(0.04, 20.0, 500)
+        omega = np.asarray(omega, dtype=np.float64)
+        if omega.ndim != 1 or len(omega) < 3 or not np.all(np.isfinite(omega)) or np.any(np.diff(omega) <= 0):
+            raise ValueError("omega must be a finite, strictly increasing grid of >= 3 points")
+        prob = cls(p, D, sigma, omega, Kernel(kernel), cov)
+        prob.K = prob.kernel.matrix(p, omega)
+        L = np.linalg.cholesky(cov) if cov is not None else np.diag(sigma)
+        prob.Linv = np.linalg.inv(L) if cov is not None else np.diag(1.0 / sigma)
+        prob.A = prob.Linv @ prob.K
+        prob.b = prob.Linv @ D
+        return prob
+
+    @property
+    def n(self) -> int:
+        return len(self.p)
+
+    def chi2(self, rho) -> float:
+        r = self.A @ np.asarray(rho, dtype=np.float64) - self.b
+        return float(r @ r)
+
+
+@dataclasses.dataclass
+class Reconstruction:
+    """rho on the grid, an uncertainty band where the method has one, chi^2 and diagnostics."""
+
+    omega: np.ndarray
+    rho: np.ndarray
+    chi2: float
+    n_data: int
+    method: str
+    band: np.ndarray | None = None
+    diagnostics: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def chi2_per_point(self) -> float:
+        return self.chi2 / self.n_data

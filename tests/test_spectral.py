@@ -1,0 +1,115 @@
+"""Spectral reconstruction: forward map, classical methods, chi^2 conventions, bad input."""
+
+import numpy as np
+import pytest
+
+from lftaccel import spectral as S
+from lftaccel.spectral import classical, mock
+
+P25 = np.linspace(0.001, 19.199, 25)
+OMEGA = np.linspace(0.04, 20, 500)
+
+
+def test_quadrature_matches_the_breit_wigner_closed_form():
+    for A, M, G in ((1.0, 2.0, 0.5), (0.8, 5.0, 0.5), (1.0, 2.5, 0.1)):
+        D = mock.propagator(mock.breit_wigner(A, M, G), P25)
+        np.testing.assert_allclose(D, mock.bw_propagator(P25, A, M, G), rtol=1e-11)
+
+
+def test_riemann_sum_is_not_the_mock_data():
+    """The grid sum a method uses differs from the exact propagator (by the grid's
+    discretisation), so mock data never come from the reconstruction's own forward map."""
+    K = S.kernels.forward_matrix(P25, OMEGA)
+    bw = mock.breit_wigner()
+    riemann = K @ bw(OMEGA)
+    exact = mock.bw_propagator(P25)
+    rel = np.abs(riemann / exact - 1)
+    assert 1e-6 < rel.max() < 0.1
+
+
+def test_finite_temperature_kernel():
+    K = S.finite_temperature(0.25)
+    w = np.array([0.5, 2.0, 50.0])
+    tau = np.array([1.0, 2.0])
+    expected = np.cosh(w * (tau[:, None] - 2.0)) / np.sinh(w / 0.5)
+    np.testing.assert_allclose(K(tau, w), expected, rtol=1e-12)
+    assert np.isfinite(K(np.array([0.5]), np.array([2000.0]))).all()  # no overflow
+    # symmetric about tau = 1/(2T)
+    np.testing.assert_allclose(K(np.array([1.0]), w), K(np.array([3.0]), w), rtol=1e-12)
+    with pytest.raises(ValueError, match="tau"):
+        K(np.array([5.0]), w)
+
+
+def test_singular_values_decay_exponentially():
+    s = S.singular_values(P25, OMEGA)
+    ratios = s[2:20] / s[1:19]
+    assert np.all(ratios < 0.4) and s[15] / s[0] < 1e-9  # a factor ~5-10 per index, until float64 rounding
+
+
+def data(eps=1e-5, seed=0):
+    D0 = mock.bw_propagator(P25)
+    sigma = mock.relative_noise_sigma(D0, P25, eps) + 1e-12
+    return mock.add_noise(D0, sigma, seed), sigma
+
+
+@pytest.mark.parametrize("method,options", [
+    ("tsvd", {}), ("tikhonov", {"regulariser": "identity"}), ("tikhonov", {}),
+    ("tikhonov", {"positive": True}), ("tikhonov", {"regulariser": "identity", "choose": "gcv"})])
+def test_classical_methods_recover_a_broad_peak(method, options):
+    D, sigma = data()
+    res = S.reconstruct(P25, D, sigma, OMEGA, method, **options)
+    truth = mock.breit_wigner()(OMEGA)
+    rel = np.linalg.norm(res.rho - truth) / np.linalg.norm(truth)
+    assert rel < 0.5, rel
+    assert abs(OMEGA[np.argmax(res.rho)] - OMEGA[np.argmax(truth)]) < 0.2
+    if options.get("positive"):
+        assert (res.rho >= 0).all() and res.band is None
+    else:
+        assert res.band.shape == res.rho.shape and (res.band > 0).all()
+
+
+def test_discrepancy_principle_gives_chi2_equal_to_n():
+    D, sigma = data(1e-3)
+    res = S.reconstruct(P25, D, sigma, OMEGA, "tikhonov", regulariser="identity")
+    assert res.chi2 == pytest.approx(len(P25), rel=1e-6)
+    assert res.chi2_per_point == pytest.approx(1.0, rel=1e-6)
+    t = S.reconstruct(P25, D, sigma, OMEGA, "tsvd")
+    k = t.diagnostics["rank"]
+    assert t.chi2 <= len(P25) < t.diagnostics["chi2_by_rank"][k - 1]  # the smallest rank that fits
+
+
+def test_chi2_uses_the_full_covariance():
+    D, sigma = data(1e-3)
+    prob_diag = S.Problem.build(P25, D, sigma, OMEGA)
+    prob_cov = S.Problem.build(P25, D, cov=np.diag(sigma**2), omega=OMEGA)
+    rho = mock.breit_wigner()(OMEGA)
+    assert prob_cov.chi2(rho) == pytest.approx(prob_diag.chi2(rho), rel=1e-10)
+    # correlated errors: chi2 = r^T C^-1 r
+    rng = np.random.default_rng(1)
+    B = rng.normal(size=(25, 25)) * sigma[:, None] * 0.2
+    C = np.diag(sigma**2) + B @ B.T
+    r = prob_diag.K @ rho - D
+    assert S.Problem.build(P25, D, cov=C, omega=OMEGA).chi2(rho) == pytest.approx(r @ np.linalg.solve(C, r),
+                                                                                   rel=1e-8)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"p": P25[:10]}, "different lengths"),
+    ({"sigma": -np.ones(25)}, "sigma must be finite and > 0"),
+    ({"D": np.full(25, np.nan)}, "NaN"),
+    ({"p": P25[:2], "D": np.ones(2), "sigma": np.ones(2)}, "at least 3"),
+    ({"method": "magic"}, "method must be one of"),
+    ({"omega": np.array([1.0, 0.5, 2.0])}, "increasing"),
+])
+def test_bad_input(kwargs, message):
+    D, sigma = data()
+    args = {"p": P25, "D": D, "sigma": sigma, "omega": OMEGA, "method": "tsvd"}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        S.reconstruct(args.pop("p"), args.pop("D"), args.pop("sigma"), args.pop("omega"), args.pop("method"))
+
+
+def test_regulariser_matrix_is_invertible_second_difference():
+    L = classical.regulariser_matrix(6, "second-derivative")
+    assert np.linalg.matrix_rank(L) == 6
+    np.testing.assert_array_equal(L[2, 1:4], [1, -2, 1])
