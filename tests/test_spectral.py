@@ -113,3 +113,41 @@ def test_regulariser_matrix_is_invertible_second_difference():
     L = classical.regulariser_matrix(6, "second-derivative")
     assert np.linalg.matrix_rank(L) == 6
     np.testing.assert_array_equal(L[2, 1:4], [1, -2, 1])
+
+
+P100 = 0.2 * np.arange(1, 101)
+
+
+@pytest.mark.parametrize("alpha", ["marginal", "chi2-kink"])
+def test_maxent_recovers_a_broad_peak(alpha):
+    D, sigma = data(1e-4)
+    res = S.reconstruct(P25, D, sigma, OMEGA, "mem", alpha=alpha)
+    truth = mock.breit_wigner()(OMEGA)
+    assert (res.rho > 0).all()
+    assert np.linalg.norm(res.rho - truth) / np.linalg.norm(truth) < 0.5
+    assert abs(OMEGA[np.argmax(res.rho)] - OMEGA[np.argmax(truth)]) < 0.2
+    assert res.band.shape == res.rho.shape and (res.band > 0).all()
+    assert 0.3 < res.chi2_per_point < 20
+
+
+def test_maxent_resolves_two_peaks_and_weights_alpha_by_its_posterior():
+    spec = 0.8 * mock.breit_wigner(1, 2, 0.5) + mock.breit_wigner(1, 5, 0.5)
+    D0 = mock.propagator(spec, P100)
+    sigma = mock.relative_noise_sigma(D0, P100, 1e-4)
+    res = S.reconstruct(P100, mock.add_noise(D0, sigma, 1), sigma, OMEGA, "mem")
+    w = res.diagnostics["weights"]
+    assert w.sum() == pytest.approx(1.0) and w.max() < 1.0
+    rho = res.rho
+    maxima = [i for i in range(1, len(rho) - 1) if rho[i] > rho[i - 1] and rho[i] > rho[i + 1]]
+    peaks = sorted(OMEGA[i] for i in sorted(maxima, key=lambda i: -rho[i])[:2])  # the two largest
+    assert abs(peaks[0] - 2.0) < 0.4 and abs(peaks[1] - 5.0) < 0.6, peaks
+    truth = spec(OMEGA)
+    assert ((rho - truth) ** 2).sum() < 5.0
+
+
+def test_maxent_user_default_model():
+    D, sigma = data(1e-3)
+    with pytest.raises(ValueError, match="default_model"):
+        S.reconstruct(P25, D, sigma, OMEGA, "mem", default_model=-np.ones(500))
+    res = S.reconstruct(P25, D, sigma, OMEGA, "mem", default_model=np.full(500, 0.05))
+    assert res.diagnostics["default_level"] == pytest.approx(0.05)

@@ -6,19 +6,20 @@ D(p) = int_0^inf K(p, w) rho(w) dw (Kallen-Lehmann by default).
     res.rho, res.band, res.chi2, res.diagnostics
 
 Methods so far: 'tsvd' (discrepancy-principle rank), 'tikhonov' (identity or second
-derivative, optional positivity, lambda by discrepancy or GCV). Pure numpy/scipy.
+derivative, optional positivity, lambda by discrepancy or GCV), 'mem' (Bryan's maximum
+entropy, alpha marginalised or at the chi^2 kink). Pure numpy/scipy.
 """
 
 from __future__ import annotations
 
-from . import classical, kernels, mock
+from . import classical, kernels, mem, mock
 from .kernels import Kernel, finite_temperature, kallen_lehmann, singular_values
 from .problem import Problem, Reconstruction
 
 __all__ = ["reconstruct", "Problem", "Reconstruction", "Kernel", "kallen_lehmann", "finite_temperature",
-           "singular_values", "kernels", "mock", "classical", "METHODS"]
+           "singular_values", "kernels", "mock", "classical", "mem", "METHODS"]
 
-METHODS = {"tsvd": classical.tsvd, "tikhonov": classical.tikhonov}
+METHODS = {"tsvd": classical.tsvd, "tikhonov": classical.tikhonov, "mem": mem.maxent}
 
 
 def reconstruct(p, D, sigma=None, omega=None, method: str = "tikhonov", *, kernel="kallen-lehmann", cov=None,
