@@ -42,7 +42,7 @@ def _solve(prob, m, dw, Us, sv, Vs, alpha, u0, max_iter=300, tol=1e-9):
     W = Vs / dw[:, None]
     M = sv**2
     limit = 0.2 * float(np.sum(m * dw))
-    I = np.eye(len(u0))
+    eye = np.eye(len(u0))
 
     def state(u):
         rho = m * np.exp(np.clip(W @ u, -600, 600))
@@ -57,7 +57,7 @@ def _solve(prob, m, dw, Us, sv, Vs, alpha, u0, max_iter=300, tol=1e-9):
         T = Vs.T @ (W * rho[:, None])
         mu = 0.0
         for _ in range(80):
-            du = np.linalg.solve((alpha + mu) * I + M[:, None] * T, -g)
+            du = np.linalg.solve((alpha + mu) * eye + M[:, None] * T, -g)
             if du @ T @ du <= limit:
                 rho_n, r_n, fq_n = state(u + du)
                 if np.isfinite(fq_n) and fq_n <= fq + 1e-12 * abs(fq):
