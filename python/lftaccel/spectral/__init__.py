@@ -23,12 +23,14 @@ METHODS = {"tsvd": classical.tsvd, "tikhonov": classical.tikhonov, "mem": mem.ma
 
 
 def reconstruct(p, D, sigma=None, omega=None, method: str = "tikhonov", *, kernel="kallen-lehmann", cov=None,
-                **options) -> Reconstruction:
+                quadrature: str = "linear", **options) -> Reconstruction:
     """Reconstruct rho on the grid ``omega`` (default linspace(0.04, 20, 500)) from data
-    (p, D) with errors ``sigma`` (or a covariance ``cov``). ``options`` go to the method."""
+    (p, D) with errors ``sigma`` (or a covariance ``cov``). ``quadrature`` is the forward
+    map's ('linear': accurate, default; 'riemann': the published sum). ``options`` go to
+    the method."""
     try:
         fn = METHODS[method]
     except KeyError:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}") from None
-    prob = Problem.build(p, D, sigma, omega, kernel, cov)
+    prob = Problem.build(p, D, sigma, omega, kernel, cov, quadrature)
     return fn(prob, **options)

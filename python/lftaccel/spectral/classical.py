@@ -3,14 +3,18 @@
 Both act on the whitened problem A rho ~ b (see problem.py), chi^2 = ||A rho - b||^2.
 
 TSVD keeps the k largest singular components, rho_k = sum_{i<k} (u_i.b / s_i) v_i, with the
-smallest k whose chi^2 <= N_p (the discrepancy principle). Its band is the propagated
-noise, cov(rho_k) = V_k S_k^-2 V_k^T.
+smallest k whose chi^2 reaches the discrepancy target. The target is N_p + 2 sqrt(2 N_p) by
+default: chi^2 of the true rho scatters around N_p with width sqrt(2 N_p), and a realisation
+above N_p would otherwise force the fit into the noise (measured: single noise seeds then
+give sum (Delta rho)^2 ~ 1e12 on the Gaussian spectra); ``tau`` sets the target tau N_p
+instead. Its band is the propagated noise, cov(rho_k) = V_k S_k^-2 V_k^T.
 
 Tikhonov minimises chi^2 + lambda ||L rho||^2 with L = 1 ('identity') or the second
 difference ('second-derivative', rows rho_{j-1} - 2 rho_j + rho_{j+1}, plus rows pinning
 rho at both ends of the grid, which makes L invertible: spectral functions vanish at
-omega -> 0 and at the top of a wide grid). lambda is chosen so that chi^2 = N_p
-('discrepancy') or by minimising generalised cross-validation ('gcv').
+omega -> 0 and at the top of a wide grid). lambda is chosen so that chi^2 meets the
+discrepancy target ('discrepancy', as for TSVD) or by minimising generalised cross-validation
+('gcv').
 Unconstrained solutions come from the SVD of A L^-1 (standard form), so every lambda is
 cheap and the band is the propagated noise. With ``positive=True`` the solution is the
 non-negative least-squares solution of the stacked system [A; sqrt(lambda) L] rho = [b; 0]
@@ -28,19 +32,29 @@ from .problem import Problem, Reconstruction
 __all__ = ["tsvd", "tikhonov", "regulariser_matrix"]
 
 
-def tsvd(prob: Problem, *, tau: float = 1.0) -> Reconstruction:
+def discrepancy_target(n: int, tau: float | None) -> float:
+    """chi^2 the discrepancy principle aims at: tau n, or n + 2 sqrt(2 n) when tau is None."""
+    if tau is None:
+        return n + 2.0 * np.sqrt(2.0 * n)
+    if not (np.isfinite(tau) and tau > 0):
+        raise ValueError(f"tau must be finite and > 0, got {tau}")
+    return tau * n
+
+
+def tsvd(prob: Problem, *, tau: float | None = None) -> Reconstruction:
     U, s, Vt = np.linalg.svd(prob.A, full_matrices=False)
     beta = U.T @ prob.b
     outside = float(prob.b @ prob.b - beta @ beta)  # part of b no component can fit
     tail = np.concatenate([np.cumsum((beta**2)[::-1])[::-1], [0.0]])  # chi2 if k components kept
     chi2_k = tail + max(outside, 0.0)
-    ok = np.nonzero(chi2_k <= tau * prob.n)[0]
+    target = discrepancy_target(prob.n, tau)
+    ok = np.nonzero(chi2_k <= target)[0]
     k = int(ok[0]) if len(ok) else len(s)
     coef = beta[:k] / s[:k]
     rho = Vt[:k].T @ coef
     band = np.sqrt(((Vt[:k].T / s[:k]) ** 2).sum(1))
     return Reconstruction(prob.omega, rho, prob.chi2(rho), prob.n, "tsvd", band,
-                          {"rank": k, "singular_values": s, "chi2_by_rank": chi2_k})
+                          {"rank": k, "singular_values": s, "chi2_by_rank": chi2_k, "chi2_target": target})
 
 
 def regulariser_matrix(n: int, kind: str) -> np.ndarray:
@@ -64,9 +78,10 @@ def _bisect_log(f, lo, hi, n_iter=60):
 
 
 def tikhonov(prob: Problem, *, regulariser: str = "second-derivative", positive: bool = False,
-             choose: str = "discrepancy", lam: float | None = None, tau: float = 1.0) -> Reconstruction:
+             choose: str = "discrepancy", lam: float | None = None, tau: float | None = None) -> Reconstruction:
     if choose not in ("discrepancy", "gcv"):
         raise ValueError(f"choose must be 'discrepancy' or 'gcv', got {choose!r}")
+    target = discrepancy_target(prob.n, tau)
     L = regulariser_matrix(len(prob.omega), regulariser)
     Linv = np.linalg.inv(L)
     U, s, Vt = np.linalg.svd(prob.A @ Linv, full_matrices=False)
@@ -90,10 +105,10 @@ def tikhonov(prob: Problem, *, regulariser: str = "second-derivative", positive:
             res = optimize.minimize_scalar(gcv, bounds=(grid[max(j - 1, 0)], grid[min(j + 1, len(grid) - 1)]),
                                            method="bounded")
             log_lam = float(res.x)
-        elif chi2_of(lo) > tau * prob.n:
+        elif chi2_of(lo) > target:
             log_lam = lo  # even the least regularised fit misses chi2 = N_p
         else:
-            log_lam = _bisect_log(lambda x: chi2_of(x) - tau * prob.n, lo, hi)
+            log_lam = _bisect_log(lambda x: chi2_of(x) - target, lo, hi)
     else:
         if not (np.isfinite(lam) and lam > 0):
             raise ValueError(f"lam must be finite and > 0, got {lam}")
@@ -101,7 +116,7 @@ def tikhonov(prob: Problem, *, regulariser: str = "second-derivative", positive:
     lm = 10.0**log_lam
     f = s / (s**2 + lm)
     R = Linv @ (Vt.T * f) @ U.T  # rho = R b (unconstrained)
-    diag = {"lambda": lm, "regulariser": regulariser, "choose": choose, "positive": positive,
+    diag = {"lambda": lm, "regulariser": regulariser, "choose": choose, "positive": positive, "chi2_target": target,
             "effective_dof": float((s**2 / (s**2 + lm)).sum())}
     if not positive:
         rho = R @ prob.b
@@ -116,7 +131,7 @@ def tikhonov(prob: Problem, *, regulariser: str = "second-derivative", positive:
     if lam is None:
         # Positivity only raises chi^2 at fixed lambda: search below the unconstrained lambda.
         def excess(x):
-            return prob.chi2(solve(x)) - tau * prob.n
+            return prob.chi2(solve(x)) - target
         a, b = log_lam - 8, log_lam
         if excess(a) > 0:
             log_lam = a

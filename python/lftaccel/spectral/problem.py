@@ -62,7 +62,8 @@ class Problem:
     cov: np.ndarray | None = None
 
     @classmethod
-    def build(cls, p, D, sigma=None, omega=None, kernel="kallen-lehmann", cov=None) -> "Problem":
+    def build(cls, p, D, sigma=None, omega=None, kernel="kallen-lehmann", cov=None,
+              quadrature: str = "linear") -> "Problem":
         p, D, sigma, cov = check_data(p, D, sigma, cov)
         if omega is None:
             omega = np.linspace(0.04, 20.0, 500)
@@ -70,7 +71,7 @@ class Problem:
         if omega.ndim != 1 or len(omega) < 3 or not np.all(np.isfinite(omega)) or np.any(np.diff(omega) <= 0):
             raise ValueError("omega must be a finite, strictly increasing grid of >= 3 points")
         prob = cls(p, D, sigma, omega, Kernel(kernel), cov)
-        prob.K = prob.kernel.matrix(p, omega)
+        prob.K = prob.kernel.matrix(p, omega, quadrature)
         L = np.linalg.cholesky(cov) if cov is not None else np.diag(sigma)
         prob.Linv = np.linalg.inv(L) if cov is not None else np.diag(1.0 / sigma)
         prob.A = prob.Linv @ prob.K
