@@ -165,3 +165,38 @@ def test_linear_quadrature_beats_the_riemann_sum():
     assert err["linear"] < 1e-4 and err["linear"] < err["riemann"] / 5, err
     with pytest.raises(ValueError, match="quadrature"):
         S.kernels.forward_matrix(P25, OMEGA, quadrature="simpson")
+
+
+def test_spectral_command(tmp_path, capsys):
+    from lftaccel.cli import main
+
+    D, sigma = data(1e-3)
+    csv = tmp_path / "data.csv"
+    np.savetxt(csv, np.column_stack([P25, D, sigma]), delimiter=",", header="p,D,sigma", comments="")
+    out = tmp_path / "rho.csv"
+    assert main(["spectral", str(csv), "--method", "tsvd", "-o", str(out), "--plot", str(tmp_path / "r.png")]) == 0
+    rho = np.genfromtxt(out, delimiter=",", names=True)
+    assert rho.dtype.names == ("omega", "rho", "rho_err") and len(rho) == 500
+    assert (tmp_path / "r.png").exists()
+    # correlator samples: mean and full covariance
+    rng = np.random.default_rng(0)
+    samples = mock.bw_propagator(P25) + 1e-3 * rng.standard_normal((200, 25)) * mock.bw_propagator(P25)
+    scsv = tmp_path / "samples.csv"
+    np.savetxt(scsv, np.vstack([P25, samples]), delimiter=",")
+    assert main(["spectral", str(scsv), "--samples", "--method", "tsvd", "-o", str(out)]) == 0
+
+
+@pytest.mark.parametrize("rows,message", [
+    ("p,D,sigma\n1,2,0.1\n2,1,-0.1\n3,0.5,0.1\n", "sigma must be finite and > 0"),
+    ("p,D,sigma\n1,2,0.1\n2,nan,0.1\n3,0.5,0.1\n", "NaN"),
+    ("p,D,sigma\n1,2,0.1\n2,1,0.1\n", "at least 3"),
+    ("p,D,sigma\n1,2,0.1\n2,1\n3,0.5,0.1\n", "different lengths"),
+])
+def test_spectral_command_bad_data(tmp_path, capsys, rows, message):
+    from lftaccel.cli import main
+
+    csv = tmp_path / "bad.csv"
+    csv.write_text(rows)
+    assert main(["spectral", str(csv), "-o", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

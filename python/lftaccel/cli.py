@@ -2,6 +2,7 @@
 
     lftaccel sample {phi4,xy,oscillator} [--shape ...] [parameters] -n N -o run.h5 [--device cuda] [--resume]
     lftaccel measure run.h5 [--json]
+    lftaccel spectral data.csv --method {mem,tikhonov,tsvd} [--omega-max W --n-omega K] -o rho.csv [--plot rho.png]
 
 ``lftaccel sample phi4`` with no options samples 2D phi^4 on 32x32 at kappa = 0.21,
 lambda = 0.022 (the symmetric-phase point of the diffusion-model work) with HMC.
@@ -102,6 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--json", action="store_true", help="print the results as JSON")
 
+    sp = sub.add_parser("spectral", help="reconstruct rho(omega) from a propagator D(p)",
+                        description="Reconstruct a spectral function from Euclidean propagator data through "
+                                    "the Kallen-Lehmann kernel and write omega, rho, rho_err as CSV.")
+    sp.add_argument("data", help="CSV with a header and columns p, D, sigma; with --samples, the first row holds "
+                                 "the momenta and every further row one sample of D(p)")
+    sp.add_argument("--samples", action="store_true",
+                    help="the rows are samples: use their mean and the full covariance of the mean")
+    sp.add_argument("--method", choices=["mem", "tikhonov", "tsvd"], default="mem",
+                    help="mem (Bryan's maximum entropy, default), tikhonov (second derivative, positive), tsvd")
+    sp.add_argument("--omega-max", type=_float, default=20.0, help="top of the omega grid (default 20)")
+    sp.add_argument("--n-omega", type=_positive_int, default=500, help="grid points (default 500)")
+    sp.add_argument("-o", "--output", default="rho.csv", help="output CSV (default rho.csv)")
+    sp.add_argument("--plot", help="also save a PNG of rho with its band")
+
     mcmd = sub.add_parser("measure", help="observables with errors from an ensemble file",
                           description="Measure the observables of an lftaccel ensemble file.")
     mcmd.add_argument("file", help="HDF5 file written by lftaccel sample")
@@ -198,10 +213,67 @@ def _measure(args):
     _print(_report(ens, measure(ens)), args.json)
 
 
+def _read_csv(path, samples: bool):
+    import numpy as np
+
+    try:
+        raw = np.genfromtxt(path, delimiter=",", dtype=np.float64, skip_header=0 if samples else 1)
+    except OSError as err:
+        raise FileNotFoundError(f"cannot read {path}: {err}") from None
+    except ValueError as err:
+        detail = " ".join(line.strip() for line in str(err).splitlines()[1:2])
+        raise ValueError(f"{path}: rows of different lengths ({detail})") from None
+    raw = np.atleast_2d(raw)
+    if samples:
+        if raw.shape[0] < 3:
+            raise ValueError(f"{path}: need the momenta row and at least 2 sample rows")
+        p, S = raw[0], raw[1:]
+        if not np.all(np.isfinite(S)):
+            raise ValueError(f"{path}: the samples contain NaN or missing values")
+        if S.shape[0] <= S.shape[1]:
+            raise ValueError(f"{path}: {S.shape[0]} samples cannot estimate a covariance of {S.shape[1]} points "
+                             f"(need more samples than points)")
+        return p, S.mean(0), None, np.cov(S, rowvar=False) / S.shape[0]
+    if raw.shape[1] != 3:
+        raise ValueError(f"{path}: expected 3 columns p, D, sigma, got {raw.shape[1]}")
+    return raw[:, 0], raw[:, 1], raw[:, 2], None
+
+
+def _spectral(args):
+    import numpy as np
+
+    from .spectral import reconstruct
+
+    p, D, sigma, cov = _read_csv(args.data, args.samples)
+    if not args.omega_max > 0.04:
+        raise ValueError(f"--omega-max must be > 0.04, got {args.omega_max}")
+    omega = np.linspace(0.04, args.omega_max, args.n_omega)
+    opts = {"positive": True} if args.method == "tikhonov" else {}
+    res = reconstruct(p, D, sigma, omega, args.method, cov=cov, **opts)
+    band = res.band if res.band is not None else np.full_like(res.rho, np.nan)
+    np.savetxt(args.output, np.column_stack([res.omega, res.rho, band]), delimiter=",",
+               header="omega,rho,rho_err", comments="")
+    print(f"{args.method}: chi2/N_p = {res.chi2_per_point:.3f} on {res.n_data} points; rho written to {args.output}")
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(res.omega, res.rho, label=args.method)
+        if res.band is not None:
+            ax.fill_between(res.omega, res.rho - res.band, res.rho + res.band, alpha=0.3)
+        ax.set_xlabel("omega")
+        ax.set_ylabel("rho(omega)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        (_sample if args.command == "sample" else _measure)(args)
+        {"sample": _sample, "measure": _measure, "spectral": _spectral}[args.command](args)
     except KeyboardInterrupt:
         print("lftaccel: interrupted", file=sys.stderr)
         return 130
