@@ -48,6 +48,8 @@ METHODS = {
     "tikhonov-pos": ("tikhonov", {"positive": True}),
     "mem": ("mem", {}),
     "mem-kink": ("mem", {"alpha": "chi2-kink"}),
+    "nn": ("nn", {}),
+    "p2p": ("p2p", {}),
 }
 
 

@@ -200,3 +200,34 @@ def test_spectral_command_bad_data(tmp_path, capsys, rows, message):
     assert main(["spectral", str(csv), "-o", str(tmp_path / "o.csv")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_nn_list_recovers_a_broad_peak_with_an_ensemble_band():
+    D, sigma = data(1e-3)
+    res = S.reconstruct(P25, D, sigma, OMEGA, "nn", iters=1000, stages=2, n_ensemble=2)
+    truth = mock.breit_wigner()(OMEGA)
+    assert (res.rho >= 0).all() and res.rho[0] < 0.05
+    assert np.linalg.norm(res.rho - truth) / np.linalg.norm(truth) < 0.5
+    assert abs(OMEGA[np.argmax(res.rho)] - OMEGA[np.argmax(truth)]) < 0.3
+    assert res.band is not None and (res.band > 0).all() and res.diagnostics["members"].shape == (2, 500)
+    assert res.chi2_per_point < 10
+
+
+def test_nn_options_are_checked():
+    D, sigma = data(1e-3)
+    for kwargs, message in (({"depth": 4}, "depth"), ({"activation": "relu"}, "activation"),
+                            ({"optimizer": "sgd"}, "optimizer"), ({"n_ensemble": 0}, "n_ensemble")):
+        with pytest.raises(ValueError, match=message):
+            S.reconstruct(P25, D, sigma, OMEGA, "nn", iters=1, **kwargs)
+
+
+@pytest.mark.parametrize("method,kwargs", [("nn", {"depth": 2, "activation": "linear"}),
+                                           ("nn", {"depth": 1, "optimizer": "adam"}), ("p2p", {"depth": 2})])
+def test_network_representations_train(method, kwargs):
+    D, sigma = data(1e-3)
+    prob = S.Problem.build(P25, D, sigma, OMEGA)
+    start = prob.chi2(OMEGA * np.log(2.0))  # rho at f = 0 before training, for the list
+    res = S.reconstruct(P25, D, sigma, OMEGA, method, iters=150, stages=1, n_ensemble=1, **kwargs)
+    assert (res.rho >= 0).all() and res.band is None
+    # L-BFGS fits; Adam on this stiff chi^2 only creeps (why L-BFGS is the default).
+    assert res.chi2 < (0.9 if kwargs.get("optimizer") == "adam" else 1e-3) * start

@@ -2,7 +2,7 @@
 
     lftaccel sample {phi4,xy,oscillator} [--shape ...] [parameters] -n N -o run.h5 [--device cuda] [--resume]
     lftaccel measure run.h5 [--json]
-    lftaccel spectral data.csv --method {mem,tikhonov,tsvd} [--omega-max W --n-omega K] -o rho.csv [--plot rho.png]
+    lftaccel spectral data.csv --method {nn,p2p,mem,tikhonov,tsvd} [--omega-max W --n-omega K] -o rho.csv
 
 ``lftaccel sample phi4`` with no options samples 2D phi^4 on 32x32 at kappa = 0.21,
 lambda = 0.022 (the symmetric-phase point of the diffusion-model work) with HMC.
@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "the momenta and every further row one sample of D(p)")
     sp.add_argument("--samples", action="store_true",
                     help="the rows are samples: use their mean and the full covariance of the mean")
-    sp.add_argument("--method", choices=["mem", "tikhonov", "tsvd"], default="mem",
-                    help="mem (Bryan's maximum entropy, default), tikhonov (second derivative, positive), tsvd")
+    sp.add_argument("--method", choices=["nn", "p2p", "mem", "tikhonov", "tsvd"], default="nn",
+                    help="nn (list network, L-BFGS, ensemble of 2: default, ~1 min), p2p (point-to-point network), "
+                         "mem (Bryan's maximum entropy), tikhonov (second derivative, positive), tsvd")
     sp.add_argument("--omega-max", type=_float, default=20.0, help="top of the omega grid (default 20)")
     sp.add_argument("--n-omega", type=_positive_int, default=500, help="grid points (default 500)")
     sp.add_argument("-o", "--output", default="rho.csv", help="output CSV (default rho.csv)")

@@ -12,14 +12,15 @@ entropy, alpha marginalised or at the chi^2 kink). Pure numpy/scipy.
 
 from __future__ import annotations
 
-from . import classical, kernels, mem, mock
+from . import classical, kernels, mem, mock, nn
 from .kernels import Kernel, finite_temperature, kallen_lehmann, singular_values
 from .problem import Problem, Reconstruction
 
 __all__ = ["reconstruct", "Problem", "Reconstruction", "Kernel", "kallen_lehmann", "finite_temperature",
-           "singular_values", "kernels", "mock", "classical", "mem", "METHODS"]
+           "singular_values", "kernels", "mock", "classical", "mem", "nn", "METHODS"]
 
-METHODS = {"tsvd": classical.tsvd, "tikhonov": classical.tikhonov, "mem": mem.maxent}
+METHODS = {"tsvd": classical.tsvd, "tikhonov": classical.tikhonov, "mem": mem.maxent, "nn": nn.nn,
+           "p2p": nn.p2p}
 
 
 def reconstruct(p, D, sigma=None, omega=None, method: str = "tikhonov", *, kernel="kallen-lehmann", cov=None,
