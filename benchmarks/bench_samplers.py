@@ -42,7 +42,6 @@ import numpy as np
 import torch
 
 import lftaccel
-from lftaccel import reference as R
 from lftaccel.mcmc import HMC, Metropolis
 from lftaccel.mcmc import kernels as K
 from lftaccel.reference import mcmc as RM
@@ -65,20 +64,11 @@ def best_time(fn, budget=0.5, min_samples=5):
     return times[0], times[len(times) // 2]
 
 
-def twin_fns(theory):
-    p = list(theory._params().values())
-    if isinstance(theory, lftaccel.Phi4):
-        return (lambda x: R.phi4_action(x, *p)), (lambda x: R.phi4_grad(x, *p))
-    if isinstance(theory, lftaccel.XY):
-        return (lambda x: R.xy_action(x, *p)), (lambda x: R.xy_grad(x, *p))
-    return (lambda x: R.oscillator_action(x, *p)), (lambda x: R.oscillator_grad(x, *p))
-
-
 def make_updates(kind, theory, batch, shape, step, device, dtype, n_leap):
     """(fused, twin): one update of every chain by the kernel and by the torch twin."""
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn((batch, *shape), generator=g, dtype=dtype, device=device) * 0.5
-    action, grad = twin_fns(theory)
+    action, grad, _ = RM.theory_twin(theory.kernel, theory._params().values())
     if kind == "hmc":
         work = torch.empty((3, *x.shape), dtype=dtype, device=device)
         e = torch.empty((4, batch), dtype=torch.float64, device=device)

@@ -61,22 +61,11 @@ def main(argv=None):
         s = HMC(theory, (N,), n_chains=64, seed=3, eps=0.2, n_leapfrog=10, fourier=True)
         ens = run(s, 64 * 1500, n_therm=500, spacing=2, progress=False)
         est = analysis.measure(ens, window=window)
-        x2, x4 = tm.expect(lambda x: x**2), tm.expect(lambda x: x**4)
         tag = f"double well f={f} N=64 beta=10"
-        report(f"{tag}: <x^2>", est["<x^2>"], x2)
-        report(f"{tag}: E0 (virial)", est["E0"], theory.c0 + 2 * theory.c2 * x2 + 3 * theory.c4 * x4)
-        G = np.array([tm.correlator(lambda x: x, t) for t in range(N)])
-        half = N // 2
-
-        def cosh_mass(t, G=G, half=half, a=tm.a):
-            r, lo, hi = G[t + 1] / G[t], 1e-9, 20.0
-            for _ in range(200):
-                mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if math.cosh(mid * (t + 1 - half)) / math.cosh(mid * (t - half)) > r else (lo, mid)
-            return lo / a
-
+        report(f"{tag}: <x^2>", est["<x^2>"], tm.expect(lambda x: x**2))
+        report(f"{tag}: E0 (virial)", est["E0"], tm.virial_e0())
         if "E1-E0" in est:
-            exact_gap = float(np.mean([cosh_mass(t) for t in range(*window)]))
+            exact_gap = float(np.mean([tm.cosh_mass(t) for t in range(*window)]))
             report(f"{tag}: E1-E0 (m_eff, t=4..7)", est["E1-E0"], exact_gap)
         cont = exact.continuum_spectrum(theory)
         print(f"    transfer matrix (a = {tm.a:.4f}): E0 = {tm.energies[0]:.5f}, E1-E0 = {tm.gap(1):.5f}, "

@@ -15,12 +15,7 @@ from lftaccel.reference import mcmc as rm
 from conftest import DEVICES
 
 def twin_fns(theory):
-    p = list(theory._params().values())
-    if isinstance(theory, lftaccel.Phi4):
-        return (lambda x: ref.phi4_action(x, *p)), (lambda x: ref.phi4_grad(x, *p)), None
-    if isinstance(theory, lftaccel.XY):
-        return (lambda x: ref.xy_action(x, *p)), (lambda x: ref.xy_grad(x, *p)), rm.wrap_angle
-    return (lambda x: ref.oscillator_action(x, *p)), (lambda x: ref.oscillator_grad(x, *p)), None
+    return rm.theory_twin(theory.kernel, theory._params().values())
 
 
 CASES = [

@@ -17,49 +17,6 @@ namespace lftaccel {
 namespace cpu {
 namespace {
 
-// Proposal x' = x + delta (2u - 1), accepted with probability min(1, exp(-dS)).
-template <class T>
-double phi4_site_update(const Phi4Site<T>& p, T& v, T nsum, T delta, const Philox4x32& r) {
-  T u;
-  double ua;
-  MetropolisUniforms<T>::get(r, u, ua);
-  const T prop = v + delta * (T(2) * u - T(1));
-  const double dS = double(phi4_local(p, prop, nsum)) - double(phi4_local(p, v, nsum));
-  if (!metropolis_accept(dS, ua)) return 0;
-  v = prop;
-  return 1;
-}
-
-template <class T>
-double xy_site_update(const XYSite<T>& p, T& v, T cs, T ss, T delta, const Philox4x32& r) {
-  T u;
-  double ua;
-  MetropolisUniforms<T>::get(r, u, ua);
-  const T prop = v + delta * (T(2) * u - T(1));
-  const double dS = double(xy_local(p, prop, cs, ss)) - double(xy_local(p, v, cs, ss));
-  if (!metropolis_accept(dS, ua)) return 0;
-  v = canonical(p, prop);
-  return 1;
-}
-
-// Neighbour sum of site i of a row: phi^4 wants the values, XY their cos and sin.
-template <int D, class T>
-T value_sum(const T* const* fr, const T* const* br, const T* row, int64_t i, int64_t L) {
-  T s = row[i + 1 == L ? 0 : i + 1] + row[i == 0 ? L - 1 : i - 1];
-  for (int mu = 0; mu < D - 1; ++mu) s += fr[mu][i] + br[mu][i];
-  return s;
-}
-template <int D, class T>
-void cos_sin_sum(const T* const* fr, const T* const* br, const T* row, int64_t i, int64_t L, T& cs, T& ss) {
-  const T nb[2] = {row[i + 1 == L ? 0 : i + 1], row[i == 0 ? L - 1 : i - 1]};
-  cs = std::cos(nb[0]) + std::cos(nb[1]);
-  ss = std::sin(nb[0]) + std::sin(nb[1]);
-  for (int mu = 0; mu < D - 1; ++mu) {
-    cs += std::cos(fr[mu][i]) + std::cos(br[mu][i]);
-    ss += std::sin(fr[mu][i]) + std::sin(br[mu][i]);
-  }
-}
-
 template <int D, class T, class Site>
 double update_rows(const Site& site, const Lattice& lat, T* x, int64_t r0, int64_t r1, int parity, T delta,
                    uint32_t seed, uint32_t chain, uint64_t step) {
@@ -75,14 +32,15 @@ double update_rows(const Site& site, const Lattice& lat, T* x, int64_t r0, int64
     int row_parity = 0;
     for (int mu = 0; mu < D - 1; ++mu) row_parity += int(walk.coord[mu]);
     for (int64_t i = (parity + row_parity) & 1; i < L; i += 2) {
-      const Philox4x32 rnd = philox_block(seed, chain, uint32_t(base + i), step, kMetropolis);
-      if constexpr (std::is_same_v<Site, Phi4Site<T>>) {
-        acc += phi4_site_update(site, row[i], value_sum<D>(fr, br, row, i, L), delta, rnd);
-      } else {
-        T cs, ss;
-        cos_sin_sum<D>(fr, br, row, i, L, cs, ss);
-        acc += xy_site_update(site, row[i], cs, ss, delta, rnd);
+      T nb[2 * D];  // forward and backward neighbour along each direction
+      for (int mu = 0; mu < D - 1; ++mu) {
+        nb[2 * mu] = fr[mu][i];
+        nb[2 * mu + 1] = br[mu][i];
       }
+      nb[2 * D - 2] = row[i + 1 == L ? 0 : i + 1];
+      nb[2 * D - 1] = row[i == 0 ? L - 1 : i - 1];
+      acc += metropolis_site<2 * D>(site, row[i], nb, delta,
+                                    philox_block(seed, chain, uint32_t(base + i), step, kMetropolis));
     }
   }
   return acc;
@@ -93,10 +51,7 @@ double update_rows(const Site& site, const Lattice& lat, T* x, int64_t r0, int64
 template <class T, class Site>
 void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const Site& site, T delta,
                 int n_sweeps, uint32_t seed, uint32_t chain_offset, uint64_t step, int nthreads) {
-  for (int mu = 0; mu < lat.ndim; ++mu)
-    if (lat.extent[mu] % 2)
-      throw std::invalid_argument("checkerboard Metropolis needs even lattice extents, got extent " +
-                                  std::to_string(lat.extent[mu]) + " in dimension " + std::to_string(mu));
+  check_checkerboard(lat);
   const int64_t L = lat.extent[lat.ndim - 1], rows = lat.volume / L;
   const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkSites / L);
   const int64_t n_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;

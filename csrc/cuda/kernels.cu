@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common.cuh"
 #include "lftaccel/cuda.hpp"
 #include "lftaccel/fourier.hpp"
 #include "lftaccel/philox.hpp"
@@ -14,32 +15,6 @@ namespace lftaccel {
 namespace cuda {
 namespace {
 
-constexpr int kBlock = 256;
-
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("lftaccel CUDA error in ") + what + ": " +
-                             cudaGetErrorString(err));
-}
-
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-
-// Block-wide sum of v, added atomically to *out by thread 0.
-template <class T>
-__device__ void block_add(double v, T* out) {
-  __shared__ double warp_sums[kBlock / 32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < kBlock / 32 ? warp_sums[lane] : 0.0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    if (lane == 0) atomicAdd(out, T(v));
-  }
-  __syncthreads();
-}
-
 struct Launch {
   dim3 grid;
   dim3 block{kBlock};
@@ -47,8 +22,7 @@ struct Launch {
 
 Launch launch_for(int64_t batch, int64_t sites) {
   Launch l;
-  const int64_t bx = (sites + kBlock - 1) / kBlock;
-  l.grid = dim3(unsigned(bx < 65535 ? bx : 65535), unsigned(batch < 65535 ? batch : 65535));
+  l.grid = grid_for(batch, sites);
   return l;
 }
 

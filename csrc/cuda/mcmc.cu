@@ -9,6 +9,7 @@
 #include <string>
 #include <type_traits>
 
+#include "common.cuh"
 #include "lftaccel/cuda.hpp"
 #include "lftaccel/fourier.hpp"
 #include "lftaccel/mcmc.hpp"
@@ -16,34 +17,6 @@
 namespace lftaccel {
 namespace cuda {
 namespace {
-
-constexpr int kBlock = 256;
-
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("lftaccel CUDA error in ") + what + ": " + cudaGetErrorString(err));
-}
-
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-
-__device__ void block_add(double v, double* out) {
-  __shared__ double warp_sums[kBlock / 32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < kBlock / 32 ? warp_sums[lane] : 0.0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    if (lane == 0 && v != 0.0) atomicAdd(out, v);
-  }
-  __syncthreads();
-}
-
-dim3 grid_for(int64_t batch, int64_t sites) {
-  const int64_t bx = (sites + kBlock - 1) / kBlock;
-  return dim3(unsigned(bx < 65535 ? bx : 65535), unsigned(batch < 65535 ? batch : 65535));
-}
 
 // Grid-stride loops over (chain, site). The site loop runs to n rounded up to
 // whole blocks, so every thread of a block reaches block_add's __syncthreads in
@@ -176,30 +149,14 @@ __global__ void metropolis_kernel(Site site, Lattice lat, int64_t batch, T* x, T
       T* xb = x + b * V;
       I fi[D], bi[D];
       lat.neighbours<D>(si, fi, bi);
-      T u;
-      double ua;
-      MetropolisUniforms<T>::get(philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), counter, kMetropolis),
-                                 u, ua);
-      const T v = xb[si], prop = v + delta * (T(2) * u - T(1));
-      double dS;
-      if constexpr (std::is_same_v<Site, XYSite<T>>) {
-        T cs = 0, ss = 0;
+      T nb[2 * D];
 #pragma unroll
-        for (int mu = 0; mu < D; ++mu) {
-          cs += cos(xb[fi[mu]]) + cos(xb[bi[mu]]);
-          ss += sin(xb[fi[mu]]) + sin(xb[bi[mu]]);
-        }
-        dS = double(xy_local(site, prop, cs, ss)) - double(xy_local(site, v, cs, ss));
-      } else {
-        T sum = 0;
-#pragma unroll
-        for (int mu = 0; mu < D; ++mu) sum += xb[fi[mu]] + xb[bi[mu]];
-        dS = double(phi4_local(site, prop, sum)) - double(phi4_local(site, v, sum));
+      for (int mu = 0; mu < D; ++mu) {
+        nb[2 * mu] = xb[fi[mu]];
+        nb[2 * mu + 1] = xb[bi[mu]];
       }
-      if (metropolis_accept(dS, ua)) {
-        xb[si] = canonical(site, prop);
-        acc = 1;
-      }
+      acc = metropolis_site<2 * D>(site, xb[si], nb, delta,
+                                   philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), counter, kMetropolis));
     }
     block_add(acc, accepted + b);
   }
@@ -358,10 +315,7 @@ void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site
 template <class T, class Site>
 void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const Site& site, T delta, int n_sweeps,
                 uint32_t seed, uint32_t chain_offset, uint64_t step, void* stream) {
-  for (int mu = 0; mu < lat.ndim; ++mu)
-    if (lat.extent[mu] % 2)
-      throw std::invalid_argument("checkerboard Metropolis needs even lattice extents, got extent " +
-                                  std::to_string(lat.extent[mu]) + " in dimension " + std::to_string(mu));
+  check_checkerboard(lat);
   const cudaStream_t st = as_stream(stream);
   check(cudaMemsetAsync(accepted, 0, sizeof(double) * batch, st), "cudaMemsetAsync");
   for (int s = 0; s < n_sweeps; ++s)

@@ -22,6 +22,13 @@ namespace py = pybind11;
 
 void bind_mcmc(py::module_& m);
 
+// A Philox key or counter word: an integer in [0, 2^32).
+inline uint32_t as_u32(int64_t v, const char* name) {
+  if (v < 0 || v > int64_t(0xffffffffu))
+    throw py::value_error(std::string(name) + " must be in [0, 2^32), got " + std::to_string(v));
+  return uint32_t(v);
+}
+
 struct Field {
   Buffer x;
   std::optional<Buffer> action, grad;

@@ -11,12 +11,6 @@
 namespace lftaccel {
 namespace {
 
-uint32_t as_u32(int64_t v, const char* name) {
-  if (v < 0 || v > int64_t(0xffffffffu))
-    throw py::value_error(std::string(name) + " must be in [0, 2^32), got " + std::to_string(v));
-  return uint32_t(v);
-}
-
 struct Stream {
   uint32_t seed, chain_offset;
   uint64_t step;
@@ -123,14 +117,17 @@ HmcSettings<T> cast(const HmcSettings<double>& h) {
   return HmcSettings<T>{T(h.eps), h.n_steps, h.seed, h.chain_offset, h.step, h.refresh, h.accept_reject};
 }
 
-// energies (4, batch) float64 and accepted (batch,) of the given dtype.
-void parse_outputs(const State& s, py::handle energies, py::handle accepted, DType acc_type, Buffer& e,
+// An HMC call's outputs: energies (4, batch) float64 and accepted (batch,) uint32,
+// disjoint from each other and from the work buffer.
+void parse_outputs(const State& s, const Buffer& work, py::handle energies, py::handle accepted, Buffer& e,
                    Buffer& a) {
   e = parse_buffer(energies, "energies", true);
   check_output(e, "energies", s.x, DType::F64, {4, s.batch});
   a = parse_buffer(accepted, "accepted", true);
-  check_output(a, "accepted", s.x, acc_type, {s.batch});
+  check_output(a, "accepted", s.x, DType::U32, {s.batch});
   check_disjoint(e, "energies", a, "accepted");
+  check_disjoint(work, "work", e, "energies");
+  check_disjoint(work, "work", a, "accepted");
 }
 
 }  // namespace
@@ -145,9 +142,7 @@ void bind_mcmc(py::module_& m) {
         State s = parse_state(x, "x", 4);
         const Theory t = parse_theory(theory, params, s);
         Buffer w = parse_work(work, s, 3), e, a;
-        parse_outputs(s, energies, accepted, DType::U32, e, a);
-        check_disjoint(w, "work", e, "energies");
-        check_disjoint(w, "work", a, "accepted");
+        parse_outputs(s, w, energies, accepted, e, a);
         const auto hs = hmc_settings(eps, n_steps, parse_stream(seed, step, chain_offset, s.batch), refresh,
                                      accept_reject);
         auto* E = static_cast<double*>(e.ptr);
@@ -184,9 +179,7 @@ void bind_mcmc(py::module_& m) {
         State s = parse_state(coeffs, "coeffs", 1);
         const Theory t = parse_theory("oscillator", params, s);
         Buffer w = parse_work(work, s, 5), e, a;
-        parse_outputs(s, energies, accepted, DType::U32, e, a);
-        check_disjoint(w, "work", e, "energies");
-        check_disjoint(w, "work", a, "accepted");
+        parse_outputs(s, w, energies, accepted, e, a);
         const int64_t N = s.lat.volume;
         Buffer B = parse_buffer(basis, "basis", false), im = parse_buffer(inv_mass, "inv_mass", false);
         for (auto* b : {&B, &im}) {
@@ -269,10 +262,7 @@ void bind_mcmc(py::module_& m) {
         if (theory != "phi4" && theory != "xy")
           throw py::value_error("theory must be 'phi4' or 'xy' for Metropolis, got '" + theory + "'");
         const Theory t = parse_theory(theory, params, s);
-        for (int mu = 0; mu < s.lat.ndim; ++mu)
-          if (s.lat.extent[mu] % 2)
-            throw py::value_error("x must have even lattice extents for checkerboard Metropolis, got shape " +
-                                  s.x.shape_str());
+        check_checkerboard(s.lat);  // before any work; std::invalid_argument reaches Python as ValueError
         Buffer a = parse_buffer(accepted, "accepted", true);
         check_output(a, "accepted", s.x, DType::F64, {s.batch});
         check_positive(delta, "delta");

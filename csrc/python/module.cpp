@@ -191,12 +191,8 @@ PYBIND11_MODULE(_C, m) {
       [](py::object out, const std::string& kind, int64_t seed, int64_t step, int64_t purpose,
          int64_t chain_offset, int nthreads, uintptr_t stream) {
         check_nthreads(nthreads);
-        auto in_u32 = [](int64_t v, const char* name) {
-          if (v < 0 || v > int64_t(0xffffffffu))
-            throw py::value_error(std::string(name) + " must be in [0, 2^32), got " + std::to_string(v));
-          return uint32_t(v);
-        };
-        const uint32_t s = in_u32(seed, "seed"), pu = in_u32(purpose, "purpose"), co = in_u32(chain_offset, "chain_offset");
+        const uint32_t s = as_u32(seed, "seed"), pu = as_u32(purpose, "purpose"),
+                       co = as_u32(chain_offset, "chain_offset");
         if (step < 0) throw py::value_error("step must be >= 0, got " + std::to_string(step));
         Buffer o = parse_buffer(out, "out", true);
         if (o.shape.size() < 2 || o.shape[0] < 1)

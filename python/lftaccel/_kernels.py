@@ -119,10 +119,16 @@ def _stream(x) -> int:
     return 0
 
 
-def _new(like, shape):
+_TORCH_DTYPES = {np.float64: torch.float64, np.uint32: torch.uint32}
+
+
+def _new(like, shape, dtype=None):
+    """An empty array on like's device and of like's kind; dtype (a numpy scalar type)
+    defaults to like's."""
     if isinstance(like, torch.Tensor):
-        return torch.empty(shape, dtype=like.dtype, device=like.device)
-    return np.empty(shape, dtype=like.dtype)
+        dt = like.dtype if dtype is None else _TORCH_DTYPES[dtype]
+        return torch.empty(shape, dtype=dt, device=like.device)
+    return np.empty(shape, dtype=like.dtype if dtype is None else dtype)
 
 
 def _out(out, name, like, shape):

@@ -120,10 +120,12 @@ def xy_measurements(configs, beta: float) -> dict:
     def fn(th):
         dims = range(1, th.dim())
         V = math.prod(th.shape[1:])
-        cos_sum = sum(torch.cos(th - torch.roll(th, -1, d)).flatten(1).sum(1) for d in dims)
-        hel = sum(torch.cos(th - torch.roll(th, -1, d)).flatten(1).sum(1)
-                  - beta * torch.sin(th - torch.roll(th, -1, d)).flatten(1).sum(1) ** 2 for d in dims)
-        out = {"energy": -cos_sum / V, "helicity": hel / (len(dims) * V)}
+        # Per direction: the sums over links of cos and sin of the angle difference.
+        diffs = [th - torch.roll(th, -1, d) for d in dims]
+        cos_mu = [torch.cos(df).flatten(1).sum(1) for df in diffs]
+        sin_mu = [torch.sin(df).flatten(1).sum(1) for df in diffs]
+        hel = sum(c - beta * s**2 for c, s in zip(cos_mu, sin_mu))
+        out = {"energy": -sum(cos_mu) / V, "helicity": hel / (len(dims) * V)}
         if th.dim() == 3:
             out["vortex"] = vortex_density(th)
         return out

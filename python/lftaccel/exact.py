@@ -44,6 +44,7 @@ class TransferMatrix:
     """The transfer matrix of the discretised path integral of V(x) = c0 + c2 x^2 + c4 x^4."""
 
     def __init__(self, theory, n_slices: int, *, x_max: float | None = None, n_grid: int = 801):
+        self.theory = theory
         self.a = theory.spacing(n_slices)
         self.n = n_slices
         if x_max is None:
@@ -76,6 +77,29 @@ class TransferMatrix:
         r = self.w / self.w[0]
         M = F * (r**tau)[None, :] @ (F * (r ** (self.n - tau))[None, :])
         return float(np.trace(M) / (r**self.n).sum())
+
+    def virial_e0(self) -> float:
+        """Exact expectation, at this N, of the virial estimator E0 = <V> + <x V'(x)>/2 =
+        c0 + 2 c2 <x^2> + 3 c4 <x^4> that lftaccel.analysis measures."""
+        th = self.theory
+        return th.c0 + 2 * th.c2 * self.expect(lambda x: x**2) + 3 * th.c4 * self.expect(lambda x: x**4)
+
+    def cosh_mass(self, t: int) -> float:
+        """Exact cosh effective mass of G(t) = <x_0 x_t> between slices t and t + 1 (physical
+        units), the quantity lftaccel.analysis estimates: the root m of
+        G(t+1)/G(t) = cosh(m a (t + 1 - N/2)) / cosh(m a (t - N/2))."""
+        from scipy.optimize import brentq
+
+        if not 0 <= t < self.n // 2:
+            raise ValueError(f"t must be in [0, N/2), got {t}")
+        half = self.n // 2
+        r = self.correlator(lambda x: x, t + 1) / self.correlator(lambda x: x, t)
+
+        def f(m):  # cosh(a) / cosh(b) - r, in a form that cannot overflow
+            a, b = abs(m * (t + 1 - half)), abs(m * (t - half))
+            return np.exp(a - b) * (1 + np.exp(-2 * a)) / (1 + np.exp(-2 * b)) - r
+
+        return brentq(f, 1e-12, 50.0, xtol=1e-15) / self.a
 
     def gap(self, k: int = 1) -> float:
         return float(self.energies[k] - self.energies[0])

@@ -14,6 +14,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "config.hpp"
 #include "lattice.hpp"
@@ -139,6 +141,51 @@ struct MetropolisUniforms<double> {
     acc = uniform_double(r.v[2], r.v[3]);
   }
 };
+
+// One local Metropolis update of a site holding v, whose N = 2d neighbours hold
+// nb[0..N): proposal v + delta (2u - 1), accepted with probability min(1, exp(-dS)),
+// both uniforms from the block r. Returns whether it was accepted (v is then the
+// new value). The CPU sweep and the CUDA kernel both call these.
+template <int N, class T>
+LFT_HOST_DEVICE bool metropolis_site(const Phi4Site<T>& p, T& v, const T* nb, T delta, const Philox4x32& r) {
+  T u;
+  double ua;
+  MetropolisUniforms<T>::get(r, u, ua);
+  T sum = 0;
+  LFT_UNROLL
+  for (int k = 0; k < N; ++k) sum += nb[k];
+  const T prop = v + delta * (T(2) * u - T(1));
+  if (!metropolis_accept(double(phi4_local(p, prop, sum)) - double(phi4_local(p, v, sum)), ua)) return false;
+  v = prop;
+  return true;
+}
+template <int N, class T>
+LFT_HOST_DEVICE bool metropolis_site(const XYSite<T>& p, T& v, const T* nb, T delta, const Philox4x32& r) {
+  using std::cos;
+  using std::sin;
+  T u;
+  double ua;
+  MetropolisUniforms<T>::get(r, u, ua);
+  T cs = 0, ss = 0;
+  LFT_UNROLL
+  for (int k = 0; k < N; ++k) {
+    cs += cos(nb[k]);
+    ss += sin(nb[k]);
+  }
+  const T prop = v + delta * (T(2) * u - T(1));
+  if (!metropolis_accept(double(xy_local(p, prop, cs, ss)) - double(xy_local(p, v, cs, ss)), ua)) return false;
+  v = canonical(p, prop);
+  return true;
+}
+
+// Checkerboard updates need every extent even, so that no two sites of one parity
+// are neighbours (host side; throws std::invalid_argument, a ValueError in Python).
+inline void check_checkerboard(const Lattice& lat) {
+  for (int mu = 0; mu < lat.ndim; ++mu)
+    if (lat.extent[mu] % 2)
+      throw std::invalid_argument("checkerboard Metropolis needs even lattice extents, got extent " +
+                                  std::to_string(lat.extent[mu]) + " in dimension " + std::to_string(mu));
+}
 
 // Checkerboard parity of a site: the sum of its coordinates mod 2. Sites of one
 // parity have all neighbours of the other parity when every extent is even.

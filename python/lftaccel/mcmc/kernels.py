@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import _C
-from .._kernels import _nthreads, _raw, _stream, check_array, check_param
+from .._kernels import _new, _nthreads, _raw, _stream, check_array, check_param
 from ..fourier import from_fourier
 from ..theories import XY, Oscillator, Phi4
 
@@ -32,13 +32,6 @@ def _theory_args(theory):
     if not isinstance(theory, (Phi4, XY, Oscillator)):
         raise TypeError(f"theory must be a Phi4, XY or Oscillator, got {type(theory).__name__}")
     return theory.kernel, [float(v) for v in theory._params().values()]
-
-
-def _new(like, shape, dtype=None):
-    if isinstance(like, torch.Tensor):
-        dt = {np.float64: torch.float64, np.uint32: torch.uint32, None: like.dtype}[dtype]
-        return torch.empty(shape, dtype=dt, device=like.device)
-    return np.empty(shape, dtype=dtype or like.dtype)
 
 
 _INT_LIMITS = {"seed": 2**32 - 1, "chain_offset": 2**32 - 1, "step": 2**62, "n_steps": 2**24, "n_sweeps": 2**24}

@@ -13,10 +13,27 @@ import math
 
 import torch
 
+from .oscillator import oscillator_action, oscillator_grad
 from .philox import _uniform, philox_bits, philox_normal
+from .phi4 import phi4_action, phi4_grad
+from .xy import xy_action, xy_grad
 
 # Stream purposes, as in csrc/include/lftaccel/mcmc.hpp.
 MOMENTUM, ACCEPT, LANGEVIN, METROPOLIS, SDE = 1, 2, 3, 4, 5
+
+
+_TWINS = {"phi4": (phi4_action, phi4_grad), "xy": (xy_action, xy_grad),
+          "oscillator": (oscillator_action, oscillator_grad)}
+
+
+def theory_twin(kernel: str, params):
+    """(action(x), grad(x), canonical) of a theory's kernel ('phi4', 'xy', 'oscillator') and its
+    parameters in the kernel's order (``theory.kernel``, ``theory._params().values()``);
+    canonical wraps XY angles as the kernels store them, None otherwise."""
+    action, grad = _TWINS[kernel]
+    params = list(params)
+    return ((lambda x: action(x, *params)), (lambda x: grad(x, *params)),
+            wrap_angle if kernel == "xy" else None)
 
 
 def momenta(batch, n_sites, seed, step, chain_offset=0, dtype=torch.float64):
