@@ -1,7 +1,8 @@
 """Spectral-reconstruction benchmark: every method on the same mock data.
 
     python benchmarks/bench_spectral.py --quick       # 3 seeds, the N_p = 100 protocols: ~2 min
-    python benchmarks/bench_spectral.py               # 20 seeds, every protocol (tens of minutes)
+    python benchmarks/bench_spectral.py --jobs 2      # 20 seeds, every protocol (hours: nn ~20 s, p2p ~1 min
+                                                      # per fit); --resume continues a killed run
     python benchmarks/bench_spectral.py --methods tsvd,mem --spectra two-bw
 
 Spectra (lftaccel.spectral.mock): BW(A=1, M=2, G=0.5); 0.8 BW(2, 0.5) + 1.0 BW(5, 0.5);
@@ -15,6 +16,10 @@ error, chi^2/N_p, the error of the main peak's position, height and width (FWHM)
 The table (markdown, benchmarks/results/spectral.md) gives mean +- standard deviation over
 seeds; one PNG per spectrum (benchmarks/results/spectral-<name>.png) overlays the truth and
 every method's reconstruction (seed 0, N_p = 100 noisy) with its band. JSON beside it.
+Outside peer: ana-cont's maximum entropy (``pip install cython`` then ``pip install
+--no-build-isolation ana-cont``), run as method "ana-cont" when it imports: its bosonic
+Matsubara kernel w^2/(w^2 + p^2) times A(w) = rho(w) / (pi w) is exactly the Kallen-Lehmann
+kernel times rho, with a flat default model of weight D(p_min) and alpha by its chi^2-kink.
 Published reference on the two-BW case (N_p = 100, eps = 1e-4), sum (Delta rho)^2 with exact
 central values / with noise: NN 0.66 / 1.22, MEM 0.89 / 9.3.
 """
@@ -50,7 +55,37 @@ METHODS = {
     "mem-kink": ("mem", {"alpha": "chi2-kink"}),
     "nn": ("nn", {}),
     "p2p": ("p2p", {}),
+    "ana-cont": ("peer", {}),
 }
+
+
+def ana_cont_available():
+    try:
+        import numpy
+        if not hasattr(numpy, "trapz"):  # ana-cont 1.1.2 calls numpy.trapz, removed in numpy 2.4
+            numpy.trapz = numpy.trapezoid
+        import ana_cont.continuation  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def ana_cont_mem(p, D, sigma, omega):
+    """ana-cont's MEM on the same data: A(w) = rho(w) / (pi w) under its 'freq_bosonic' kernel."""
+    import contextlib
+    import io
+    import warnings
+
+    from ana_cont import continuation
+
+    model = np.full(len(omega), D[np.argmin(p)] / (omega[-1] - omega[0]))
+    problem = continuation.AnalyticContinuationProblem(im_axis=p, re_axis=omega, im_data=D, kernel_mode="freq_bosonic")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # it prints per-alpha failures
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sol, _ = problem.solve(method="maxent_svd", model=model, stdev=sigma, alpha_determination="chi2kink",
+                               optimizer="newton", verbose=False)
+    rho = np.pi * omega * sol.A_opt
+    return S.Reconstruction(omega, rho, S.Problem.build(p, D, sigma, omega).chi2(rho), len(p), "ana-cont")
 
 
 def protocols(quick):
@@ -82,62 +117,135 @@ def metrics(rho, truth, res, seconds):
             "seconds": seconds}
 
 
+def run_cell(task):
+    """One (spectrum, protocol, method) cell over its seeds: the aggregated row, and the seed-0
+    reconstruction of the N_p = 100 noisy protocol for the plot."""
+    sname, pname, mname, n_seeds, quick = task
+    torch_threads(1)
+    spec = SPECTRA[sname]()
+    truth = spec(OMEGA)
+    _, p, eps, noisy = next(pr for pr in protocols(quick) if pr[0] == pname)
+    D0 = mock.propagator(spec, p)
+    sigma = mock.relative_noise_sigma(D0, p, eps)
+    method, opts = METHODS[mname]
+    per_seed, example = [], None
+    for seed in (range(n_seeds) if noisy else [None]):
+        D = D0 if seed is None else mock.add_noise(D0, sigma, 1000 * list(SPECTRA).index(sname) + seed)
+        t0 = time.perf_counter()
+        try:
+            res = (ana_cont_mem(p, D, sigma, OMEGA) if method == "peer"
+                   else S.reconstruct(p, D, sigma, OMEGA, method, **opts))
+        except Exception as exc:  # a peer failing on one data set is a result, not a crash
+            if method != "peer":
+                raise
+            print(f"  ana-cont failed on {sname} {pname} seed {seed}: {exc}", flush=True)
+            continue
+        per_seed.append(metrics(res.rho, truth, res, time.perf_counter() - t0))
+        if pname == "Np100 eps1e-4 noisy" and seed == 0:
+            example = (res.rho.tolist(), None if res.band is None else res.band.tolist())
+    if not per_seed:
+        return None
+    agg = {k: (float(np.mean([m[k] for m in per_seed])), float(np.std([m[k] for m in per_seed])))
+           for k in per_seed[0]}
+    return {"spectrum": sname, "protocol": pname, "method": mname, "n": len(per_seed), **agg, "example": example}
+
+
+def torch_threads(n):
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="3 seeds, the N_p = 100 protocols only")
     ap.add_argument("--seeds", type=int, help="noise seeds (default 20, --quick 3)")
+    ap.add_argument("--seeds-for", default="", help="per-method seed counts, e.g. p2p=3,nn=10")
     ap.add_argument("--methods", help=f"comma list of {','.join(METHODS)}")
     ap.add_argument("--spectra", help=f"comma list of {','.join(SPECTRA)}")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
+    ap.add_argument("--resume", action="store_true", help="keep the cells already in OUT/spectral-cells.jsonl")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
     n_seeds = args.seeds or (3 if args.quick else 20)
-    methods = args.methods.split(",") if args.methods else list(METHODS)
+    methods = (args.methods.split(",") if args.methods
+               else [m for m in METHODS if m != "ana-cont" or ana_cont_available()])
     spectra = args.spectra.split(",") if args.spectra else list(SPECTRA)
     for name in methods:
         if name not in METHODS:
             ap.error(f"unknown method {name!r}")
+        if name == "ana-cont" and not ana_cont_available():
+            ap.error("method ana-cont needs the optional peer ana-cont (see the docstring)")
     for name in spectra:
         if name not in SPECTRA:
             ap.error(f"unknown spectrum {name!r}")
+    seeds_for = {}
+    for item in filter(None, args.seeds_for.split(",")):
+        name, _, n = item.partition("=")
+        if name not in METHODS or not n.isdigit() or int(n) < 1:
+            ap.error(f"--seeds-for takes METHOD=N with N >= 1, got {item!r}")
+        seeds_for[name] = int(n)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, examples = [], {}
+    cells = out / "spectral-cells.jsonl"  # one line per finished cell: a killed run loses one cell
+    done = {}
+    if args.resume and cells.exists():
+        for line in cells.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["spectrum"], row["protocol"], row["method"])] = row
+    elif cells.exists():
+        cells.unlink()
+    tasks = [(sname, pname, mname, seeds_for.get(mname, n_seeds), args.quick)
+             for sname in spectra for pname, *_ in protocols(args.quick) for mname in methods
+             if (sname, pname, mname) not in done]
+    pool = None
+    if args.jobs > 1:
+        import multiprocessing
+        import signal
+
+        # SIGTERM must reach the finally below, or the workers outlive a killed run
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        pool = multiprocessing.get_context("spawn").Pool(args.jobs)
+        results = pool.imap(run_cell, tasks)
+    else:
+        results = map(run_cell, tasks)
+    try:
+        record(results, cells, done)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    rows = [done[(s_, p_, m_)] for s_ in spectra for p_, *_ in protocols(args.quick) for m_ in methods
+            if (s_, p_, m_) in done]
     for sname in spectra:
-        spec = SPECTRA[sname]()
-        truth = spec(OMEGA)
-        for pname, p, eps, noisy in protocols(args.quick):
-            D0 = mock.propagator(spec, p)
-            sigma = mock.relative_noise_sigma(D0, p, eps)
-            seeds = range(n_seeds) if noisy else [None]
-            for mname in methods:
-                method, opts = METHODS[mname]
-                per_seed = []
-                for seed in seeds:
-                    D = D0 if seed is None else mock.add_noise(D0, sigma, 1000 * list(SPECTRA).index(sname) + seed)
-                    t0 = time.perf_counter()
-                    res = S.reconstruct(p, D, sigma, OMEGA, method, **opts)
-                    per_seed.append(metrics(res.rho, truth, res, time.perf_counter() - t0))
-                    if pname == "Np100 eps1e-4 noisy" and seed == 0:
-                        examples.setdefault(sname, {})[mname] = (res.rho, res.band)
-                agg = {k: (float(np.mean([m[k] for m in per_seed])), float(np.std([m[k] for m in per_seed])))
-                       for k in per_seed[0]}
-                rows.append({"spectrum": sname, "protocol": pname, "method": mname, "n": len(per_seed), **agg})
-                a = agg["sum_drho2"]
-                print(f"{sname:<14}{pname:<22}{mname:<14} sum(drho^2) {a[0]:9.3f} +- {a[1]:7.3f}   "
-                      f"chi2/N {agg['chi2_per_point'][0]:8.3f}   {agg['seconds'][0]:.2f} s", flush=True)
-        plot(sname, truth, examples.get(sname, {}), out / f"spectral-{sname}.png")
+        examples = {r["method"]: r["example"] for r in rows if r["spectrum"] == sname and r.get("example")}
+        plot(sname, SPECTRA[sname]()(OMEGA), examples, out / f"spectral-{sname}.png")
     write_table(rows, out / "spectral.md")
-    (out / "spectral.json").write_text(json.dumps(rows, indent=1))
+    (out / "spectral.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "example"} for r in rows],
+                                                  indent=1))
     print(f"table: {out / 'spectral.md'}")
     return 0
 
 
+def record(results, cells, done):
+    """Appends each finished cell to the cells file (so --resume keeps it) and prints it."""
+    for row in results:
+        if row is None:
+            continue
+        with cells.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        done[(row["spectrum"], row["protocol"], row["method"])] = row
+        a = row["sum_drho2"]
+        print(f"{row['spectrum']:<14}{row['protocol']:<22}{row['method']:<14} sum(drho^2) {a[0]:9.3f} +- {a[1]:7.3f}"
+              f"   chi2/N {row['chi2_per_point'][0]:8.3f}   {row['seconds'][0]:.2f} s   ({row['n']} seeds)", flush=True)
+
+
 def write_table(rows, path):
-    lines = ["| spectrum | protocol | method | sum (Δρ)² | rel. L2 | χ²/N_p | Δ peak pos. | Δ peak height | "
-             "Δ FWHM | time [s] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| spectrum | protocol | method | seeds | sum (Δρ)² | rel. L2 | χ²/N_p | Δ peak pos. | Δ peak height | "
+             "Δ FWHM | time [s] |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     f = lambda v: f"{v[0]:.3g} ± {v[1]:.2g}"  # noqa: E731
     for r in rows:
-        lines.append(f"| {r['spectrum']} | {r['protocol']} | {r['method']} | {f(r['sum_drho2'])} | {f(r['rel_l2'])} | "
+        lines.append(f"| {r['spectrum']} | {r['protocol']} | {r['method']} | {r['n']} | {f(r['sum_drho2'])} | "
+                     f"{f(r['rel_l2'])} | "
                      f"{f(r['chi2_per_point'])} | {f(r['peak_position'])} | {f(r['peak_height'])} | "
                      f"{f(r['peak_width'])} | {r['seconds'][0]:.2f} |")
     path.write_text("\n".join(lines) + "\n")
@@ -151,8 +259,10 @@ def plot(name, truth, recs, path):
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(OMEGA, truth, "k", lw=2, label="truth")
     for mname, (rho, band) in recs.items():
+        rho = np.asarray(rho)
         line, = ax.plot(OMEGA, rho, lw=1, label=mname)
         if band is not None:
+            band = np.asarray(band)
             ax.fill_between(OMEGA, rho - band, rho + band, color=line.get_color(), alpha=0.15)
     ax.set_xlim(0, 10)
     ax.set_ylim(min(-0.05, truth.min() * 1.3), truth.max() * 1.6)
