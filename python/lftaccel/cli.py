@@ -3,6 +3,7 @@
     lftaccel sample {phi4,xy,oscillator} [--shape ...] [parameters] -n N -o run.h5 [--device cuda] [--resume]
     lftaccel measure run.h5 [--json]
     lftaccel spectral data.csv --method {nn,p2p,mem,tikhonov,tsvd} [--omega-max W --n-omega K] -o rho.csv
+    lftaccel reproduce NAME [--quick] [--out DIR] [--device cuda]
 
 ``lftaccel sample phi4`` with no options samples 2D phi^4 on 32x32 at kappa = 0.21,
 lambda = 0.022 (the symmetric-phase point of the diffusion-model work) with HMC.
@@ -108,12 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--samples", action="store_true",
                     help="the rows are samples: use their mean and the full covariance of the mean")
     sp.add_argument("--method", choices=["nn", "p2p", "mem", "tikhonov", "tsvd"], default="nn",
-                    help="nn (list network, L-BFGS, ensemble of 2: default, ~1 min), p2p (point-to-point network), "
+                    help="nn (list network, L-BFGS, ensemble of 2: default, ~20 s), p2p (point-to-point network), "
                          "mem (Bryan's maximum entropy), tikhonov (second derivative, positive), tsvd")
     sp.add_argument("--omega-max", type=_float, default=20.0, help="top of the omega grid (default 20)")
     sp.add_argument("--n-omega", type=_positive_int, default=500, help="grid points (default 500)")
     sp.add_argument("-o", "--output", default="rho.csv", help="output CSV (default rho.csv)")
     sp.add_argument("--plot", help="also save a PNG of rho with its band")
+
+    rp = sub.add_parser("reproduce", help="rerun a published experiment and write a markdown report with PNGs",
+                        description="Rerun a published experiment; the report and plots go to --out. Trainings "
+                                    "checkpoint there: rerunning the same command resumes a killed run.")
+    rp.add_argument("name", choices=["phi4-flow", "oscillator-fflow"], help="which experiment")
+    rp.add_argument("--quick", action="store_true", help="a small, fast version (minutes)")
+    rp.add_argument("--out", help="output folder (default reproduce-NAME)")
+    rp.add_argument("--device", help="torch device (default: cuda when available)")
 
     mcmd = sub.add_parser("measure", help="observables with errors from an ensemble file",
                           description="Measure the observables of an lftaccel ensemble file.")
@@ -268,10 +277,20 @@ def _spectral(args):
         fig.savefig(args.plot, dpi=110)
 
 
+def _reproduce(args):
+    from .reproduce import reproduce
+
+    out = args.out or f"reproduce-{args.name}"
+    summary = reproduce(args.name, out, quick=args.quick, device=args.device)
+    print(json.dumps(summary, indent=1, default=float))
+    print(f"report: {out}/report.md")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"sample": _sample, "measure": _measure, "spectral": _spectral}[args.command](args)
+        {"sample": _sample, "measure": _measure, "spectral": _spectral,
+         "reproduce": _reproduce}[args.command](args)
     except KeyboardInterrupt:
         print("lftaccel: interrupted", file=sys.stderr)
         return 130

@@ -84,16 +84,19 @@ class TransferMatrix:
         th = self.theory
         return th.c0 + 2 * th.c2 * self.expect(lambda x: x**2) + 3 * th.c4 * self.expect(lambda x: x**4)
 
-    def cosh_mass(self, t: int) -> float:
-        """Exact cosh effective mass of G(t) = <x_0 x_t> between slices t and t + 1 (physical
-        units), the quantity lftaccel.analysis estimates: the root m of
-        G(t+1)/G(t) = cosh(m a (t + 1 - N/2)) / cosh(m a (t - N/2))."""
+    def cosh_mass(self, t: int, fn=None) -> float:
+        """Exact cosh effective mass of G(t) = <fn(x_0) fn(x_t)> - <fn>^2 (fn = x by default, where
+        <x> = 0) between slices t and t + 1 (physical units), the quantity lftaccel.analysis
+        estimates: the root m of G(t+1)/G(t) = cosh(m a (t + 1 - N/2)) / cosh(m a (t - N/2)).
+        fn = x^2 gives the E2 - E0 channel."""
         from scipy.optimize import brentq
 
         if not 0 <= t < self.n // 2:
             raise ValueError(f"t must be in [0, N/2), got {t}")
+        fn = fn or (lambda x: x)
+        mean = self.expect(fn)
         half = self.n // 2
-        r = self.correlator(lambda x: x, t + 1) / self.correlator(lambda x: x, t)
+        r = (self.correlator(fn, t + 1) - mean**2) / (self.correlator(fn, t) - mean**2)
 
         def f(m):  # cosh(a) / cosh(b) - r, in a form that cannot overflow
             a, b = abs(m * (t + 1 - half)), abs(m * (t - half))

@@ -33,7 +33,7 @@ import numpy as np
 
 from .theories import XY, Oscillator, Phi4
 
-__all__ = ["Ensemble", "write_run", "read_run", "theory_to_dict", "theory_from_dict", "atomic_path"]
+__all__ = ["Ensemble", "write_run", "read_run", "theory_to_dict", "theory_from_dict", "atomic_path", "write_atomic"]
 
 FORMAT = "lftaccel-ensemble-1"
 
@@ -100,11 +100,35 @@ def atomic_path(path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_run(path, ens: Ensemble) -> None:
-    """Writes the run atomically (temporary file, fsync, os.replace)."""
+def write_atomic(path, write) -> None:
+    """Calls write(tmp) on a temporary file beside ``path``, then makes it ``path`` atomically.
+
+    The file is closed, flushed to disk, renamed over the old one, and the rename itself made
+    durable: a crash at any point leaves the old or the new file whole, never a mixture."""
     path = Path(path)
     tmp = atomic_path(path)
     try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_run(path, ens: Ensemble) -> None:
+    """Writes the run atomically (temporary file, fsync, os.replace)."""
+
+    def write(tmp):
         with h5py.File(tmp, "w") as f:
             f.create_dataset("configs", data=ens.configs, chunks=True if len(ens.configs) else None)
             f.create_dataset("chain", data=ens.chain.astype(np.int32))
@@ -120,22 +144,8 @@ def write_run(path, ens: Ensemble) -> None:
             for k, v in ens.attrs.items():
                 f.attrs[k] = v
             f.attrs["format"] = FORMAT
-        # Closed, then flushed to disk, then renamed over the old file, then the rename
-        # itself made durable: a crash at any point leaves the old or the new file whole.
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    write_atomic(path, write)
 
 
 def read_run(path) -> Ensemble:

@@ -1,10 +1,10 @@
 """Monte Carlo on the fused kernels: HMC, local Metropolis and Langevin samplers,
 and runs that checkpoint to (and resume from) their HDF5 ensemble file."""
 
-from . import kernels
+from . import kernels, nmcmc
 from .samplers import HMC, Langevin, Metropolis, Sampler, make_sampler
 
-__all__ = ["kernels", "HMC", "Metropolis", "Langevin", "Sampler", "make_sampler", "run", "RunError"]
+__all__ = ["kernels", "nmcmc", "HMC", "Metropolis", "Langevin", "Sampler", "make_sampler", "run", "RunError"]
 
 
 def __getattr__(name):

@@ -1,0 +1,134 @@
+"""Flows for the oscillator path: the Fourier-flow and its real-space counterpart.
+
+Both are the same affine coupling flow, on N coordinates with MLP conditioners and
+alternating even/odd masks; they differ in what the coordinates are.
+
+  * Fourier-flow (``basis='fourier'``): the coordinates are the real orthonormal Fourier
+    (Matsubara) coefficients c = to_fourier(x) (lftaccel.fourier). The kinetic term is
+    diagonal there, sum_j m lambda_j c_j^2 / (2a) with lambda_j = 4 sin^2(pi k_j / N), so
+    the prior is already the Gaussian of each mode: c_j ~ N(0, 1 / (m lambda_j / a + a w0^2)),
+    with w0^2 = V''(f) = 8 lam f^2 the curvature at the bottom of a well (for a general
+    quartic, 2 c2, or 1 when c2 <= 0). High modes are then nearly exact from the start and the
+    network's work is on the few soft modes.
+  * Real-space flow (``basis='real'``): the coordinates are the path x_n itself, with an
+    iid N(0, s^2) prior of the same per-site variance s^2 = mean_j var(c_j).
+
+Double wells (``prior='auto'``, the default): the Fourier-flow's prior puts the zero mode
+c_0 = sqrt(N) mean(x) in the symmetric mixture of N(+-sqrt(N) f, var(c_0)), one component
+per well, so the two wells are in the base density and the flow does not have to tear a
+Gaussian in two (a coupling flow cannot, without collapsing onto one well). That is the
+Fourier basis' advantage: the global mode is one coordinate. The real-space flow keeps the
+iid Gaussian prior (``prior='gaussian'``), which is the comparison the reproduction makes.
+
+The map c -> x is orthogonal, so log q is the same in both variables. ``sample(n)``
+returns paths x; ``coordinates(x)`` and ``path(u)`` convert; ``coordinate_action`` is the
+action in the flow's own coordinates, through the matching kernel (the Fourier-space
+action op for the Fourier-flow), which is what reverse-KL training differentiates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ...fourier import from_fourier, laplacian_eigenvalues, to_fourier
+from ...theories import Oscillator
+from .coupling import AffineCoupling, CouplingFlow, DoubleWellZeroModePrior, GaussianPrior
+
+__all__ = ["MLPConditioner", "PathFlow", "path_flow", "mode_scales"]
+
+
+class MLPConditioner(nn.Module):
+    """(batch, N) frozen coordinates -> (s, t), each (batch, N)."""
+
+    def __init__(self, n: int, hidden=(128, 128), dtype=torch.float64):
+        super().__init__()
+        layers, d_in = [], n
+        for h in hidden:
+            layers += [nn.Linear(d_in, h, dtype=dtype), nn.Tanh()]
+            d_in = h
+        last = nn.Linear(d_in, 2 * n, dtype=dtype)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(*layers, last)
+        self.n = n
+
+    def forward(self, u):
+        out = self.net(u)
+        return out[:, : self.n], out[:, self.n:]
+
+
+def mode_scales(theory: Oscillator, n_slices: int, dtype=torch.float64) -> torch.Tensor:
+    """Standard deviations of the Fourier-flow prior, one per coefficient (see the module docstring)."""
+    a = theory.spacing(n_slices)
+    if theory.lam is not None:
+        w0_sq = 8.0 * theory.lam * theory.f ** 2
+    else:
+        w0_sq = 2.0 * theory.c2 if theory.c2 > 0 else 1.0
+    precision = theory.m * laplacian_eigenvalues(n_slices, dtype) / a + a * w0_sq
+    return precision.rsqrt()
+
+
+class PathFlow(nn.Module):
+    """A coupling flow over path coordinates, sampling paths x of shape (batch, N)."""
+
+    def __init__(self, flow: CouplingFlow, theory: Oscillator, basis: str):
+        super().__init__()
+        self.flow = flow
+        self.theory = theory
+        self.basis = basis
+
+    @property
+    def dtype(self):
+        return self.flow.dtype
+
+    def coordinates(self, x):
+        return to_fourier(x) if self.basis == "fourier" else x
+
+    def path(self, u):
+        return from_fourier(u) if self.basis == "fourier" else u
+
+    def coordinate_action(self, u):
+        """S in the flow's coordinates, differentiable through the kernels' custom ops."""
+        return self.theory.fourier_action(u) if self.basis == "fourier" else self.theory.action(u)
+
+    def sample_coordinates(self, n: int, generator=None):
+        return self.flow.sample(n, generator)
+
+    def sample(self, n: int, generator=None):
+        u, log_q = self.flow.sample(n, generator)
+        return self.path(u), log_q
+
+    def log_prob(self, x):
+        return self.flow.log_prob(self.coordinates(x))
+
+
+def path_flow(theory: Oscillator, n_slices: int, *, basis: str = "fourier", n_layers: int = 8,
+              hidden=(128, 128), equivariant: bool = False, prior: str = "auto", dtype=torch.float64) -> PathFlow:
+    if not isinstance(theory, Oscillator):
+        raise TypeError(f"theory must be an Oscillator, got {type(theory).__name__}")
+    if basis not in ("fourier", "real"):
+        raise ValueError(f"basis must be 'fourier' or 'real', got {basis!r}")
+    if isinstance(n_slices, bool) or not isinstance(n_slices, int) or n_slices < 2:
+        raise ValueError(f"n_slices must be an integer >= 2, got {n_slices!r}")
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if prior not in ("auto", "gaussian", "double-well"):
+        raise ValueError(f"prior must be 'auto', 'gaussian' or 'double-well', got {prior!r}")
+    if prior == "auto":
+        prior = "double-well" if basis == "fourier" and theory.lam is not None and theory.f > 0 else "gaussian"
+    if prior == "double-well" and (basis != "fourier" or theory.lam is None):
+        raise ValueError("prior 'double-well' needs basis='fourier' and a double-well Oscillator(beta, m, lam, f)")
+    scales = mode_scales(theory, n_slices, dtype)
+    if basis == "real":
+        scales = torch.full_like(scales, float((scales ** 2).mean().sqrt()))
+    base = (DoubleWellZeroModePrior(scales, math.sqrt(n_slices) * theory.f) if prior == "double-well"
+            else GaussianPrior(scales))
+    idx = torch.arange(n_slices)
+    layers = [AffineCoupling(MLPConditioner(n_slices, hidden, dtype), (idx % 2 == k % 2).to(dtype), equivariant)
+              for k in range(n_layers)]
+    return PathFlow(CouplingFlow(base, layers), theory, basis)

@@ -1,0 +1,123 @@
+"""What the reproductions share: a markdown report, comparisons with pulls, plots, and the
+flow -> neural-MCMC -> observables pipeline."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import analysis
+from ..mcmc import nmcmc
+
+__all__ = ["Report", "pull", "chain_observables", "plot_training", "plot_histograms"]
+
+
+class Report:
+    """A markdown report written to OUT/report.md as it grows (a killed run keeps its sections)."""
+
+    def __init__(self, out, title: str):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.path = self.out / "report.md"
+        self.lines = [f"# {title}", ""]
+        self.flush()
+
+    def add(self, *lines: str):
+        self.lines.extend(lines)
+        self.lines.append("")
+        self.flush()
+
+    def table(self, header, rows):
+        self.add("| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                 *["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+    def image(self, path, caption: str):
+        self.add(f"![{caption}]({Path(path).name})")
+
+    def flush(self):
+        self.path.write_text("\n".join(self.lines) + "\n")
+
+
+def fmt(est) -> str:
+    """value(error) in the usual notation, the error's two leading digits in parentheses: 1.0260(30)."""
+    if not (est.error > 0 and math.isfinite(est.error)):
+        return f"{est.value:.6g}"
+    digits = max(0, 1 - int(math.floor(math.log10(est.error))))
+    return f"{est.value:.{digits}f}({round(est.error * 10 ** digits)})"
+
+
+def pull(a, b) -> float:
+    """(a - b) / sqrt(da^2 + db^2) for two Estimates (or an Estimate and an exact float)."""
+    va, ea = a.value, a.error
+    vb, eb = (b.value, b.error) if hasattr(b, "value") else (float(b), 0.0)
+    den = math.hypot(ea, eb)
+    return (va - vb) / den if den > 0 else float("inf")
+
+
+def chain_observables(measurements: dict, chain: nmcmc.Chain, fn, *args) -> dict:
+    """Observables of a neural-MCMC chain: per-proposal measurements taken along the chain
+    (n_steps, n_chains, ...), then ``fn`` (an lftaccel.analysis ``*_observables``) and the
+    Gamma method."""
+    by_chain = {k: chain.take(v) for k, v in measurements.items()}
+    obs = fn(by_chain, *args)
+    return {k: analysis.estimate(o, k) for k, o in obs.items()}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training(histories: dict, path, *, log_z=None):
+    """Loss and ESS against step, one line per named training history (smoothed over 20 steps)."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, h in histories.items():
+        step = np.asarray(h["step"])
+        for ax, key in ((a1, "loss"), (a2, "ess")):
+            v = np.asarray(h[key], dtype=float)
+            k = min(20, len(v))
+            smooth = np.convolve(v, np.ones(k) / k, mode="valid") if k else v
+            ax.plot(step[k - 1:], smooth, label=name)
+    if log_z is not None:
+        a1.axhline(-log_z, color="k", ls="--", lw=1, label="-log Z")
+    a1.set_xlabel("step")
+    a1.set_ylabel("<log q + S>")
+    a2.set_xlabel("step")
+    a2.set_ylabel("batch ESS")
+    a2.set_ylim(0, 1)
+    a1.legend(fontsize=8)
+    a2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_histograms(samples: dict, path, *, xlabel: str, bins: int = 60):
+    """Normalised histograms of one observable from several samplers."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    lo = min(float(np.min(v)) for v in samples.values())
+    hi = max(float(np.max(v)) for v in samples.values())
+    edges = np.linspace(lo, hi, bins + 1)
+    for name, v in samples.items():
+        ax.hist(np.asarray(v).ravel(), bins=edges, density=True, histtype="step", lw=1.5, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def device_of(requested: str | None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,208 @@
+"""Flows: invertibility, log-det against autograd's Jacobian, Z2 equivariance, the free-field
+bound <log q + S> >= -log Z, training smoke tests, checkpoint/resume."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import lftaccel
+from lftaccel.models import flows
+from lftaccel.reference.phi4 import phi4_action
+
+torch.set_default_dtype(torch.float64)
+
+
+def _randomise(model, scale=0.3, seed=0):
+    """Untrained flows are the identity (zero last layers): give every parameter a random value."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+def _models():
+    th = lftaccel.Oscillator(beta=4.0, m=0.5, lam=1.0, f=1.0)
+    return {
+        "lattice": _randomise(flows.lattice_flow((4, 3), n_layers=4, hidden=(4,)), scale=0.1),
+        "lattice-z2": _randomise(flows.lattice_flow((4, 4), n_layers=4, hidden=(4,), equivariant=True), scale=0.1),
+        "fourier": _randomise(flows.path_flow(th, 8, n_layers=4, hidden=(16,))),
+        "real": _randomise(flows.path_flow(th, 8, basis="real", n_layers=4, hidden=(16,), equivariant=True)),
+    }
+
+
+@pytest.mark.parametrize("name", ["lattice", "lattice-z2", "fourier", "real"])
+def test_flow_is_invertible_and_its_logdet_is_the_jacobians(name):
+    model = _models()[name]
+    flow = model.flow if isinstance(model, flows.PathFlow) else model
+    torch.manual_seed(1)
+    z = flow.prior.sample(3)
+    x, logdet = flow.transform(z)
+    assert 0.1 < float(logdet.detach().abs().max()) < 20  # far from the identity, yet well conditioned
+    back = x
+    for layer in reversed(flow.layers):
+        back, _ = layer.inverse(back)
+    assert torch.allclose(back, z, atol=1e-12, rtol=0)
+    for i in range(3):
+        J = torch.autograd.functional.jacobian(lambda v: flow.transform(v[None])[0][0].flatten(), z[i])
+        J = J.reshape(z[i].numel(), z[i].numel())
+        assert float(logdet[i].detach()) == pytest.approx(float(torch.linalg.slogdet(J)[1]), abs=1e-10)
+    # log q from the sample equals log q through the inverse
+    torch.manual_seed(2)
+    xs, log_q = model.sample(5)
+    assert torch.allclose(model.log_prob(xs), log_q, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["lattice-z2", "real"])
+def test_equivariant_flows_are_odd_and_their_density_even(name):
+    model = _models()[name]
+    flow = model.flow if isinstance(model, flows.PathFlow) else model
+    torch.manual_seed(3)
+    z = flow.prior.sample(4)
+    assert torch.allclose(flow.transform(-z)[0], -flow.transform(z)[0], atol=1e-12, rtol=0)
+    x, log_q = model.sample(4)
+    assert torch.allclose(model.log_prob(-x), log_q, atol=1e-10, rtol=0)
+
+
+def test_plain_flow_is_not_equivariant():
+    flow = _models()["lattice"]
+    torch.manual_seed(3)
+    z = flow.prior.sample(4)
+    assert not torch.allclose(flow.transform(-z)[0], -flow.transform(z)[0], atol=1e-3)
+
+
+def test_fourier_flow_log_q_is_the_same_in_path_and_coefficients():
+    model = _models()["fourier"]
+    torch.manual_seed(4)
+    c, log_q_c = model.sample_coordinates(3)
+    x = lftaccel.fourier.from_fourier(c)
+    assert torch.allclose(model.log_prob(x), log_q_c, atol=1e-10, rtol=0)
+    # the coordinate action (Fourier kernel) is the real-space action of the path
+    th = model.theory
+    assert torch.allclose(model.coordinate_action(c), th.action(x), atol=1e-10, rtol=0)
+
+
+def _free_field(L, kappa):
+    """phi^4 at lambda = 0 is Gaussian, S = phi^T M phi / 2: M and log Z exactly."""
+    th = lftaccel.Phi4(kappa=kappa, lam=0.0)
+    V = L * L
+    # the pure-torch twin is twice differentiable (the kernel's gradient op is not)
+    M = torch.autograd.functional.hessian(lambda v: phi4_action(v.reshape(1, L, L), kappa, 0.0)[0], torch.zeros(V))
+    log_z = 0.5 * V * math.log(2 * math.pi) - 0.5 * float(torch.linalg.slogdet(M)[1])
+    return th, log_z
+
+
+def test_reverse_kl_on_the_free_field_stays_above_minus_log_z_and_approaches_it():
+    L, kappa = 4, 0.2
+    th, log_z = _free_field(L, kappa)
+    torch.manual_seed(0)
+    model = flows.lattice_flow((L, L), n_layers=4, hidden=(8,))
+
+    def kl_bound(n=20000):
+        with torch.no_grad():
+            x, log_q = model.sample(n)
+            v = (log_q + th.action(x)).numpy()
+        return v.mean(), v.std() / math.sqrt(n)
+
+    before, err_before = kl_bound()
+    result = flows.train(model, action=th.action, steps=400, batch_size=256, lr=3e-3, seed=0, progress=False)
+    after, err_after = kl_bound()
+    # KL(q || p) = <log q + S> + log Z >= 0, up to the statistical error of the estimate
+    assert before > -log_z - 3 * err_before
+    assert after > -log_z - 3 * err_after
+    assert before + log_z > 0.1  # the identity flow over N(0, 1) is a poor model
+    assert after + log_z < 0.2 * (before + log_z)  # training closes most of the gap
+    assert result.final_ess > 0.6
+
+
+def test_training_smoke_forward_kl_and_path_flows():
+    torch.manual_seed(0)
+    model = flows.lattice_flow((4, 4), n_layers=2, hidden=(4,))
+    data = torch.randn(64, 4, 4) * 0.7
+    res = flows.train(model, objective="forward", data=data, steps=5, batch_size=16, progress=False)
+    assert res.steps == 5 and np.isfinite(res.history["loss"]).all()
+    th = lftaccel.Oscillator(beta=10.0, m=0.5, lam=1.0, f=1.0)
+    for basis in ("fourier", "real"):
+        pf = flows.path_flow(th, 16, basis=basis, n_layers=2, hidden=(16,), dtype=torch.float32)
+        res = flows.train(pf, steps=5, batch_size=32, progress=False)
+        assert res.steps == 5 and np.isfinite(res.history["loss"]).all()
+        assert 0 < res.history["ess"][-1] <= 1
+
+
+def test_checkpoint_resume_continues_exactly(tmp_path):
+    th = lftaccel.Phi4(kappa=0.2, lam=0.5)
+    ck = tmp_path / "flow.pt"
+
+    def fresh():
+        torch.manual_seed(123)
+        return flows.lattice_flow((4, 4), n_layers=2, hidden=(4,))
+
+    straight = fresh()
+    flows.train(straight, action=th.action, steps=12, batch_size=32, seed=5, progress=False)
+    part = fresh()
+    flows.train(part, action=th.action, steps=7, batch_size=32, seed=5, checkpoint=ck, checkpoint_every=3,
+                progress=False)
+    resumed = fresh()
+    res = flows.train(resumed, action=th.action, steps=12, batch_size=32, seed=5, checkpoint=ck, resume=True,
+                      progress=False)
+    assert res.steps == 12 and len(res.history["loss"]) == 12
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"steps": 0}, "steps"), ({"steps": 2, "objective": "both"}, "objective"),
+    ({"steps": 2, "objective": "forward"}, "data"), ({"steps": 2, "lr": -1.0}, "lr"),
+    ({"steps": 2, "resume": True}, "checkpoint"),
+])
+def test_train_rejects_bad_arguments(kwargs, match):
+    model = flows.lattice_flow((4, 4), n_layers=1, hidden=(2,))
+    th = lftaccel.Phi4(kappa=0.2, lam=0.5)
+    with pytest.raises(ValueError, match=match):
+        flows.train(model, action=th.action, progress=False, **kwargs)
+
+
+def test_flow_builders_reject_bad_arguments():
+    th = lftaccel.Oscillator(beta=10.0)
+    with pytest.raises(ValueError, match="shape"):
+        flows.lattice_flow((4,))
+    with pytest.raises(ValueError, match="n_layers"):
+        flows.lattice_flow((4, 4), n_layers=0)
+    with pytest.raises(TypeError, match="dtype"):
+        flows.lattice_flow((4, 4), dtype=torch.int32)
+    with pytest.raises(ValueError, match="basis"):
+        flows.path_flow(th, 8, basis="wavelet")
+    with pytest.raises(TypeError, match="theory"):
+        flows.path_flow(lftaccel.Phi4(0.2, 0.5), 8)
+
+
+def test_double_well_zero_mode_prior_is_a_normalised_even_density():
+    scale = torch.tensor([0.5, 1.0, 2.0])
+    prior = flows.DoubleWellZeroModePrior(scale, centre=3.0)
+    # normalised: integrate exp(log_prob) over the zero mode on a grid, others at fixed values
+    c0 = torch.linspace(-10, 10, 20001)
+    z = torch.stack([c0, torch.full_like(c0, 0.3), torch.full_like(c0, -0.7)], dim=1)
+    rest = flows.GaussianPrior(scale[1:]).log_prob(z[:1, 1:])
+    density = torch.exp(prior.log_prob(z) - rest)
+    assert float(torch.trapezoid(density, c0)) == pytest.approx(1.0, abs=1e-9)
+    assert torch.allclose(prior.log_prob(-z), prior.log_prob(z), atol=1e-12, rtol=0)
+    torch.manual_seed(0)
+    s = prior.sample(200000)
+    assert float((s[:, 0] ** 2).mean()) == pytest.approx(9.0 + 0.25, rel=0.01)
+    assert float((s[:, 0] > 0).double().mean()) == pytest.approx(0.5, abs=0.005)
+
+
+def test_fourier_flow_of_a_double_well_starts_in_both_wells():
+    th = lftaccel.Oscillator(beta=10.0, m=0.5, lam=1.0, f=1.7)
+    model = flows.path_flow(th, 64, n_layers=2, hidden=(8,), equivariant=True)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        x, log_q = model.sample(4000)
+    xbar = x.mean(1)
+    assert float((xbar > 0).double().mean()) == pytest.approx(0.5, abs=0.05)
+    assert float(xbar.abs().mean()) == pytest.approx(1.7, abs=0.1)
+    assert torch.allclose(model.log_prob(x[:8]), log_q[:8], atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="double-well"):
+        flows.path_flow(th, 64, basis="real", prior="double-well")

@@ -1,0 +1,42 @@
+"""The reproductions' whole pipeline at toy scale: HMC, training, neural MCMC, report, plots."""
+
+import json
+
+import pytest
+
+from lftaccel import cli
+from lftaccel.reproduce import reproduce
+
+
+def test_phi4_flow_pipeline(tmp_path):
+    summary = reproduce("phi4-flow", tmp_path, device="cpu", lattices=[4], train_seconds={4: 2.0}, proposals=512,
+                        hmc_samples=256, hmc_therm=50, broken_seconds=1.0, broken_samples=256)
+    s = summary[4]
+    assert 0 < s["ess"] <= 1 and 0 <= s["acceptance"] <= 1
+    assert set(s["pulls"]) == {"|M|", "chi2", "chi_2pt"}
+    assert set(summary["broken"]) == {"plain", "equivariant"}
+    text = (tmp_path / "report.md").read_text()
+    assert "## Targets (4x4)" in text and "Broken phase" in text
+    for png in ("training-4x4.png", "hist-M-4x4.png", "broken-M.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_oscillator_fflow_pipeline(tmp_path):
+    summary = reproduce("oscillator-fflow", tmp_path, device="cpu", f=[1.0, 1.7], train_seconds=2.0, proposals=512)
+    assert set(summary) == {1.0, 1.7}
+    assert {"E0", "E1-E0", "E2-E0"} <= set(summary[1.0]["pulls"])
+    assert {"<x^2>", "<x^4>", "G2(0)"} <= set(summary[1.7]["pulls"])
+    for basis in ("fourier", "real"):
+        assert 0 <= summary[1.7][basis]["fraction_right_well"] <= 1
+    text = (tmp_path / "report.md").read_text()
+    assert "Real-space against Fourier-space" in text
+    assert (tmp_path / "paths-f1.7.png").stat().st_size > 1000
+
+
+def test_unknown_reproduction_is_named(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown reproduction"):
+        reproduce("xy-flow", tmp_path)
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "xy-flow"])
+    assert "invalid choice" in capsys.readouterr().err
+    json.dumps({})
