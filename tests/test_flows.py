@@ -206,3 +206,17 @@ def test_fourier_flow_of_a_double_well_starts_in_both_wells():
     assert torch.allclose(model.log_prob(x[:8]), log_q[:8], atol=1e-10, rtol=0)
     with pytest.raises(ValueError, match="double-well"):
         flows.path_flow(th, 64, basis="real", prior="double-well")
+
+
+def test_resume_without_a_checkpoint_is_the_seeded_fresh_run(tmp_path):
+    th = lftaccel.Phi4(kappa=0.2, lam=0.5)
+    models = []
+    for resume in (False, True):
+        torch.manual_seed(7)
+        model = flows.lattice_flow((4, 4), n_layers=2, hidden=(4,))
+        torch.rand(17)  # whatever ran before must not matter
+        flows.train(model, action=th.action, steps=3, batch_size=16, seed=9, progress=False, resume=resume,
+                    checkpoint=tmp_path / f"r{resume}.pt")
+        models.append(model)
+    for a, b in zip(*(m.parameters() for m in models)):
+        assert torch.equal(a, b)

@@ -36,6 +36,7 @@ def _settings(quick):
 
 
 def _train(theory, basis, seconds, out, name, dev):
+    torch.manual_seed(1)  # the initial weights
     model = flows.path_flow(theory, N, basis=basis, n_layers=8, hidden=(128, 128), equivariant=True).to(dev)
     res = flows.train(model, steps=10 ** 7, batch_size=256, lr=1e-3, seed=1, checkpoint=out / f"{name}.pt",
                       resume=True, time_limit=seconds)
@@ -143,7 +144,16 @@ def run_reproduction(out, quick: bool = False, device: str | None = None, **over
         report.image(f"training-f{f}.png", f"loss and ESS, f = {f}")
         report.image(f"hist-xbar-f{f}.png", f"path mean, f = {f}")
         report.image(f"paths-f{f}.png", f"sample paths, f = {f}")
-    worst = max(abs(p) for s in summary.values() for p in s["pulls"].values() if np.isfinite(p))
-    report.add("## Targets", f"Largest |pull| over all checks: {worst:.2f} ({'met' if worst <= 2 else 'MISSED'}: "
-               "every check within 2 sigma).")
+    pulls = np.array([p for s in summary.values() for p in s["pulls"].values()])
+    missing = int(np.isnan(pulls).sum())
+    ok = np.isfinite(pulls)
+    worst = float(np.abs(pulls[ok]).max()) if ok.any() else float("nan")
+    met = missing == 0 and worst <= 2
+    report.add("## Targets",
+               f"{len(pulls)} checks, {missing} without an estimate; largest |pull| {worst:.2f}; "
+               f"{int((np.abs(pulls[ok]) > 2).sum())} beyond 2 sigma; sum of pull^2 = "
+               f"{float((pulls[ok] ** 2).sum()):.1f} for {int(ok.sum())} checks. "
+               f"Every check within 2 sigma: {'met' if met else 'MISSED'}. (With 17 "
+               "partly correlated checks, a correct sampler has all within 2 sigma only about half the time; the "
+               "sum of pull^2 against the number of checks is the fairer summary.)")
     return summary

@@ -65,8 +65,8 @@ class GaussianPrior(nn.Module):
 
     def __init__(self, scale: torch.Tensor):
         super().__init__()
-        if not torch.all(scale > 0):
-            raise ValueError("prior scale must be > 0 everywhere")
+        if not (torch.all(scale > 0) and torch.all(torch.isfinite(scale))):
+            raise ValueError("prior scale must be finite and > 0 everywhere")
         self.register_buffer("scale", scale)
 
     @property

@@ -63,9 +63,9 @@ class MLPConditioner(nn.Module):
 def mode_scales(theory: Oscillator, n_slices: int, dtype=torch.float64) -> torch.Tensor:
     """Standard deviations of the Fourier-flow prior, one per coefficient (see the module docstring)."""
     a = theory.spacing(n_slices)
-    if theory.lam is not None:
+    if theory.lam is not None and theory.lam * theory.f ** 2 > 0:
         w0_sq = 8.0 * theory.lam * theory.f ** 2
-    else:
+    else:  # harmonic or single well: the curvature at x = 0, or 1 where that is not positive
         w0_sq = 2.0 * theory.c2 if theory.c2 > 0 else 1.0
     precision = theory.m * laplacian_eigenvalues(n_slices, dtype) / a + a * w0_sq
     return precision.rsqrt()
@@ -120,13 +120,13 @@ def path_flow(theory: Oscillator, n_slices: int, *, basis: str = "fourier", n_la
     if prior not in ("auto", "gaussian", "double-well"):
         raise ValueError(f"prior must be 'auto', 'gaussian' or 'double-well', got {prior!r}")
     if prior == "auto":
-        prior = "double-well" if basis == "fourier" and theory.lam is not None and theory.f > 0 else "gaussian"
+        prior = "double-well" if basis == "fourier" and theory.lam is not None and theory.f != 0 else "gaussian"
     if prior == "double-well" and (basis != "fourier" or theory.lam is None):
         raise ValueError("prior 'double-well' needs basis='fourier' and a double-well Oscillator(beta, m, lam, f)")
     scales = mode_scales(theory, n_slices, dtype)
     if basis == "real":
         scales = torch.full_like(scales, float((scales ** 2).mean().sqrt()))
-    base = (DoubleWellZeroModePrior(scales, math.sqrt(n_slices) * theory.f) if prior == "double-well"
+    base = (DoubleWellZeroModePrior(scales, math.sqrt(n_slices) * abs(theory.f)) if prior == "double-well"
             else GaussianPrior(scales))
     idx = torch.arange(n_slices)
     layers = [AffineCoupling(MLPConditioner(n_slices, hidden, dtype), (idx % 2 == k % 2).to(dtype), equivariant)

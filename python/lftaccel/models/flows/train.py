@@ -77,7 +77,7 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
         if data is None:
             raise ValueError("objective 'forward' needs data=configurations")
         data = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data)
-        data = data.to(dtype=model.dtype)
+        data = data.to(dtype=model.dtype, device=next(model.parameters()).device)
         if len(data) < batch_size:
             raise ValueError(f"data has {len(data)} configurations, fewer than batch_size = {batch_size}")
 
@@ -86,16 +86,23 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
     step, elapsed = 0, 0.0
     gen = torch.Generator().manual_seed(seed)
     path = Path(checkpoint) if checkpoint is not None else None
+    device = next(model.parameters()).device
+    loaded = False
     if resume:
         if path is None:
             raise ValueError("resume=True needs a checkpoint path")
         if path.exists():
-            state = torch.load(path, weights_only=False)
+            state = torch.load(path, weights_only=False, map_location=device)
+            if state.get("objective") != objective:
+                raise ValueError(f"cannot resume {path}: it was trained with objective {state.get('objective')!r}")
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             step, elapsed, history = state["step"], state["seconds"], state["history"]
-            torch.set_rng_state(state["torch_rng"])
-            gen.set_state(state["data_rng"])
+            torch.set_rng_state(state["torch_rng"].cpu())
+            if state.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+            gen.set_state(state["data_rng"].cpu())
+            loaded = True
 
     def save():
         if path is None:
@@ -104,10 +111,11 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
 
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "seconds": elapsed,
                  "history": history, "torch_rng": torch.get_rng_state(), "data_rng": gen.get_state(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                  "objective": objective}
         write_atomic(path, lambda tmp: torch.save(state, tmp))
 
-    if step == 0 and not resume:
+    if not loaded:  # a fresh run is seeded; a resumed one continues the saved random streams
         torch.manual_seed(seed)
     bar = None
     if progress:
@@ -126,7 +134,7 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
                     batch_ess = ess(-(S + log_q))
             else:
                 idx = torch.randint(len(data), (batch_size,), generator=gen)
-                loss = -model.log_prob(data[idx].to(model.device if hasattr(model, "device") else "cpu")).mean()
+                loss = -model.log_prob(data[idx.to(data.device)]).mean()
                 batch_ess = float("nan")
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {float(loss)} at step {step}: lower lr or clip")
