@@ -11,7 +11,16 @@ import lftaccel
 from lftaccel.models import flows
 from lftaccel.reference.phi4 import phi4_action
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """These tests build float64 tensors by default; the global default is restored after each
+    (a module-level set_default_dtype would leak into every test collected later)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _randomise(model, scale=0.3, seed=0):
