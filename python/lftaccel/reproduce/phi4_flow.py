@@ -98,7 +98,7 @@ def run_reproduction(out, quick: bool = False, device: str | None = None, **over
                       "steps": tr.steps, "pulls": pulls, "tau_int_absM": tau,
                       "hmc_tau_int_absM": hmc["|M|"].tau_int}
         for k in CHECKED:
-            rows.append([f"{L}x{L}", k, fmt(hmc[k]), fmt(fl[k]), f"{pulls[k]:+.2f}"])
+            rows.append([f"{L}x{L}", k.replace("|", "\\|"), fmt(hmc[k]), fmt(fl[k]), f"{pulls[k]:+.2f}"])
         plot_training({f"{L}x{L}": tr.history}, report.out / f"training-{L}x{L}.png")
         plot_histograms({"HMC": ens.by_chain(meas_hmc_M(ens)), "flow chain": chain.take(meas["M"]),
                          "flow (raw)": meas["M"]}, report.out / f"hist-M-{L}x{L}.png", xlabel="M")

@@ -121,7 +121,9 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, initial=min(step, steps), desc=f"flow ({objective} KL)", unit="step")
+        # under a time limit the step count is open-ended: show steps and rate, not a fake ETA
+        bar = tqdm(total=steps if time_limit is None else None, initial=min(step, steps),
+                   desc=f"flow ({objective} KL)", unit="step")
     t_start = time.perf_counter() - elapsed
     try:
         while step < steps and (time_limit is None or elapsed < time_limit):
