@@ -54,12 +54,19 @@ def test_ess_by_hand():
 
 
 def test_broken_proposals_get_zero_weight_and_are_never_accepted():
-    S = np.array([0.0, np.nan, 1.0, np.inf, 0.5, 0.2])
-    log_q = np.zeros(6)
+    # The chain starts on broken proposals (NaN and infinite action): it must leave them for
+    # the first finite one with certainty, and never return to a broken one. Left as NaN, the
+    # first weight would make every later ratio NaN and the chain would stay on proposal 0.
+    S = np.array([np.nan, np.inf, 0.0, np.nan, 1.0, np.inf, 0.5, np.nan, 0.2])
+    log_q = np.zeros(len(S))
     lw = nmcmc.log_weights(S, log_q)
-    assert np.isneginf(lw[[1, 3]]).all()
-    chain = nmcmc.independence_metropolis(S, log_q, seed=1)
-    assert 1 not in chain.index and 3 not in chain.index
+    broken = [0, 1, 3, 5, 7]
+    assert np.isneginf(lw[broken]).all() and np.isfinite(np.delete(lw, broken)).all()
+    for seed in range(20):
+        chain = nmcmc.independence_metropolis(S, log_q, seed=seed)
+        path = chain.index[:, 0]
+        assert path[2] == 2, (seed, path)  # a zero-weight state is always left
+        assert not np.isin(path[2:], broken).any(), (seed, path)
 
 
 def test_chain_is_reproducible_and_seed_dependent():

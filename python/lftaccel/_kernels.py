@@ -77,6 +77,14 @@ def check_param(value, name: str, *, low=None, low_open=False) -> float:
     return value
 
 
+def check_int(value, name: str, *, low: int = 1) -> int:
+    """An integer count (not a bool) >= low; a ValueError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(value)
+
+
 def finite_result(value: float, name: str) -> float:
     """A derived parameter (e.g. lam f^4) must not overflow either."""
     if not math.isfinite(value):

@@ -25,6 +25,8 @@ import warnings
 import numpy as np
 import torch
 
+from .._kernels import check_int
+
 __all__ = ["log_weights", "ess", "Chain", "independence_metropolis", "reweight", "draw"]
 
 
@@ -44,7 +46,7 @@ def log_weights(action, log_q) -> np.ndarray:
     if len(S) != len(lq):
         raise ValueError(f"action and log_q have different lengths ({len(S)} and {len(lq)})")
     lw = -S - lq
-    lw[~np.isfinite(lw) & ~(lw == np.inf)] = -np.inf
+    lw[np.isnan(lw)] = -np.inf
     if np.any(lw == np.inf):
         raise ValueError("log weight +inf: a proposal with S = -inf or log q = -inf")
     return lw
@@ -107,8 +109,7 @@ def independence_metropolis(action, log_q, *, seed: int, n_chains: int = 1) -> C
     proposals and seed give the same chain.
     """
     lw = log_weights(action, log_q)
-    if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 1:
-        raise ValueError(f"n_chains must be a positive integer, got {n_chains!r}")
+    check_int(n_chains, "n_chains")
     if len(lw) % n_chains or len(lw) // n_chains < 2:
         raise ValueError(f"the {len(lw)} proposals must split into n_chains = {n_chains} equal streams of >= 2")
     n_steps = len(lw) // n_chains
@@ -156,10 +157,8 @@ def draw(model, action_fn, n: int, *, batch_size: int = 1024, progress: bool = F
     Returns (x, log_q, S) as torch tensors on the model's device (x keeps its dtype;
     log_q and S are float64).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int(n, "n")
+    check_int(batch_size, "batch_size")
     xs, lqs, Ss = [], [], []
     batches = range(math.ceil(n / batch_size))
     if progress:

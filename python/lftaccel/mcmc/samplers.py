@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import fourier
-from .._kernels import check_param
+from .._kernels import check_int, check_param
 from ..theories import XY, Oscillator, Phi4
 from . import kernels as K
 
@@ -49,8 +49,7 @@ class Sampler(abc.ABC):
             raise TypeError(f"theory must be a Phi4, XY or Oscillator, got {type(theory).__name__}")
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        if isinstance(n_chains, bool) or not isinstance(n_chains, int) or n_chains < 1:
-            raise ValueError(f"n_chains must be a positive integer, got {n_chains!r}")
+        check_int(n_chains, "n_chains")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2^32), got {seed!r}")
         if start not in ("hot", "cold"):
@@ -167,8 +166,7 @@ class HMC(Sampler):
         self.jitter = check_param(jitter, "jitter", low=0.0)
         if self.jitter >= 1:
             raise ValueError(f"jitter must be in [0, 1), got {jitter}")
-        if isinstance(n_leapfrog, bool) or not isinstance(n_leapfrog, int) or n_leapfrog < 1:
-            raise ValueError(f"n_leapfrog must be a positive integer, got {n_leapfrog!r}")
+        check_int(n_leapfrog, "n_leapfrog")
         self.n_leapfrog = n_leapfrog
         if fourier and not isinstance(theory, Oscillator):
             raise ValueError("fourier=True is for the Oscillator only")
@@ -288,8 +286,7 @@ class Langevin(Sampler):
 
     def __init__(self, theory, shape, *, eps: float = 0.01, n_steps: int = 10, **kw):
         self.eps = check_param(eps, "eps", low=0.0, low_open=True)
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        check_int(n_steps, "n_steps")
         self.n_steps = n_steps
         super().__init__(theory, shape, **kw)
         self._work = torch.empty((2, self.n_chains, *self.shape), dtype=self.dtype, device=self.device)

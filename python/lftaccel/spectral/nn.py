@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._kernels import check_int
 from .classical import discrepancy_target
 from .problem import Problem, Reconstruction
 
@@ -173,13 +174,11 @@ def _fit(model, prob: Problem, b, omega, target, significant, *, optimizer, l2, 
 
 
 def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, **fit):
-    if isinstance(n_ensemble, bool) or not isinstance(n_ensemble, int) or n_ensemble < 1:
-        raise ValueError(f"n_ensemble must be a positive integer, got {n_ensemble!r}")
+    check_int(n_ensemble, "n_ensemble")
     if fit["optimizer"] not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {fit['optimizer']!r}")
     for name in ("stages", "iters"):
-        if isinstance(fit[name], bool) or not isinstance(fit[name], int) or fit[name] < 1:
-            raise ValueError(f"{name} must be a positive integer, got {fit[name]!r}")
+        check_int(fit[name], name)
     for name in ("smooth", "l2", "rtol"):
         if not (np.isfinite(fit[name]) and fit[name] >= 0):
             raise ValueError(f"{name} must be finite and >= 0, got {fit[name]!r}")

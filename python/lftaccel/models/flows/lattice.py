@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..._kernels import check_int
 from .coupling import AffineCoupling, CouplingFlow, GaussianPrior
 
 __all__ = ["ConvConditioner", "checkerboard", "lattice_flow"]
@@ -51,8 +52,7 @@ def lattice_flow(shape, *, n_layers: int = 8, hidden=(16, 16), kernel_size: int 
     shape = tuple(int(s) for s in shape)
     if len(shape) != 2 or min(shape) < 2:
         raise ValueError(f"shape must be two extents >= 2, got {shape}")
-    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    check_int(n_layers, "n_layers")
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if not prior_scale > 0:

@@ -33,6 +33,7 @@ import math
 import torch
 from torch import nn
 
+from ..._kernels import check_int
 from ...fourier import from_fourier, laplacian_eigenvalues, to_fourier
 from ...theories import Oscillator
 from .coupling import AffineCoupling, CouplingFlow, DoubleWellZeroModePrior, GaussianPrior
@@ -111,10 +112,8 @@ def path_flow(theory: Oscillator, n_slices: int, *, basis: str = "fourier", n_la
         raise TypeError(f"theory must be an Oscillator, got {type(theory).__name__}")
     if basis not in ("fourier", "real"):
         raise ValueError(f"basis must be 'fourier' or 'real', got {basis!r}")
-    if isinstance(n_slices, bool) or not isinstance(n_slices, int) or n_slices < 2:
-        raise ValueError(f"n_slices must be an integer >= 2, got {n_slices!r}")
-    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-        raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
+    check_int(n_slices, "n_slices", low=2)
+    check_int(n_layers, "n_layers")
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if prior not in ("auto", "gaussian", "double-well"):

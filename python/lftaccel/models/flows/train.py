@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..._kernels import check_int
+
 from ...mcmc.nmcmc import ess
 
 __all__ = ["TrainResult", "train"]
@@ -42,11 +44,6 @@ class TrainResult:
         return float(np.mean(tail)) if tail else float("nan")
 
 
-def _positive_int(v, name):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
-
 def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: float = 1.0,
           objective: str = "reverse", action=None, data=None, seed: int = 0, checkpoint=None,
           checkpoint_every: int = 200, resume: bool = False, time_limit: float | None = None,
@@ -59,9 +56,9 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
     data: (n, *shape) configurations for objective='forward'.
     time_limit: stop after this many seconds of training (counted across resumes).
     """
-    _positive_int(steps, "steps")
-    _positive_int(batch_size, "batch_size")
-    _positive_int(checkpoint_every, "checkpoint_every")
+    check_int(steps, "steps")
+    check_int(batch_size, "batch_size")
+    check_int(checkpoint_every, "checkpoint_every")
     if objective not in ("reverse", "forward"):
         raise ValueError(f"objective must be 'reverse' or 'forward', got {objective!r}")
     if not (lr > 0 and math.isfinite(lr)):
