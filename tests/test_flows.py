@@ -150,9 +150,19 @@ def test_checkpoint_resume_continues_exactly(tmp_path):
 
     straight = fresh()
     flows.train(straight, action=th.action, steps=12, batch_size=32, seed=5, progress=False)
+    calls = []
+
+    def killed_at_step_8(x):  # the run dies mid-way (the last checkpoint is at step 6)
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return th.action(x)
+
     part = fresh()
-    flows.train(part, action=th.action, steps=7, batch_size=32, seed=5, checkpoint=ck, checkpoint_every=3,
-                progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        flows.train(part, action=killed_at_step_8, steps=12, batch_size=32, seed=5, checkpoint=ck,
+                    checkpoint_every=3, progress=False)
+    assert torch.load(ck, weights_only=False)["step"] == 6
     resumed = fresh()
     res = flows.train(resumed, action=th.action, steps=12, batch_size=32, seed=5, checkpoint=ck, resume=True,
                       progress=False)
@@ -164,7 +174,8 @@ def test_checkpoint_resume_continues_exactly(tmp_path):
 @pytest.mark.parametrize("kwargs, match", [
     ({"steps": 0}, "steps"), ({"steps": 2, "objective": "both"}, "objective"),
     ({"steps": 2, "objective": "forward"}, "data"), ({"steps": 2, "lr": -1.0}, "lr"),
-    ({"steps": 2, "resume": True}, "checkpoint"),
+    ({"steps": 2, "resume": True}, "checkpoint"), ({"steps": 2, "gradient": "score"}, "gradient"),
+    ({"steps": 2, "schedule": "linear"}, "schedule"), ({"steps": 2, "time_limit": 0.0}, "time_limit"),
 ])
 def test_train_rejects_bad_arguments(kwargs, match):
     model = flows.lattice_flow((4, 4), n_layers=1, hidden=(2,))
@@ -229,3 +240,36 @@ def test_resume_without_a_checkpoint_is_the_seeded_fresh_run(tmp_path):
         models.append(model)
     for a, b in zip(*(m.parameters() for m in models)):
         assert torch.equal(a, b)
+
+
+def _grads(model):
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def test_path_gradient_vanishes_at_the_target_and_agrees_with_reparameterisation_on_average():
+    # S = sum phi^2 (kappa = lam = 0): p is N(0, 1/2) per site, which the untrained flow over
+    # N(0, 1/2) represents exactly. Then log q + S is constant, the path gradient is zero sample
+    # by sample, and the reparameterisation gradient is pure score-term noise.
+    th = lftaccel.Phi4(kappa=0.0, lam=0.0)
+    torch.manual_seed(0)
+    model = flows.lattice_flow((4, 4), n_layers=2, hidden=(4,), prior_scale=math.sqrt(0.5))
+    for gradient, small in (("path", True), ("reparam", False)):
+        model.zero_grad()
+        loss, batch_ess = flows.reverse_kl_loss(model, th.action, 64, gradient)
+        loss.backward()
+        assert abs(batch_ess - 1) < 1e-12
+        assert (_grads(model).abs().max() < 1e-12) == small
+    # Away from the target both estimate the same gradient: on the same large batch they differ
+    # only by the score term, whose mean is zero.
+    th = lftaccel.Phi4(kappa=0.2, lam=0.5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    grads = {}
+    for gradient in ("path", "reparam"):
+        model.zero_grad()
+        torch.manual_seed(1)
+        flows.reverse_kl_loss(model, th.action, 4000, gradient)[0].backward()
+        grads[gradient] = _grads(model)
+    diff = (grads["path"] - grads["reparam"]).norm() / grads["reparam"].norm()
+    assert diff < 0.01, diff

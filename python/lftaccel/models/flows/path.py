@@ -98,6 +98,9 @@ class PathFlow(nn.Module):
     def sample_coordinates(self, n: int, generator=None):
         return self.flow.sample(n, generator)
 
+    def coordinate_log_prob(self, u):
+        return self.flow.log_prob(u)
+
     def sample(self, n: int, generator=None):
         u, log_q = self.flow.sample(n, generator)
         return self.path(u), log_q

@@ -7,6 +7,18 @@ estimated on a fresh batch x = T(z) each step and differentiated through the sam
 L >= -log Z, with equality only for q = p. The batch ESS of the weights w = exp(-S - log q)
 is logged beside it.
 
+Gradient estimator (reverse KL). 'path' (default): the path gradient of Vaitl et al. (2022),
+which differentiates S(T(z)) + log q_theta'(T(z)) through the sample only, with theta' a
+detached copy of the parameters. It drops the score term grad_theta log q_theta(x)|_x, whose
+mean is zero but whose variance is not, so the gradient noise vanishes as q -> p; it costs one
+inverse pass per step. Measured on 8x8 phi^4 (kappa 0.25, lambda 0.5, 8 layers, float32,
+batch 64, 5 min on a loaded 2-core CPU): ESS 0.46 against 0.40 for 'reparam', the plain
+reparameterisation gradient of log q + S.
+
+Learning rate: Adam at ``lr``, with schedule 'cosine' (default) decaying it to zero over the
+run, measured as the larger of step / steps and seconds / time_limit (so a run under a time
+limit anneals within it, and a resumed run continues the same schedule), or 'constant'.
+
 Forward KL. L = -E_data[log q(x)] over an ensemble (for example an HMC run file): it needs
 data but covers every mode the data have.
 
@@ -29,7 +41,7 @@ from ..._kernels import check_int
 
 from ...mcmc.nmcmc import ess
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "train", "reverse_kl_loss", "detached_copy"]
 
 
 @dataclasses.dataclass
@@ -44,10 +56,40 @@ class TrainResult:
         return float(np.mean(tail)) if tail else float("nan")
 
 
+def detached_copy(model):
+    """A copy of ``model`` without gradients, for evaluating log q at frozen parameters."""
+    import copy
+
+    return copy.deepcopy(model).requires_grad_(False)
+
+
+def reverse_kl_loss(model, action, batch_size: int, gradient: str = "path", shadow=None):
+    """(loss, batch ESS) on a fresh batch. The loss's value is <log q + S>; its gradient is the
+    path gradient (through the samples only; ``shadow`` is a detached_copy of the model, made
+    here when not given, and synchronised with it) or the reparameterisation gradient."""
+    sample = getattr(model, "sample_coordinates", model.sample)
+    action = action if action is not None else model.coordinate_action
+    u, log_q = sample(batch_size)
+    S = action(u)
+    if gradient == "path":
+        shadow = detached_copy(model) if shadow is None else shadow
+        with torch.no_grad():
+            for p_shadow, p in zip(shadow.parameters(), model.parameters()):
+                p_shadow.copy_(p)
+        loss = (getattr(shadow, "coordinate_log_prob", shadow.log_prob)(u) + S).mean()
+    elif gradient == "reparam":
+        loss = (log_q + S).mean()
+    else:
+        raise ValueError(f"gradient must be 'path' or 'reparam', got {gradient!r}")
+    with torch.no_grad():
+        batch_ess = ess(-(S + log_q))
+    return loss, batch_ess
+
+
 def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: float = 1.0,
           objective: str = "reverse", action=None, data=None, seed: int = 0, checkpoint=None,
           checkpoint_every: int = 200, resume: bool = False, time_limit: float | None = None,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, gradient: str = "path", schedule: str = "cosine") -> TrainResult:
     """Trains ``model`` in place.
 
     model: a flow with ``sample(n) -> (x, log q)`` and ``log_prob(x)``; a PathFlow trains in
@@ -63,9 +105,14 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
         raise ValueError(f"objective must be 'reverse' or 'forward', got {objective!r}")
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    if gradient not in ("path", "reparam"):
+        raise ValueError(f"gradient must be 'path' or 'reparam', got {gradient!r}")
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if time_limit is not None and not (time_limit > 0):
+        raise ValueError(f"time_limit must be > 0 or None, got {time_limit!r}")
     if not (clip > 0):
         raise ValueError(f"clip must be > 0, got {clip!r}")
-    sample = getattr(model, "sample_coordinates", model.sample)
     if objective == "reverse":
         action = action if action is not None else getattr(model, "coordinate_action", None)
         if action is None:
@@ -112,6 +159,12 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
                  "objective": objective}
         write_atomic(path, lambda tmp: torch.save(state, tmp))
 
+    shadow = detached_copy(model) if objective == "reverse" and gradient == "path" else None
+
+    def progress_fraction():
+        fractions = [step / steps] + ([elapsed / time_limit] if time_limit is not None else [])
+        return min(1.0, max(fractions))
+
     if not loaded:  # a fresh run is seeded; a resumed one continues the saved random streams
         torch.manual_seed(seed)
     bar = None
@@ -125,12 +178,11 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
     try:
         while step < steps and (time_limit is None or elapsed < time_limit):
             opt.zero_grad(set_to_none=True)
+            if schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * progress_fraction()))
             if objective == "reverse":
-                u, log_q = sample(batch_size)
-                S = action(u)
-                loss = (log_q + S).mean()
-                with torch.no_grad():
-                    batch_ess = ess(-(S + log_q))
+                loss, batch_ess = reverse_kl_loss(model, action, batch_size, gradient, shadow)
             else:
                 idx = torch.randint(len(data), (batch_size,), generator=gen)
                 loss = -model.log_prob(data[idx.to(data.device)]).mean()
