@@ -47,6 +47,7 @@ import lftaccel
 from lftaccel import analysis
 from lftaccel.mcmc import HMC, nmcmc
 from lftaccel.models import flows
+from lftaccel.reproduce import oscillator_fflow, phi4_flow
 
 N_STREAMS = 8
 
@@ -67,8 +68,9 @@ def sign_changes(xbar):
 def phi4_point(device):
     theory = lftaccel.Phi4(0.25, 0.5)
 
-    def make():
-        return flows.lattice_flow((8, 8), n_layers=8, hidden=(8, 8), dtype=torch.float32), 64
+    def make():  # the reproduction's flow, so that --reuse loads its checkpoint
+        return flows.lattice_flow((8, 8), n_layers=phi4_flow.N_LAYERS, hidden=phi4_flow.HIDDEN,
+                                  dtype=phi4_flow.DTYPE), phi4_flow.BATCH
 
     def observables(x):
         x = x.double()
@@ -83,7 +85,7 @@ def oscillator_point(f):
     theory = lftaccel.Oscillator(10.0, 0.5, 1.0, f)
 
     def make():
-        return flows.path_flow(theory, 64, basis="fourier", n_layers=8, hidden=(128, 128), equivariant=True), 256
+        return flows.path_flow(theory, 64, basis="fourier", **oscillator_fflow.FLOW), oscillator_fflow.BATCH
 
     def observables(x):
         x = x.double()

@@ -46,6 +46,7 @@ def _settings(quick: bool, device):
 # loaded machine): 8 layers of (8, 8) channels in float32 at batch 64 reached ESS 0.46 where
 # 16 layers of (16, 16) in float64 at batch 256 reached 0.02; the cost is dominated by the
 # per-op overhead of tiny convolutions, so fewer, cheaper steps lose to many small ones.
+# benchmarks/bench_flows.py builds the same flow to reuse the checkpoint.
 N_LAYERS, HIDDEN, BATCH, DTYPE = 8, (8, 8), 64, torch.float32
 
 
