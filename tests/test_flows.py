@@ -1,6 +1,7 @@
 """Flows: invertibility, log-det against autograd's Jacobian, Z2 equivariance, the free-field
 bound <log q + S> >= -log Z, training smoke tests, checkpoint/resume."""
 
+import copy
 import math
 
 import numpy as np
@@ -216,7 +217,7 @@ def test_double_well_zero_mode_prior_is_a_normalised_even_density():
 
 def test_fourier_flow_of_a_double_well_starts_in_both_wells():
     th = lftaccel.Oscillator(beta=10.0, m=0.5, lam=1.0, f=1.7)
-    model = flows.path_flow(th, 64, n_layers=2, hidden=(8,), equivariant=True)
+    model = flows.path_flow(th, 64, n_layers=2, hidden=(8,), equivariant=True, prior="double-well")
     torch.manual_seed(1)
     with torch.no_grad():
         x, log_q = model.sample(4000)
@@ -273,3 +274,116 @@ def test_path_gradient_vanishes_at_the_target_and_agrees_with_reparameterisation
         grads[gradient] = _grads(model)
     diff = (grads["path"] - grads["reparam"]).norm() / grads["reparam"].norm()
     assert diff < 0.01, diff
+
+
+def _kink_gas(n=8, flip=0.2, seed=0):
+    """A KinkGasPrior with every parameter moved off its starting value."""
+    th = lftaccel.Oscillator(beta=4.0, m=0.5, lam=1.0, f=1.4)
+    prior = flows.KinkGasPrior(flows.mode_scales(th, n), centre=1.4, flip=flip)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (prior.log_mu, prior.log_sigma, prior.log_filter):
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+    return prior
+
+
+def _kink_gas_by_enumeration(prior, z):
+    """log density of the prior as the explicit mixture over all 2^N periodic sign sequences."""
+    import itertools
+
+    y = lftaccel.fourier.from_fourier(z / prior.log_filter.exp())
+    mu, sigma = prior.log_mu.exp(), prior.log_sigma.exp()
+    terms, log_p_total = [], []
+    for signs in itertools.product([1.0, -1.0], repeat=prior.n):
+        s = torch.tensor(signs)[None]
+        log_p = prior._log_p_signs(s)
+        log_p_total.append(log_p)
+        gauss = (-(y - mu * s) ** 2 / (2 * sigma ** 2)).sum(1) - prior.n * torch.log(sigma * math.sqrt(2 * math.pi))
+        terms.append(log_p + gauss)
+    return torch.logsumexp(torch.stack(terms), 0) - prior.log_filter.sum(), torch.logsumexp(torch.cat(log_p_total), 0)
+
+
+@pytest.mark.parametrize("n", [7, 8])
+def test_kink_gas_prior_is_the_sum_over_all_sign_sequences(n):
+    prior = _kink_gas(n)
+    torch.manual_seed(0)
+    z = prior.sample(5)
+    with torch.no_grad():
+        reference, log_total = _kink_gas_by_enumeration(prior, z)
+        assert float(log_total) == pytest.approx(0.0, abs=1e-12)  # P(s) is normalised over periodic chains
+        assert torch.allclose(prior.log_prob(z), reference, atol=1e-11, rtol=0)
+        assert torch.allclose(prior.log_prob(-z), prior.log_prob(z), atol=1e-11, rtol=0)
+
+
+def test_kink_gas_prior_draws_sign_sequences_with_their_probabilities():
+    # all 2^8 periodic sign sequences against exp(log P(s)): a chi-square over 255 degrees of freedom
+    n, p, draws = 8, 0.2, 400000
+    prior = _kink_gas(n, flip=p)
+    s = prior._sample_signs(draws, torch.Generator().manual_seed(1), "cpu", torch.float64)
+    codes = ((s > 0).long() * (2 ** torch.arange(n))).sum(1)
+    observed = torch.bincount(codes, minlength=2 ** n).double()
+    every = torch.tensor([[1.0 if (c >> k) & 1 else -1.0 for k in range(n)] for c in range(2 ** n)])
+    with torch.no_grad():
+        expected = draws * prior._log_p_signs(every).exp()
+    assert float(expected.sum()) == pytest.approx(draws, rel=1e-12)
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert chi2 < 255 + 5 * math.sqrt(2 * 255), chi2
+
+
+def test_kink_gas_prior_samples_come_from_its_density():
+    # E_q[z . grad log q(z)] = -dim for any smooth normalised q (integration by parts): it fails if
+    # sample() and log_prob() disagree on any parameter, the Fourier scaling's direction included
+    n, draws = 8, 40000
+    prior = _kink_gas(n, flip=0.15)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        z = prior.sample(draws)
+    z.requires_grad_(True)
+    (grad,) = torch.autograd.grad(prior.log_prob(z).sum(), z)
+    v = (z * grad).sum(1).detach()
+    assert abs(float(v.mean()) + n) < 4 * float(v.std()) / math.sqrt(draws), (float(v.mean()), float(v.std()))
+    # and the signs' covariance: <y_0 y_k> = mu^2 (r^k + r^(N-k)) / (1 + r^N) + sigma^2 delta_k0, r = 1 - 2p
+    with torch.no_grad():
+        y = lftaccel.fourier.from_fourier(z.detach() / prior.log_filter.exp())
+        mu, sigma, r = float(prior.log_mu.exp()), float(prior.log_sigma.exp()), 1 - 2 * float(prior.flip)
+        for k in range(n):
+            exact = mu ** 2 * (r ** k + r ** (n - k)) / (1 + r ** n) + (sigma ** 2 if k == 0 else 0.0)
+            est = y[:, 0] * y[:, k]
+            assert abs(float(est.mean()) - exact) < 4 * float(est.std()) / math.sqrt(draws)
+
+
+def _frozen_kink_gas_action(prior):
+    target = copy.deepcopy(prior).requires_grad_(False)
+    return lambda u: -target.log_prob(u)
+
+
+def test_kink_gas_gradients_vanish_at_the_target_including_the_flip_rate():
+    # target = the model's own prior, the coupling layers the identity: log q + S = 0 per sample, so
+    # the path gradient and the flip rate's score-function term are both zero
+    th = lftaccel.Oscillator(beta=4.0, m=0.5, lam=1.0, f=1.4)
+    model = flows.path_flow(th, 8, n_layers=2, hidden=(8,), prior="kink-gas")
+    torch.manual_seed(0)
+    action = _frozen_kink_gas_action(model.flow.prior)
+    loss, batch_ess = flows.reverse_kl_loss(model, action, 64, "path")
+    loss.backward()
+    assert abs(batch_ess - 1) < 1e-12
+    assert _grads(model).abs().max() < 1e-10
+    # a different target flip rate gives the flip logit a gradient, of the sign that moves toward it
+    target = copy.deepcopy(model.flow.prior)
+    with torch.no_grad():
+        target.flip_logit.fill_(math.log(0.2 / 0.8))
+    model.zero_grad()
+    flows.reverse_kl_loss(model, _frozen_kink_gas_action(target), 4096, "path")[0].backward()
+    assert float(model.flow.prior.flip_logit.grad) < 0  # descent raises the flip rate from 1/32
+
+
+def test_training_learns_the_kink_rate_of_a_kink_gas_target():
+    th = lftaccel.Oscillator(beta=4.0, m=0.5, lam=1.0, f=1.4)
+    model = flows.path_flow(th, 16, n_layers=2, hidden=(8,), prior="kink-gas")
+    target = copy.deepcopy(model.flow.prior)
+    with torch.no_grad():
+        target.flip_logit.fill_(math.log(0.15 / 0.85))
+    assert float(model.flow.prior.flip.detach()) == pytest.approx(1 / 32)
+    flows.train(model, action=_frozen_kink_gas_action(target), steps=300, batch_size=128, lr=0.02, seed=0,
+                progress=False)
+    assert float(model.flow.prior.flip.detach()) == pytest.approx(0.15, abs=0.005)

@@ -5,7 +5,9 @@ real-space flow beside it on the same training budget.
 Setting: m = 0.5, lam = 1, beta = 10, N = 64 (a = 0.15625), V = lam (x^2 - f^2)^2 with
 f in {1.0, 1.4} (checks on E0, E1 - E0, E2 - E0) and the strongly bimodal f = 1.7 (checks on
 <x^2>, <x^4> and G2(tau), since the gap is too small to resolve at this beta). Both flows
-are Z2-equivariant (the action is even in x), so they cannot collapse onto one well.
+are Z2-equivariant (the action is even in x), so they cannot collapse onto one well. The
+Fourier-flow starts from the kink-gas prior (flows.KinkGasPrior), which carries the kinks
+that the tunnelling paths need; the real-space flow from an iid Gaussian.
 
 Exact values are those of the estimators themselves at this N: the virial E0 from the
 transfer matrix's <x^2> and <x^4>, and the gaps as the cosh effective masses of the exact
@@ -66,6 +68,16 @@ def _tunnelling(x, f):
     return float(((x.min(1).values < -f / 2) & (x.max(1).values > f / 2)).double().mean())
 
 
+def _sign_changes(x):
+    """Mean number of sign changes of x_n along a (periodic) path: twice the kink-pair count."""
+    return float((x * torch.roll(x, -1, dims=1) < 0).double().sum(1).mean())
+
+
+def _exact_sign_changes(tm):
+    """N P(x_n x_n+1 < 0) = N (1 - <sign x_0 sign x_1>) / 2 from the transfer matrix."""
+    return N * (1 - tm.correlator(np.sign, 1)) / 2
+
+
 def _plot_paths(paths: dict, path):
     from .common import _plt
 
@@ -106,11 +118,17 @@ def run_reproduction(out, quick: bool = False, device: str | None = None, **over
                                 "fraction_right_well": float((xbar > 0).double().mean()),
                                 "tunnelling_raw": _tunnelling(x, f),
                                 "tunnelling_chain": _tunnelling(x[torch.as_tensor(chain.index.ravel())], f),
+                                "sign_changes_raw": _sign_changes(x),
+                                "sign_changes_chain": _sign_changes(x[torch.as_tensor(chain.index.ravel())]),
+                                "sign_changes_exact": _exact_sign_changes(tm),
                                 "chain": chain, "x": x}
             compare_rows.append([f, basis, tr.steps, f"{chain.ess:.3f}", f"{chain.acceptance:.3f}",
                                  f"{per_basis[basis]['fraction_right_well']:.3f}",
                                  f"{per_basis[basis]['tunnelling_raw']:.3f}",
-                                 f"{per_basis[basis]['tunnelling_chain']:.3f}"])
+                                 f"{per_basis[basis]['tunnelling_chain']:.3f}",
+                                 f"{per_basis[basis]['sign_changes_raw']:.2f} / "
+                                 f"{per_basis[basis]['sign_changes_chain']:.2f} / "
+                                 f"{per_basis[basis]['sign_changes_exact']:.2f}"])
         fb = per_basis["fourier"]
         meas = analysis.oscillator_measurements(fb["x"].numpy())
         est = chain_observables(meas, fb["chain"], analysis.oscillator_observables, theory, N, WINDOW)
@@ -142,9 +160,11 @@ def run_reproduction(out, quick: bool = False, device: str | None = None, **over
                  check_rows)
     report.add("## Real-space against Fourier-space flows, equal training budgets",
                "Fraction of raw flow samples with path mean > 0 (exact: 1/2), and the fraction of paths that visit "
-               "both wells (min < -f/2 and max > f/2) among raw samples and along the exact chain.")
+               "both wells (min < -f/2 and max > f/2) among raw samples and along the exact chain; and the mean "
+               "number of sign changes of x along a path (twice the number of kink-antikink pairs, plus noise "
+               "crossings) in raw samples / along the chain / exactly (transfer matrix).")
     report.table(["f", "basis", "steps", "ESS", "acceptance", "fraction x̄ > 0", "both wells (raw)",
-                  "both wells (chain)"], compare_rows)
+                  "both wells (chain)", "sign changes raw / chain / exact"], compare_rows)
     for f in cfg["f"]:
         report.image(f"training-f{f}.png", f"loss and ESS, f = {f}")
         report.image(f"hist-xbar-f{f}.png", f"path mean, f = {f}")

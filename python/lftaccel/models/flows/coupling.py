@@ -1,4 +1,4 @@
-"""Affine coupling layers and the flow that stacks them over a Gaussian prior.
+"""Affine coupling layers and the flow that stacks them over a prior (Gaussian, or see kink_prior).
 
 A coupling layer splits the degrees of freedom by a fixed binary mask into frozen (mask 1)
 and active (mask 0) ones. The frozen ones pass through; the active ones are transformed
@@ -20,6 +20,7 @@ x = T(z); ``sample(n)`` returns (x, log q(x)) and ``log_prob(x)`` inverts T.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -115,18 +116,22 @@ class DoubleWellZeroModePrior(GaussianPrior):
 class CouplingFlow(nn.Module):
     """x = T(z), z from ``prior``, T a stack of coupling layers."""
 
-    def __init__(self, prior: GaussianPrior, layers):
+    def __init__(self, prior: nn.Module, layers):
         super().__init__()
         self.prior = prior
         self.layers = nn.ModuleList(layers)
 
     @property
     def dtype(self):
-        return self.prior.scale.dtype
+        return self._prior_tensor().dtype
 
     @property
     def device(self):
-        return self.prior.scale.device
+        return self._prior_tensor().device
+
+    def _prior_tensor(self):
+        """A floating tensor of the prior (a buffer of a fixed prior, a parameter of a learnt one)."""
+        return next(t for t in itertools.chain(self.prior.buffers(), self.prior.parameters()) if t.is_floating_point())
 
     def transform(self, z):
         """z -> (x, log|det dx/dz|)."""
@@ -136,11 +141,17 @@ class CouplingFlow(nn.Module):
             logdet = logdet + ld
         return z, logdet
 
-    def sample(self, n: int, generator=None):
-        """(x, log q(x)) for n samples; differentiable in the parameters (reparameterisation)."""
-        z = self.prior.sample(n, generator)
+    def sample(self, n: int, generator=None, with_latent: bool = False):
+        """(x, log q(x)) for n samples; differentiable in the parameters (reparameterisation).
+        with_latent: also return log P of the prior's discrete latent draw (a KinkGasPrior's
+        signs; None for a prior without one), whose gradient is the score-function term."""
+        if hasattr(self.prior, "sample_with_latent"):
+            z, log_p_latent = self.prior.sample_with_latent(n, generator)
+        else:
+            z, log_p_latent = self.prior.sample(n, generator), None
         x, logdet = self.transform(z)
-        return x, self.prior.log_prob(z) - logdet
+        out = (x, self.prior.log_prob(z) - logdet)
+        return (*out, log_p_latent) if with_latent else out
 
     def log_prob(self, x):
         """log q(x) through the inverse map."""

@@ -13,12 +13,16 @@ alternating even/odd masks; they differ in what the coordinates are.
   * Real-space flow (``basis='real'``): the coordinates are the path x_n itself, with an
     iid N(0, s^2) prior of the same per-site variance s^2 = mean_j var(c_j).
 
-Double wells (``prior='auto'``, the default): the Fourier-flow's prior puts the zero mode
-c_0 = sqrt(N) mean(x) in the symmetric mixture of N(+-sqrt(N) f, var(c_0)), one component
-per well, so the two wells are in the base density and the flow does not have to tear a
-Gaussian in two (a coupling flow cannot, without collapsing onto one well). That is the
-Fourier basis' advantage: the global mode is one coordinate. The real-space flow keeps the
-iid Gaussian prior (``prior='gaussian'``), which is the comparison the reproduction makes.
+Double wells (``prior='auto'``, the default). The Fourier-flow starts from the kink-gas
+prior (kink_prior.KinkGasPrior): both wells and the kinks between them are in the base
+density, with the kinks' number learnt and their positional entropy summed exactly. The
+plain alternative, ``prior='double-well'``, puts only the zero mode c_0 = sqrt(N) mean(x)
+in the symmetric mixture of N(+-sqrt(N) f, var(c_0)), so the flow does not have to tear a
+Gaussian in two; but it then makes one-well paths and reverse KL never finds the kinks:
+measured at f = 1.4 after 120 s of training (2-core CPU, 16384 proposals), its chain gives
+E1 - E0 = 0.167(16) and G2(beta/2) = 1.12(3) against the exact 0.478 and 0.241, where the
+kink-gas prior gives 0.494(13) and 0.249(18). The real-space flow keeps the iid Gaussian
+prior (``prior='gaussian'``), the comparison the reproduction makes.
 
 The map c -> x is orthogonal, so log q is the same in both variables. ``sample(n)``
 returns paths x; ``coordinates(x)`` and ``path(u)`` convert; ``coordinate_action`` is the
@@ -37,6 +41,7 @@ from ..._kernels import check_int
 from ...fourier import from_fourier, laplacian_eigenvalues, to_fourier
 from ...theories import Oscillator
 from .coupling import AffineCoupling, CouplingFlow, DoubleWellZeroModePrior, GaussianPrior
+from .kink_prior import KinkGasPrior
 
 __all__ = ["MLPConditioner", "PathFlow", "path_flow", "mode_scales"]
 
@@ -59,6 +64,9 @@ class MLPConditioner(nn.Module):
     def forward(self, u):
         out = self.net(u)
         return out[:, : self.n], out[:, self.n:]
+
+
+KINK_FLIP_START = 1.0 / 32  # the kink-gas prior's starting sign-flip rate per site (learnt from there)
 
 
 def mode_scales(theory: Oscillator, n_slices: int, dtype=torch.float64) -> torch.Tensor:
@@ -95,8 +103,8 @@ class PathFlow(nn.Module):
         """S in the flow's coordinates, differentiable through the kernels' custom ops."""
         return self.theory.fourier_action(u) if self.basis == "fourier" else self.theory.action(u)
 
-    def sample_coordinates(self, n: int, generator=None):
-        return self.flow.sample(n, generator)
+    def sample_coordinates(self, n: int, generator=None, with_latent: bool = False):
+        return self.flow.sample(n, generator, with_latent)
 
     def coordinate_log_prob(self, u):
         return self.flow.log_prob(u)
@@ -111,6 +119,11 @@ class PathFlow(nn.Module):
 
 def path_flow(theory: Oscillator, n_slices: int, *, basis: str = "fourier", n_layers: int = 8,
               hidden=(128, 128), equivariant: bool = False, prior: str = "auto", dtype=torch.float64) -> PathFlow:
+    """The Fourier-flow (basis 'fourier') or its real-space counterpart (basis 'real').
+
+    prior: 'gaussian' (the mode widths of mode_scales), 'double-well' (both wells in the zero
+    mode), 'kink-gas' (a KinkGasPrior: both wells and kinks between them), or 'auto':
+    'kink-gas' for the Fourier-flow of a double well, 'gaussian' otherwise."""
     if not isinstance(theory, Oscillator):
         raise TypeError(f"theory must be an Oscillator, got {type(theory).__name__}")
     if basis not in ("fourier", "real"):
@@ -119,17 +132,23 @@ def path_flow(theory: Oscillator, n_slices: int, *, basis: str = "fourier", n_la
     check_int(n_layers, "n_layers")
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    if prior not in ("auto", "gaussian", "double-well"):
-        raise ValueError(f"prior must be 'auto', 'gaussian' or 'double-well', got {prior!r}")
+    if prior not in ("auto", "gaussian", "double-well", "kink-gas"):
+        raise ValueError(f"prior must be 'auto', 'gaussian', 'double-well' or 'kink-gas', got {prior!r}")
     if prior == "auto":
-        prior = "double-well" if basis == "fourier" and theory.lam is not None and theory.f != 0 else "gaussian"
-    if prior == "double-well" and (basis != "fourier" or theory.lam is None):
-        raise ValueError("prior 'double-well' needs basis='fourier' and a double-well Oscillator(beta, m, lam, f)")
+        prior = "kink-gas" if basis == "fourier" and theory.lam is not None and theory.f != 0 else "gaussian"
+    if prior in ("double-well", "kink-gas") and (basis != "fourier" or theory.lam is None):
+        raise ValueError(f"prior {prior!r} needs basis='fourier' and a double-well Oscillator(beta, m, lam, f)")
+    if prior == "kink-gas" and theory.f == 0:
+        raise ValueError("prior 'kink-gas' needs wells at x = +-f != 0")
     scales = mode_scales(theory, n_slices, dtype)
     if basis == "real":
         scales = torch.full_like(scales, float((scales ** 2).mean().sqrt()))
-    base = (DoubleWellZeroModePrior(scales, math.sqrt(n_slices) * abs(theory.f)) if prior == "double-well"
-            else GaussianPrior(scales))
+    if prior == "kink-gas":
+        base = KinkGasPrior(scales, abs(theory.f), KINK_FLIP_START)
+    elif prior == "double-well":
+        base = DoubleWellZeroModePrior(scales, math.sqrt(n_slices) * abs(theory.f))
+    else:
+        base = GaussianPrior(scales)
     idx = torch.arange(n_slices)
     layers = [AffineCoupling(MLPConditioner(n_slices, hidden, dtype), (idx % 2 == k % 2).to(dtype), equivariant)
               for k in range(n_layers)]

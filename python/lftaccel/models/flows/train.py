@@ -5,7 +5,8 @@ Reverse KL. With p = exp(-S) / Z, the loss L = E_q[log q(x) + S(x)] = KL(q || p)
 estimated on a fresh batch x = T(z) each step and differentiated through the sample
 (reparameterisation) and through the action's custom op (its backward is the force kernel).
 L >= -log Z, with equality only for q = p. The batch ESS of the weights w = exp(-S - log q)
-is logged beside it.
+is logged beside it. A prior with a discrete latent (flows.KinkGasPrior's sign sequence)
+adds the score-function term for that draw's parameters (see reverse_kl_loss).
 
 Gradient estimator (reverse KL). 'path' (default): the path gradient of Vaitl et al. (2022),
 which differentiates S(T(z)) + log q_theta'(T(z)) through the sample only, with theta' a
@@ -66,10 +67,15 @@ def detached_copy(model):
 def reverse_kl_loss(model, action, batch_size: int, gradient: str = "path", shadow=None):
     """(loss, batch ESS) on a fresh batch. The loss's value is <log q + S>; its gradient is the
     path gradient (through the samples only; ``shadow`` is a detached_copy of the model, made
-    here when not given, and synchronised with it) or the reparameterisation gradient."""
+    here when not given, and synchronised with it) or the reparameterisation gradient; plus,
+    for a prior with a discrete latent draw, the score-function term of its parameters."""
     sample = getattr(model, "sample_coordinates", model.sample)
     action = action if action is not None else model.coordinate_action
-    u, log_q = sample(batch_size)
+    flow = getattr(model, "flow", model)
+    if hasattr(getattr(flow, "prior", None), "sample_with_latent"):
+        u, log_q, log_p_latent = sample(batch_size, with_latent=True)
+    else:
+        (u, log_q), log_p_latent = sample(batch_size), None
     S = action(u)
     if gradient == "path":
         shadow = detached_copy(model) if shadow is None else shadow
@@ -81,6 +87,15 @@ def reverse_kl_loss(model, action, batch_size: int, gradient: str = "path", shad
         loss = (log_q + S).mean()
     else:
         raise ValueError(f"gradient must be 'path' or 'reparam', got {gradient!r}")
+    if log_p_latent is not None and log_p_latent.requires_grad:
+        # a discrete latent draw (a kink-gas prior's signs) is not reparameterisable: its
+        # parameters get the score-function term E[(log q + S - baseline) grad log P(latent)],
+        # with the leave-one-out batch mean as baseline (unbiased), added with value zero so
+        # the logged loss stays <log q + S>
+        f = (log_q + S).detach()
+        n = f.numel()
+        centred = (f - f.mean()) * (n / (n - 1)) if n > 1 else torch.zeros_like(f)
+        loss = loss + (centred * (log_p_latent - log_p_latent.detach())).mean()
     with torch.no_grad():
         batch_ess = ess(-(S + log_q))
     return loss, batch_ess
