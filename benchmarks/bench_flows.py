@@ -70,7 +70,7 @@ def phi4_point(device):
 
     def make():  # the reproduction's flow, so that --reuse loads its checkpoint
         return flows.lattice_flow((8, 8), n_layers=phi4_flow.N_LAYERS, hidden=phi4_flow.HIDDEN,
-                                  dtype=phi4_flow.DTYPE), phi4_flow.BATCH
+                                  dtype=phi4_flow.DTYPE), phi4_flow.BATCH, phi4_flow.LR
 
     def observables(x):
         x = x.double()
@@ -85,7 +85,8 @@ def oscillator_point(f):
     theory = lftaccel.Oscillator(10.0, 0.5, 1.0, f)
 
     def make():
-        return flows.path_flow(theory, 64, basis="fourier", **oscillator_fflow.FLOW), oscillator_fflow.BATCH
+        return (flows.path_flow(theory, 64, basis="fourier", **oscillator_fflow.FLOW), oscillator_fflow.BATCH,
+                oscillator_fflow.LR)
 
     def observables(x):
         x = x.double()
@@ -104,10 +105,10 @@ def checkpoint_of(point, out, reuse):
 
 def run_flow(point, n, train_seconds, checkpoint, device, seed):
     torch.manual_seed(seed)
-    model, batch = point["make"]()
+    model, batch, lr = point["make"]()
     model = model.to(device)
     tr = flows.train(model, action=getattr(model, "coordinate_action", point["theory"].action), steps=10 ** 7,
-                     batch_size=batch, seed=seed, checkpoint=checkpoint, resume=True,
+                     batch_size=batch, lr=lr, seed=seed, checkpoint=checkpoint, resume=True,
                      time_limit=train_seconds, progress=True)
     nmcmc.draw(model, point["theory"].action, 256)  # warm-up (first-call initialisation is not sampling)
     sync(device)

@@ -40,12 +40,13 @@ def _settings(quick):
 # The flows (both bases) and their batch; benchmarks/bench_flows.py builds the same to reuse them.
 FLOW = {"n_layers": 8, "hidden": (128, 128), "equivariant": True}
 BATCH = 256
+LR = 1e-3
 
 
 def _train(theory, basis, seconds, out, name, dev):
     torch.manual_seed(1)  # the initial weights
     model = flows.path_flow(theory, N, basis=basis, **FLOW).to(dev)
-    res = flows.train(model, steps=10 ** 7, batch_size=BATCH, lr=1e-3, seed=1, checkpoint=out / f"{name}.pt",
+    res = flows.train(model, steps=10 ** 7, batch_size=BATCH, lr=LR, seed=1, checkpoint=out / f"{name}.pt",
                       resume=True, time_limit=seconds)
     return model, res
 

@@ -46,8 +46,10 @@ def _settings(quick: bool, device):
 # loaded machine): 8 layers of (8, 8) channels in float32 at batch 64 reached ESS 0.46 where
 # 16 layers of (16, 16) in float64 at batch 256 reached 0.02; the cost is dominated by the
 # per-op overhead of tiny convolutions, so fewer, cheaper steps lose to many small ones.
+# Adam's starting rate (cosine-decayed over the budget), by the ESS of 2^15 proposals after
+# 5 min on the quiet 2-core CPU: 0.405 at 1e-3, 0.606 at 3e-3, 0.498 at 6e-3.
 # benchmarks/bench_flows.py builds the same flow to reuse the checkpoint.
-N_LAYERS, HIDDEN, BATCH, DTYPE = 8, (8, 8), 64, torch.float32
+N_LAYERS, HIDDEN, BATCH, DTYPE, LR = 8, (8, 8), 64, torch.float32, 3e-3
 
 
 def _flow_model(L, equivariant, device, seed):
@@ -70,7 +72,7 @@ def _hmc(theory, L, n_samples, out, device, n_therm=500):
 
 def _train(theory, L, seconds, out, name, *, equivariant=False, device):
     model = _flow_model(L, equivariant, device, seed=L)
-    res = flows.train(model, action=theory.action, steps=10 ** 7, batch_size=BATCH, lr=1e-3, seed=L,
+    res = flows.train(model, action=theory.action, steps=10 ** 7, batch_size=BATCH, lr=LR, seed=L,
                       checkpoint=out / f"{name}.pt", resume=True, time_limit=seconds)
     return model, res
 
