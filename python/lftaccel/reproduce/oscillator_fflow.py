@@ -70,7 +70,8 @@ def _tunnelling(x, f):
 
 
 def _sign_changes(x):
-    """Mean number of sign changes of x_n along a (periodic) path: twice the kink-pair count."""
+    """Mean number of sign changes of x_n along a (periodic) path: the kinks, plus the noise
+    crossings of x = 0 that a kink can make several of (the exact value counts both alike)."""
     return float((x * torch.roll(x, -1, dims=1) < 0).double().sum(1).mean())
 
 
