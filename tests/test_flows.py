@@ -1,7 +1,6 @@
 """Flows: invertibility, log-det against autograd's Jacobian, Z2 equivariance, the free-field
 bound <log q + S> >= -log Z, training smoke tests, checkpoint/resume."""
 
-import copy
 import math
 
 import numpy as np
@@ -352,8 +351,12 @@ def test_kink_gas_prior_samples_come_from_its_density():
             assert abs(float(est.mean()) - exact) < 4 * float(est.std()) / math.sqrt(draws)
 
 
-def _frozen_kink_gas_action(prior):
-    target = copy.deepcopy(prior).requires_grad_(False)
+def _kink_gas_target_action(prior, flip=None):
+    """S = -log density of a frozen copy of ``prior`` (with its flip rate set to ``flip`` if given)."""
+    target = flows.detached_copy(prior)
+    if flip is not None:
+        with torch.no_grad():
+            target.flip_logit.fill_(math.log(flip / (1 - flip)))
     return lambda u: -target.log_prob(u)
 
 
@@ -363,27 +366,22 @@ def test_kink_gas_gradients_vanish_at_the_target_including_the_flip_rate():
     th = lftaccel.Oscillator(beta=4.0, m=0.5, lam=1.0, f=1.4)
     model = flows.path_flow(th, 8, n_layers=2, hidden=(8,), prior="kink-gas")
     torch.manual_seed(0)
-    action = _frozen_kink_gas_action(model.flow.prior)
+    action = _kink_gas_target_action(model.flow.prior)
     loss, batch_ess = flows.reverse_kl_loss(model, action, 64, "path")
     loss.backward()
     assert abs(batch_ess - 1) < 1e-12
     assert _grads(model).abs().max() < 1e-10
     # a different target flip rate gives the flip logit a gradient, of the sign that moves toward it
-    target = copy.deepcopy(model.flow.prior)
-    with torch.no_grad():
-        target.flip_logit.fill_(math.log(0.2 / 0.8))
     model.zero_grad()
-    flows.reverse_kl_loss(model, _frozen_kink_gas_action(target), 4096, "path")[0].backward()
+    flows.reverse_kl_loss(model, _kink_gas_target_action(model.flow.prior, flip=0.2), 4096, "path")[0].backward()
     assert float(model.flow.prior.flip_logit.grad) < 0  # descent raises the flip rate from 1/32
 
 
 def test_training_learns_the_kink_rate_of_a_kink_gas_target():
     th = lftaccel.Oscillator(beta=4.0, m=0.5, lam=1.0, f=1.4)
     model = flows.path_flow(th, 16, n_layers=2, hidden=(8,), prior="kink-gas")
-    target = copy.deepcopy(model.flow.prior)
-    with torch.no_grad():
-        target.flip_logit.fill_(math.log(0.15 / 0.85))
+    action = _kink_gas_target_action(model.flow.prior, flip=0.15)
     assert float(model.flow.prior.flip.detach()) == pytest.approx(1 / 32)
-    flows.train(model, action=_frozen_kink_gas_action(target), steps=300, batch_size=128, lr=0.02, seed=0,
+    flows.train(model, action=action, steps=300, batch_size=128, lr=0.02, seed=0,
                 progress=False)
     assert float(model.flow.prior.flip.detach()) == pytest.approx(0.15, abs=0.005)
