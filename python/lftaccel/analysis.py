@@ -14,8 +14,10 @@ Conventions (see also DESIGN.md):
     chi_2pt = sum_t G(t) (equal to chi2 on the same data: a consistency check).
   * XY (J = 1): energy per site e = -(1/V) sum_x sum_mu cos(theta_x - theta_{x+mu});
     helicity modulus Y = (1/(d V)) sum_mu [<sum_x cos(d_mu theta)> - beta <(sum_x sin(d_mu theta))^2>],
-    the convention in which the KT jump is Y(T_KT) = 2 T_KT / pi; vortex density (2D) =
-    (1/V) sum_plaquettes |winding|.
+    the convention in which the KT jump is Y(T_KT) = 2 T_KT / pi (it is (1/V) d^2 F / d delta^2
+    for a twist delta added to every link along mu, tested against that derivative); vortex
+    density (2D) = (1/V) sum_plaquettes |winding|; spin correlation G(r) = <cos(theta_x -
+    theta_{x + r e_mu})>, averaged over x and mu.
   * oscillator: <x^2>, <x^4>; E0 = <V> + <x V'(x)>/2 (virial) = c0 + 2 c2 <x^2> + 3 c4 <x^4>, for
     the double well 3 lam <x^4> - 4 lam f^2 <x^2> + lam f^4; G2(tau) = <x_n x_{n+tau}>;
     G4(tau) = <x_n^2 x_{n+tau}^2> - <x^2>^2 (connected); E1 - E0 and E2 - E0 from their
@@ -125,11 +127,25 @@ def xy_measurements(configs, beta: float) -> dict:
         cos_mu = [torch.cos(df).flatten(1).sum(1) for df in diffs]
         sin_mu = [torch.sin(df).flatten(1).sum(1) for df in diffs]
         hel = sum(c - beta * s**2 for c, s in zip(cos_mu, sin_mu))
-        out = {"energy": -sum(cos_mu) / V, "helicity": hel / (len(dims) * V)}
+        out = {"energy": -sum(cos_mu) / V, "helicity": hel / (len(dims) * V), "spin_corr": spin_correlation(th)}
         if th.dim() == 3:
             out["vortex"] = vortex_density(th)
         return out
     return _per_config(configs, 512, fn)
+
+
+def spin_correlation(theta: torch.Tensor) -> torch.Tensor:
+    """G(r) = <cos(theta_x - theta_{x + r e_mu})>, averaged over x and the axes mu, for
+    r = 0 .. min(extent) // 2, per configuration (n, r_max + 1). By FFT: with s = exp(i theta),
+    sum_x Re[conj(s_x) s_{x+r}] is the real part of the periodic autocorrelation of s."""
+    dims = list(range(1, theta.dim()))
+    r_max = min(theta.shape[1:]) // 2
+    s = torch.polar(torch.ones_like(theta), theta)
+    F = torch.fft.fftn(s, dim=dims)
+    auto = torch.fft.ifftn(F.abs() ** 2, dim=dims).real / math.prod(theta.shape[1:])  # (n, *shape)
+    r = torch.arange(r_max + 1)
+    lines = [auto[(slice(None),) + tuple(r if e == d else 0 for e in dims)] for d in dims]  # (n, r_max + 1) each
+    return torch.stack(lines).mean(0)
 
 
 def _wrap(d):
@@ -151,6 +167,9 @@ def xy_observables(by_chain: dict) -> dict:
     out = {"energy": primary(by_chain["energy"], "energy"), "helicity": primary(by_chain["helicity"], "helicity")}
     if "vortex" in by_chain:
         out["vortex_density"] = primary(by_chain["vortex"], "vortex_density")
+    corr = by_chain.get("spin_corr")
+    if corr is not None:
+        out.update({f"G({r})": primary(corr[:, :, r], f"G({r})") for r in range(1, corr.shape[2])})
     return out
 
 

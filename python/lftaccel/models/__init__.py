@@ -1,2 +1,3 @@
-"""Generative samplers trained with PyTorch on the kernels (flows; autoregressive and
-diffusion models to follow). Every one gives (samples, log q) for lftaccel.mcmc.nmcmc."""
+"""Generative samplers trained with PyTorch on the kernels: normalizing flows (flows),
+continuous autoregressive networks for XY (can); diffusion models to follow. Every one
+gives (samples, log q) for lftaccel.mcmc.nmcmc. The shared training loop is _loop.optimise."""

@@ -1,0 +1,135 @@
+"""The optimisation loop every generative model trains with: Adam, a learning-rate schedule,
+gradient clipping, a tqdm bar, a history, and atomic checkpoints with resume.
+
+The model supplies ``loss_step(step) -> (loss, metrics)``: a differentiable scalar and a dict
+of floats to log (shown on the bar, kept in the history). The loop owns everything else.
+
+Learning rate: Adam at ``lr``, with schedule 'cosine' (default) decaying it to zero over the
+run, measured as the larger of step / steps and seconds / time_limit (so a run under a time
+limit anneals within it, and a resumed run continues the same schedule), or 'constant'.
+
+Checkpoints hold the model, the optimiser, the step, the history, the torch (and CUDA) RNG
+state and that of an optional extra generator, written atomically every
+``checkpoint_every`` steps and at the end; ``resume=True`` continues from the file, so a
+killed run loses at most one checkpoint interval and continues the same random streams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._kernels import check_int
+
+__all__ = ["TrainResult", "optimise"]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    history: dict  # step, seconds and each logged metric: lists of floats
+
+    @property
+    def final_ess(self) -> float:
+        tail = self.history.get("ess", [])[-20:]
+        return float(np.mean(tail)) if tail else float("nan")
+
+
+def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int, checkpoint, checkpoint_every: int,
+             resume: bool, time_limit: float | None, progress: bool, schedule: str, tag: str, desc: str,
+             generator: torch.Generator | None = None) -> TrainResult:
+    """Runs loss_step / backward / clip / Adam until ``steps`` or ``time_limit``. ``tag``
+    names the objective in the checkpoint: resuming a file written under another tag fails."""
+    check_int(steps, "steps")
+    check_int(checkpoint_every, "checkpoint_every")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if time_limit is not None and not (time_limit > 0):
+        raise ValueError(f"time_limit must be > 0 or None, got {time_limit!r}")
+    if not (clip > 0):
+        raise ValueError(f"clip must be > 0, got {clip!r}")
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = {"step": [], "seconds": []}
+    step, elapsed = 0, 0.0
+    path = Path(checkpoint) if checkpoint is not None else None
+    device = next(model.parameters()).device
+    loaded = False
+    if resume:
+        if path is None:
+            raise ValueError("resume=True needs a checkpoint path")
+        if path.exists():
+            state = torch.load(path, weights_only=False, map_location=device)
+            if state.get("objective") != tag:
+                raise ValueError(f"cannot resume {path}: it was trained with objective {state.get('objective')!r}")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            step, elapsed, history = state["step"], state["seconds"], state["history"]
+            torch.set_rng_state(state["torch_rng"].cpu())
+            if state.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+            if generator is not None:
+                generator.set_state(state["data_rng"].cpu())
+            loaded = True
+
+    def save():
+        if path is None:
+            return
+        from ..io import write_atomic  # h5py comes with io; training without checkpoints needs neither
+
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "seconds": elapsed,
+                 "history": history, "torch_rng": torch.get_rng_state(),
+                 "data_rng": generator.get_state() if generator is not None else None,
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                 "objective": tag}
+        write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+    def progress_fraction():
+        fractions = [step / steps] + ([elapsed / time_limit] if time_limit is not None else [])
+        return min(1.0, max(fractions))
+
+    if not loaded:  # a fresh run is seeded; a resumed one continues the saved random streams
+        torch.manual_seed(seed)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        # under a time limit the step count is open-ended: show steps and rate, not a fake ETA
+        bar = tqdm(total=steps if time_limit is None else None, initial=min(step, steps), desc=desc, unit="step")
+    t_start = time.perf_counter() - elapsed
+    try:
+        while step < steps and (time_limit is None or elapsed < time_limit):
+            opt.zero_grad(set_to_none=True)
+            if schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * progress_fraction()))
+            loss, metrics = loss_step(step)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {float(loss)} at step {step}: lower lr or clip")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            step += 1
+            elapsed = time.perf_counter() - t_start
+            history["step"].append(step)
+            history["seconds"].append(elapsed)
+            for key, value in metrics.items():
+                history.setdefault(key, []).append(float(value))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{float(v):.3f}" for k, v in metrics.items()})
+            if step % checkpoint_every == 0:
+                save()
+    finally:
+        if bar is not None:
+            bar.close()
+    save()
+    return TrainResult(step, elapsed, history)

@@ -1,0 +1,179 @@
+"""The continuous autoregressive network (CAN) for 2D XY configurations.
+
+q(theta) = prod_i q(theta_i | theta_<i) in raster order, each conditional a mixture on the
+circle (circular.py) whose parameters come from a masked PixelCNN (masked.py): an exclusive
+first layer (half-width ``first_half_width``), ``depth - 1`` inclusive hidden layers
+(half-width ``half_width``, ELU, optionally residual), and an inclusive 1x1 head.
+
+Global O(2) symmetry, used exactly. The XY weight is invariant under theta -> theta + alpha,
+so the exact marginal of the first site is uniform. The network fixes it so: theta_0 is
+drawn uniformly, and every later site is modelled through its angle relative to site 0,
+phi_i = (theta_i - theta_0 + pi) mod 2 pi (the shift by pi puts aligned spins mid-range,
+away from the point where a Beta mixture's density can jump). The map theta -> (theta_0,
+phi) has unit Jacobian, so
+
+    log q(theta) = -log(2 pi) + sum_{i >= 1} log q_i(phi_i | phi_<i),
+
+exact, normalised, and invariant under every global rotation: rotating a sample by a
+uniform random angle changes neither q nor the target, so nothing is lost by it. The
+reflection theta -> -theta is also a symmetry of XY; ``reflect=True`` symmetrises q over it,
+q_R(theta) = [q(theta) + q(-theta)] / 2 (still exact and normalised; sampling flips a draw
+with probability 1/2), at the cost of a second log q pass.
+
+The network's input at site j is (cos, sin) of theta_j - theta_0, zero where masked.
+
+Sampling: N sequential conditionals. ``sample(n, cache=True)`` (default) keeps every layer's
+activations and, after each site is drawn, recomputes only the activations that depend on
+it (the forward light cone of that site through the layers, precomputed); ``cache=False``
+reruns the whole network per site. Both give the same draws from the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .circular import make_conditional
+from .masked import PeriodicMaskedConv, dependency_matrix, pad_site
+
+__all__ = ["CAN"]
+
+LOG_TWO_PI = math.log(2.0 * math.pi)
+
+
+def _check_positive_int(value, name, low=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+class CAN(torch.nn.Module):
+    def __init__(self, shape, *, conditional: str = "vonmises", n_components: int = 4, channels: int = 16,
+                 depth: int = 3, half_width: int = 1, first_half_width: int = 2, residual: bool = True,
+                 reflect: bool = False, dtype=torch.float32):
+        super().__init__()
+        shape = tuple(shape)
+        if len(shape) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 2 for s in shape):
+            raise ValueError(f"shape must be two extents >= 2, got {shape!r}")
+        for value, name, low in ((channels, "channels", 1), (depth, "depth", 1), (half_width, "half_width", 0),
+                                 (first_half_width, "first_half_width", 1)):
+            _check_positive_int(value, name, low)
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.shape, self.n_sites, self.residual, self.reflect = shape, shape[0] * shape[1], residual, reflect
+        self.conditional = make_conditional(conditional, n_components)
+        self.first = PeriodicMaskedConv(shape, 2, channels, first_half_width, exclusive=True, dtype=dtype)
+        self.hidden = torch.nn.ModuleList(PeriodicMaskedConv(shape, channels, channels, half_width, exclusive=False,
+                                                             dtype=dtype) for _ in range(depth - 1))
+        self.head = PeriodicMaskedConv(shape, channels, self.conditional.n_params, 0, exclusive=False, dtype=dtype)
+        self._cones = None
+
+    @property
+    def dtype(self):
+        return self.head.weight.dtype
+
+    @property
+    def device(self):
+        return self.head.weight.device
+
+    # ---- the network -------------------------------------------------------------------
+    def _features(self, rel):
+        """(B, N) relative angles theta - theta_0 -> (N, B, 2) network input (site-major)."""
+        return torch.stack([torch.cos(rel.T), torch.sin(rel.T)], -1).to(self.dtype)
+
+    def _params(self, rel):
+        """Conditional parameters at every site, (B, N, n_params)."""
+        h = self.first(self._features(rel))
+        for layer in self.hidden:
+            h = layer(F.elu(h)) + (h if self.residual else 0)
+        return self.head(F.elu(h)).transpose(0, 1)
+
+    def _log_prob_ordered(self, theta):
+        theta = theta.flatten(1).double()
+        rel = theta - theta[:, :1]
+        phi = torch.remainder(rel + math.pi, 2.0 * math.pi)
+        params = self._params(rel)
+        return -LOG_TWO_PI + self.conditional.log_prob(params[:, 1:], phi[:, 1:]).sum(1)
+
+    def log_prob(self, theta):
+        """Exact log q(theta), float64, for (B, H, W) angles (any real values: they are taken mod 2 pi)."""
+        self._check(theta)
+        lq = self._log_prob_ordered(theta)
+        if self.reflect:
+            lq = torch.logaddexp(lq, self._log_prob_ordered(-theta)) - math.log(2.0)
+        return lq
+
+    def _check(self, theta):
+        if not isinstance(theta, torch.Tensor) or theta.dim() != 3 or tuple(theta.shape[1:]) != self.shape:
+            got = tuple(theta.shape) if isinstance(theta, torch.Tensor) else type(theta).__name__
+            raise ValueError(f"theta must be a tensor (batch, {self.shape[0]}, {self.shape[1]}), got {got}")
+
+    # ---- sampling ----------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, *, cache: bool = True):
+        """(theta (n, H, W) float64 in [0, 2 pi), log q (n,) float64), from torch's global RNG."""
+        _check_positive_int(n, "n")
+        N, dev = self.n_sites, self.device
+        theta0 = 2.0 * math.pi * torch.rand(n, dtype=torch.float64, device=dev)
+        phi = torch.full((n, N), math.pi, dtype=torch.float64, device=dev)  # site 0: rel = 0
+        log_q = torch.full((n,), -LOG_TWO_PI, dtype=torch.float64, device=dev)
+        step = self._cached_steps(phi) if cache else self._uncached_steps(phi)
+        for i in range(1, N):
+            params = step(i)
+            phi[:, i] = self.conditional.sample(params)
+            log_q += self.conditional.log_prob(params, phi[:, i])
+        theta = torch.remainder(theta0[:, None] + phi - math.pi, 2.0 * math.pi).view(n, *self.shape)
+        if self.reflect:
+            # output theta or -theta with probability 1/2 each; q_R of either needs q(theta),
+            # known, and q(-theta): one more pass, whichever was output
+            log_q = torch.logaddexp(log_q, self._log_prob_ordered(-theta)) - math.log(2.0)
+            flip = torch.rand(n, device=dev) < 0.5
+            theta = torch.where(flip[:, None, None], torch.remainder(-theta, 2.0 * math.pi), theta)
+        return theta, log_q
+
+    def _uncached_steps(self, phi):
+        def step(i):
+            return self._params(phi - math.pi)[:, i]
+        return step
+
+    def _cached_steps(self, phi):
+        """Incremental evaluation: activations of every layer are kept; when site i - 1 has
+        been drawn, each layer recomputes only the sites whose value depends on it."""
+        cones = self._light_cones()
+        # each layer's output h and its activation elu(h), the next layer's input, are kept
+        # site-major with the zero row appended
+        x = pad_site(self._features(phi - math.pi))
+        hs = [pad_site(self.first.at(x, None))]
+        acts = [F.elu(hs[0])]
+        for layer in self.hidden:
+            hs.append(pad_site(layer.at(acts[-1], None) + (hs[-1][:-1] if self.residual else 0)))
+            acts.append(F.elu(hs[-1]))
+
+        def step(i):
+            s = i - 1  # the site drawn last (site 0 is known from the start: already in x)
+            if s > 0:
+                x[s] = self._features(phi[:, s:s + 1] - math.pi)[0]
+                sites = cones[0][s]
+                hs[0][sites] = self.first.at(x, sites)
+                acts[0][sites] = F.elu(hs[0][sites])
+                for k, layer in enumerate(self.hidden, start=1):
+                    sites = cones[k][s]
+                    hs[k][sites] = layer.at(acts[k - 1], sites) + (hs[k - 1][sites] if self.residual else 0)
+                    acts[k][sites] = F.elu(hs[k][sites])
+            return self.head.at(acts[-1], self._site[i:i + 1])[0]
+        return step
+
+    def _light_cones(self):
+        """cones[k][s]: the sites whose layer-k activation depends on the input at site s."""
+        if self._cones is None or self._cones[0][0].device != self.device:
+            self._site = torch.arange(self.n_sites, device=self.device)
+            dep = dependency_matrix(self.first).float()
+            cones = [dep]
+            for layer in self.hidden:
+                step = dependency_matrix(layer).float()
+                dep = ((step @ dep) > 0).float() + (dep if self.residual else 0)
+                cones.append((dep > 0).float())
+            self._cones = [[c[:, s].nonzero()[:, 0] for s in range(self.n_sites)] for c in cones]
+        return self._cones

@@ -1,0 +1,241 @@
+"""Continuous autoregressive networks (XY): the mixtures against scipy, the autoregressive
+property by perturbation (including the periodic wrap), exact normalisation on 2x2 by
+quadrature, cached against uncached sampling, symmetries, training toward the exact 2x2
+free energy, seamless resume; and the helicity-modulus convention against d^2 F / d delta^2."""
+
+import itertools
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+
+from lftaccel import analysis
+from lftaccel.mcmc import nmcmc
+from lftaccel.models import can
+
+TWO_PI = 2 * math.pi
+
+
+def _randomise(model, scale=0.5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+def _scipy_mixture_pdf(kind, params, phi):
+    """The mixture density per radian from scipy, params (K * n_per) for one site."""
+    mix = can.make_conditional(kind, len(params) // (3 if kind == "beta" else 4))
+    logits, *rest = mix._split(torch.as_tensor(params))
+    w = torch.softmax(logits, -1).numpy()
+    softplus = lambda v: np.logaddexp(0.0, v) + mix.shape_floor  # noqa: E731
+    if kind == "beta":
+        a, b = (softplus(r.numpy()) for r in rest)
+        return sum(wk * stats.beta.pdf(phi / TWO_PI, ak, bk) / TWO_PI for wk, ak, bk in zip(w, a, b))
+    c, s, raw = (r.numpy() for r in rest)
+    mu, kappa = np.arctan2(s, c), softplus(raw)
+    return sum(wk * stats.vonmises.pdf(phi, kk, loc=mk) for wk, mk, kk in zip(w, mu, kappa))
+
+
+@pytest.mark.parametrize("kind", ["beta", "vonmises"])
+def test_mixture_log_prob_matches_scipy(kind):
+    mix = can.make_conditional(kind, 3)
+    params = torch.randn(6, mix.n_params, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    phi = torch.linspace(0.01, TWO_PI - 0.01, 37, dtype=torch.float64)
+    ours = mix.log_prob(params[:, None, :].expand(-1, len(phi), -1), phi.expand(6, -1))
+    for i in range(6):
+        ref = np.log(_scipy_mixture_pdf(kind, params[i].numpy(), phi.numpy()))
+        np.testing.assert_allclose(ours[i].numpy(), ref, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", ["beta", "vonmises"])
+def test_mixture_sampler_chi_square(kind):
+    """Histogram of 2e5 draws against the scipy density integrated over 40 bins."""
+    torch.manual_seed(3)
+    mix = can.make_conditional(kind, 3)
+    params = torch.randn(mix.n_params, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    n = 200_000
+    phi = mix.sample(params.expand(n, -1)).numpy()
+    assert phi.min() >= 0 and phi.max() < TWO_PI
+    edges = np.linspace(0, TWO_PI, 41)
+    counts, _ = np.histogram(phi, edges)
+    prob = np.array([integrate.quad(lambda x: _scipy_mixture_pdf(kind, params.numpy(), np.array([x]))[0],
+                                    lo, hi, limit=200)[0] for lo, hi in zip(edges[:-1], edges[1:])])
+    assert abs(prob.sum() - 1) < 1e-6
+    chi2 = ((counts - n * prob) ** 2 / (n * prob)).sum()
+    assert stats.chi2.sf(chi2, len(prob) - 1) > 1e-3, chi2
+
+
+def _params_at(model, theta):
+    th = theta.flatten(1)
+    return model._params(th - th[:, :1])
+
+
+@pytest.mark.parametrize("conditional,residual", [("vonmises", True), ("beta", False)])
+def test_autoregressive_by_perturbation(conditional, residual):
+    """Changing site j changes no conditional at sites <= j, and does change later ones."""
+    torch.manual_seed(0)
+    model = _randomise(can.CAN((4, 5), conditional=conditional, residual=residual, dtype=torch.float64))
+    theta = TWO_PI * torch.rand(3, 4, 5, dtype=torch.float64)
+    base = _params_at(model, theta)
+    for j in range(1, 20):
+        moved = theta.clone().flatten(1)
+        moved[:, j] += 0.9
+        diff = (_params_at(model, moved.view(3, 4, 5)) - base).abs().amax((0, 2))
+        assert torch.all(diff[: j + 1] == 0), j
+        if j < 19:
+            assert diff[j + 1:].max() > 1e-6, j
+
+
+def test_last_row_sees_first_row_through_the_boundary():
+    """One exclusive 3x3 layer: site (4, 2) reads (0, 2), its periodic neighbour, and (2, 2)
+    does not (out of reach); site (0, 2) is read by (1, 2) as usual."""
+    torch.manual_seed(0)
+    model = _randomise(can.CAN((5, 5), depth=1, first_half_width=1, dtype=torch.float64))
+    theta = TWO_PI * torch.rand(2, 5, 5, dtype=torch.float64)
+    moved = theta.clone()
+    moved[:, 0, 2] += 1.0
+    diff = (_params_at(model, moved) - _params_at(model, theta)).abs().amax((0, 2)).view(5, 5)
+    assert diff[4, 2] > 1e-6 and diff[1, 2] > 1e-6
+    assert diff[2, 2] == 0 and diff[3, 2] == 0
+
+
+@pytest.mark.parametrize("conditional", ["vonmises", "beta"])
+def test_normalised_on_2x2(conditional):
+    """Integral of q over the four angles of a 2x2 lattice is 1 (site 0 uniform, so the rest
+    is a 3D integral over the relative angles, by Gauss-Legendre in each)."""
+    torch.manual_seed(0)
+    model = _randomise(can.CAN((2, 2), conditional=conditional, n_components=2, dtype=torch.float64), 0.3)
+    if conditional == "beta":
+        model.conditional.shape_floor = 2.0  # densities vanishing at the ends: the quadrature converges fast
+    x, w = np.polynomial.legendre.leggauss(40)
+    nodes, weights = (x + 1) * math.pi, w * math.pi  # on [0, 2 pi)
+    grid = np.array(list(itertools.product(nodes, repeat=3)))
+    wgt = np.prod(np.array(list(itertools.product(weights, repeat=3))), 1)
+    theta = torch.zeros(len(grid), 2, 2, dtype=torch.float64)
+    theta.view(-1, 4)[:, 1:] = torch.as_tensor(grid) - math.pi  # relative angles phi - pi
+    with torch.no_grad():
+        q = torch.exp(model.log_prob(theta)).numpy()
+    total = TWO_PI * (wgt * q).sum()
+    assert abs(total - 1) < 1e-6, total
+
+
+@pytest.mark.parametrize("conditional,residual,reflect",
+                         [("vonmises", True, False), ("beta", True, False), ("vonmises", False, True)])
+def test_cached_sampling_equals_uncached_and_log_q(conditional, residual, reflect):
+    model = _randomise(can.CAN((4, 6), conditional=conditional, residual=residual, reflect=reflect,
+                                dtype=torch.float64), 0.3)
+    torch.manual_seed(5)
+    a, la = model.sample(16, cache=True)
+    torch.manual_seed(5)
+    b, lb = model.sample(16, cache=False)
+    assert torch.equal(a, b) and torch.equal(la, lb)
+    tol = 1e-9 if conditional == "vonmises" else 1e-7  # Beta: rounding of u near an endpoint
+    torch.testing.assert_close(model.log_prob(a), la, rtol=0, atol=tol)
+
+
+def test_symmetries_of_q():
+    torch.manual_seed(0)
+    model = _randomise(can.CAN((4, 4), reflect=True, dtype=torch.float64), 0.3)
+    theta = TWO_PI * torch.rand(8, 4, 4, dtype=torch.float64)
+    lq = model.log_prob(theta)
+    torch.testing.assert_close(model.log_prob(theta + 1.234), lq, rtol=0, atol=1e-11)
+    torch.testing.assert_close(model.log_prob(-theta), lq, rtol=0, atol=1e-11)
+
+
+def _exact_2x2(beta, delta=0.0, m=48):
+    """ln Z of the 2x2 XY model (twist delta on every link along axis 0) and <E>, by the
+    midpoint rule over the three angles relative to site 0 (periodic integrand: spectral)."""
+    t = (np.arange(m) + 0.5) * TWO_PI / m
+    a, b, c = np.meshgrid(t, t, t, indexing="ij")
+    th = np.stack([np.zeros_like(a), a, b, c], -1).reshape(-1, 2, 2)
+    th_t = torch.as_tensor(th)
+    links0 = th_t - torch.roll(th_t, -1, 1)
+    links1 = th_t - torch.roll(th_t, -1, 2)
+    E = -(torch.cos(links0 - delta).sum((1, 2)) + torch.cos(links1).sum((1, 2))).numpy()
+    w = np.exp(-beta * E)
+    log_z = math.log(TWO_PI) + np.log(w.mean()) + 3 * math.log(TWO_PI)
+    return log_z, float((w * E).sum() / w.sum()), th, w
+
+
+def test_helicity_convention_is_second_twist_derivative():
+    """Y from analysis.xy_measurements equals (1/V) d^2 F / d delta^2, F = -T ln Z(delta)."""
+    beta, h = 0.8, 1e-3
+    f = [-_exact_2x2(beta, d)[0] / beta for d in (-h, 0.0, h)]
+    second = (f[0] - 2 * f[1] + f[2]) / h ** 2 / 4
+    _, _, th, w = _exact_2x2(beta)
+    hel = analysis.xy_measurements(th, beta)["helicity"]
+    assert abs((w * hel).sum() / w.sum() - second) < 1e-5
+
+
+def test_training_approaches_the_exact_2x2_free_energy():
+    """beta F_q >= beta F always; after a short training the bound is within 0.05 of the
+    exact value (quadrature), and neural MCMC reproduces the exact <E>."""
+    beta = 0.7
+    log_z, e_exact, *_ = _exact_2x2(beta)
+    model = can.CAN((2, 2), channels=8, depth=2, n_components=3, dtype=torch.float64)
+    res = can.train(model, beta, steps=150, batch_size=256, lr=1e-2, anneal=0.9, seed=1, progress=False)
+    assert res.steps == 150 and np.isfinite(res.history["f"]).all()
+    torch.manual_seed(7)
+    theta, log_q, S = nmcmc.draw(model, lambda x: beta * can.energy(x), 2 ** 14, batch_size=4096)
+    f = (S + log_q).numpy()
+    kl, err = f.mean() + log_z, f.std() / math.sqrt(len(f))
+    assert kl > -4 * err, (kl, err)  # the variational bound
+    assert kl < 0.05, kl
+    chain = nmcmc.independence_metropolis(S, log_q, seed=0, n_chains=4)
+    e = analysis.estimate(analysis.primary(chain.take(S.numpy() / beta), "E"), "E")
+    assert abs(e.value - e_exact) < 3 * e.error + 1e-3, (e, e_exact)
+
+
+def test_resume_after_a_kill_continues_the_same_run(tmp_path, monkeypatch):
+    """A run killed after step 4 (checkpoint at 3) and resumed ends where an uninterrupted
+    run ends: same weights, same history length (the random streams are restored)."""
+    trainer = sys.modules["lftaccel.models.can.train"]
+
+    def fresh():
+        torch.manual_seed(0)
+        return can.CAN((3, 3), channels=4, depth=2, dtype=torch.float64)
+
+    kw = dict(steps=6, batch_size=8, seed=2, progress=False)
+    whole = fresh()
+    can.train(whole, 0.5, **kw)
+    ckpt = tmp_path / "can.pt"
+    real, calls = trainer.free_energy_loss, []
+
+    def dies_at_step_5(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(trainer, "free_energy_loss", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        can.train(fresh(), 0.5, checkpoint=ckpt, checkpoint_every=3, **kw)
+    monkeypatch.setattr(trainer, "free_energy_loss", real)
+    resumed = fresh()
+    res = can.train(resumed, 0.5, checkpoint=ckpt, resume=True, **kw)
+    assert res.steps == 6 and len(res.history["f"]) == 6
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("kw,match", [({"shape": (4,)}, "shape"), ({"shape": (4, 1)}, "shape"),
+                                      ({"conditional": "gauss"}, "conditional"), ({"n_components": 0}, "n_components"),
+                                      ({"channels": 0}, "channels"), ({"depth": 0}, "depth"),
+                                      ({"first_half_width": 0}, "first_half_width"),
+                                      ({"dtype": torch.float16}, "dtype")])
+def test_bad_arguments(kw, match):
+    args = {"shape": (4, 4), **kw}
+    with pytest.raises(ValueError, match=match):
+        can.CAN(args.pop("shape"), **args)
+    model = can.CAN((4, 4))
+    with pytest.raises(ValueError, match="theta"):
+        model.log_prob(torch.zeros(2, 4, 5))
+    with pytest.raises(ValueError, match="beta"):
+        can.train(model, -1.0, steps=1, progress=False)
+    with pytest.raises(ValueError, match="anneal"):
+        can.train(model, 1.0, steps=1, anneal=1.0, progress=False)
