@@ -33,6 +33,22 @@ def test_oscillator_fflow_pipeline(tmp_path):
     assert (tmp_path / "paths-f1.7.png").stat().st_size > 1000
 
 
+def test_xy_can_pipeline(tmp_path):
+    summary = reproduce("xy-can", tmp_path, device="cpu", lattices=[4], temperatures=(1.2, 0.9),
+                        first_seconds={4: 2.0}, next_seconds={4: 1.0}, proposals={4: 512}, hmc_samples=256,
+                        compare_seconds=1.0, compare_lattice=4)
+    rows = summary["lattices"][4]["rows"]
+    assert [r["T"] for r in rows] == [1.2, 0.9]
+    for r in rows:
+        assert 0 < r["ess"] <= 1 and set(r["pulls"]) == {"energy", "helicity"}
+        assert len(r["exact_helicity"]) == 2 and r["F_q_err"] > 0
+    assert set(summary["comparison"]) == {"vonmises", "beta"}
+    text = (tmp_path / "report.md").read_text()
+    assert "Beta against von Mises" in text and "T where Y = 2T/pi" in text
+    for png in ("helicity-ess.png", "vortices-4x4-T0.9.png", "vortices-4x4-T1.2.png", "corr-4x4-T1.2.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+
+
 def test_unknown_reproduction_is_named(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown reproduction"):
         reproduce("xy-flow", tmp_path)

@@ -154,12 +154,18 @@ def _wrap(d):
 
 def vortex_density(theta: torch.Tensor) -> torch.Tensor:
     """(1/V) sum over plaquettes of |winding|, per 2D configuration (n, L0, L1)."""
+    return plaquette_winding(theta).abs().flatten(1).mean(1)
+
+
+def plaquette_winding(theta: torch.Tensor) -> torch.Tensor:
+    """Winding number (+1 vortex, -1 antivortex, 0) of the plaquette with lower corner x, going
+    x -> x + e0 -> x + e0 + e1 -> x + e1 -> x, each step's angle difference wrapped to [-pi, pi)."""
     a = theta
     b = torch.roll(theta, -1, 1)          # x + e0
     c = torch.roll(b, -1, 2)              # x + e0 + e1
     d = torch.roll(theta, -1, 2)          # x + e1
     w = (_wrap(b - a) + _wrap(c - b) + _wrap(d - c) + _wrap(a - d)) / (2 * math.pi)
-    return w.round().abs().flatten(1).mean(1)
+    return w.round()
 
 
 def xy_observables(by_chain: dict) -> dict:

@@ -16,6 +16,8 @@ import json
 import sys
 import time
 
+from .reproduce import REPRODUCTIONS
+
 DEFAULTS = {
     "phi4": {"shape": [32, 32], "kappa": 0.21, "lam": 0.022},
     "xy": {"shape": [16, 16], "beta": 1.0},
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", help="rerun a published experiment and write a markdown report with PNGs",
                         description="Rerun a published experiment; the report and plots go to --out. Trainings "
                                     "checkpoint there: rerunning the same command resumes a killed run.")
-    rp.add_argument("name", choices=["phi4-flow", "oscillator-fflow"], help="which experiment")
+    rp.add_argument("name", choices=sorted(REPRODUCTIONS), help="which experiment")
     rp.add_argument("--quick", action="store_true", help="a small, fast version (minutes)")
     rp.add_argument("--out", help="output folder (default reproduce-NAME)")
     rp.add_argument("--device", help="torch device (default: cuda when available)")

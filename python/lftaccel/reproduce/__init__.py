@@ -9,6 +9,7 @@ import importlib
 REPRODUCTIONS = {
     "phi4-flow": "phi4_flow",
     "oscillator-fflow": "oscillator_fflow",
+    "xy-can": "xy_can",
 }
 
 __all__ = ["REPRODUCTIONS", "reproduce"]

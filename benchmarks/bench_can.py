@@ -1,0 +1,173 @@
+"""The exact CAN chain against Metropolis and HMC for the 2D XY model, in one run; and the
+CAN's sampling throughput with and without the activation cache.
+
+    python benchmarks/bench_can.py                       # 16x16, T = 1.0: ~40 min on 2 CPU cores
+    python benchmarks/bench_can.py --reuse DIR           # the CAN `lftaccel reproduce xy-can` trained into DIR
+    python benchmarks/bench_can.py --L 8 --train-seconds 60 --samples 2048   # smoke run
+
+Point: XY at T = 1.0 (beta = 1) on L x L (default 16), just above T_KT = 0.893.
+
+The CAN is the reproduction's network (lftaccel.reproduce.xy_can), trained for
+--train-seconds by the variational free energy with beta annealing (checkpointed in OUT, so a
+rerun reuses it), or the reproduction's checkpoint can-LxL-T1.pt with --reuse DIR (trained
+further only if it holds less than --train-seconds).
+
+Rates. The CAN: the time to draw n proposals (activation cache on) and run the
+independence-Metropolis chain over them (8 streams); training is reported separately.
+Metropolis (checkerboard sweeps, proposal width tuned to 50 % acceptance) and HMC (fused
+trajectories, 10 leapfrog steps, step size tuned to 80 %), 8 chains each, thermalised and
+tuned before the clock starts: the time of the same number of configurations, one sweep or
+trajectory apart. For the energy and the helicity modulus, tau_int comes from the Gamma method
+over the chains and the effective samples per second are n / (2 tau_int) / seconds.
+
+Throughput: proposals per second of CAN.sample(batch) with the cache and without it (the
+uncached sampler reruns the whole network for each of the L^2 sites), at each batch size.
+
+Results: benchmarks/results/can-<device>.json and can-<device>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lftaccel
+from lftaccel import XY, analysis
+from lftaccel.mcmc import HMC, Metropolis, nmcmc
+from lftaccel.models import can
+from lftaccel.reproduce import xy_can
+
+from bench_flows import N_STREAMS, sync, tau_and_rate
+
+
+def observables(x, beta):
+    m = analysis.xy_measurements(x.detach().cpu().double().numpy(), beta)
+    return {"energy": m["energy"], "helicity": m["helicity"]}
+
+
+def run_can(model, beta, n, seed, device):
+    nmcmc.draw(model, XY(beta).action, 64, batch_size=64)  # warm-up: first-call set-up (light cones)
+    sync(device)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    x, log_q, S = nmcmc.draw(model, XY(beta).action, n, batch_size=512, progress=True)
+    chain = nmcmc.independence_metropolis(S.cpu(), log_q.cpu(), seed=seed, n_chains=N_STREAMS)
+    sync(device)
+    seconds = time.perf_counter() - t0
+    obs = {k: chain.take(v) for k, v in observables(x, beta).items()}
+    return {"seconds": seconds, "ess": chain.ess, "acceptance": chain.acceptance}, obs
+
+
+def run_local(kind, beta, L, n, seed, device):
+    cls = {"metropolis": Metropolis, "hmc": HMC}[kind]
+    sampler = cls(XY(beta), (L, L), n_chains=N_STREAMS, seed=seed, device=device)
+    sampler.thermalize(500)
+    steps = n // N_STREAMS
+    fields = []
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        sampler.update()
+        fields.append(sampler.field.clone())
+    sync(device)
+    seconds = time.perf_counter() - t0
+    x = torch.stack(fields)  # (steps, chains, L, L)
+    obs = {k: v.reshape(steps, N_STREAMS) for k, v in observables(x.flatten(0, 1), beta).items()}
+    return {"seconds": seconds, "acceptance": float(np.mean(sampler.acceptance[500:])),
+            "step_size": sampler.step_size}, obs
+
+
+def throughput(model, batches, device, uncached_max):
+    rows = []
+    for batch in batches:
+        row = {"batch": batch}
+        for cache in (True, False):
+            if not cache and batch > uncached_max:
+                continue
+            model.sample(min(batch, 8), cache=cache)  # warm-up
+            sync(device)
+            t0 = time.perf_counter()
+            model.sample(batch, cache=cache)
+            sync(device)
+            row["cached" if cache else "uncached"] = batch / (time.perf_counter() - t0)
+        if "uncached" in row:
+            row["speed-up"] = row["cached"] / row["uncached"]
+        rows.append(row)
+        print("  throughput", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--L", type=int, default=16)
+    ap.add_argument("--T", type=float, default=1.0)
+    ap.add_argument("--train-seconds", type=float, default=1200.0)
+    ap.add_argument("--samples", type=int, default=2 ** 13, help="proposals / Metropolis / HMC configurations")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--reuse", help="directory of `lftaccel reproduce xy-can` checkpoints")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args(argv)
+    if args.L < 2 or args.T <= 0 or args.train_seconds <= 0 or args.samples < 64 * N_STREAMS:
+        ap.error("need --L >= 2, --T > 0, --train-seconds > 0 and --samples >= 512")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error("--device cuda but no CUDA device is visible")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    L, beta = args.L, 1.0 / args.T
+    name = f"can-{L}x{L}-T{args.T:g}.pt"
+    checkpoint = Path(args.reuse) / name if args.reuse else out / name
+    model = xy_can._model(L, "vonmises", torch.device(args.device))
+    tr = can.train(model, beta, steps=10 ** 7, batch_size=xy_can.BATCH, lr=xy_can.LR, anneal=xy_can.ANNEAL,
+                   seed=1, checkpoint=checkpoint, resume=True, time_limit=args.train_seconds)
+    results = {"point": f"XY {L}x{L} T={args.T:g}", "train_seconds": tr.seconds, "train_steps": tr.steps}
+    runs = {"CAN + MCMC": run_can(model, beta, args.samples, 1, args.device),
+            "Metropolis": run_local("metropolis", beta, L, args.samples, 1, args.device),
+            "HMC": run_local("hmc", beta, L, args.samples, 1, args.device)}
+    rows = []
+    for sampler, (info, obs) in runs.items():
+        entry = dict(info)
+        for k, v in obs.items():
+            tau, rate = tau_and_rate(v, info["seconds"])
+            entry[k] = {"tau_int": tau, "eff_per_s": rate}
+        results[sampler] = entry
+        rows.append(entry)
+        print(f"  {sampler:11s} {info['seconds']:7.1f} s  acceptance {info['acceptance']:.3f}  "
+              + "  ".join(f"{k}: tau_int {entry[k]['tau_int']:.2f}, eff/s {entry[k]['eff_per_s']:.1f}" for k in obs),
+              flush=True)
+    for k in ("energy", "helicity"):
+        for ref in ("Metropolis", "HMC"):
+            results[f"ratio {k} CAN/{ref}"] = results["CAN + MCMC"][k]["eff_per_s"] / results[ref][k]["eff_per_s"]
+    cuda = torch.device(args.device).type == "cuda"
+    results["throughput"] = throughput(model, (64, 256, 1024, 4096) if cuda else (32, 128), args.device,
+                                       uncached_max=1024 if cuda else 32)
+    tag = torch.device(args.device).type
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": args.device,
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "build": lftaccel.build_info(),
+            "samples": args.samples}
+    (out / f"can-{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    lines = [f"XY {L}x{L}, T = {args.T:g}; CAN trained {tr.steps} steps in {tr.seconds:.0f} s "
+             f"(ESS {results['CAN + MCMC']['ess']:.3f}).", "",
+             "| sampler | seconds | acceptance | tau_int E | eff/s E | tau_int Y | eff/s Y |",
+             "|---|---|---|---|---|---|---|"]
+    for sampler in runs:
+        e = results[sampler]
+        lines.append(f"| {sampler} | {e['seconds']:.1f} | {e['acceptance']:.3f} | {e['energy']['tau_int']:.2f} | "
+                     f"{e['energy']['eff_per_s']:.1f} | {e['helicity']['tau_int']:.2f} | "
+                     f"{e['helicity']['eff_per_s']:.1f} |")
+    lines += ["", "| batch | proposals/s cached | uncached | speed-up |", "|---|---|---|---|"]
+    for r in results["throughput"]:
+        lines.append(f"| {r['batch']} | {r['cached']:.1f} | {r.get('uncached', float('nan')):.2f} | "
+                     f"{r.get('speed-up', float('nan')):.1f} |")
+    (out / f"can-{tag}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
