@@ -9,8 +9,8 @@ Point: XY at T = 1.0 (beta = 1) on L x L (default 16), just above T_KT = 0.893.
 
 The CAN is the reproduction's network (lftaccel.reproduce.xy_can), trained for
 --train-seconds by the variational free energy with beta annealing (checkpointed in OUT, so a
-rerun reuses it), or the reproduction's checkpoint can-LxL-T1.pt with --reuse DIR (trained
-further only if it holds less than --train-seconds).
+rerun reuses it), or the reproduction's checkpoint can-LxL-T1.pt with --reuse DIR (copied
+into OUT, and trained further there only if it holds less than --train-seconds).
 
 Rates. The CAN: the time to draw n proposals (activation cache on) and run the
 independence-Metropolis chain over them (8 streams); training is reported separately.
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -121,7 +122,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     L, beta = args.L, 1.0 / args.T
     name = f"can-{L}x{L}-T{args.T:g}.pt"
-    checkpoint = Path(args.reuse) / name if args.reuse else out / name
+    checkpoint = out / name
+    if args.reuse and not checkpoint.exists():  # a copy: training further must not change the reproduction's file
+        shutil.copyfile(Path(args.reuse) / name, checkpoint)
     model = xy_can._model(L, "vonmises", torch.device(args.device))
     tr = can.train(model, beta, steps=10 ** 7, batch_size=xy_can.BATCH, lr=xy_can.LR, anneal=xy_can.ANNEAL,
                    seed=1, checkpoint=checkpoint, resume=True, time_limit=args.train_seconds)

@@ -104,6 +104,25 @@ def _exact(model, beta, n, seed):
             "seconds": seconds, "meas": meas}
 
 
+def _pull_statistics(pulls):
+    """How many pulls leave 2 sigma against how many an exact sampler would (4.55 % each), and
+    their sum of squares against chi^2 with one degree of freedom per pull."""
+    from scipy import stats
+
+    pulls = np.asarray(pulls, dtype=float)
+    chi2 = float((pulls ** 2).sum())
+    return {"n_pulls": len(pulls), "n_outside_2sigma": int((np.abs(pulls) > 2).sum()),
+            "expected_outside_2sigma": float(len(pulls) * 2 * stats.norm.sf(2)),
+            "largest_pull": float(np.abs(pulls).max()), "chi2": chi2, "chi2_p": float(stats.chi2.sf(chi2, len(pulls)))}
+
+
+def _extrapolate(l1, c1, l2, c2):
+    """T_KT from two crossings (T, error) at sizes l1 < l2 through T*(L) = T_KT + c / ln(L)^2."""
+    (t1, e1), (t2, e2) = c1, c2
+    a1, a2 = math.log(l1) ** 2, math.log(l2) ** 2
+    return (t2 * a2 - t1 * a1) / (a2 - a1), math.hypot(a2 * e2, a1 * e1) / (a2 - a1)
+
+
 def _crossing(temps, hel):
     """Temperature where Y(T) = 2T/pi, by linear interpolation between the bracketing points,
     with the error propagated from the two Y's; None when Y - 2T/pi does not change sign."""
@@ -127,16 +146,21 @@ def run_reproduction(out, quick: bool = False, device: str | None = None, **over
                f"depth {DEPTH}, batch {BATCH}, Adam {LR} (cosine), first temperature annealed "
                f"(beta_t = beta (1 - {ANNEAL}^t)), the others continued from the previous one.",
                "Check at every temperature: energy and helicity modulus of the neural-MCMC chain within "
-               "2 sigma of HMC.")
+               "2 sigma of HMC (with many checks an exact sampler leaves 2 sigma in 4.55 % of them: the "
+               "count is reported against that expectation).")
     summary = {"lattices": {}, "settings": {k: v for k, v in cfg.items()}}
     for L in cfg["lattices"]:
         summary["lattices"][L] = _scan(L, cfg, report, dev)
     _plots(summary, report)
     summary["comparison"] = _compare_conditionals(cfg, report, dev)
-    worst = max(abs(p) for s in summary["lattices"].values() for r in s["rows"] for p in r["pulls"].values())
-    summary["largest_pull"] = worst
-    verdict = "all" if worst <= 2 else "not all"
-    report.add(f"**Largest |pull| over all checks: {worst:.2f}** ({verdict} within 2 sigma).")
+    pulls = [p for s in summary["lattices"].values() for r in s["rows"] for p in r["pulls"].values()]
+    summary.update(_pull_statistics(pulls))
+    st = summary
+    report.add(f"**Checks: {st['n_pulls']} pulls, {st['n_outside_2sigma']} outside 2 sigma (expected "
+               f"{st['expected_outside_2sigma']:.1f} for an exact sampler with Gaussian errors); largest |pull| "
+               f"{st['largest_pull']:.2f}; sum of squared pulls {st['chi2']:.1f} for {st['n_pulls']} (p = "
+               f"{st['chi2_p']:.3f}).** The energy and helicity at one temperature are correlated, so the "
+               "p-value is indicative.")
     (report.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
@@ -248,10 +272,8 @@ def _plots(summary, report):
                "(logarithmic corrections, T*(L) - T_KT ~ 1/ln(L)^2).")
     found = sorted((L, c) for L, c in crossings.items() if c is not None)
     if len(found) >= 2:
-        (l1, (t1, e1)), (l2, (t2, e2)) = found[-2], found[-1]
-        a1, a2 = math.log(l1) ** 2, math.log(l2) ** 2
-        t_inf = (t2 * a2 - t1 * a1) / (a2 - a1)  # T*(L) = T_inf + c / ln(L)^2 through both points
-        err = math.hypot(a2 * e2, a1 * e1) / (a2 - a1)
+        (l1, c1), (l2, c2) = found[-2], found[-1]
+        t_inf, err = _extrapolate(l1, c1, l2, c2)
         summary["t_kt_extrapolated"] = (t_inf, err)
         report.add(f"Two-size extrapolation with T*(L) = T_KT + c / ln(L)^2 from L = {l1} and {l2}: "
                    f"T_KT = {t_inf:.3f} +- {err:.3f} (the leading form only; small lattices carry further "
@@ -283,11 +305,13 @@ def _plot_vortices(theta, T, path):
     w = analysis.plaquette_winding(th)[0].numpy()
     L0, L1 = theta.shape
     fig, ax = plt.subplots(figsize=(5, 5))
-    yy, xx = np.mgrid[0:L0, 0:L1]
-    ax.quiver(xx, yy, np.cos(theta), np.sin(theta), pivot="mid", scale=L1 * 1.3, width=0.004)
+    # axis 0 of the lattice runs along x and axis 1 along y, so that the winding's loop
+    # e0 -> e1 is anticlockwise on screen and a +1 vortex (theta = atan2(y, x)) is drawn as one
+    xx, yy = np.mgrid[0:L0, 0:L1]
+    ax.quiver(xx, yy, np.cos(theta), np.sin(theta), pivot="mid", scale=L0 * 1.3, width=0.004)
     for sign, colour in ((1, "red"), (-1, "blue")):
         r, c = np.nonzero(w == sign)
-        ax.scatter(c + 0.5, r + 0.5, s=60, c=colour, alpha=0.7)
+        ax.scatter(r + 0.5, c + 0.5, s=60, c=colour, alpha=0.7)
     ax.set_title(f"T = {T:g}: {int((w == 1).sum())} vortices, {int((w == -1).sum())} antivortices")
     ax.set_aspect("equal")
     ax.set_xticks([])

@@ -6,11 +6,11 @@ circle) and samples. The mixture weights are softmax(logits); positive shape par
 are softplus(raw) + a floor that keeps them away from degenerate limits.
 
   * BetaMixture (the original CAN's choice): phi = 2 pi u with u ~ sum_k w_k Beta(a_k, b_k),
-    a_k, b_k >= 1 (see the class).
-    Its density is not periodic: it is smooth inside (0, 2 pi) but can jump at the point
-    phi = 0 = 2 pi, so a conditional peaked near that point needs two components, one at
-    each edge. The network is fed angles measured so that the typical value sits mid-range
-    (see network.py), which keeps most peaks away from the edges.
+    a_k, b_k >= 1 (see the class). Its density is not periodic: every component with a
+    shape above 1 vanishes at phi = 0 = 2 pi, so q has a hole at that point where the target
+    has none, and the weights p / q grow without bound toward it (the neural-MCMC chain stays
+    exact; its ESS suffers). The network is fed angles measured so that aligned spins sit
+    mid-range, at phi = pi (see network.py), which keeps most of the mass away from the hole.
   * VonMisesMixture: sum_k w_k exp(kappa_k cos(phi - mu_k)) / (2 pi I0(kappa_k)), periodic
     by construction.
 

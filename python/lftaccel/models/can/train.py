@@ -15,8 +15,10 @@ estimator stays unbiased; with the plain batch mean it is biased by O(1/B)).
 
 beta annealing: step t trains at beta_t = beta (1 - anneal^(t + 1)), which starts near 0
 (a nearly uniform target that the initial network already matches) and approaches beta with
-time constant 1 / (1 - anneal) steps; anneal = 0 trains at beta throughout. The annealing
-guards against mode collapse onto an ordered configuration early in training.
+time constant 1 / (1 - anneal) steps (within 1 % after 4.6 / (1 - anneal): 230 steps at
+0.98, 2300 at 0.998; a run that ends before that warns); anneal = 0 trains at beta
+throughout. The annealing guards against mode collapse onto an ordered configuration early
+in training.
 
 Logged per step (bar and history): f = F_q / N (per site, units of J, at beta_t), the
 energy per site, the batch ESS of the weights exp(-beta_t E - ln q), and beta_t. The loop
@@ -25,6 +27,8 @@ lftaccel.models._loop.optimise.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 
@@ -72,6 +76,11 @@ def train(model, beta: float, *, steps: int, batch_size: int = 256, lr: float = 
         beta_t = beta * (1.0 - anneal ** (step + 1)) if anneal > 0 else beta
         return free_energy_loss(model, beta_t, batch_size)
 
-    return optimise(model, loss_step, steps=steps, lr=lr, clip=clip, seed=seed, checkpoint=checkpoint,
-                    checkpoint_every=checkpoint_every, resume=resume, time_limit=time_limit, progress=progress,
-                    schedule=schedule, tag="can-free-energy", desc=f"CAN (beta {beta:g})")
+    res = optimise(model, loss_step, steps=steps, lr=lr, clip=clip, seed=seed, checkpoint=checkpoint,
+                   checkpoint_every=checkpoint_every, resume=resume, time_limit=time_limit, progress=progress,
+                   schedule=schedule, tag="can-free-energy", desc=f"CAN (beta {beta:g})")
+    reached = res.history.get("beta", [beta])[-1] if res.steps else 0.0
+    if reached < 0.99 * beta:
+        warnings.warn(f"training ended at beta_t = {reached:.4g}, below the target beta = {beta:.4g}: the "
+                      f"annealing (anneal = {anneal}) had not finished; train longer or anneal faster", stacklevel=2)
+    return res
