@@ -59,8 +59,9 @@ def reverse_kl_loss(model, action, batch_size: int, gradient: str = "path", shad
     if gradient == "path":
         shadow = detached_copy(model) if shadow is None else shadow
         with torch.no_grad():
-            for p_shadow, p in zip(shadow.parameters(), model.parameters()):
-                p_shadow.copy_(p)
+            # buffers too: the shadow may predate a checkpoint that was loaded into the model
+            for t_shadow, t in zip([*shadow.parameters(), *shadow.buffers()], [*model.parameters(), *model.buffers()]):
+                t_shadow.copy_(t)
         loss = (getattr(shadow, "coordinate_log_prob", shadow.log_prob)(u) + S).mean()
     elif gradient == "reparam":
         loss = (log_q + S).mean()
