@@ -248,7 +248,36 @@ def write_table(rows, path):
                      f"{f(r['rel_l2'])} | "
                      f"{f(r['chi2_per_point'])} | {f(r['peak_position'])} | {f(r['peak_height'])} | "
                      f"{f(r['peak_width'])} | {r['seconds'][0]:.2f} |")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines + [""] + targets(rows)) + "\n")
+
+
+def targets(rows):
+    """The issue's targets, checked on the rows present: NN on the two-BW case (N_p = 100) at
+    sum (Delta rho)^2 <= 0.6 (exact) and <= 1.1 (noisy); and, for every spectrum and protocol
+    with eps <= 1e-3, the better neural method (nn or p2p, by mean) against MEM: 'no worse'
+    when its mean is at most MEM's, 'within errors' when the excess is below the combined
+    standard error of the two means (spread / sqrt(seeds)), 'worse' otherwise."""
+    cell = {(r["spectrum"], r["protocol"], r["method"]): r for r in rows}
+    out = ["## Targets", ""]
+    for protocol, bound in (("Np100 eps1e-4 exact", 0.6), ("Np100 eps1e-4 noisy", 1.1)):
+        r = cell.get(("two-bw", protocol, "nn"))
+        if r:
+            m = r["sum_drho2"]
+            out.append(f"- two-bw {protocol}: NN {m[0]:.3g} +- {m[1]:.2g} (target <= {bound}): "
+                       f"{'met' if m[0] <= bound else 'missed'}")
+    out += ["", "| spectrum | protocol | best neural | sum (Δρ)² | MEM | verdict |", "|---|---|---|---|---|---|"]
+    for (sname, pname, mname), mem in cell.items():
+        if mname != "mem" or "eps1e-02" in pname:  # the target is for eps <= 1e-3
+            continue
+        neural = [cell[(sname, pname, m)] for m in ("nn", "p2p") if (sname, pname, m) in cell]
+        if not neural:
+            continue
+        best = min(neural, key=lambda r: r["sum_drho2"][0])
+        (a, da), (b, db) = best["sum_drho2"], mem["sum_drho2"]
+        se = np.hypot(da / np.sqrt(best["n"]), db / np.sqrt(mem["n"]))
+        verdict = "no worse" if a <= b else ("within errors" if a - b <= se else "worse")
+        out.append(f"| {sname} | {pname} | {best['method']} | {a:.3g} ± {da:.2g} | {b:.3g} ± {db:.2g} | {verdict} |")
+    return out
 
 
 def plot(name, truth, recs, path):
