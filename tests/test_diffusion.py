@@ -57,6 +57,39 @@ def test_reverse_sampling_does_not_depend_on_the_batch():
     torch.testing.assert_close(whole[4:], part, rtol=0, atol=0)
 
 
+def test_unet_commutes_with_lattice_translations():
+    """Circular padding throughout: shifting the input by a multiple of 2^(levels - 1) shifts
+    the score the same way, exactly (float64)."""
+    torch.manual_seed(0)
+    net = diffusion.ScoreUNet((8, 8), diffusion.VESDE(), channels=(8, 16, 16), emb_dim=16, dtype=torch.float64)
+    torch.nn.init.normal_(net.out.weight, std=0.1)  # the head starts at zero
+    x = torch.randn(3, 8, 8, dtype=torch.float64)
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    out = net(x, t)
+    assert out.shape == x.shape and out.abs().max() > 0
+    shifted = net(torch.roll(x, (4, -4), (1, 2)), t)
+    torch.testing.assert_close(shifted, torch.roll(out, (4, -4), (1, 2)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("schedule", ["ve", "vp"])
+def test_dsm_loss_of_the_exact_score(schedule):
+    """With the exact score of Gaussian data the loss at time t is m^2 s0^2 / (m^2 s0^2 + s^2)
+    per site (the irreducible Var(z | x_t)); a score 20 % off gives more."""
+    torch.manual_seed(1)
+    sde = diffusion.make_sde(schedule)
+    mu, s0, t = 0.3, 0.8, 0.5  # s(t) comparable to s0, so a wrong score shows
+    m, s = (float(v) for v in sde.kernel(t))
+
+    def exact(factor):
+        return lambda x, tt: -factor * (x - m * mu) / (m * m * s0 * s0 + s * s)
+
+    x0 = mu + s0 * torch.randn(20000, 4, 4, dtype=torch.float64)
+    floor = m * m * s0 * s0 / (m * m * s0 * s0 + s * s)
+    loss = diffusion.dsm_loss(exact(1.0), sde, x0, t=t).item()
+    assert abs(loss - floor) < 0.02 * floor
+    assert diffusion.dsm_loss(exact(0.8), sde, x0, t=t).item() > loss + 0.02
+
+
 def test_bad_sde_arguments():
     with pytest.raises(ValueError, match="sigma"):
         diffusion.VESDE(0.5)
@@ -66,3 +99,9 @@ def test_bad_sde_arguments():
         diffusion.make_sde("sub-vp")
     with pytest.raises(ValueError, match="eps"):
         diffusion.reverse_sample(lambda x, t: x, diffusion.VESDE(), (2, 2), eps=1.0)
+    with pytest.raises(ValueError, match="divisible"):
+        diffusion.ScoreUNet((6, 8), diffusion.VESDE(), channels=(8, 8, 8))
+    with pytest.raises(ValueError, match="channels"):
+        diffusion.ScoreUNet((8, 8), diffusion.VESDE(), channels=())
+    with pytest.raises(ValueError, match="x must be"):
+        diffusion.ScoreUNet((8, 8), diffusion.VESDE(), channels=(8,))(torch.zeros(2, 4, 8), 0.5)
