@@ -3,6 +3,7 @@ moments, and reverse-time sampling through the fused kernel with the exact score
 data, which must return the data distribution."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -88,6 +89,72 @@ def test_dsm_loss_of_the_exact_score(schedule):
     loss = diffusion.dsm_loss(exact(1.0), sde, x0, t=t).item()
     assert abs(loss - floor) < 0.02 * floor
     assert diffusion.dsm_loss(exact(0.8), sde, x0, t=t).item() > loss + 0.02
+
+
+def _ensemble(n_chains=8, per_chain=5):
+    from lftaccel import io
+
+    n = n_chains * per_chain
+    chain = np.tile(np.arange(n_chains), per_chain)
+    configs = np.broadcast_to(chain[:, None, None], (n, 4, 4)).astype(float)  # chain c's fields equal c
+    return io.Ensemble(configs=configs, chain=chain, update=np.arange(n), action=np.zeros(n),
+                       acceptance_history=np.zeros(1), attrs={"n_chains": n_chains})
+
+
+def test_split_by_chain_keeps_chains_whole():
+    ens = _ensemble()
+    train, test = diffusion.split_by_chain(ens)
+    assert len(train) == 30 and len(test) == 10
+    assert set(test[:, 0, 0]) == {6.0, 7.0} and set(train[:, 0, 0]) == set(range(6))
+    train3, test3 = diffusion.split_by_chain(ens, test_chains=3)
+    assert len(test3) == 15
+    with pytest.raises(ValueError, match="test_chains"):
+        diffusion.split_by_chain(ens, test_chains=8)
+
+
+def test_field_scale_round_trip():
+    x = np.random.default_rng(1).normal(0.0, 3.0, size=(100, 4, 4))
+    sc = diffusion.FieldScale.fit(x)
+    assert abs(sc.c - np.sqrt((x ** 2).mean())) < 1e-12
+    np.testing.assert_allclose(sc.decode(sc.encode(x)), x, rtol=1e-14)
+    with pytest.raises(ValueError, match="RMS"):
+        diffusion.FieldScale.fit(np.zeros((3, 2, 2)))
+
+
+def _tiny_unet():
+    torch.manual_seed(0)
+    return diffusion.ScoreUNet((8, 8), diffusion.VESDE(), channels=(8, 8), emb_dim=16)
+
+
+def test_training_lowers_the_loss_and_resumes_after_a_kill(tmp_path, monkeypatch):
+    """The DSM loss falls from its start (score 0: loss 1) toward the Gaussian floor; a run
+    killed after its checkpoint and resumed ends with the same weights and EMA weights."""
+    data = torch.randn(512, 8, 8)
+    kw = dict(steps=40, batch_size=32, lr=3e-3, seed=2, progress=False)
+    whole = _tiny_unet()
+    res, ema = diffusion.train(whole, data, **kw)
+    loss = np.asarray(res.history["loss"])
+    assert abs(loss[0] - 1.0) < 0.15 and loss[-10:].mean() < 0.8 * loss[:3].mean()
+
+    trainer = sys.modules["lftaccel.models.diffusion.train"]
+    real, calls = trainer.dsm_loss, []
+
+    def dies_at_step_25(*a, **k):
+        calls.append(1)
+        if len(calls) == 25:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    ckpt = tmp_path / "score.pt"
+    monkeypatch.setattr(trainer, "dsm_loss", dies_at_step_25)
+    with pytest.raises(KeyboardInterrupt):
+        diffusion.train(_tiny_unet(), data, checkpoint=ckpt, checkpoint_every=20, **kw)
+    monkeypatch.setattr(trainer, "dsm_loss", real)
+    resumed = _tiny_unet()
+    res2, ema2 = diffusion.train(resumed, data, checkpoint=ckpt, resume=True, **kw)
+    assert res2.steps == 40
+    for a, b in zip([*whole.parameters(), *ema.parameters()], [*resumed.parameters(), *ema2.parameters()]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
 def test_bad_sde_arguments():

@@ -43,9 +43,12 @@ class TrainResult:
 
 def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int, checkpoint, checkpoint_every: int,
              resume: bool, time_limit: float | None, progress: bool, schedule: str, tag: str, desc: str,
-             generator: torch.Generator | None = None) -> TrainResult:
+             generator: torch.Generator | None = None, after_step=None, extra: dict | None = None) -> TrainResult:
     """Runs loss_step / backward / clip / Adam until ``steps`` or ``time_limit``. ``tag``
-    names the objective in the checkpoint: resuming a file written under another tag fails."""
+    names the objective in the checkpoint: resuming a file written under another tag fails.
+    ``after_step()`` runs after each optimiser step (an EMA update, say); ``extra`` maps names
+    to objects with state_dict / load_state_dict (the EMA weights) kept in the checkpoint."""
+    extra = extra or {}
     check_int(steps, "steps")
     check_int(checkpoint_every, "checkpoint_every")
     if not (lr > 0 and math.isfinite(lr)):
@@ -78,6 +81,8 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
                 torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
             if generator is not None:
                 generator.set_state(state["data_rng"].cpu())
+            for name, obj in extra.items():
+                obj.load_state_dict(state["extra"][name])
             loaded = True
 
     def save():
@@ -89,7 +94,7 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
                  "history": history, "torch_rng": torch.get_rng_state(),
                  "data_rng": generator.get_state() if generator is not None else None,
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                 "objective": tag}
+                 "objective": tag, "extra": {name: obj.state_dict() for name, obj in extra.items()}}
         write_atomic(path, lambda tmp: torch.save(state, tmp))
 
     def progress_fraction():
@@ -117,6 +122,8 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
+            if after_step is not None:
+                after_step()
             step += 1
             elapsed = time.perf_counter() - t_start
             history["step"].append(step)

@@ -1,8 +1,11 @@
 """Score-based diffusion models for lattice fields: forward SDEs (VE, VP) with their closed-form
 perturbation kernels, a periodic U-Net score network with its denoising score-matching loss,
-and reverse-time sampling through the fused Euler-Maruyama kernel."""
+and reverse-time sampling through the fused Euler-Maruyama kernel; training on HDF5 ensembles
+split by chain, with an EMA of the weights."""
 
 from .sde import VESDE, VPSDE, make_sde, reverse_sample
+from .train import FieldScale, split_by_chain, train
 from .unet import ScoreUNet, dsm_loss
 
-__all__ = ["VESDE", "VPSDE", "make_sde", "reverse_sample", "ScoreUNet", "dsm_loss"]
+__all__ = ["VESDE", "VPSDE", "make_sde", "reverse_sample", "ScoreUNet", "dsm_loss", "FieldScale",
+           "split_by_chain", "train"]
