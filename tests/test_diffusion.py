@@ -91,6 +91,42 @@ def test_dsm_loss_of_the_exact_score(schedule):
     assert diffusion.dsm_loss(exact(0.8), sde, x0, t=t).item() > loss + 0.02
 
 
+@pytest.mark.parametrize("divergence", ["hutchinson", "exact"])
+def test_probability_flow_log_q_against_the_linear_pushforward(divergence):
+    """VE with the exact score of N(mu, s0^2) data: the ODE is linear, x - mu scales by
+    sqrt(v(t)), v = s0^2 + s(t)^2, so the prior N(0, s1^2) is pushed to N(mu (1 - r), (s1 r)^2)
+    with r = sqrt(v(eps) / v(1)); x and log q must follow (Hutchinson is exact for this
+    diagonal Jacobian)."""
+    sde = diffusion.VESDE()
+    mu, s0, eps = 0.4, 0.6, 1e-3
+
+    def score(x, t):
+        return -(x - mu) / (s0 * s0 + float(sde.kernel(t)[1]) ** 2)
+
+    g = torch.Generator().manual_seed(0)
+    x1 = sde.prior_std() * torch.randn(5, 3, 3, generator=g, dtype=torch.float64)
+    x, log_q = diffusion.probability_flow(score, sde, x1, n_steps=200, eps=eps, divergence=divergence)
+    v = lambda t: s0 * s0 + float(sde.kernel(t)[1]) ** 2  # noqa: E731
+    r = math.sqrt(v(eps) / v(1.0))
+    torch.testing.assert_close(x, mu + (x1 - mu) * r, rtol=1e-7, atol=1e-7)
+    sd = sde.prior_std() * r
+    exact = (-0.5 * ((x - mu * (1 - r)) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+    torch.testing.assert_close(log_q, exact, rtol=0, atol=1e-6)
+
+
+def test_exact_divergence_is_the_jacobian_trace():
+    from lftaccel.models.diffusion.flow_ode import _divergence
+
+    torch.manual_seed(0)
+    net = diffusion.ScoreUNet((4, 4), diffusion.VESDE(), channels=(4, 4), emb_dim=8, dtype=torch.float64)
+    torch.nn.init.normal_(net.out.weight, std=0.3)
+    x = torch.randn(2, 4, 4, dtype=torch.float64)
+    _, div = _divergence(lambda z: net(z, 0.4), x, "exact", None)
+    for b in range(2):
+        jac = torch.autograd.functional.jacobian(lambda z: net(z[None], 0.4)[0], x[b])
+        assert abs(div[b].item() - jac.reshape(16, 16).trace().item()) < 1e-10
+
+
 def _ensemble(n_chains=8, per_chain=5):
     from lftaccel import io
 

@@ -1,11 +1,12 @@
 """Score-based diffusion models for lattice fields: forward SDEs (VE, VP) with their closed-form
 perturbation kernels, a periodic U-Net score network with its denoising score-matching loss,
 and reverse-time sampling through the fused Euler-Maruyama kernel; training on HDF5 ensembles
-split by chain, with an EMA of the weights."""
+split by chain, with an EMA of the weights; the probability-flow ODE with log q."""
 
+from .flow_ode import probability_flow
 from .sde import VESDE, VPSDE, make_sde, reverse_sample
 from .train import FieldScale, split_by_chain, train
 from .unet import ScoreUNet, dsm_loss
 
 __all__ = ["VESDE", "VPSDE", "make_sde", "reverse_sample", "ScoreUNet", "dsm_loss", "FieldScale",
-           "split_by_chain", "train"]
+           "split_by_chain", "train", "probability_flow"]
