@@ -31,8 +31,8 @@ def test_kernel_matches_moment_equations(sde):
     assert abs(sde.prior_std() - float(sde.kernel(1.0)[1])) < (1e-12 if sde.schedule == "ve" else 1e-3)
 
 
-@pytest.mark.parametrize("schedule", ["ve", "vp"])
-def test_reverse_sampling_with_the_exact_score_returns_the_data(schedule):
+@pytest.mark.parametrize("schedule,corrector", [("ve", 0), ("vp", 0), ("ve", 1)])
+def test_reverse_sampling_with_the_exact_score_returns_the_data(schedule, corrector):
     """Data x_0 ~ N(mu, s0^2) per site: p_t = N(m mu, m^2 s0^2 + s^2) and its score is exact, so
     the reverse SDE must end at N(mu, s0^2 + s(eps)^2) up to the Euler-Maruyama error."""
     sde = diffusion.make_sde(schedule)
@@ -42,10 +42,13 @@ def test_reverse_sampling_with_the_exact_score_returns_the_data(schedule):
         m, s = (float(v) for v in sde.kernel(t))
         return -(x - m * mu) / (m * m * s0 * s0 + s * s)
 
-    x = diffusion.reverse_sample(score, sde, (4000, 4, 4), n_steps=1000, eps=1e-3, seed=3)
+    shape = (4000, 4, 4) if not corrector else (250, 16, 16)  # the corrector's step needs many sites
+    x = diffusion.reverse_sample(score, sde, shape, n_steps=1000 if not corrector else 300, eps=1e-3,
+                                 seed=3, corrector_steps=corrector, snr=0.16)
     eps_m, eps_s = (float(v) for v in sde.kernel(1e-3))
     n = x.numel()
-    var_true = s0 * s0 + eps_s ** 2
+    # the corrector is unadjusted Langevin: its stationary variance is v / (1 - snr^2)
+    var_true = (s0 * s0 + eps_s ** 2) / (1 - 0.16 ** 2 if corrector else 1.0)
     assert abs(x.mean().item() - eps_m * mu) < 4 * math.sqrt(var_true / n) + 0.005
     assert abs(x.var().item() / var_true - 1) < 4 * math.sqrt(2 / n) + 0.005  # a score 10 % off: 25 %
 

