@@ -130,6 +130,22 @@ def test_exact_divergence_is_the_jacobian_trace():
         assert abs(div[b].item() - jac.reshape(16, 16).trace().item()) < 1e-10
 
 
+def test_learnt_langevin_equilibrium_of_a_gaussian_score():
+    """With the score of N(mu, v) as drift, the unadjusted Langevin chain equilibrates at mean mu
+    and variance v / (1 - eps / (2 v)); and a chain does not depend on its batch."""
+    mu, v, eps = 0.5, 0.25, 0.01
+    score = lambda x, t: -(x - mu) / v  # noqa: E731
+    x0 = torch.zeros(400, 4, 4, dtype=torch.float64)
+    x, rec = diffusion.learnt_langevin(score, x0, t=1e-3, eps=eps, n_steps=600, seed=2, record_every=100)
+    late = rec[2:]  # after 200 steps = 8 relaxation times v / eps
+    expect = v / (1 - eps / (2 * v))
+    n = late[0].numel()  # records 100 steps apart are nearly independent (relaxation time 25 steps)
+    assert abs(late.mean().item() - mu) < 4 * math.sqrt(expect / (n * len(late)))
+    assert abs(late.var().item() / expect - 1) < 4 * math.sqrt(2 / (n * len(late)))
+    part = diffusion.learnt_langevin(score, x0[5:7], t=1e-3, eps=eps, n_steps=600, seed=2, chain_offset=5)
+    torch.testing.assert_close(part, x[5:7], rtol=0, atol=0)
+
+
 def _ensemble(n_chains=8, per_chain=5):
     from lftaccel import io
 

@@ -1,12 +1,14 @@
 """Score-based diffusion models for lattice fields: forward SDEs (VE, VP) with their closed-form
 perturbation kernels, a periodic U-Net score network with its denoising score-matching loss,
 and reverse-time sampling through the fused Euler-Maruyama kernel; training on HDF5 ensembles
-split by chain, with an EMA of the weights; the probability-flow ODE with log q."""
+split by chain, with an EMA of the weights; the probability-flow ODE with log q; the learnt
+score as a Langevin drift (stochastic quantization)."""
 
 from .flow_ode import probability_flow
+from .quantization import learnt_langevin
 from .sde import VESDE, VPSDE, make_sde, reverse_sample
 from .train import FieldScale, split_by_chain, train
 from .unet import ScoreUNet, dsm_loss
 
 __all__ = ["VESDE", "VPSDE", "make_sde", "reverse_sample", "ScoreUNet", "dsm_loss", "FieldScale",
-           "split_by_chain", "train", "probability_flow"]
+           "split_by_chain", "train", "probability_flow", "learnt_langevin"]
