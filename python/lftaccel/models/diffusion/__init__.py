@@ -4,11 +4,12 @@ and reverse-time sampling through the fused Euler-Maruyama kernel; training on H
 split by chain, with an EMA of the weights; the probability-flow ODE with log q; the learnt
 score as a Langevin drift (stochastic quantization)."""
 
-from .flow_ode import probability_flow
+from .flow_ode import ODESampler, probability_flow
 from .quantization import learnt_langevin
 from .sde import VESDE, VPSDE, make_sde, reverse_sample
 from .train import FieldScale, split_by_chain, train
 from .unet import ScoreUNet, dsm_loss
 
 __all__ = ["VESDE", "VPSDE", "make_sde", "reverse_sample", "ScoreUNet", "dsm_loss", "FieldScale",
-           "split_by_chain", "train", "probability_flow", "learnt_langevin"]
+           "split_by_chain", "train", "probability_flow", "learnt_langevin",
+           "ODESampler"]
