@@ -43,12 +43,13 @@ def test_reverse_sampling_with_the_exact_score_returns_the_data(schedule, correc
         return -(x - m * mu) / (m * m * s0 * s0 + s * s)
 
     shape = (4000, 4, 4) if not corrector else (250, 16, 16)  # the corrector's step needs many sites
+    snr = 0.3  # the corrector's variance bias 1 / (1 - snr^2) = 1.099 is well outside the tolerance
     x = diffusion.reverse_sample(score, sde, shape, n_steps=1000 if not corrector else 300, eps=1e-3,
-                                 seed=3, corrector_steps=corrector, snr=0.16)
+                                 seed=3, corrector_steps=corrector, snr=snr)
     eps_m, eps_s = (float(v) for v in sde.kernel(1e-3))
     n = x.numel()
     # the corrector is unadjusted Langevin: its stationary variance is v / (1 - snr^2)
-    var_true = (s0 * s0 + eps_s ** 2) / (1 - 0.16 ** 2 if corrector else 1.0)
+    var_true = (s0 * s0 + eps_s ** 2) / (1 - snr ** 2 if corrector else 1.0)
     assert abs(x.mean().item() - eps_m * mu) < 4 * math.sqrt(var_true / n) + 0.005
     assert abs(x.var().item() / var_true - 1) < 4 * math.sqrt(2 / n) + 0.005  # a score 10 % off: 25 %
 
@@ -130,7 +131,7 @@ def test_ode_sampler_made_exact_by_neural_mcmc():
     def score_y(y, t):
         return -(y - mu / c) / ((s0 / c) ** 2 + float(sde.kernel(t)[1]) ** 2)
 
-    sampler = diffusion.ODESampler(score_y, sde, (3, 3), scale=c, n_steps=100, divergence="hutchinson")
+    sampler = diffusion.ODESampler(score_y, sde, (3, 3), scale=c, n_steps=100)  # exact divergence
     torch.manual_seed(0)
     phi, log_q, S = nmcmc.draw(sampler, lambda x: (0.5 * ((x - mu) / s0) ** 2).flatten(1).sum(1), 2000,
                                batch_size=500)

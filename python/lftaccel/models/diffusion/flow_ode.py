@@ -13,9 +13,13 @@ div score is the trace of the score's Jacobian:
     vector-Jacobian product per evaluation: unbiased for the trace, not exact;
   * 'exact': every diagonal element by a vector-Jacobian product per site (n_sites backward
     passes per evaluation: small lattices and checks).
-For exact neural MCMC the log q must be the model's actual density; 'exact' gives it up to
-the ODE's discretisation (classical RK4 in ``n_steps`` equal steps), 'hutchinson' adds an
-estimator's noise on top, which the Metropolis correction then treats as part of q.
+For exact neural MCMC the log q must be the model's actual density. 'exact' gives it up to
+the ODE's discretisation (classical RK4 in ``n_steps`` equal steps; the density is that of the
+discretised map, whose own log-determinant RK4 approximates). 'hutchinson' does not: its
+log q-hat is unbiased for log q, but the Metropolis ratio and the reweighting use
+exp(-log q-hat), and E_u[exp(-delta)] (delta = log q-hat - log q) depends on x whenever the
+score's Jacobian does, so the corrected chain targets p(x) E_u[exp(-delta(x, u))], not p.
+Use it for cheap diagnostics of q, and 'exact' (ODESampler's default) for exact sampling.
 """
 
 from __future__ import annotations
@@ -85,11 +89,13 @@ class ODESampler:
     physical units. With phi = c y (FieldScale c) the density picks up the Jacobian:
     log q(phi) = log q_y(y) - n_sites log c.
 
-    The prior draw uses torch's global RNG (seed it); the Hutchinson vectors are seeded by
-    ``seed`` plus the call count, so a sampler's sequence of batches is reproducible."""
+    ``divergence`` defaults to 'exact' (n_sites backward passes per evaluation): only that
+    log q makes the Metropolis correction exact (see the module docstring). The prior draw uses
+    torch's global RNG (seed it); Hutchinson vectors, if chosen, are seeded by ``seed`` plus
+    the call count (so samplers with nearby seeds share streams)."""
 
     def __init__(self, score_fn, sde, shape, *, scale: float = 1.0, n_steps: int = 200, eps: float = 1e-3,
-                 divergence: str = "hutchinson", seed: int = 0, dtype=torch.float64, device="cpu"):
+                 divergence: str = "exact", seed: int = 0, dtype=torch.float64, device="cpu"):
         self.score_fn, self.sde, self.shape = score_fn, sde, tuple(shape)
         self.scale = check_param(scale, "scale", low=0.0, low_open=True)
         self.n_steps, self.eps, self.divergence, self.seed = n_steps, eps, divergence, seed

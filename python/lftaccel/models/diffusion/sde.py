@@ -5,7 +5,7 @@ the fused Euler-Maruyama kernel (lftaccel.mcmc.kernels.sde_step).
   * VE (variance exploding): f = 0, g(t) = sigma^t. Then m = 1 and
         s(t)^2 = int_0^t sigma^(2u) du = (sigma^(2t) - 1) / (2 ln sigma),
     so s(0) = 0 and the prior at t = 1 is N(0, (sigma^2 - 1) / (2 ln sigma)) (sigma = 25:
-    s(1) = 9.82), wide against any lattice field scaled to unit size.
+    s(1) = 9.845), wide against any lattice field scaled to unit size.
   * VP (variance preserving): f = -beta(t) x / 2, g = sqrt(beta(t)), beta(t) = beta_min +
     t (beta_max - beta_min). With B(t) = int_0^t beta = beta_min t + (beta_max - beta_min) t^2 / 2:
         m(t) = exp(-B / 2),  s(t)^2 = 1 - exp(-B),

@@ -8,7 +8,8 @@ separate run can serve as the test set too.
 
 Scaling. The network works on phi / c with c the root mean square of the training field
 (one number: the Z2 and translation symmetries survive); ``FieldScale`` encodes data and
-decodes samples (phi = c y), and is saved with the model.
+decodes samples (phi = c y). The training checkpoint does not hold c or the SDE's parameters:
+the caller keeps them beside it (the reproduction writes them to its summary).
 
 Augmentation. The phi^4 weight is invariant under lattice translations and phi -> -phi; each
 batch is translated by a random shift and flipped in sign with probability 1/2 (``augment``),

@@ -8,9 +8,8 @@ approximately with the others). The extents must be divisible by 2^(levels - 1).
 
 Time enters through Gaussian Fourier features [sin(2 pi w t), cos(2 pi w t)] with fixed
 random frequencies w ~ N(0, scale^2), then a two-layer MLP, added as a per-channel bias in
-every residual block. The output is divided by the perturbation kernel's width s(t): the
-network predicts -z of x_t = m x_0 + s z (an O(1) target at every t), and
-score = -z_hat / s(t).
+every residual block. The network predicts the noise z of x_t = m x_0 + s z (an O(1) target
+at every t; the loss drives z_hat to E[z | x_t]), and score = -z_hat / s(t).
 
 Denoising score matching weighted by s(t)^2 (Song et al. 2021):
     L = E_t E_{x_0} E_z || s(t) score(x_t, t) + z ||^2 / n_sites,  t ~ U(eps, 1),
