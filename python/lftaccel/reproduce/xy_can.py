@@ -20,7 +20,6 @@ from scratch for the same time.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -192,7 +191,6 @@ def _scan(L, cfg, report, dev):
         if k == 0 or T == min(temps):
             _plot_correlation(L, T, hmc, res, report.out / f"corr-{L}x{L}-T{T:g}.png")
         print(f"L={L} T={T}: ESS {chain.ess:.3f}, acceptance {chain.acceptance:.3f}, pulls {pulls}", flush=True)
-        model = _continue_from(model)
     report.add(f"## {L}x{L}")
     report.table(["T", "ESS", "acceptance", "F_q / site", "train steps (s)", "sampling s"],
                  [[r["T"], f"{r['ess']:.3f}", f"{r['acceptance']:.3f}",
@@ -204,11 +202,6 @@ def _scan(L, cfg, report, dev):
         _plot_vortices(keep[T][0].numpy(), T, path)
         report.image(path, f"vortex map {L}x{L} T={T:g}")
     return {"rows": rows}
-
-
-def _continue_from(model):
-    """The next temperature trains a copy (the checkpoints keep each temperature's network)."""
-    return copy.deepcopy(model)
 
 
 def _compare_conditionals(cfg, report, dev):

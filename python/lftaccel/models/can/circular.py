@@ -26,6 +26,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..._kernels import check_int
+
 __all__ = ["BetaMixture", "VonMisesMixture", "make_conditional"]
 
 TWO_PI = 2.0 * math.pi
@@ -36,9 +38,7 @@ class _Mixture:
     shape_floor = 1e-3
 
     def __init__(self, n_components: int):
-        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
-        self.k = n_components
+        self.k = check_int(n_components, "n_components")
 
     @property
     def n_params(self) -> int:

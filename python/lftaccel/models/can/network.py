@@ -35,18 +35,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..._kernels import check_int
 from .circular import make_conditional
 from .masked import PeriodicMaskedConv, dependency_matrix, pad_site
 
 __all__ = ["CAN"]
 
 LOG_TWO_PI = math.log(2.0 * math.pi)
-
-
-def _check_positive_int(value, name, low=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
 
 
 class CAN(torch.nn.Module):
@@ -59,7 +54,7 @@ class CAN(torch.nn.Module):
             raise ValueError(f"shape must be two extents >= 2, got {shape!r}")
         for value, name, low in ((channels, "channels", 1), (depth, "depth", 1), (half_width, "half_width", 0),
                                  (first_half_width, "first_half_width", 1)):
-            _check_positive_int(value, name, low)
+            check_int(value, name, low=low)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.shape, self.n_sites, self.residual, self.reflect = shape, shape[0] * shape[1], residual, reflect
@@ -114,7 +109,7 @@ class CAN(torch.nn.Module):
     @torch.no_grad()
     def sample(self, n: int, *, cache: bool = True):
         """(theta (n, H, W) float64 in [0, 2 pi), log q (n,) float64), from torch's global RNG."""
-        _check_positive_int(n, "n")
+        check_int(n, "n")
         N, dev = self.n_sites, self.device
         theta0 = 2.0 * math.pi * torch.rand(n, dtype=torch.float64, device=dev)
         phi = torch.full((n, N), math.pi, dtype=torch.float64, device=dev)  # site 0: rel = 0
