@@ -54,6 +54,7 @@ METHODS = {
     "mem": ("mem", {}),
     "mem-kink": ("mem", {"alpha": "chi2-kink"}),
     "nn": ("nn", {}),
+    "nn-log": ("nn", {"smoothness": "log", "smooth": 1e3}),
     "p2p": ("p2p", {}),
     "ana-cont": ("peer", {}),
 }

@@ -216,7 +216,8 @@ def test_nn_list_recovers_a_broad_peak_with_an_ensemble_band():
 def test_nn_options_are_checked():
     D, sigma = data(1e-3)
     for kwargs, message in (({"depth": 4}, "depth"), ({"activation": "relu"}, "activation"),
-                            ({"optimizer": "sgd"}, "optimizer"), ({"n_ensemble": 0}, "n_ensemble")):
+                            ({"optimizer": "sgd"}, "optimizer"), ({"n_ensemble": 0}, "n_ensemble"),
+                            ({"smoothness": "tv"}, "smoothness")):
         with pytest.raises(ValueError, match=message):
             S.reconstruct(P25, D, sigma, OMEGA, "nn", iters=1, **kwargs)
 
