@@ -239,6 +239,17 @@ def test_training_lowers_the_loss_and_resumes_after_a_kill(tmp_path, monkeypatch
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
+def test_ema_forgets_the_untrained_start():
+    """After 40 steps at ema = 0.999 the EMA weights have moved most of the way the model did
+    (a fixed decay would keep 0.999^40 = 96% of the initial weights)."""
+    model = _tiny_unet()
+    start = [p.detach().clone() for p in model.parameters()]
+    _, ema = diffusion.train(model, torch.randn(256, 8, 8), steps=40, batch_size=32, lr=3e-3, seed=1, progress=False)
+    moved = sum(float(((p.detach() - s) ** 2).sum()) for p, s in zip(model.parameters(), start)) ** 0.5
+    ema_moved = sum(float(((p.detach() - s) ** 2).sum()) for p, s in zip(ema.module.parameters(), start)) ** 0.5
+    assert moved > 0 and ema_moved > 0.5 * moved, (ema_moved, moved)
+
+
 def test_bad_sde_arguments():
     with pytest.raises(ValueError, match="sigma"):
         diffusion.VESDE(0.5)
