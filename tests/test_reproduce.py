@@ -1,6 +1,7 @@
 """The reproductions' whole pipeline at toy scale: HMC, training, neural MCMC, report, plots."""
 
 import json
+import math
 
 import pytest
 
@@ -46,6 +47,26 @@ def test_xy_can_pipeline(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "Beta against von Mises" in text and "T where Y = 2T/pi" in text
     for png in ("helicity-ess.png", "vortices-4x4-T0.9.png", "vortices-4x4-T1.2.png", "corr-4x4-T1.2.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_phi4_diffusion_pipeline(tmp_path):
+    summary = reproduce("phi4-diffusion", tmp_path, quick=True, device="cpu", L=4, n_train=256, train_seconds=2.0,
+                        dm_samples=64, sde_steps=10, proposals=64, ode_steps=2, sq_steps=40, sq_record=5,
+                        sq_chains=8)
+    assert set(summary) == {"settings", "0.21", "0.5"}
+    for kappa in ("0.21", "0.5"):
+        s = summary[kappa]
+        assert set(s["values"]) == {"train HMC", "test HMC", "DM", "corrected DM"}
+        assert 0 < s["ess"] <= 1 and s["hutchinson_sd"] == 0.0  # exact divergence: no probe spread
+        assert all(0 <= f <= 1 for f in s["sectors"].values())
+        assert all(math.isfinite(p) for p in s["pulls"]["DM"].values())
+    assert summary["0.21"]["dm_ok"] in (True, False) and summary["0.5"]["dm_ok"] is None
+    assert set(summary["0.21"]["stochastic_quantization"]) == {"Langevin, -dS/dphi", "Langevin, learnt score"}
+    assert json.loads((tmp_path / "dm-4x4-k0.21.json").read_text())["scale"] == summary["0.21"]["scale"]
+    text = (tmp_path / "report.md").read_text()
+    assert "kappa = 0.5 (broken phase)" in text and "Stochastic quantization, kappa = 0.21" in text
+    for png in ("hist-M-4x4-k0.21.png", "configs-4x4-k0.5.png", "sq-corr-4x4-k0.21.png"):
         assert (tmp_path / png).stat().st_size > 1000
 
 

@@ -10,6 +10,7 @@ REPRODUCTIONS = {
     "phi4-flow": "phi4_flow",
     "oscillator-fflow": "oscillator_fflow",
     "xy-can": "xy_can",
+    "phi4-diffusion": "phi4_diffusion",
 }
 
 __all__ = ["REPRODUCTIONS", "reproduce"]
