@@ -92,10 +92,12 @@ def _hmc(theory, L, n_train, out, device):
     return run(sampler, n_total, n_therm=1000, spacing=4, path=path, resume=path.exists(), progress=True)
 
 
-def _observables(measurements: dict, L: int) -> dict:
-    """measurements by chain (n, n_chains, ...) -> name -> Estimate."""
+def _observables(measurements: dict, L: int, correlator: bool = False) -> dict:
+    """measurements by chain (n, n_chains, ...) -> name -> Estimate; with ``correlator`` also
+    the connected slice correlator G(t), t = 0..L/2."""
     obs = analysis.phi4_observables(measurements, (L, L))
-    return {k: analysis.estimate(obs[k], k) for k in OBSERVABLES}
+    names = OBSERVABLES + (tuple(f"G({t})" for t in range(L // 2 + 1)) if correlator else ())
+    return {k: analysis.estimate(obs[k], k) for k in names}
 
 
 def _iid(meas: dict) -> dict:
@@ -103,7 +105,7 @@ def _iid(meas: dict) -> dict:
     return {k: np.asarray(v)[:, None] for k, v in meas.items()}
 
 
-def _score_fn(ema, scale: float):
+def _score_fn(ema):
     """Score of the scaled field y = phi / c as the samplers call it (float64 in, float64 out)."""
     module = ema.module
     dtype = module.dtype
@@ -121,7 +123,7 @@ def _train(data_phi, L, kappa, cfg, out, device):
     model = dm.ScoreUNet((L, L), sde, channels=cfg["channels"], emb_dim=cfg["emb_dim"]).to(device)
     name = f"dm-{L}x{L}-k{kappa}"
     # the scale and the SDE belong to the model: kept beside its checkpoint
-    (out / f"{name}.json").write_text(json.dumps({"scale": scale.c, "sde": "ve", "sigma": 25.0,
+    (out / f"{name}.json").write_text(json.dumps({"scale": scale.c, **sde.kernel_args(),
                                                   "channels": list(cfg["channels"]), "emb_dim": cfg["emb_dim"]}))
     res, ema = dm.train(model, scale.encode(torch.as_tensor(data_phi, dtype=torch.float32)), steps=10 ** 7,
                         batch_size=cfg["batch"], lr=cfg["lr"], seed=L, checkpoint=out / f"{name}.pt", resume=True,
@@ -162,17 +164,10 @@ def _plot_correlators(curves: dict, path):
     plt.close(fig)
 
 
-def _correlator(meas_by_chain: dict, L: int):
-    """Connected slice correlator C(t), t = 0..L/2, with Gamma-method errors."""
-    M = meas_by_chain["M"]
-    corr = meas_by_chain["slice_corr"]
-    m = analysis.primary(M, "M")
-    vals, errs = [], []
-    for t in range(L // 2 + 1):
-        c = analysis.estimate(analysis.primary(corr[:, :, t], f"C({t})") - L * m * m, f"C({t})")
-        vals.append(c.value)
-        errs.append(c.error)
-    return np.array(vals), np.array(errs)
+def _correlator(estimates: dict, L: int):
+    """(values, errors) of G(t), t = 0..L/2, from _observables(..., correlator=True)."""
+    g = [estimates[f"G({t})"] for t in range(L // 2 + 1)]
+    return np.array([e.value for e in g]), np.array([e.error for e in g])
 
 
 def _probe_spread(score_fn, sde, cfg, L, n=32, seed=7):
@@ -194,7 +189,7 @@ def _one_kappa(kappa, cfg, report, dev) -> dict:
     test_meas = {k: v[:, TRAIN_CHAINS:] for k, v in by_chain.items()}
     train_phi, test_phi = dm.split_by_chain(ens, test_chains=TEST_CHAINS)
     ema, scale, sde, tr = _train(train_phi, L, kappa, cfg, out, dev)
-    score = _score_fn(ema, scale.c)
+    score = _score_fn(ema)
 
     t0 = time.perf_counter()
     y = dm.reverse_sample(score, sde, (cfg["dm_samples"], L, L), n_steps=cfg["sde_steps"], seed=L,
@@ -213,7 +208,7 @@ def _one_kappa(kappa, cfg, report, dev) -> dict:
     ode_meas = analysis.phi4_measurements(x.cpu())
     spread = _probe_spread(score, sde, cfg, L) if cfg["divergence"] == "hutchinson" else 0.0
 
-    rows = {"train HMC": _observables(train_meas, L), "test HMC": _observables(test_meas, L),
+    rows = {"train HMC": _observables(train_meas, L), "test HMC": _observables(test_meas, L, correlator=True),
             "DM": _observables(_iid(dm_meas), L),
             "corrected DM": chain_observables(ode_meas, chain, analysis.phi4_observables, (L, L))}
     sectors = {"train HMC": float((train_meas["M"] > 0).mean()), "test HMC": float((test_meas["M"] > 0).mean()),
@@ -259,10 +254,10 @@ def _one_kappa(kappa, cfg, report, dev) -> dict:
                "hutchinson_sd": spread, "train_steps": tr.steps, "train_seconds": tr.seconds,
                "dm_ok": ok_dm if not broken else None, "corrected_ok": ok_corr, "scale": scale.c,
                "values": {n: {k: r[k].as_dict() for k in OBSERVABLES} for n, r in rows.items()}}
-    return summary, (theory, score, scale, sde, dm_phi, test_meas)
+    return summary, (theory, score, scale, sde, dm_phi, test_meas, rows["test HMC"])
 
 
-def _stochastic_quantization(kappa, cfg, report, dev, theory, score, scale, sde, dm_phi, test_meas) -> dict:
+def _stochastic_quantization(kappa, cfg, report, dev, theory, score, scale, sde, dm_phi, test_meas, hmc) -> dict:
     """The learnt score at t = t_min as a Langevin drift against the physical drift -dS/dphi."""
     L = cfg["L"]
     n, eps, steps, every = cfg["sq_chains"], cfg["sq_eps"], cfg["sq_steps"], cfg["sq_record"]
@@ -287,15 +282,13 @@ def _stochastic_quantization(kappa, cfg, report, dev, theory, score, scale, sde,
 
     learnt_meas = by_chain(learnt)
     phys_meas = {k: ens.by_chain(v) for k, v in analysis.phi4_measurements(ens.configs).items()}
-    curves = {"test HMC": _correlator(test_meas, L), "Langevin, -dS/dphi": _correlator(phys_meas, L),
-              "Langevin, learnt score": _correlator(learnt_meas, L)}
+    res = {name: _observables(m, L, correlator=True) for name, m in (("Langevin, -dS/dphi", phys_meas),
+                                                                    ("Langevin, learnt score", learnt_meas))}
+    curves = {"test HMC": _correlator(hmc, L), **{name: _correlator(r, L) for name, r in res.items()}}
     tag = f"{L}x{L}-k{kappa}"
     plot_histograms({"test HMC": test_meas["M"], "Langevin, -dS/dphi": phys_meas["M"],
                      "Langevin, learnt score": learnt_meas["M"]}, report.out / f"sq-hist-M-{tag}.png", xlabel="M")
     _plot_correlators(curves, report.out / f"sq-corr-{tag}.png")
-    res = {name: _observables(m, L) for name, m in (("Langevin, -dS/dphi", phys_meas),
-                                                  ("Langevin, learnt score", learnt_meas))}
-    hmc = _observables(test_meas, L)
     report.add(f"### Stochastic quantization, kappa = {kappa}",
                f"{n} chains, eps = {eps}, {steps} steps ({burn} discarded), recorded every {every}; the learnt "
                f"drift is the score at t = {t_min}, started from DM samples; the physical one starts cold. "

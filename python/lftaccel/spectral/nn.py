@@ -70,6 +70,11 @@ from .problem import Problem, Reconstruction
 __all__ = ["nn", "p2p"]
 
 
+def _rho(omega, f):
+    """rho = omega softplus(f): both representations map their output f to rho this way."""
+    return omega * torch.nn.functional.softplus(f)
+
+
 class ListNet(torch.nn.Module):
     """f from a constant input through ``depth`` hidden layers (depth 0: f is the parameter)."""
 
@@ -99,7 +104,7 @@ class ListNet(torch.nn.Module):
         return self.f if self.net is None else self.net(self.one)[0]
 
     def forward(self, omega):
-        return omega * torch.nn.functional.softplus(self.logits(omega))
+        return _rho(omega, self.logits(omega))
 
 
 class PointNet(torch.nn.Module):
@@ -119,7 +124,7 @@ class PointNet(torch.nn.Module):
         return self.net(omega[:, None] / self.scale)[:, 0]
 
     def forward(self, omega):
-        return omega * torch.nn.functional.softplus(self.logits(omega))
+        return _rho(omega, self.logits(omega))
 
 
 CHUNK = 250  # optimiser iterations between convergence checks
@@ -138,13 +143,13 @@ def _fit(model, prob: Problem, b, omega, target, significant, *, optimizer, l2, 
     history = []
 
     def terms(smooth_now, l2_now):
-        rho = model(omega)
+        f = model.logits(omega)  # one network pass serves rho and the 'log' regulator
+        rho = _rho(omega, f)
         r = A @ rho - bt
         chi2 = r @ r
         if smoothness == "rho":
             loss = chi2 + smooth_now * ((rho[1:] - rho[:-1]) ** 2).sum()
         else:
-            f = model.logits(omega)
             loss = chi2 + smooth_now * ((f[2:] - 2 * f[1:-1] + f[:-2]) ** 2).sum()
         if l2_now > 0 and weights:
             loss = loss + l2_now * sum((w * w).sum() for w in weights)
