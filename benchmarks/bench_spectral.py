@@ -48,8 +48,8 @@ SPECTRA = {
 }
 METHODS = {
     "tsvd": ("tsvd", {}),
-    "tikhonov-id": ("tikhonov", {"regulariser": "identity"}),
-    "tikhonov-d2": ("tikhonov", {}),
+    "tikhonov-id": ("tikhonov", {"regulariser": "identity", "positive": False}),
+    "tikhonov-d2": ("tikhonov", {"positive": False}),
     "tikhonov-pos": ("tikhonov", {"positive": True}),
     "mem": ("mem", {}),
     "mem-kink": ("mem", {"alpha": "chi2-kink"}),

@@ -257,8 +257,7 @@ def _spectral(args):
     if not args.omega_max > 0.04:
         raise ValueError(f"--omega-max must be > 0.04, got {args.omega_max}")
     omega = np.linspace(0.04, args.omega_max, args.n_omega)
-    opts = {"positive": True} if args.method == "tikhonov" else {}
-    res = reconstruct(p, D, sigma, omega, args.method, cov=cov, **opts)
+    res = reconstruct(p, D, sigma, omega, args.method, cov=cov)
     band = res.band if res.band is not None else np.full_like(res.rho, np.nan)
     np.savetxt(args.output, np.column_stack([res.omega, res.rho, band]), delimiter=",",
                header="omega,rho,rho_err", comments="")

@@ -5,9 +5,11 @@ D(p) = int_0^inf K(p, w) rho(w) dw (Kallen-Lehmann by default).
     res = reconstruct(p, D, sigma, omega, method="tikhonov")
     res.rho, res.band, res.chi2, res.diagnostics
 
-Methods so far: 'tsvd' (discrepancy-principle rank), 'tikhonov' (identity or second
-derivative, optional positivity, lambda by discrepancy or GCV), 'mem' (Bryan's maximum
-entropy, alpha marginalised or at the chi^2 kink). Pure numpy/scipy.
+Methods: 'tsvd' (discrepancy-principle rank), 'tikhonov' (identity or second derivative,
+positivity by default, lambda by discrepancy or GCV), 'mem' (Bryan's maximum entropy, flat or
+user default model, alpha marginalised or at the chi^2 kink), 'nn' and 'p2p' (neural
+representations of rho fitted by automatic differentiation, torch float64; see nn.py).
+numpy/scipy and torch only: nothing here calls the compiled kernels.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ the user's array.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import optimize
 
@@ -64,9 +66,9 @@ def _solve(prob, m, dw, Us, sv, Vs, alpha, u0, max_iter=300, tol=1e-9):
                     break
             mu = max(2 * mu, alpha * 1e-3, 1e-12) * 4
         else:  # no step lowers -Q: at the maximum to rounding, or stuck
-            return u, rho, bool(np.sqrt(du @ T @ du) < 1e-6 * np.sqrt(limit))
+            return u, rho, bool(np.sqrt(max(du @ T @ du, 0.0)) < 1e-6 * np.sqrt(limit))
         u, rho, r, fq = u + du, rho_n, r_n, fq_n
-        if np.sqrt(du @ T @ du) < tol * np.sqrt(limit):
+        if np.sqrt(max(du @ T @ du, 0.0)) < tol * np.sqrt(limit):  # rounding can make it -0
             return u, rho, True
     return u, rho, False
 
@@ -77,7 +79,8 @@ def maxent(prob: Problem, *, alpha: str = "marginal", default_model=None, n_alph
         raise ValueError(f"alpha must be 'marginal' or 'chi2-kink', got {alpha!r}")
     dw = grid_weights(prob.omega)
     if default_model is None:
-        level = prob.D[0] / prob.K[0].sum()
+        i = int(np.argmin(prob.p))
+        level = prob.D[i] / prob.K[i].sum()
         if not level > 0:
             raise ValueError("a flat default model needs D > 0 at the smallest p; pass default_model")
         m = np.full(len(prob.omega), level)
@@ -135,8 +138,10 @@ def maxent(prob: Problem, *, alpha: str = "marginal", default_model=None, n_alph
             return a + b / (1 + np.exp(-c * (x - d)))
 
         try:
-            (a0, b0, c0, d0), _ = optimize.curve_fit(logistic, x, y, p0=(y.min(), y.max() - y.min(), 1.0, x.mean()),
-                                                     maxfev=20000)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", optimize.OptimizeWarning)  # no covariance: no logistic fit
+                (a0, b0, c0, d0), _ = optimize.curve_fit(logistic, x, y, p0=(y.min(), y.max() - y.min(), 1.0,
+                                                                            x.mean()), maxfev=20000)
             x_kink = d0 - 2.5 / c0
         except (RuntimeError, optimize.OptimizeWarning):
             # No logistic shape: the point of largest curvature of log chi^2.
