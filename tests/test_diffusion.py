@@ -387,3 +387,40 @@ def test_bad_sde_arguments():
     with pytest.raises(ValueError, match="x must be"):
         diffusion.ScoreUNet((8, 8), diffusion.VESDE(), channels=(8,))(torch.zeros(2, 4, 8), 0.5)
 
+
+def test_train_generate_measure_commands(tmp_path, capsys):
+    """lftaccel sample -> train diffusion -> generate [--exact] -> measure, on 4x4 phi^4: the
+    model file is self-contained, generated ensembles are ordinary ensemble files, a killed
+    training resumes, and a wrong input gets a one-line error."""
+    import h5py
+
+    from lftaccel.cli import main
+    from lftaccel.io import read_run
+
+    run, model = tmp_path / "run.h5", tmp_path / "dm.pt"
+    assert main(["sample", "phi4", "--shape", "4", "4", "-n", "256", "--chains", "4", "--therm", "50",
+                 "-o", str(run), "--no-progress"]) == 0
+    train = ["train", "diffusion", str(run), "-o", str(model), "--channels", "4,8", "--emb-dim", "8",
+             "--steps", "30", "--batch-size", "32", "--no-progress"]
+    assert main(train) == 0
+    out = capsys.readouterr().out
+    assert "held out" in out and "test" in out
+    assert main(train[:-4] + ["60", "--batch-size", "32", "--no-progress", "--resume"]) == 0  # continues to 60
+    assert torch.load(model, weights_only=False)["step"] == 60
+    for extra, sampler in (([], "diffusion"), (["--exact", "--ode-steps", "12", "--chains", "2"], "diffusion-exact")):
+        dm_file = tmp_path / f"{sampler}.h5"
+        assert main(["generate", str(model), "-n", "32", "-o", str(dm_file), "--no-progress", *extra]) == 0
+        ens = read_run(dm_file)
+        assert ens.configs.shape == (32, 4, 4) and ens.attrs["sampler"] == sampler
+        assert ens.theory.kappa == pytest.approx(0.21) and ens.lattice_shape == (4, 4)
+        np.testing.assert_allclose(ens.action, ens.theory.action(torch.as_tensor(ens.configs)).numpy(), rtol=1e-10)
+        with h5py.File(dm_file) as f:  # plain h5py reads it
+            assert f["configs"].shape == (32, 4, 4)
+        capsys.readouterr()
+        assert main(["measure", str(dm_file)]) == 0
+        assert "|M|" in capsys.readouterr().out
+    assert main(["generate", str(run), "-n", "8", "-o", str(tmp_path / "x.h5")]) == 2
+    assert "not a diffusion model file" in capsys.readouterr().err
+    assert main(["train", "diffusion", str(model), "-o", str(tmp_path / "y.pt")]) == 2
+    assert "not an HDF5 file" in capsys.readouterr().err
+    assert main(train) == 2 and "exists" in capsys.readouterr().err  # no silent overwrite

@@ -93,10 +93,11 @@ def _ema_with_warmup(decay: float):
 def train(model, data, *, steps: int, batch_size: int = 64, lr: float = 2e-4, ema: float = 0.999,
           eps: float = 1e-5, augment: bool = True, clip: float = 1.0, seed: int = 0, checkpoint=None,
           checkpoint_every: int = 200, resume: bool = False, time_limit: float | None = None,
-          progress: bool = True, schedule: str = "cosine"):
+          progress: bool = True, schedule: str = "cosine", extra: dict | None = None):
     """Trains ``model`` (a ScoreUNet) on ``data`` (n, H, W), already scaled (FieldScale.encode),
     and returns (TrainResult, ema_model): the EMA copy, an AveragedModel whose ``.module`` is
-    a ScoreUNet, is what sampling should use."""
+    a ScoreUNet, is what sampling should use. ``extra`` adds objects with state_dict /
+    load_state_dict to the checkpoint (the model file's description, say)."""
     check_int(batch_size, "batch_size")
     if not (0.0 <= ema < 1.0):
         raise ValueError(f"ema must be in [0, 1), got {ema!r}")
@@ -123,5 +124,5 @@ def train(model, data, *, steps: int, batch_size: int = 64, lr: float = 2e-4, em
                                 checkpoint_every=checkpoint_every, resume=resume, time_limit=time_limit,
                                 progress=progress, schedule=schedule, tag="diffusion-dsm", desc="score network",
                                 generator=gen, after_step=lambda: averaged.update_parameters(model),
-                                extra={"ema": averaged})
+                                extra={"ema": averaged, **(extra or {})})
     return res, averaged

@@ -1,0 +1,183 @@
+"""A trained diffusion model as one file, and the two steps of the command line around it:
+``lftaccel train diffusion run.h5 -o dm.pt`` and ``lftaccel generate dm.pt -n N -o dm.h5``.
+
+The model file is the training checkpoint (models._loop: weights, optimiser, random streams,
+so a killed training resumes) with two extras: the EMA weights, which are what sampling uses,
+and ``meta``: the field scale c, the SDE, the network's architecture, the theory and lattice
+of the training ensemble and the train/test split. With them a model file is self-contained.
+
+Generated ensembles use the format of lftaccel.io (the one `lftaccel sample` writes), so
+``lftaccel measure dm.h5`` and every other tool read them:
+  * plain DM: the reverse SDE (fused Euler-Maruyama kernel). The samples are independent
+    draws from the model (not from exp(-S)); they are stored as one chain, along which the
+    Gamma method finds tau_int ~ 1/2;
+  * ``exact=True``: the probability-flow ODE with the log-density of the discretised map as
+    the proposal of independence Metropolis (lftaccel.mcmc.nmcmc), ``n_chains`` chains; the
+    file's acceptance is the chains' acceptance rate. The configurations follow exp(-S).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..._kernels import check_int
+
+__all__ = ["train_from_ensemble", "load_model", "generate"]
+
+TAG = "diffusion-dsm"
+
+
+class _Meta:
+    """The model file's description, kept in the checkpoint through the training loop's extras.
+    Resuming checks that the file was trained on the same data and network."""
+
+    def __init__(self, meta: dict):
+        self.meta = meta
+
+    def state_dict(self):
+        return dict(self.meta)
+
+    def load_state_dict(self, saved):
+        for key in ("source", "scale", "channels", "emb_dim", "sde", "lattice_shape", "test_chains"):
+            if saved.get(key) != self.meta.get(key):
+                raise ValueError(f"cannot resume: the model file was trained with {key} = {saved.get(key)!r}, "
+                                 f"now {self.meta.get(key)!r}")
+
+
+def train_from_ensemble(ensemble, output, *, test_chains: int | None = None, channels=(32, 64), emb_dim: int = 64,
+                        steps: int = 10**7, minutes: float | None = 10.0, batch_size: int = 64, lr: float = 1e-3,
+                        ema: float = 0.999, sigma: float = 25.0, seed: int = 0, device=None, resume: bool = False,
+                        progress: bool = True) -> dict:
+    """Trains a ScoreUNet on the ensemble file ``ensemble`` (2D phi^4, written by `lftaccel
+    sample`), whole chains held out for testing (split_by_chain), and writes the model file
+    ``output``. Stops after ``steps`` or ``minutes``. Returns a summary with the denoising
+    loss of the EMA model on the training and on the test configurations (same noise draws):
+    a test loss well above the training loss means overfitting."""
+    from ...io import read_run
+    from ...theories import Phi4
+    from .sde import make_sde
+    from .train import FieldScale, split_by_chain, train
+    from .unet import ScoreUNet, dsm_loss
+
+    if Path(output).exists() and not resume:
+        raise ValueError(f"{output} exists: resume its training with --resume, or remove it")
+    ens = read_run(ensemble)
+    if not isinstance(ens.theory, Phi4) or len(ens.lattice_shape) != 2:
+        raise ValueError(f"train diffusion needs a 2D phi^4 ensemble; {ensemble} holds {ens.attrs['theory']} on "
+                         f"{'x'.join(map(str, ens.lattice_shape))}")
+    if ens.n_chains < 2:
+        raise ValueError(f"{ensemble} has one chain: a test set of independent chains needs at least two")
+    train_phi, test_phi = split_by_chain(ens, test_chains)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    scale = FieldScale.fit(train_phi)
+    sde = make_sde("ve", sigma=sigma)
+    meta = {"source": str(Path(ensemble).resolve()), "scale": scale.c, "sde": sde.kernel_args(),
+            "channels": [int(c) for c in channels], "emb_dim": int(emb_dim),
+            "lattice_shape": [int(s) for s in ens.lattice_shape], "theory": ens.attrs["theory"],
+            "theory_params": ens.attrs["theory_params"], "test_chains": test_chains,
+            "n_train": int(len(train_phi)), "n_test": int(len(test_phi))}
+    torch.manual_seed(seed)
+    model = ScoreUNet(tuple(ens.lattice_shape), sde, channels=tuple(channels), emb_dim=emb_dim).to(device)
+    res, averaged = train(model, scale.encode(torch.as_tensor(train_phi, dtype=torch.float32)), steps=steps,
+                          batch_size=batch_size, lr=lr, ema=ema, seed=seed, checkpoint=output, resume=resume,
+                          time_limit=None if minutes is None else 60.0 * minutes, progress=progress,
+                          extra={"meta": _Meta(meta)})
+
+    def loss_on(phi):
+        torch.manual_seed(seed + 1)  # the same noise draws for both sets
+        x = scale.encode(torch.as_tensor(phi[:2048], dtype=torch.float32)).to(device)
+        with torch.no_grad():
+            return float(dsm_loss(averaged.module, sde, x))
+
+    return {"output": str(output), "steps": res.steps, "seconds": res.seconds, **meta,
+            "train_loss": loss_on(train_phi), "test_loss": loss_on(test_phi)}
+
+
+def load_model(path, device=None):
+    """(score_fn, sde, scale c, meta) of a model file; score_fn(y, t) is the EMA network's
+    score of the scaled field y = phi / c."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from .sde import make_sde
+    from .unet import ScoreUNet
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such model file: {path}")
+    try:
+        state = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception:  # not a torch file at all (an HDF5 ensemble, say): unpickling fails in many ways
+        state = None
+    if not isinstance(state, dict) or state.get("objective") != TAG or "meta" not in state.get("extra", {}):
+        raise ValueError(f"{path} is not a diffusion model file written by `lftaccel train diffusion`")
+    meta = state["extra"]["meta"]
+    kw = dict(meta["sde"])
+    sde = make_sde(kw.pop("schedule"), **kw)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = ScoreUNet(tuple(meta["lattice_shape"]), sde, channels=tuple(meta["channels"]), emb_dim=meta["emb_dim"])
+    averaged = AveragedModel(model)
+    averaged.load_state_dict(state["extra"]["ema"])
+    module = averaged.module.to(device).eval()
+
+    def score_fn(y, t):
+        return module(y.to(module.dtype), t).to(y.dtype)
+
+    return score_fn, sde, float(meta["scale"]), meta
+
+
+def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500, ode_steps: int = 32,
+             n_chains: int = 8, batch_size: int = 256, seed: int = 0, device=None, progress: bool = True):
+    """Samples ``n`` configurations from a model file into the ensemble file ``output`` and
+    returns the lftaccel.io.Ensemble. ``exact``: independence Metropolis over ``n``
+    probability-flow proposals (``ode_steps`` RK4 steps, the map's log-density), ``n_chains``
+    chains; otherwise the reverse SDE in ``sde_steps`` Euler-Maruyama steps."""
+    import time
+
+    from ... import __version__
+    from ...io import Ensemble, theory_from_dict, write_run
+    from ...mcmc import nmcmc
+    from .flow_ode import ODESampler
+    from .sde import reverse_sample
+
+    check_int(n, "n")
+    check_int(n_chains, "n_chains")
+    score, sde, c, meta = load_model(model, device)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    theory = theory_from_dict(json.loads(meta["theory_params"]))
+    shape = tuple(meta["lattice_shape"])
+    t0 = time.perf_counter()
+    if exact:
+        if n % n_chains or n // n_chains < 2:
+            raise ValueError(f"n = {n} must split into n_chains = {n_chains} chains of >= 2 configurations")
+        torch.manual_seed(seed)  # the prior draws
+        sampler = ODESampler(score, sde, shape, scale=c, n_steps=ode_steps, divergence="map", seed=seed,
+                             device=device)
+        x, log_q, S = nmcmc.draw(sampler, theory.action, n, batch_size=batch_size, progress=progress)
+        chain = nmcmc.independence_metropolis(S.cpu(), log_q.cpu(), seed=seed, n_chains=n_chains)
+        order = chain.index.reshape(-1)  # step-major: every chain at each step, as the file wants
+        configs, action = x.cpu().numpy()[order], S.cpu().double().numpy()[order]
+        chains, acceptance = n_chains, chain.acceptance
+        settings = {"sampler": "diffusion-exact", "ode_steps": ode_steps, "log_q": "map", "ess": chain.ess,
+                    "n_proposals": n}
+    else:
+        y = reverse_sample(score, sde, (n, *shape), n_steps=sde_steps, seed=seed, device=device, progress=progress)
+        phi = (y * c).double()
+        configs, action = phi.cpu().numpy(), theory.action(phi).cpu().double().numpy()
+        chains, acceptance = 1, 1.0
+        settings = {"sampler": "diffusion", "sde_steps": sde_steps}
+    settings.update(model=str(Path(model).resolve()), seed=seed)
+    per_chain = len(configs) // chains
+    attrs = {"version": __version__, "theory": meta["theory"], "theory_params": meta["theory_params"],
+             "lattice_shape": np.asarray(shape, dtype=np.int64), "n_chains": chains, "seed": seed,
+             "sampler": settings["sampler"], "sampler_settings": json.dumps(settings, sort_keys=True),
+             "n_therm": 0, "spacing": 1, "n_target": n, "complete": True, "acceptance": float(acceptance),
+             "divergent": 0, "device": str(device), "seconds": time.perf_counter() - t0}
+    ens = Ensemble(configs=configs, chain=np.tile(np.arange(chains, dtype=np.int32), per_chain),
+                   update=np.repeat(np.arange(per_chain, dtype=np.int64), chains), action=action,
+                   acceptance_history=np.full(1, float(acceptance)), attrs=attrs)
+    write_run(output, ens)
+    return ens
