@@ -1,7 +1,7 @@
 """Diffusion-model sampling: the fused Euler-Maruyama step against a pure-torch step, and exact
 DM sampling (neural MCMC on the probability-flow ODE) against HMC, in one run.
 
-    python benchmarks/bench_diffusion.py                        # 8x8 phi^4: ~15 min on 2 CPU cores
+    python benchmarks/bench_diffusion.py                        # 8x8 phi^4: ~20 min on 2 CPU cores
     python benchmarks/bench_diffusion.py --model dm.pt          # a model from `lftaccel train diffusion`
     python benchmarks/bench_diffusion.py --device cuda --L 16 --train-minutes 10
 
@@ -160,8 +160,8 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
-    if args.L < 4 or args.L % 2 or args.samples < 64 * N_STREAMS or args.train_minutes <= 0:
-        ap.error("need an even --L >= 4, --samples >= 512 and --train-minutes > 0")
+    if args.L < 4 or args.L % 2 or args.samples < 64 * N_STREAMS or args.samples % N_STREAMS or args.train_minutes <= 0:
+        ap.error(f"need an even --L >= 4, --samples >= 512 divisible by {N_STREAMS} and --train-minutes > 0")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("--device cuda but no CUDA device is visible")
     out = Path(args.out)
@@ -183,7 +183,12 @@ def main(argv=None):
                                  batch_size=128, resume=model_file.exists(), device=args.device)
         results["training"] = {"steps": tr["steps"], "seconds": tr["seconds"], "wall": time.perf_counter() - t0,
                                "train_loss": tr["train_loss"], "test_loss": tr["test_loss"]}
-    score, sde, c, _ = load_model(model_file, args.device)
+    score, sde, c, meta = load_model(model_file, args.device)
+    theory = json.loads(meta["theory_params"])
+    if meta["theory"] != "Phi4" or abs(theory["kappa"] - KAPPA) > 1e-12 or abs(theory["lam"] - LAM) > 1e-12 \
+            or meta["lattice_shape"] != [L, L]:
+        ap.error(f"the model was trained on {meta['theory']} {theory} {meta['lattice_shape']}, not phi^4 at "
+                 f"kappa {KAPPA}, lambda {LAM} on {L}x{L}")
     results["reverse SDE"] = sampling_throughput(score, sde, L, args.device, 1024 if cuda else 256, 100)
 
     runs = {"exact DM": run_exact_dm(model_file, L, args.samples, args.ode_steps, args.device),

@@ -229,7 +229,7 @@ def test_time_grid_refined_toward_the_data_avoids_folding():
 def test_map_log_q_refuses_a_folding_step():
     sde = diffusion.VESDE()
     x1 = sde.prior_std() * torch.randn(4, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    with pytest.raises(RuntimeError, match="increase n_steps"):
+    with pytest.raises(RuntimeError, match="folds the space"):
         diffusion.probability_flow(lambda x, t: 1e6 * torch.sin(x), sde, x1, n_steps=1, divergence="map")
 
 
@@ -407,18 +407,34 @@ def test_train_generate_measure_commands(tmp_path, capsys):
     assert "held out" in out and "test" in out
     assert main(train[:-4] + ["60", "--batch-size", "32", "--no-progress", "--resume"]) == 0  # continues to 60
     assert torch.load(model, weights_only=False)["step"] == 60
-    for extra, sampler in (([], "diffusion"), (["--exact", "--ode-steps", "12", "--chains", "2"], "diffusion-exact")):
+    # a resume must be of the same data and network, checked before any weights load
+    assert main(train[:-4] + ["70", "--batch-size", "32", "--no-progress", "--resume", "--test-chains", "1"]) == 0
+    assert main(train[:5] + ["--channels", "4,4", "--resume", "--no-progress"]) == 2
+    assert "trained with channels = [4, 8]" in capsys.readouterr().err
+    for extra, sampler in (([], "diffusion"), (["--exact", "--ode-steps", "8", "--chains", "2"], "diffusion-exact")):
         dm_file = tmp_path / f"{sampler}.h5"
-        assert main(["generate", str(model), "-n", "32", "-o", str(dm_file), "--no-progress", *extra]) == 0
+        assert main(["generate", str(model), "-n", "32", "-o", str(dm_file), "--no-progress", "--batch-size", "12",
+                     *extra]) == 0
         ens = read_run(dm_file)
         assert ens.configs.shape == (32, 4, 4) and ens.attrs["sampler"] == sampler
         assert ens.theory.kappa == pytest.approx(0.21) and ens.lattice_shape == (4, 4)
         np.testing.assert_allclose(ens.action, ens.theory.action(torch.as_tensor(ens.configs)).numpy(), rtol=1e-10)
         with h5py.File(dm_file) as f:  # plain h5py reads it
             assert f["configs"].shape == (32, 4, 4)
+        if extra:  # chain-interleaved: along each chain a state repeats exactly when a proposal was rejected
+            S = ens.by_chain(ens.action)
+            repeats = int((S[1:] == S[:-1]).sum())
+            assert repeats == round((1 - ens.attrs["acceptance"]) * (len(S) - 1) * 2)
+        else:  # batches of 12 draw the same samples as one batch (Philox streams per sample)
+            one = tmp_path / "one-batch.h5"
+            assert main(["generate", str(model), "-n", "32", "-o", str(one), "--no-progress"]) == 0
+            np.testing.assert_array_equal(read_run(one).configs, ens.configs)
         capsys.readouterr()
         assert main(["measure", str(dm_file)]) == 0
         assert "|M|" in capsys.readouterr().out
+    assert main(["generate", str(model), "-n", "8", "-o", str(dm_file)]) == 2  # no silent overwrite
+    assert main(["generate", str(model), "-n", "9", "--exact", "-o", str(tmp_path / "z.h5")]) == 2
+    assert "--chains" in capsys.readouterr().err
     assert main(["generate", str(run), "-n", "8", "-o", str(tmp_path / "x.h5")]) == 2
     assert "not a diffusion model file" in capsys.readouterr().err
     assert main(["train", "diffusion", str(model), "-o", str(tmp_path / "y.pt")]) == 2

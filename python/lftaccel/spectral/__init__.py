@@ -3,7 +3,7 @@ D(p) = int_0^inf K(p, w) rho(w) dw (Kallen-Lehmann by default).
 
     from lftaccel.spectral import reconstruct
     res = reconstruct(p, D, sigma, omega, method="tikhonov")
-    res.rho, res.band, res.chi2, res.diagnostics
+    res.rho, res.band, res.chi2, res.diagnostics    # band: None where the method has none
 
 Methods: 'tsvd' (discrepancy-principle rank), 'tikhonov' (identity or second derivative,
 positivity by default, lambda by discrepancy or GCV), 'mem' (Bryan's maximum entropy, flat or

@@ -21,8 +21,10 @@ returns. The discretised flow x_eps = Phi_N o ... o Phi_1(x_1) is a map of its o
 
 with each step's Jacobian built row by row (n_sites backward passes through the step's four
 evaluations: the cost of 'exact') and its log-determinant from an LU decomposition. This is
-exact for any step count, and a step with det <= 0 (a folding map, steps too coarse) is an
-error.
+the exact density at any step count provided each step is one-to-one (RK4 of a smooth flow
+is, for steps small against the flow's rate); a step with det <= 0 at a proposal (a fold,
+steps too coarse) is an error. det > 0 at the proposals does not prove injectivity: the
+check catches folds where proposals land, which is where they would matter.
 
 Time grid. The steps are t_k = eps + (1 - eps)(1 - k/n)^rho, finer toward t = eps (rho = 2
 by default). The flow is stiffest there: its rate ~ g^2 / (2 (s0^2 + s_t^2)) grows as s_t
@@ -79,7 +81,7 @@ def _step_log_det(step, x):
     sign, log_det = torch.linalg.slogdet(torch.stack(rows, 1).double())
     if not bool((sign > 0).all()):
         raise RuntimeError("an RK4 step of the probability-flow ODE folds the space (det <= 0 for some "
-                           "configuration): its density is not defined; increase n_steps (or rho)")
+                           "configuration): its density is not defined; increase the number of steps")
     return out.detach().view_as(x), log_det
 
 
@@ -89,7 +91,7 @@ def time_grid(n_steps: int, eps: float, rho: float = 2.0) -> list:
     return [eps + (1.0 - eps) * (1.0 - k / n_steps) ** rho for k in range(n_steps + 1)]
 
 
-def probability_flow(score_fn, sde, x1, *, n_steps: int = 200, eps: float = 1e-3, divergence: str = "hutchinson",
+def probability_flow(score_fn, sde, x1, *, n_steps: int = 200, eps: float = 1e-3, divergence: str = "map",
                      seed: int = 0, rho: float = 2.0):
     """Integrates the probability-flow ODE from x1 (a draw from the prior, (B, H, W)) down to
     t = eps with RK4 on ``time_grid(n_steps, eps, rho)``; returns (x_eps, log q(x_eps)) (log q
