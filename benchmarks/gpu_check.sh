@@ -24,5 +24,7 @@ timeout 300 python benchmarks/bench_flows.py --device cuda --points phi4 --train
     --out "$OUT" > "$OUT/bench-flows-cuda.txt" 2>&1
 timeout 300 python benchmarks/bench_can.py --device cuda --train-seconds 90 --samples 8192 --out "$OUT" \
     > "$OUT/bench-can-cuda.txt" 2>&1
+timeout 300 python benchmarks/bench_diffusion.py --device cuda --L 8 --train-minutes 2 --samples 1024 --out "$OUT" \
+    > "$OUT/bench-diffusion-cuda.txt" 2>&1
 tail -n 3 "$OUT/pytest-cuda.log" "$OUT/bench-cuda.txt" "$OUT/bench-samplers-cuda.txt" "$OUT/bench-flows-cuda.txt" \
-    "$OUT/bench-can-cuda.txt"
+    "$OUT/bench-can-cuda.txt" "$OUT/bench-diffusion-cuda.txt"
