@@ -108,7 +108,7 @@ def train_from_ensemble(ensemble, output, *, test_chains: int | None = None, cha
 
     n_eval = min(2048, len(train_phi), len(test_phi))
 
-    def loss_on(phi):  # mean and standard error over 16 independent blocks of configurations
+    def loss_on(phi):  # mean and standard error over 16 blocks (successive configurations of all chains)
         torch.manual_seed(seed + 1)  # the same noise draws and times for both sets
         x = scale.encode(torch.as_tensor(phi[:n_eval], dtype=torch.float32)).to(device)
         with torch.no_grad():
