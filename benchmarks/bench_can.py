@@ -35,16 +35,15 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import lftaccel
 from lftaccel import XY, analysis
-from lftaccel.mcmc import HMC, Metropolis, nmcmc
+from lftaccel.mcmc import HMC, Metropolis
 from lftaccel.models import can
 from lftaccel.reproduce import xy_can
 
-from bench_flows import N_STREAMS, sync, tau_and_rate
+from bench_flows import N_STREAMS, sync, tau_and_rate, time_chains, time_nmcmc
 
 
 def observables(x, beta):
@@ -53,35 +52,16 @@ def observables(x, beta):
 
 
 def run_can(model, beta, n, seed, device):
-    nmcmc.draw(model, XY(beta).action, 64, batch_size=64)  # warm-up: first-call set-up (light cones)
-    sync(device)
-    torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    x, log_q, S = nmcmc.draw(model, XY(beta).action, n, batch_size=512, progress=True)
-    chain = nmcmc.independence_metropolis(S.cpu(), log_q.cpu(), seed=seed, n_chains=N_STREAMS)
-    sync(device)
-    seconds = time.perf_counter() - t0
-    obs = {k: chain.take(v) for k, v in observables(x, beta).items()}
-    return {"seconds": seconds, "ess": chain.ess, "acceptance": chain.acceptance}, obs
+    # warm-up of 64: the first call sets up the light cones
+    info, x, chain = time_nmcmc(model, XY(beta).action, n, seed, device, batch_size=512, warmup=64, progress=True)
+    return info, {k: chain.take(v) for k, v in observables(x, beta).items()}
 
 
 def run_local(kind, beta, L, n, seed, device):
     cls = {"metropolis": Metropolis, "hmc": HMC}[kind]
-    sampler = cls(XY(beta), (L, L), n_chains=N_STREAMS, seed=seed, device=device)
-    sampler.thermalize(500)
-    steps = n // N_STREAMS
-    fields = []
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        sampler.update()
-        fields.append(sampler.field.clone())
-    sync(device)
-    seconds = time.perf_counter() - t0
-    x = torch.stack(fields)  # (steps, chains, L, L)
-    obs = {k: v.reshape(steps, N_STREAMS) for k, v in observables(x.flatten(0, 1), beta).items()}
-    return {"seconds": seconds, "acceptance": float(np.mean(sampler.acceptance[500:])),
-            "step_size": sampler.step_size}, obs
+    info, x = time_chains(cls(XY(beta), (L, L), n_chains=N_STREAMS, seed=seed, device=device), n, device)
+    steps = x.shape[0]
+    return info, {k: v.reshape(steps, N_STREAMS) for k, v in observables(x.flatten(0, 1), beta).items()}
 
 
 def throughput(model, batches, device, uncached_max):

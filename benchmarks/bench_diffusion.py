@@ -32,16 +32,15 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import lftaccel
 from lftaccel import Phi4
-from lftaccel.mcmc import HMC, kernels, nmcmc, run
+from lftaccel.mcmc import HMC, kernels, run
 from lftaccel.models import diffusion as dm
 from lftaccel.models.diffusion.model_file import load_model, train_from_ensemble
 
-from bench_flows import N_STREAMS, sync, tau_and_rate
+from bench_flows import N_STREAMS, sync, tau_and_rate, time_chains, time_nmcmc
 
 KAPPA, LAM = 0.21, 0.022
 
@@ -117,37 +116,17 @@ def observables(x, L):
     return {"|M|": x.flatten(1).mean(1).abs().numpy(), "S/V": Phi4(KAPPA, LAM).action(x).numpy() / (L * L)}
 
 
-def run_exact_dm(model_file, L, n, ode_steps, device):
-    score, sde, c, _ = load_model(model_file, device)
+def run_exact_dm(score, sde, c, L, n, ode_steps, device):
     sampler = dm.ODESampler(score, sde, (L, L), scale=c, n_steps=ode_steps, seed=1, device=device)
-    theory = Phi4(KAPPA, LAM)
-    nmcmc.draw(sampler, theory.action, 8, batch_size=8)  # warm-up
-    torch.manual_seed(1)
-    sync(device)
-    t0 = time.perf_counter()
-    x, log_q, S = nmcmc.draw(sampler, theory.action, n, batch_size=256, progress=True)
-    chain = nmcmc.independence_metropolis(S.cpu(), log_q.cpu(), seed=1, n_chains=N_STREAMS)
-    sync(device)
-    seconds = time.perf_counter() - t0
-    obs = {k: chain.take(v) for k, v in observables(x, L).items()}
-    return {"seconds": seconds, "ess": chain.ess, "acceptance": chain.acceptance}, obs
+    info, x, chain = time_nmcmc(sampler, Phi4(KAPPA, LAM).action, n, 1, device, batch_size=256, warmup=8,
+                                progress=True)
+    return info, {k: chain.take(v) for k, v in observables(x, L).items()}
 
 
 def run_hmc(L, n, device):
-    sampler = HMC(Phi4(KAPPA, LAM), (L, L), n_chains=N_STREAMS, seed=1, device=device)
-    sampler.thermalize(500)
-    steps = n // N_STREAMS
-    fields = []
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        sampler.update()
-        fields.append(sampler.field.clone())
-    sync(device)
-    seconds = time.perf_counter() - t0
-    x = torch.stack(fields).flatten(0, 1)
-    obs = {k: v.reshape(steps, N_STREAMS) for k, v in observables(x, L).items()}
-    return {"seconds": seconds, "acceptance": float(np.mean(sampler.acceptance[500:]))}, obs
+    info, x = time_chains(HMC(Phi4(KAPPA, LAM), (L, L), n_chains=N_STREAMS, seed=1, device=device), n, device)
+    steps = x.shape[0]
+    return info, {k: v.reshape(steps, N_STREAMS) for k, v in observables(x.flatten(0, 1), L).items()}
 
 
 def main(argv=None):
@@ -191,7 +170,7 @@ def main(argv=None):
                  f"kappa {KAPPA}, lambda {LAM} on {L}x{L}")
     results["reverse SDE"] = sampling_throughput(score, sde, L, args.device, 1024 if cuda else 256, 100)
 
-    runs = {"exact DM": run_exact_dm(model_file, L, args.samples, args.ode_steps, args.device),
+    runs = {"exact DM": run_exact_dm(score, sde, c, L, args.samples, args.ode_steps, args.device),
             "HMC": run_hmc(L, args.samples, args.device)}
     for name, (info, obs) in runs.items():
         entry = dict(info)

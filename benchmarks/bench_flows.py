@@ -110,37 +110,48 @@ def run_flow(point, n, train_seconds, checkpoint, device, seed):
     tr = flows.train(model, action=getattr(model, "coordinate_action", point["theory"].action), steps=10 ** 7,
                      batch_size=batch, lr=lr, seed=seed, checkpoint=checkpoint, resume=True,
                      time_limit=train_seconds, progress=True)
-    nmcmc.draw(model, point["theory"].action, 256)  # warm-up (first-call initialisation is not sampling)
-    sync(device)
-    t0 = time.perf_counter()
-    x, log_q, S = nmcmc.draw(model, point["theory"].action, n, batch_size=4096)
-    chain = nmcmc.independence_metropolis(S.cpu(), log_q.cpu(), seed=seed, n_chains=N_STREAMS)
-    sync(device)
-    seconds = time.perf_counter() - t0
+    info, x, chain = time_nmcmc(model, point["theory"].action, n, seed, device, batch_size=4096)
     values = {k: chain.take(v.cpu().numpy()) for k, v in point["observables"](x).items()}
-    return {"train_seconds": tr.seconds, "train_steps": tr.steps, "seconds": seconds, "ess": chain.ess,
-            "acceptance": chain.acceptance}, values
+    return {"train_seconds": tr.seconds, "train_steps": tr.steps, **info}, values
 
 
 def run_hmc(point, n, device, seed):
     sampler = HMC(point["theory"], point["shape"], n_chains=N_STREAMS, seed=seed, device=device,
                   **point["hmc"])
-    sampler.thermalize(500)
-    steps = n // N_STREAMS
-    obs = {}
+    info, x = time_chains(sampler, n, device)
+    steps = x.shape[0]
+    obs = {k: v.reshape(steps, N_STREAMS).cpu().numpy() for k, v in point["observables"](x.flatten(0, 1)).items()}
+    return info, obs
+
+
+def time_chains(sampler, n, device, therm=500):
+    """Thermalises the sampler's N_STREAMS chains, then times n // N_STREAMS updates of them:
+    (info with seconds, acceptance and step size; the fields, (steps, chains, *shape))."""
+    sampler.thermalize(therm)
+    fields = []
     sync(device)
     t0 = time.perf_counter()
-    fields = []
-    for _ in range(steps):
+    for _ in range(n // N_STREAMS):
         sampler.update()
         fields.append(sampler.field.clone())
     sync(device)
     seconds = time.perf_counter() - t0
-    x = torch.stack(fields)  # (steps, chains, *shape)
-    for k, v in point["observables"](x.flatten(0, 1)).items():
-        obs[k] = v.reshape(steps, N_STREAMS).cpu().numpy()
-    return {"seconds": seconds, "acceptance": float(np.mean(sampler.acceptance[500:])),
-            "step_size": sampler.step_size}, obs
+    return {"seconds": seconds, "acceptance": float(np.mean(sampler.acceptance[therm:])),
+            "step_size": sampler.step_size}, torch.stack(fields)
+
+
+def time_nmcmc(model, action, n, seed, device, *, batch_size, warmup=256, progress=False):
+    """Times n proposals of a model (after a warm-up draw: first-call set-up is not sampling)
+    and the independence-Metropolis chain over them in N_STREAMS streams:
+    (info with seconds, ESS and acceptance; the proposals; the nmcmc.Chain)."""
+    nmcmc.draw(model, action, warmup, batch_size=warmup)
+    sync(device)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    x, log_q, S = nmcmc.draw(model, action, n, batch_size=batch_size, progress=progress)
+    chain = nmcmc.independence_metropolis(S.cpu(), log_q.cpu(), seed=seed, n_chains=N_STREAMS)
+    sync(device)
+    return {"seconds": time.perf_counter() - t0, "ess": chain.ess, "acceptance": chain.acceptance}, x, chain
 
 
 def sync(device):
