@@ -77,6 +77,7 @@ def ana_cont_mem(p, D, sigma, omega):
     import io
     import warnings
 
+    ana_cont_available()  # a spawned worker needs the numpy.trapz alias too: without it every alpha fails
     from ana_cont import continuation
 
     model = np.full(len(omega), D[np.argmin(p)] / (omega[-1] - omega[0]))
@@ -129,7 +130,7 @@ def run_cell(task):
     D0 = mock.propagator(spec, p)
     sigma = mock.relative_noise_sigma(D0, p, eps)
     method, opts = METHODS[mname]
-    per_seed, example = [], None
+    per_seed, failed, example = [], 0, None
     for seed in (range(n_seeds) if noisy else [None]):
         D = D0 if seed is None else mock.add_noise(D0, sigma, 1000 * list(SPECTRA).index(sname) + seed)
         t0 = time.perf_counter()
@@ -140,15 +141,17 @@ def run_cell(task):
             if method != "peer":
                 raise
             print(f"  ana-cont failed on {sname} {pname} seed {seed}: {exc}", flush=True)
+            failed += 1
             continue
         per_seed.append(metrics(res.rho, truth, res, time.perf_counter() - t0))
         if pname == "Np100 eps1e-4 noisy" and seed == 0:
             example = (res.rho.tolist(), None if res.band is None else res.band.tolist())
-    if not per_seed:
-        return None
+    keys = ("sum_drho2", "rel_l2", "chi2_per_point", "peak_position", "peak_height", "peak_width", "seconds")
     agg = {k: (float(np.mean([m[k] for m in per_seed])), float(np.std([m[k] for m in per_seed])))
-           for k in per_seed[0]}
-    return {"spectrum": sname, "protocol": pname, "method": mname, "n": len(per_seed), **agg, "example": example}
+           if per_seed else (float("nan"), float("nan")) for k in keys}
+    # failed seeds are part of the result: the table shows them beside the seeds that ran
+    return {"spectrum": sname, "protocol": pname, "method": mname, "n": len(per_seed), "failed": failed, **agg,
+            "example": example}
 
 
 def torch_threads(n):
@@ -230,14 +233,18 @@ def main(argv=None):
 def record(results, cells, done):
     """Appends each finished cell to the cells file (so --resume keeps it) and prints it."""
     for row in results:
-        if row is None:
-            continue
         with cells.open("a") as f:
             f.write(json.dumps(row) + "\n")
         done[(row["spectrum"], row["protocol"], row["method"])] = row
         a = row["sum_drho2"]
         print(f"{row['spectrum']:<14}{row['protocol']:<22}{row['method']:<14} sum(drho^2) {a[0]:9.3f} +- {a[1]:7.3f}"
-              f"   chi2/N {row['chi2_per_point'][0]:8.3f}   {row['seconds'][0]:.2f} s   ({row['n']} seeds)", flush=True)
+              f"   chi2/N {row['chi2_per_point'][0]:8.3f}   {row['seconds'][0]:.2f} s   ({seeds(row)} seeds)",
+              flush=True)
+
+
+def seeds(row):
+    """'20', or '14 (+6 failed)' where a method failed on some data sets (the outside peer)."""
+    return f"{row['n']} (+{row['failed']} failed)" if row.get("failed") else str(row["n"])
 
 
 def write_table(rows, path):
@@ -245,7 +252,7 @@ def write_table(rows, path):
              "Δ FWHM | time [s] |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     f = lambda v: f"{v[0]:.3g} ± {v[1]:.2g}"  # noqa: E731
     for r in rows:
-        lines.append(f"| {r['spectrum']} | {r['protocol']} | {r['method']} | {r['n']} | {f(r['sum_drho2'])} | "
+        lines.append(f"| {r['spectrum']} | {r['protocol']} | {r['method']} | {seeds(r)} | {f(r['sum_drho2'])} | "
                      f"{f(r['rel_l2'])} | "
                      f"{f(r['chi2_per_point'])} | {f(r['peak_position'])} | {f(r['peak_height'])} | "
                      f"{f(r['peak_width'])} | {r['seconds'][0]:.2f} |")
