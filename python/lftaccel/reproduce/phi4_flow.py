@@ -15,15 +15,14 @@ the two-point susceptibility from both, with Gamma-method errors and their pulls
 
 from __future__ import annotations
 
-import json
 import time
 
 import torch
 
 from .. import Phi4, analysis
-from ..mcmc import HMC, nmcmc, run
+from ..mcmc import nmcmc
 from ..models import flows
-from .common import Report, chain_observables, device_of, fmt, plot_histograms, plot_training, pull
+from .common import Report, chain_observables, device_of, fmt, plot_histograms, plot_training, pull, timed_hmc
 
 __all__ = ["run_reproduction"]
 
@@ -58,18 +57,6 @@ def _flow_model(L, equivariant, device, seed):
                               dtype=DTYPE).to(device)
 
 
-def _hmc(theory, L, n_samples, out, device, n_therm=500):
-    sampler = HMC(theory, (L, L), n_chains=8, seed=L, device=device)
-    path = out / f"hmc-{L}x{L}-k{theory.kappa}.h5"
-    timing = path.with_suffix(".seconds.json")
-    fresh = not (path.exists() and timing.exists())
-    t0 = time.perf_counter()
-    ens = run(sampler, n_samples, n_therm=n_therm, spacing=2, path=path, resume=path.exists(), progress=True)
-    if fresh:  # the sampling time of the whole run, kept for reruns that only load the file
-        timing.write_text(json.dumps({"seconds": time.perf_counter() - t0}))
-    return ens, json.loads(timing.read_text())["seconds"]
-
-
 def _train(theory, L, seconds, out, name, *, equivariant=False, device):
     model = _flow_model(L, equivariant, device, seed=L)
     res = flows.train(model, action=theory.action, steps=10 ** 7, batch_size=BATCH, lr=LR, seed=L,
@@ -95,7 +82,8 @@ def run_reproduction(out, quick: bool = False, device: str | None = None, **over
     summary = {}
     rows = []
     for L in cfg["lattices"]:
-        ens, hmc_seconds = _hmc(theory, L, cfg["hmc_samples"], report.out, dev, cfg.get("hmc_therm", 500))
+        ens, hmc_seconds = timed_hmc(theory, L, cfg["hmc_samples"], report.out / f"hmc-{L}x{L}-k{theory.kappa}.h5",
+                                     dev, n_therm=cfg.get("hmc_therm", 500))
         hmc = analysis.measure(ens)
         model, tr = _train(theory, L, cfg["train_seconds"].get(L, 900.0), report.out, f"flow-{L}x{L}", device=dev)
         t0 = time.perf_counter()

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from .. import XY, analysis
-from ..mcmc import HMC, nmcmc, run
+from ..mcmc import nmcmc
 from ..models import can
-from .common import Report, _plt, chain_observables, device_of, fmt, pull
+from .common import Report, _plt, chain_observables, device_of, fmt, pull, timed_hmc
 
 __all__ = ["run_reproduction"]
 
@@ -63,15 +63,7 @@ def _model(L, conditional, device):
 
 
 def _hmc(beta, L, n_samples, out, device):
-    sampler = HMC(XY(beta), (L, L), n_chains=8, seed=L, device=device)
-    path = out / f"hmc-{L}x{L}-b{beta:.4f}.h5"
-    timing = path.with_suffix(".seconds.json")
-    fresh = not (path.exists() and timing.exists())
-    t0 = time.perf_counter()
-    ens = run(sampler, n_samples, n_therm=500, spacing=2, path=path, resume=path.exists(), progress=True)
-    if fresh:
-        timing.write_text(json.dumps({"seconds": time.perf_counter() - t0}))
-    return ens, json.loads(timing.read_text())["seconds"]
+    return timed_hmc(XY(beta), L, n_samples, out / f"hmc-{L}x{L}-b{beta:.4f}.h5", device)
 
 
 def _train(model, beta, seconds, out, name, *, anneal):
