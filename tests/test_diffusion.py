@@ -3,6 +3,7 @@ moments, and reverse-time sampling through the fused kernel with the exact score
 data, which must return the data distribution."""
 
 import math
+import shutil
 import sys
 
 import numpy as np
@@ -454,6 +455,14 @@ def test_train_generate_measure_commands(tmp_path, capsys):
     assert main(train[:-4] + ["70", "--batch-size", "32", "--no-progress", "--resume", "--test-chains", "1"]) == 0
     assert main(train[:5] + ["--channels", "4,4", "--resume", "--no-progress"]) == 2
     assert "trained with channels = [4, 8]" in capsys.readouterr().err
+    moved, other = tmp_path / "moved.h5", tmp_path / "other.h5"  # the data are checked by content, not path
+    shutil.copy(run, moved)
+    assert main(["train", "diffusion", str(moved), *train[3:-4], "80", "--batch-size", "32", "--no-progress",
+                 "--resume"]) == 0
+    assert main(["sample", "phi4", "--shape", "4", "4", "-n", "256", "--chains", "4", "--therm", "50", "--seed", "9",
+                 "-o", str(other), "--no-progress"]) == 0
+    assert main(["train", "diffusion", str(other), *train[3:], "--resume"]) == 2
+    assert "trained with data_sha256" in capsys.readouterr().err
     for extra, sampler in (([], "diffusion"), (["--exact", "--ode-steps", "8", "--chains", "2"], "diffusion-exact")):
         dm_file = tmp_path / f"{sampler}.h5"
         assert main(["generate", str(model), "-n", "32", "-o", str(dm_file), "--no-progress", "--batch-size", "12",

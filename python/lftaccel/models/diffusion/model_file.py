@@ -18,6 +18,7 @@ Generated ensembles use the format of lftaccel.io (the one `lftaccel sample` wri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -46,7 +47,10 @@ class _Meta:
         self.check(saved)
 
     def check(self, saved):
-        for key in ("source", "scale", "channels", "emb_dim", "sde", "lattice_shape", "test_chains"):
+        # the data by content, so a moved or copied ensemble still resumes (files written before
+        # the digest existed fall back to the ensemble's path)
+        data = "data_sha256" if "data_sha256" in saved else "source"
+        for key in (data, "scale", "channels", "emb_dim", "sde", "lattice_shape", "test_chains"):
             if saved.get(key) != self.meta.get(key):
                 raise ValueError(f"cannot resume: the model file was trained with {key} = {saved.get(key)!r}, "
                                  f"now {self.meta.get(key)!r}")
@@ -91,7 +95,11 @@ def train_from_ensemble(ensemble, output, *, test_chains: int | None = None, cha
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     scale = FieldScale.fit(train_phi)
     sde = make_sde("ve", sigma=sigma)
-    meta = {"source": str(Path(ensemble).resolve()), "scale": scale.c, "sde": sde.kernel_args(),
+    digest = hashlib.sha256()
+    for part in (train_phi, test_phi):
+        digest.update(np.ascontiguousarray(part, dtype=np.float64).tobytes())
+    meta = {"source": str(Path(ensemble).resolve()), "data_sha256": digest.hexdigest(), "scale": scale.c,
+            "sde": sde.kernel_args(),
             "channels": [int(c) for c in channels], "emb_dim": int(emb_dim),
             "lattice_shape": [int(s) for s in ens.lattice_shape], "theory": ens.attrs["theory"],
             "theory_params": ens.attrs["theory_params"],
