@@ -110,7 +110,11 @@ def fwhm(rho, i):
     return OMEGA[hi] - OMEGA[lo]
 
 
+METRICS = ("sum_drho2", "rel_l2", "chi2_per_point", "peak_position", "peak_height", "peak_width", "seconds")
+
+
 def metrics(rho, truth, res, seconds):
+    """One reconstruction's numbers, keyed by METRICS."""
     i, j = int(np.argmax(truth)), int(np.argmax(rho))
     return {"sum_drho2": float(((rho - truth) ** 2).sum()),
             "rel_l2": float(np.linalg.norm(rho - truth) / np.linalg.norm(truth)),
@@ -146,9 +150,8 @@ def run_cell(task):
         per_seed.append(metrics(res.rho, truth, res, time.perf_counter() - t0))
         if pname == "Np100 eps1e-4 noisy" and seed == 0:
             example = (res.rho.tolist(), None if res.band is None else res.band.tolist())
-    keys = ("sum_drho2", "rel_l2", "chi2_per_point", "peak_position", "peak_height", "peak_width", "seconds")
     agg = {k: (float(np.mean([m[k] for m in per_seed])), float(np.std([m[k] for m in per_seed])))
-           if per_seed else (float("nan"), float("nan")) for k in keys}
+           if per_seed else (float("nan"), float("nan")) for k in METRICS}
     # failed seeds are part of the result: the table shows them beside the seeds that ran
     return {"spectrum": sname, "protocol": pname, "method": mname, "n": len(per_seed), "failed": failed, **agg,
             "example": example}
@@ -196,6 +199,8 @@ def main(argv=None):
     if args.resume and cells.exists():
         for line in cells.read_text().splitlines():
             row = json.loads(line)
+            for k in METRICS:  # null (every seed failed) back to NaN
+                row[k] = [float("nan") if v is None else v for v in row[k]]
             done[(row["spectrum"], row["protocol"], row["method"])] = row
     elif cells.exists():
         cells.unlink()
@@ -224,7 +229,8 @@ def main(argv=None):
         examples = {r["method"]: r["example"] for r in rows if r["spectrum"] == sname and r.get("example")}
         plot(sname, SPECTRA[sname]()(OMEGA), examples, out / f"spectral-{sname}.png")
     write_table(rows, out / "spectral.md")
-    (out / "spectral.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "example"} for r in rows],
+    (out / "spectral.json").write_text(json.dumps([json_safe({k: v for k, v in r.items() if k != "example"})
+                                                   for r in rows],
                                                   indent=1))
     print(f"table: {out / 'spectral.md'}")
     return 0
@@ -234,12 +240,18 @@ def record(results, cells, done):
     """Appends each finished cell to the cells file (so --resume keeps it) and prints it."""
     for row in results:
         with cells.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json.dumps(json_safe(row)) + "\n")
         done[(row["spectrum"], row["protocol"], row["method"])] = row
         a = row["sum_drho2"]
         print(f"{row['spectrum']:<14}{row['protocol']:<22}{row['method']:<14} sum(drho^2) {a[0]:9.3f} +- {a[1]:7.3f}"
               f"   chi2/N {row['chi2_per_point'][0]:8.3f}   {row['seconds'][0]:.2f} s   ({seeds(row)} seeds)",
               flush=True)
+
+
+def json_safe(row):
+    """NaN metrics (a cell where every seed failed) as null: strict JSON has no NaN."""
+    return {k: [None if isinstance(v, float) and np.isnan(v) else v for v in val] if k in METRICS else val
+            for k, val in row.items()}
 
 
 def seeds(row):

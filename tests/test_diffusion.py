@@ -214,8 +214,8 @@ def test_correction_recovers_a_target_the_flow_misses():
     """The flow of a score that is not the target's (the double well plus a coupling) proposes a
     distribution far from the target p (per-site mixture 1/2 N(+-a, s0^2)): its raw <x^2> and
     <x^4> miss the exact a^2 + s0^2 and a^4 + 6 a^2 s0^2 + 3 s0^4 by many sigma. With the map's
-    log q, reweighting and the independence-Metropolis chain both recover them; the trace
-    log q of 4 uniform steps (whose map folds the space) does not."""
+    log q, reweighting and the independence-Metropolis chain both recover them, and the check
+    is sharp: log q off by 0.6 sum(x^2 - 1) moves the reweighted <x^2> by many sigma."""
     from lftaccel import analysis
     from lftaccel.mcmc import nmcmc
 
@@ -229,10 +229,11 @@ def test_correction_recovers_a_target_the_flow_misses():
     sde = diffusion.VESDE()
     score = _double_well_score(sde, a=a, s0=s0, coupling=0.1)
 
-    def pulls(divergence, n_steps, rho):
-        torch.manual_seed(1)
-        sampler = diffusion.ODESampler(score, sde, (2, 2), n_steps=n_steps, divergence=divergence, rho=rho)
-        x, log_q, S = nmcmc.draw(sampler, action, 4000, batch_size=1000)
+    torch.manual_seed(1)
+    sampler = diffusion.ODESampler(score, sde, (2, 2), n_steps=6)  # the map's log q
+    x, log_q, S = nmcmc.draw(sampler, action, 4000, batch_size=1000)
+
+    def pulls(log_q):
         lw = nmcmc.log_weights(S, log_q)
         chain = nmcmc.independence_metropolis(S, log_q, seed=0, n_chains=4)
         out = {}
@@ -244,13 +245,13 @@ def test_correction_recovers_a_target_the_flow_misses():
             out[name] = {k: (e.value - exact[name]) / e.error for k, e in (("raw", raw), ("rew", rew), ("imh", imh))}
         return out, nmcmc.ess(lw)
 
-    mapped, ess = pulls("map", 6, 2.0)
+    mapped, ess = pulls(log_q)
     assert 0.2 < ess < 0.7  # a real correction, not a near-perfect proposal
     for name in exact:
         assert mapped[name]["raw"] < -8  # the proposal alone is far off
         assert abs(mapped[name]["rew"]) < 3 and abs(mapped[name]["imh"]) < 3
-    traced, _ = pulls("exact", 4, 1.0)
-    assert traced["x2"]["rew"] < -4  # the trace of a folding map's step is not its density
+    wrong, _ = pulls(log_q - 0.6 * (x.flatten(1) ** 2 - 1).sum(1))
+    assert abs(wrong["x2"]["rew"]) > 5  # measured 7.6 here, 11.4 to 11.7 at seeds 2 to 4
 
 
 def test_map_log_q_through_the_unet_against_finite_differences():
@@ -260,9 +261,14 @@ def test_map_log_q_through_the_unet_against_finite_differences():
     torch.manual_seed(0)
     sde = diffusion.VESDE()
     net = diffusion.ScoreUNet((4, 4), sde, channels=(8, 8), emb_dim=16).double().eval()
+    with torch.no_grad():  # the output layer starts at zero (score 0, the identity map): make it act
+        torch.nn.init.normal_(net.out.weight, std=0.5)
+        torch.nn.init.normal_(net.out.bias, std=0.5)
     score = lambda y, t: net(y, t)  # noqa: E731
     x1 = sde.prior_std() * torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    _, log_q = diffusion.probability_flow(score, sde, x1, n_steps=4)
+    _, log_q = diffusion.probability_flow(score, sde, x1, n_steps=4, divergence="map")
+    _, log_q_trace = diffusion.probability_flow(score, sde, x1, n_steps=4, divergence="exact")
+    assert (log_q_trace - log_q).abs().max() > 0.1  # the flow acts: a wrong log q would show
     s1 = sde.prior_std()
     log_p1 = (-0.5 * (x1 / s1) ** 2 - math.log(s1) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
 
@@ -275,7 +281,7 @@ def test_map_log_q_through_the_unet_against_finite_differences():
         out = sample(torch.cat([x1[b] + shifts, x1[b] - shifts])).flatten(1)
         jac = ((out[:16] - out[16:]) / (2 * h)).T  # column i: d x / d x1_i
         diff = log_q[b].item() - (log_p1[b] - torch.linalg.slogdet(jac).logabsdet).item()
-        assert abs(diff) < 1e-8  # measured ~1e-11
+        assert abs(diff) < 1e-7  # measured ~1e-9
 
 
 def test_time_grid_refined_toward_the_data_avoids_folding():

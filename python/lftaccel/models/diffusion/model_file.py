@@ -50,7 +50,9 @@ class _Meta:
         # the data by content, so a moved or copied ensemble still resumes (files written before
         # the digest existed fall back to the ensemble's path)
         data = "data_sha256" if "data_sha256" in saved else "source"
-        for key in (data, "scale", "channels", "emb_dim", "sde", "lattice_shape", "test_chains"):
+        # test_chains before the data: another split hashes other configurations, and the
+        # split is the clearer message
+        for key in ("test_chains", "channels", "emb_dim", "sde", "lattice_shape", data, "scale"):
             if saved.get(key) != self.meta.get(key):
                 raise ValueError(f"cannot resume: the model file was trained with {key} = {saved.get(key)!r}, "
                                  f"now {self.meta.get(key)!r}")
