@@ -43,7 +43,7 @@ from lftaccel.mcmc import HMC, Metropolis
 from lftaccel.models import can
 from lftaccel.reproduce import xy_can
 
-from bench_flows import N_STREAMS, sync, tau_and_rate, time_chains, time_nmcmc
+from bench_flows import N_STREAMS, chain_table, sync, tau_and_rate, time_chains, time_nmcmc
 
 
 def observables(x, beta):
@@ -136,13 +136,7 @@ def main(argv=None):
     (out / f"can-{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     lines = [f"XY {L}x{L}, T = {args.T:g}; CAN trained {tr.steps} steps in {tr.seconds:.0f} s "
              f"(ESS {results['CAN + MCMC']['ess']:.3f}).", "",
-             "| sampler | seconds | acceptance | tau_int E | eff/s E | tau_int Y | eff/s Y |",
-             "|---|---|---|---|---|---|---|"]
-    for sampler in runs:
-        e = results[sampler]
-        lines.append(f"| {sampler} | {e['seconds']:.1f} | {e['acceptance']:.3f} | {e['energy']['tau_int']:.2f} | "
-                     f"{e['energy']['eff_per_s']:.1f} | {e['helicity']['tau_int']:.2f} | "
-                     f"{e['helicity']['eff_per_s']:.1f} |")
+             *chain_table(results, runs, {"energy": "E", "helicity": "Y"})]
     lines += ["", "| batch | proposals/s cached | uncached | speed-up |", "|---|---|---|---|"]
     for r in results["throughput"]:
         lines.append(f"| {r['batch']} | {r['cached']:.1f} | {r.get('uncached', float('nan')):.2f} | "

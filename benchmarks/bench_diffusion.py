@@ -40,7 +40,7 @@ from lftaccel.mcmc import HMC, kernels, run
 from lftaccel.models import diffusion as dm
 from lftaccel.models.diffusion.model_file import load_model, train_from_ensemble
 
-from bench_flows import N_STREAMS, sync, tau_and_rate, time_chains, time_nmcmc
+from bench_flows import N_STREAMS, chain_table, sync, tau_and_rate, time_chains, time_nmcmc
 
 KAPPA, LAM = 0.21, 0.022
 
@@ -202,12 +202,7 @@ def main(argv=None):
               f"(speed-up {s['speed-up']:.2f}).", "",
               f"{results['point']}; exact DM: {args.samples} proposals, {args.ode_steps} RK4 steps, ESS "
               f"{results['exact DM']['ess']:.3f}.", "",
-              "| sampler | seconds | acceptance | tau_int abs(M) | eff/s abs(M) | tau_int S/V | eff/s S/V |",
-              "|---|---|---|---|---|---|---|"]
-    for name in runs:
-        e = results[name]
-        lines.append(f"| {name} | {e['seconds']:.1f} | {e['acceptance']:.3f} | {e['|M|']['tau_int']:.2f} | "
-                     f"{e['|M|']['eff_per_s']:.2f} | {e['S/V']['tau_int']:.2f} | {e['S/V']['eff_per_s']:.2f} |")
+              *chain_table(results, runs, {"|M|": "abs(M)", "S/V": "S/V"}, digits=2)]
     (out / f"diffusion-{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -140,6 +140,23 @@ def time_chains(sampler, n, device, therm=500):
             "step_size": sampler.step_size}, torch.stack(fields)
 
 
+def chain_table(results, names, observables, digits=1):
+    """Markdown rows comparing samplers timed by time_chains/time_nmcmc: seconds, acceptance,
+    and tau_int with effective samples per second of each observable. results[name] holds
+    'seconds', 'acceptance' and, per observable key, a dict with 'tau_int' and 'eff_per_s';
+    observables maps each key to its column label (a label may not hold '|')."""
+    head = "| sampler | seconds | acceptance | " + " | ".join(
+        f"tau_int {label} | eff/s {label}" for label in observables.values()) + " |"
+    lines = [head, "|" + "---|" * (3 + 2 * len(observables))]
+    for name in names:
+        e = results[name]
+        cells = [f"{e['seconds']:.1f}", f"{e['acceptance']:.3f}"]
+        for key in observables:
+            cells += [f"{e[key]['tau_int']:.2f}", f"{e[key]['eff_per_s']:.{digits}f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def time_nmcmc(model, action, n, seed, device, *, batch_size, warmup=256, progress=False):
     """Times n proposals of a model (after a warm-up draw: first-call set-up is not sampling)
     and the independence-Metropolis chain over them in N_STREAMS streams:
