@@ -1,30 +1,61 @@
 #!/usr/bin/env bash
-# One prepared run for a lent GPU machine: build there, run the CUDA tests and the
-# CUDA kernel and sampler benchmarks, and leave everything under $OUT (default ./gpu-results).
-# --no-deps: the GPU box has no network; h5py/pyerrors/tqdm are only needed for runs on disk.
-#   OUT=/some/dir bash benchmarks/gpu_check.sh
-# The GPU environment has torch, nvcc, pybind11 and scikit-build-core but no network,
-# hence --no-build-isolation. Each step keeps going after a failure so one run says all.
+# Prepared runs for a lent GPU machine: build there, run the CUDA tests and benchmarks, and
+# leave everything under $OUT (default ./gpu-results).
+#
+#   OUT=$OUT bash benchmarks/gpu_check.sh core     # build, CUDA tests, kernel + sampler benchmarks (~6 min)
+#   OUT=$OUT bash benchmarks/gpu_check.sh models   # flows, CAN and diffusion on the GPU, short (~8 min)
+#
+# A device call may last 10 minutes and a session has 15 in all, so the two phases are separate
+# calls (core first: it checks the kernels; models reuses the build when the machine is still
+# warm, and rebuilds otherwise). Every step has its own timeout and the script goes on after a
+# failure, so one call says all it can.
+#
+# The GPU box has no network and its python3 (the one that holds torch) lacks pyerrors, which
+# the benchmarks' Gamma-method errors need: fetch the wheels here first with
+# benchmarks/gpu_wheels.sh and carry them (carry [".whl"]). The package is built with
+# --no-build-isolation --no-deps (torch, nvcc, pybind11 and scikit-build-core are there).
 set -uo pipefail
+PHASE=${1:-core}
 OUT=${OUT:-gpu-results}
+PY=${PY:-python3}
 mkdir -p "$OUT"
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-{ time pip install --no-build-isolation --no-deps . ; } > "$OUT/build.log" 2>&1
-python -c "import json, lftaccel; print(json.dumps(lftaccel.build_info(), indent=1))" \
-    > "$OUT/build_info.json" 2>&1
-python -m pytest -q -m cuda -p no:cacheprovider tests/test_lattice_kernels.py tests/test_oscillator.py \
-    tests/test_philox.py tests/test_bad_input.py tests/test_mcmc_kernels.py tests/test_can.py \
-    > "$OUT/pytest-cuda.log" 2>&1
-python benchmarks/bench_kernels.py --device cuda --dtype both --json "$OUT/kernels-cuda.json" \
-    > "$OUT/bench-cuda.txt" 2>&1
-python benchmarks/bench_samplers.py --device cuda --skip-scaling --json "$OUT/samplers-cuda.json" \
-    > "$OUT/bench-samplers-cuda.txt" 2>&1
-# the generative samplers on the GPU, short: throughput against batch size, the cache's gain
-timeout 300 python benchmarks/bench_flows.py --device cuda --points phi4 --train-seconds 60 --samples 16384 \
-    --out "$OUT" > "$OUT/bench-flows-cuda.txt" 2>&1
-timeout 300 python benchmarks/bench_can.py --device cuda --train-seconds 90 --samples 8192 --out "$OUT" \
-    > "$OUT/bench-can-cuda.txt" 2>&1
-timeout 300 python benchmarks/bench_diffusion.py --device cuda --L 8 --train-minutes 2 --samples 1024 --out "$OUT" \
-    > "$OUT/bench-diffusion-cuda.txt" 2>&1
-tail -n 3 "$OUT/pytest-cuda.log" "$OUT/bench-cuda.txt" "$OUT/bench-samplers-cuda.txt" "$OUT/bench-flows-cuda.txt" \
-    "$OUT/bench-can-cuda.txt" "$OUT/bench-diffusion-cuda.txt"
+case "$PHASE" in core|models) ;; *) echo "usage: gpu_check.sh [core|models]" >&2; exit 2 ;; esac
+
+if [ -d .whl ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl > "$OUT/wheels.log" 2>&1 && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+$PY -c "import pyerrors" >> "$OUT/wheels.log" 2>&1 || echo "pyerrors missing: benchmark errors will fail" | tee -a "$OUT/wheels.log"
+
+if ! $PY -c "import lftaccel, sys; sys.exit(not lftaccel.build_info()['cuda'])" 2>/dev/null; then
+    nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+    { time timeout 400 $PY -m pip install --no-build-isolation --no-deps . ; } > "$OUT/build.log" 2>&1
+    tail -n 3 "$OUT/build.log"
+fi
+$PY -c "import json, lftaccel; print(json.dumps(lftaccel.build_info(), indent=1))" > "$OUT/build_info-$PHASE.json" 2>&1
+cat "$OUT/build_info-$PHASE.json"
+
+step() {  # step SECONDS LOGNAME command...: one step under its own timeout, its log in $OUT
+    local limit=$1 log=$2
+    shift 2
+    local t0=$SECONDS
+    timeout "$limit" "$@" > "$OUT/$log" 2>&1
+    echo "== $log: exit $? in $((SECONDS - t0)) s"
+    tail -n 4 "$OUT/$log"
+}
+
+if [ "$PHASE" = core ]; then
+    step 150 pytest-cuda.log $PY -m pytest -q -m cuda -p no:cacheprovider tests  # the 78 CUDA-device tests
+    step 120 bench-kernels-cuda.txt $PY benchmarks/bench_kernels.py --device cuda --dtype both \
+        --json "$OUT/kernels-cuda.json"
+    step 90 bench-samplers-cuda.txt $PY benchmarks/bench_samplers.py --device cuda --skip-scaling \
+        --json "$OUT/samplers-cuda.json"
+else
+    # the generative samplers on the GPU, short: throughput against batch size, the cache's gain
+    step 150 bench-flows-cuda.txt $PY benchmarks/bench_flows.py --device cuda --points phi4 --train-seconds 45 \
+        --samples 16384 --out "$OUT"
+    step 150 bench-can-cuda.txt $PY benchmarks/bench_can.py --device cuda --train-seconds 60 --samples 8192 \
+        --out "$OUT"
+    step 180 bench-diffusion-cuda.txt $PY benchmarks/bench_diffusion.py --device cuda --L 8 --train-minutes 1.5 \
+        --samples 1024 --out "$OUT"
+fi
