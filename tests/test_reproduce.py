@@ -34,19 +34,40 @@ def test_oscillator_fflow_pipeline(tmp_path):
     assert (tmp_path / "paths-f1.7.png").stat().st_size > 1000
 
 
-def test_xy_can_pipeline(tmp_path):
-    summary = reproduce("xy-can", tmp_path, device="cpu", lattices=[4], temperatures=(1.2, 0.9),
-                        first_seconds={4: 2.0}, next_seconds={4: 1.0}, proposals={4: 512}, hmc_samples=256,
-                        compare_seconds=1.0, compare_lattice=4)
-    rows = summary["lattices"][4]["rows"]
-    assert [r["T"] for r in rows] == [1.2, 0.9]
-    for r in rows:
-        assert 0 < r["ess"] <= 1 and set(r["pulls"]) == {"energy", "helicity"}
-        assert len(r["exact_helicity"]) == 2 and r["F_q_err"] > 0
+def test_xy_can_pipeline(tmp_path, monkeypatch):
+    import torch
+
+    from lftaccel.reproduce import xy_can
+
+    starts = {}  # each training's starting weights and annealing, by checkpoint name
+    original = xy_can._train
+
+    def recording(model, beta, seconds, out, name, *, anneal):
+        starts[name] = ({k: v.clone() for k, v in model.state_dict().items()}, anneal)
+        return original(model, beta, seconds, out, name, anneal=anneal)
+
+    monkeypatch.setattr(xy_can, "_train", recording)
+    summary = reproduce("xy-can", tmp_path, device="cpu", lattices=[4, 6], temperatures=(1.2, 0.9),
+                        first_seconds={4: 2.0, 6: 1.0}, next_seconds={4: 1.0, 6: 1.0}, proposals={4: 512, 6: 256},
+                        hmc_samples=256, compare_seconds=1.0, compare_lattice=4)
+    for L in (4, 6):
+        rows = summary["lattices"][L]["rows"]
+        assert [r["T"] for r in rows] == [1.2, 0.9]
+        for r in rows:
+            assert 0 < r["ess"] <= 1 and set(r["pulls"]) == {"energy", "helicity"}
+            assert len(r["exact_helicity"]) == 2 and r["F_q_err"] > 0
+    # the smallest lattice starts from scratch, annealed; the larger one from its network at the
+    # hottest temperature, unannealed; colder temperatures continue, unannealed
+    assert starts["can-4x4-T1.2"][1] > 0 and starts["can-6x6-T1.2"][1] == 0 and starts["can-6x6-T0.9"][1] == 0
+    trained_4 = torch.load(tmp_path / "can-4x4-T1.2.pt", weights_only=False)["model"]
+    start_6 = starts["can-6x6-T1.2"][0]
+    assert all(torch.equal(start_6[k], trained_4[k]) for k in trained_4)
+    assert not torch.equal(starts["can-4x4-T1.2"][0]["head.weight"], trained_4["head.weight"])  # it did train
     assert set(summary["comparison"]) == {"vonmises", "beta"}
     text = (tmp_path / "report.md").read_text()
     assert "Beta against von Mises" in text and "T where Y = 2T/pi" in text
-    for png in ("helicity-ess.png", "vortices-4x4-T0.9.png", "vortices-4x4-T1.2.png", "corr-4x4-T1.2.png"):
+    for png in ("helicity-ess.png", "vortices-4x4-T0.9.png", "vortices-4x4-T1.2.png", "corr-4x4-T1.2.png",
+                "vortices-6x6-T1.2.png"):
         assert (tmp_path / png).stat().st_size > 1000
 
 

@@ -2,9 +2,16 @@
 Kosterlitz-Thouless region, made exact by neural MCMC and checked against HMC.
 
 For each lattice (8x8 and 16x16; 32x32 on a GPU) the temperatures are scanned from hot to
-cold. At the hottest one the CAN trains from scratch with beta annealing; every colder one
-starts from the previous temperature's network (no annealing), which is how a scan is
-cheapest to train. At each temperature:
+cold; every colder temperature starts from the previous one's network (no annealing), which
+is how a scan is cheapest to train. At the hottest temperature the smallest lattice trains
+from scratch with beta annealing, and every larger lattice starts from the next smaller one's
+network at that temperature: the masked convolutions' weights do not depend on L (the
+periodic neighbourhoods are buffers, rebuilt for each shape), so a network trained on 8x8
+already holds the local correlations, and training on 16x16 only adds the longer ones.
+Measured at T = 1.1 (16x16, one CPU thread, 600 s of training in all, ESS and F_q of 2048
+proposals): from scratch with annealing ESS 0.029, F_q = -2.5395 per site; 300 s on 8x8 then
+300 s on 16x16, ESS 0.119, F_q = -2.5424 (the 8x8 network alone on 16x16: ESS 0.004, F_q =
+-2.5405). At each temperature:
   * an HMC reference (8 chains, step size tuned to acceptance 0.8);
   * the CAN's variational free energy F_q = <E + T ln q> per site, an upper bound on F;
   * proposals from the CAN, an independence-Metropolis chain over them (8 streams) and
@@ -46,7 +53,7 @@ def _settings(quick: bool, device):
     return {
         "lattices": [8] if quick else [8, 16] + ([32] if device.type == "cuda" else []),
         "temperatures": (1.2, 1.0, 0.9, 0.8) if quick else (1.3, 1.1, 1.0, 0.95, 0.9, 0.8, 0.7),
-        # seconds for the first (from scratch) and each continued temperature, per L
+        # seconds for the first temperature (from scratch, or from the smaller lattice) and each later one, per L
         "first_seconds": {8: 150.0} if quick else {8: 420.0, 16: 1200.0, 32: 1800.0},
         "next_seconds": {8: 75.0} if quick else {8: 180.0, 16: 480.0, 32: 900.0},
         "proposals": {8: 2 ** 12} if quick else {8: 2 ** 14, 16: 2 ** 13, 32: 2 ** 13},
@@ -134,14 +141,18 @@ def run_reproduction(out, quick: bool = False, device: str | None = None, **over
     cfg = {**_settings(quick, dev), **overrides}
     report = Report(out, "xy-can: continuous autoregressive networks for the XY model, made exact")
     report.add(f"Device {dev}; quick = {quick}. CAN: von Mises mixtures of {COMPONENTS}, {CHANNELS} channels, "
-               f"depth {DEPTH}, batch {BATCH}, Adam {LR} (cosine), first temperature annealed "
-               f"(beta_t = beta (1 - {ANNEAL}^t)), the others continued from the previous one.",
+               f"depth {DEPTH}, batch {BATCH}, Adam {LR} (cosine). The first temperature of the smallest lattice "
+               f"trains from scratch, annealed (beta_t = beta (1 - {ANNEAL}^t)); that of each larger lattice "
+               "starts from the next smaller lattice's network there (the weights do not depend on L); every "
+               "other temperature continues from the previous one.",
                "Check at every temperature: energy and helicity modulus of the neural-MCMC chain within "
                "2 sigma of HMC (with many checks an exact sampler leaves 2 sigma in 4.55 % of them: the "
                "count is reported against that expectation).")
     summary = {"lattices": {}, "settings": {k: v for k, v in cfg.items()}}
+    smaller = None
     for L in cfg["lattices"]:
-        summary["lattices"][L] = _scan(L, cfg, report, dev)
+        summary["lattices"][L] = _scan(L, cfg, report, dev, smaller)
+        smaller = L
     _plots(summary, report)
     summary["comparison"] = _compare_conditionals(cfg, report, dev)
     pulls = [p for s in summary["lattices"].values() for r in s["rows"] for p in r["pulls"].values()]
@@ -156,16 +167,24 @@ def run_reproduction(out, quick: bool = False, device: str | None = None, **over
     return summary
 
 
-def _scan(L, cfg, report, dev):
+def _scan(L, cfg, report, dev, smaller=None):
+    """The temperature scan on L x L; ``smaller``: the lattice scanned before, whose network at
+    the hottest temperature starts this one (None: train from scratch with annealing)."""
     temps = sorted(cfg["temperatures"], reverse=True)
     model = _model(L, "vonmises", dev)
+    anneal = ANNEAL
+    if smaller is not None:
+        state = torch.load(report.out / f"can-{smaller}x{smaller}-T{temps[0]:g}.pt", weights_only=False,
+                           map_location=dev)
+        model.load_state_dict(state["model"])
+        anneal = 0.0
     rows, table, keep = [], [], {}
     for k, T in enumerate(temps):
         beta = 1.0 / T
         ens, hmc_seconds = _hmc(beta, L, cfg["hmc_samples"], report.out, dev)
         hmc = analysis.measure(ens)
         seconds = cfg["first_seconds"][L] if k == 0 else cfg["next_seconds"][L]
-        tr = _train(model, beta, seconds, report.out, f"can-{L}x{L}-T{T:g}", anneal=ANNEAL if k == 0 else 0.0)
+        tr = _train(model, beta, seconds, report.out, f"can-{L}x{L}-T{T:g}", anneal=anneal if k == 0 else 0.0)
         res = _exact(model, beta, cfg["proposals"][L], seed=1000 * L + k)
         chain = res["chain"]
         pulls = {o: pull(res["exact"][o], hmc[o]) for o in CHECKED}
