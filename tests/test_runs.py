@@ -59,8 +59,10 @@ def test_existing_file_is_not_overwritten(tmp_path):
 
 
 def test_resume_after_sigkill_continues_the_same_streams(tmp_path):
+    # spacing 30 makes the run last ~2.5 s, so that the kill lands mid-run: at spacing 3 it took
+    # 0.25 s, one checkpoint, and the poll below could miss it and find the run complete
     args = ["sample", "phi4", "--shape", "16", "16", "--chains", "4", "-n", "4000", "--therm", "20",
-            "--spacing", "3", "--no-progress", "--checkpoint-every", "0.2"]
+            "--spacing", "30", "--no-progress", "--checkpoint-every", "0.2"]
     full = tmp_path / "full.h5"
     cli(*args, "-o", str(full))
     killed = tmp_path / "killed.h5"
@@ -86,6 +88,8 @@ def test_resume_after_sigkill_continues_the_same_streams(tmp_path):
     assert np.array_equal(a.update, b.update)
     assert np.array_equal(a.acceptance_history, b.acceptance_history)
     assert b.attrs["complete"]
+    # the wall time adds up over the kill: the resumed file counts the first part too
+    assert 0 < partial.attrs["wall_seconds"] < b.attrs["wall_seconds"]
 
 
 def test_chains_are_bitwise_identical_whatever_omp_num_threads(tmp_path):

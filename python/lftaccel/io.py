@@ -11,7 +11,8 @@ Layout of a run file::
                                                     (state/coeffs too for Fourier HMC)
     attrs: format, version, theory, theory_params (JSON), lattice_shape, seed, sampler,
            sampler_settings (JSON), n_therm, spacing, n_target, complete, acceptance
-           (mean over the sampling phase), divergent, state (JSON counters)
+           (mean over the sampling phase), divergent, device, wall_seconds (the wall time
+           of the run, summed over resumptions), state (JSON counters)
 
 Samples are stored in the order they were taken: for each measurement, all chains.
 Every write goes to a temporary file in the same folder, is flushed to disk, and

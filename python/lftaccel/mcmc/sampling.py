@@ -63,6 +63,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     # updated stands: saved rounds are always `spacing` fresh updates apart.
     start = max(n_therm, sampler.n_updates)
     configs, updates, actions = [], [], []
+    wall_before = 0.0  # wall seconds that the resumed file's run had taken up to its last save
     path = Path(path) if path is not None else None
     if path is not None and path.exists():
         if resume:
@@ -76,6 +77,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
                 raise RunError(f"cannot resume {path}: it holds no sampler state")
             sampler.load_state_dict(ens.state)
             start = int(ens.attrs.get("sampling_start", n_therm))
+            wall_before = float(ens.attrs.get("wall_seconds", 0.0))
             done = len(ens.configs) // nc
             configs = [ens.configs[i * nc:(i + 1) * nc] for i in range(done)]
             updates = [ens.update[i * nc:(i + 1) * nc] for i in range(done)]
@@ -85,10 +87,15 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     elif resume and path is not None:
         raise RunError(f"cannot resume {path}: no such file")
 
+    t0 = time.monotonic()
+
+    def wall():
+        return wall_before + time.monotonic() - t0
+
     def save(complete: bool):
         if path is None:
             return
-        write_run(path, _ensemble(sampler, configs, updates, actions, ident, start, n_samples, complete))
+        write_run(path, _ensemble(sampler, configs, updates, actions, ident, start, n_samples, complete, wall()))
 
     total = start + rounds * spacing
     bar = tqdm(total=total, initial=min(sampler.n_updates, total), disable=not progress, unit="upd",
@@ -124,10 +131,13 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     finally:
         bar.close()
     save(True)
-    return _ensemble(sampler, configs, updates, actions, ident, start, n_samples, True)
+    return _ensemble(sampler, configs, updates, actions, ident, start, n_samples, True, wall())
 
 
-def _ensemble(sampler, configs, updates, actions, ident, start, n_target, complete) -> Ensemble:
+def _ensemble(sampler, configs, updates, actions, ident, start, n_target, complete, wall_seconds) -> Ensemble:
+    """The run so far as an Ensemble. ``wall_seconds``: the wall time spent on it, summed over
+    a killed run and its resumptions (the part after a kill's last checkpoint is redone, and
+    counted once, when it is)."""
     nc = sampler.n_chains
     shape = (0, *sampler.shape)
     acc_hist = np.asarray(sampler.acceptance, dtype=np.float64)
@@ -139,7 +149,7 @@ def _ensemble(sampler, configs, updates, actions, ident, start, n_target, comple
         "sampler_identity": ident["sampler_identity"], "n_therm": ident["n_therm"], "spacing": ident["spacing"],
         "sampling_start": start, "n_target": n_target, "complete": bool(complete),
         "acceptance": float(sampling.mean()) if len(sampling) else float("nan"),
-        "divergent": sampler.divergent, "device": str(sampler.device),
+        "divergent": sampler.divergent, "device": str(sampler.device), "wall_seconds": float(wall_seconds),
     }
     state = sampler.state_dict()
     return Ensemble(

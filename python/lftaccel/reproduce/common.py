@@ -3,9 +3,7 @@ flow -> neural-MCMC -> observables pipeline."""
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -121,16 +119,11 @@ def plot_histograms(samples: dict, path, *, xlabel: str, bins: int = 60):
 
 def timed_hmc(theory, L: int, n_samples: int, path: Path, device, *, n_therm: int = 500):
     """HMC ensemble of 8 chains on an (L, L) lattice in ``path`` (resumed when it exists), and the
-    seconds the sampling took. The time of the first, whole run is kept beside the file
-    (.seconds.json), so a rerun that only loads the ensemble reports what the sampling cost."""
+    seconds the sampling took: the file's wall_seconds, summed over a killed run and its
+    resumptions, so a rerun that only loads the ensemble reports what the sampling cost."""
     sampler = HMC(theory, (L, L), n_chains=8, seed=L, device=device)
-    timing = path.with_suffix(".seconds.json")
-    fresh = not (path.exists() and timing.exists())
-    t0 = time.perf_counter()
     ens = run(sampler, n_samples, n_therm=n_therm, spacing=2, path=path, resume=path.exists(), progress=True)
-    if fresh:
-        timing.write_text(json.dumps({"seconds": time.perf_counter() - t0}))
-    return ens, json.loads(timing.read_text())["seconds"]
+    return ens, float(ens.attrs["wall_seconds"])
 
 
 def device_of(requested: str | None) -> torch.device:
