@@ -157,6 +157,21 @@ def test_cli_help_explains_every_option(capsys):
         assert opt in text
 
 
+def test_wall_seconds_over_resumptions(tmp_path):
+    path = tmp_path / "w.h5"
+    make = lambda: HMC(lftaccel.Phi4(0.2, 0.01), (6, 6), n_chains=2, seed=1)  # noqa: E731
+    first = run(make(), 20, n_therm=5, path=path, progress=False).attrs["wall_seconds"]
+    stamp = os.stat(path).st_mtime_ns
+    again = run(make(), 20, n_therm=5, path=path, resume=True, progress=False)
+    assert again.attrs["wall_seconds"] == first and os.stat(path).st_mtime_ns == stamp  # loaded, not rewritten
+    more = run(make(), 40, n_therm=5, path=path, resume=True, progress=False)
+    assert more.attrs["wall_seconds"] > first and len(more.configs) == 40
+    with h5py.File(path, "r+") as f:  # a file from before wall_seconds was recorded
+        del f.attrs["wall_seconds"]
+    legacy = run(make(), 60, n_therm=5, path=path, resume=True, progress=False)
+    assert np.isnan(legacy.attrs["wall_seconds"]) and len(legacy.configs) == 60  # unknown, not a part
+
+
 def test_fourier_hmc_resume_is_bitwise(tmp_path):
     theory = lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4)
     make = lambda: HMC(theory, (32,), n_chains=4, seed=3, fourier=True)  # noqa: E731

@@ -77,8 +77,11 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
                 raise RunError(f"cannot resume {path}: it holds no sampler state")
             sampler.load_state_dict(ens.state)
             start = int(ens.attrs.get("sampling_start", n_therm))
-            wall_before = float(ens.attrs.get("wall_seconds", 0.0))
+            # a file written before wall_seconds was recorded: the time it took is unknown
+            wall_before = float(ens.attrs.get("wall_seconds", float("nan")))
             done = len(ens.configs) // nc
+            if ens.attrs.get("complete") and done >= rounds:
+                return ens  # nothing to add: the file stands as it is (not rewritten)
             configs = [ens.configs[i * nc:(i + 1) * nc] for i in range(done)]
             updates = [ens.update[i * nc:(i + 1) * nc] for i in range(done)]
             actions = [ens.action[i * nc:(i + 1) * nc] for i in range(done)]
@@ -93,9 +96,10 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
         return wall_before + time.monotonic() - t0
 
     def save(complete: bool):
-        if path is None:
-            return
-        write_run(path, _ensemble(sampler, configs, updates, actions, ident, start, n_samples, complete, wall()))
+        ens = _ensemble(sampler, configs, updates, actions, ident, start, n_samples, complete, wall())
+        if path is not None:
+            write_run(path, ens)
+        return ens
 
     total = start + rounds * spacing
     bar = tqdm(total=total, initial=min(sampler.n_updates, total), disable=not progress, unit="upd",
@@ -130,8 +134,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
         raise
     finally:
         bar.close()
-    save(True)
-    return _ensemble(sampler, configs, updates, actions, ident, start, n_samples, True, wall())
+    return save(True)  # what is returned is what the file holds
 
 
 def _ensemble(sampler, configs, updates, actions, ident, start, n_target, complete, wall_seconds) -> Ensemble:

@@ -3,6 +3,7 @@ flow -> neural-MCMC -> observables pipeline."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -120,10 +121,15 @@ def plot_histograms(samples: dict, path, *, xlabel: str, bins: int = 60):
 def timed_hmc(theory, L: int, n_samples: int, path: Path, device, *, n_therm: int = 500):
     """HMC ensemble of 8 chains on an (L, L) lattice in ``path`` (resumed when it exists), and the
     seconds the sampling took: the file's wall_seconds, summed over a killed run and its
-    resumptions, so a rerun that only loads the ensemble reports what the sampling cost."""
+    resumptions, so a rerun that only loads the ensemble reports what the sampling cost. A file
+    from before wall_seconds was recorded falls back on its .seconds.json beside it (NaN without)."""
     sampler = HMC(theory, (L, L), n_chains=8, seed=L, device=device)
     ens = run(sampler, n_samples, n_therm=n_therm, spacing=2, path=path, resume=path.exists(), progress=True)
-    return ens, float(ens.attrs["wall_seconds"])
+    seconds = float(ens.attrs.get("wall_seconds", float("nan")))
+    legacy = path.with_suffix(".seconds.json")
+    if not math.isfinite(seconds) and legacy.exists():
+        seconds = float(json.loads(legacy.read_text())["seconds"])
+    return ens, seconds
 
 
 def device_of(requested: str | None) -> torch.device:

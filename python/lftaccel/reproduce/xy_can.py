@@ -150,7 +150,7 @@ def run_reproduction(out, quick: bool = False, device: str | None = None, **over
                "count is reported against that expectation).")
     summary = {"lattices": {}, "settings": {k: v for k, v in cfg.items()}}
     smaller = None
-    for L in cfg["lattices"]:
+    for L in sorted(cfg["lattices"]):  # each lattice starts from the next smaller one's network
         summary["lattices"][L] = _scan(L, cfg, report, dev, smaller)
         smaller = L
     _plots(summary, report)
