@@ -8,10 +8,14 @@ from scratch with beta annealing, and every larger lattice starts from the next 
 network at that temperature: the masked convolutions' weights do not depend on L (the
 periodic neighbourhoods are buffers, rebuilt for each shape), so a network trained on 8x8
 already holds the local correlations, and training on 16x16 only adds the longer ones.
-Measured at T = 1.1 (16x16, one CPU thread, 600 s of training in all, ESS and F_q of 2048
-proposals): from scratch with annealing ESS 0.029, F_q = -2.5395 per site; 300 s on 8x8 then
-300 s on 16x16, ESS 0.119, F_q = -2.5424 (the 8x8 network alone on 16x16: ESS 0.004, F_q =
--2.5405). At each temperature:
+Measured at T = 1.1 (16x16, one CPU thread, 600 s of training in all, F_q per site of 2048
+proposals, errors ~2e-4): from scratch with annealing F_q = -2.5395; 300 s on 8x8 then 300 s
+on 16x16, F_q = -2.5424, i.e. KL(q||p) lower by 0.7 nats (the 8x8 network alone on 16x16:
+-2.5405). The ESS of 2048 proposals cannot rank such networks: the same one gave 0.119 and
+0.015 with two seeds (log-weights with heavy tails). The hand-over does not rescue 16x16 at
+T = 1.1 within the CPU budget: continued 480 s from 16x16 at T = 1.3 (ESS 0.285 there), the
+network reached F_q = -2.5428 but an ESS of 0.025 (8192 proposals), with the chain's energy
+and helicity -2.1 and +2.9 sigma from HMC. At each temperature:
   * an HMC reference (8 chains, step size tuned to acceptance 0.8);
   * the CAN's variational free energy F_q = <E + T ln q> per site, an upper bound on F;
   * proposals from the CAN, an independence-Metropolis chain over them (8 streams) and
