@@ -49,7 +49,7 @@ far above the target (N_p = 25, eps = 1e-5: the point at p = 0.001 has sigma ~ 3
 times the iterations per stage (20000) gave, over seeds 0-2 (sum (Delta rho)^2, chi^2/N):
 BW eps 1e-5 0.51 -> 0.43, chi^2/N 33 -> 1.4 (MEM 0.33); Gaussian eps 1e-5 0.28 -> 0.17; two BW
 eps 1e-4 1.25 -> 1.25; but narrow BW eps 1e-4 12.1 -> 17.2 while chi^2/N fell 10.8 -> 3.3 (the
-closer fit rings around the narrow peak), at 2.4x the time. Not adopted.
+closer fit rings around the narrow peak), at up to 2.4x the time. Not adopted.
 
 Optimiser. 'lbfgs' (default): the whitened chi^2 is extremely stiff (the kernel's singular
 values span ~15 decades), and measured on the two-BW benchmark case Adam had not brought
