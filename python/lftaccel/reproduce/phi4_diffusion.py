@@ -139,7 +139,9 @@ def _train(data_phi, L, kappa, cfg, out, device):
     # the scale and the SDE belong to the model: kept beside its checkpoint
     (out / f"{name}.json").write_text(json.dumps({"scale": scale.c, **sde.kernel_args(),
                                                   "channels": list(cfg["channels"]), "emb_dim": cfg["emb_dim"]}))
-    res, ema = dm.train(model, scale.encode(torch.as_tensor(data_phi, dtype=torch.float32)), steps=10 ** 7,
+    # train_steps (tests): a fixed step count, so that the model does not depend on the machine's speed
+    res, ema = dm.train(model, scale.encode(torch.as_tensor(data_phi, dtype=torch.float32)),
+                        steps=cfg.get("train_steps", 10 ** 7),
                         batch_size=cfg["batch"], lr=cfg["lr"], seed=L, checkpoint=out / f"{name}.pt", resume=True,
                         time_limit=cfg["train_seconds"])
     return ema, scale, sde, res
