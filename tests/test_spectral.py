@@ -162,6 +162,48 @@ def test_maxent_user_default_model():
     assert err["truth-like"] < 0.5 * err["flat"] and err["wrong"] > err["flat"], err
 
 
+def test_maxent_fixed_alpha_follows_the_path_and_orders_chi2():
+    """A numeric alpha is reached along the large -> small alpha path: from a cold start at the
+    default model Bryan's Newton stopped far from the maximum on precise data. Larger alpha
+    means more entropy and a larger chi^2; the largest gives back the default model."""
+    D, sigma = data(1e-4)
+    fits = {a: S.reconstruct(P25, D, sigma, OMEGA, "mem", alpha=a) for a in (1e12, 1e3, 1.0)}
+    assert fits[1e12].chi2 > fits[1e3].chi2 > fits[1.0].chi2
+    m = fits[1e12].diagnostics["default_level"]
+    assert np.abs(fits[1e12].rho / m - 1).max() < 0.05
+    assert fits[1.0].chi2_per_point < 3 and fits[1.0].diagnostics["alpha"] == 1.0
+    truth = mock.breit_wigner()(OMEGA)
+    assert ((fits[1.0].rho - truth) ** 2).sum() < 1.5
+
+
+def test_maxent_chi2_kink_without_a_plateau():
+    """Lorentzian, N_p = 25, eps = 1e-5: the truncated grid cannot fit data this precise, chi^2
+    falls all along the scan and never reaches its plateau. A free logistic fit put the kink at
+    alpha ~ 1e45, i.e. the default model (chi^2/N 3.5e7, sum (Delta rho)^2 11.8); the bounded
+    fit keeps it in the scanned range. The marginal posterior peaks at the grid's edge: a warning."""
+    spec = mock.lorentzian(1.0, 4.0, 0.3)
+    D0 = mock.propagator(spec, P25)
+    sigma = mock.relative_noise_sigma(D0, P25, 1e-5)
+    D = mock.add_noise(D0, sigma, 5000)
+    truth = spec(OMEGA)
+    kink = S.reconstruct(P25, D, sigma, OMEGA, "mem", alpha="chi2-kink")
+    alphas = kink.diagnostics["alphas"]
+    assert alphas.min() <= kink.diagnostics["alpha"] < 1e3
+    assert kink.chi2_per_point < 1e3 and ((kink.rho - truth) ** 2).sum() < 5.0
+    with pytest.warns(RuntimeWarning, match="widen alpha_range"):
+        S.reconstruct(P25, D, sigma, OMEGA, "mem")
+
+
+@pytest.mark.parametrize("kw, name", [({"alpha": -1.0}, "alpha"), ({"alpha": "bryan"}, "alpha"),
+                                      ({"alpha": True}, "alpha"), ({"n_alpha": 3}, "n_alpha"),
+                                      ({"alpha_range": (1.0, 0.1)}, "alpha_range"),
+                                      ({"alpha_range": (0.0, 1.0)}, "alpha_range")])
+def test_maxent_bad_options(kw, name):
+    D, sigma = data(1e-3)
+    with pytest.raises(ValueError, match=name):
+        S.reconstruct(P25, D, sigma, OMEGA, "mem", **kw)
+
+
 def test_linear_quadrature_beats_the_riemann_sum():
     """The hat-function forward map integrates the kernel against piecewise-linear rho
     accurately; the Riemann sum's error at small p is larger."""
