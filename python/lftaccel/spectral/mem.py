@@ -24,7 +24,7 @@ alpha:
     lambda_i the eigenvalues of sqrt(rho/dw) A^T A sqrt(rho/dw)), and average. The scan runs
     down from alpha_range's top and stops once the posterior has fallen e^-30 below its
     maximum; it continues up to 8 decades below alpha_range when it has not, and warns if
-    even that does not suffice;
+    even that does not suffice, or if the posterior is still high at the range's top;
   * 'chi2-kink': fit log10 chi^2 against log10 alpha with a logistic curve a + b / (1 +
     exp(-c (x - d))) and take x = d - 2.5 / c, where chi^2 leaves its noise plateau (the
     choice of ana-cont). The fit is bounded to a rising step (b, c > 0) centred (d) inside
@@ -37,6 +37,8 @@ The band is the Gaussian width of the posterior at the solution, sqrt(diag (alph
 A^T A)^-1) (averaged over alpha with the same weights for 'marginal').
 Default model: flat, at the level whose propagator matches the data at the smallest p, or
 the user's array.
+The chi^2 of each alpha in the posterior and the kink is |lam|^2, the residual at the exact
+maximum, which rounding in rho does not blur at small alpha (see _solve).
 Diagnostics: the alphas scanned with chi^2, log posterior and convergence of each; the alpha
 used (the posterior mean of ln alpha for 'marginal'); 'converged' (every solution with weight
 > 1e-4, or the one used); and for a single alpha 'lam', the dual solution: rho =
@@ -65,9 +67,9 @@ def _h(x):
     return np.where(small, xs * xs * (0.5 - xs / 6 + xs * xs / 24), direct)
 
 
-def _solve(prob, m, dw, alpha, lam0, max_iter=100):
+def _solve(prob, m, dw, alpha, lam0, max_iter=100, polish=4):
     """The maximum of Q at one alpha, by Newton's method on the dual. Returns (lam, rho,
-    converged, svals) with svals the singular values of A sqrt(rho / (alpha dw)) at the end.
+    converged, svals) with svals the singular values of A sqrt(rho / (alpha dw)) at lam.
 
     Q's maximum has ln(rho / m) = -A^T lam / (alpha dw) with lam = A rho - b, the whitened
     residual (the stationarity condition). lam maximises the concave dual
@@ -75,24 +77,41 @@ def _solve(prob, m, dw, alpha, lam0, max_iter=100):
     Hessian -(1 + B B^T), B = A diag(sqrt(rho / (alpha dw))). The Newton step comes from the
     SVD of B (forming 1 + B B^T loses the 1 when alpha is small); a backtracking line search
     on g, whose change along the step is evaluated without the cancellation of its large
-    terms (b is ~1e9 on precise data), keeps every iterate finite and ascending. It stops
-    when the Newton decrement grad.H^-1.grad (twice the predicted gain) is below 1e-16 N_p:
-    rho then moves by < 1e-7 of its maximum under further steps (tests/test_spectral.py), and
-    rounding in A rho - b sets a floor near there."""
+    terms (b is ~1e9 on precise data), keeps every iterate finite and ascending.
+
+    Converged: the Newton decrement grad.H^-1.grad (twice the predicted gain) is below
+    1e-16 N_p. Then lam is settled, but the residual A rho - b is not: rounding in rho =
+    m exp(-A^T lam / (alpha dw)) leaves |grad| = |A rho - b - lam| at a floor that grows as
+    alpha falls (Lorentzian, N_p = 25, eps = 1e-5: ~1e-4 at alpha = 0.5, ~1e-2 at 0.01, ~1 at
+    1e-4, where chi^2(rho) / N_p scatters 0.53-0.67 about |lam|^2 / N_p = 0.527). ``polish``
+    more Newton steps follow and the iterate with the smallest |grad| is kept."""
     c = alpha * dw
     lam = lam0.copy()
     n = len(lam)
-    for _ in range(max_iter):
+    best, settled = None, None
+
+    def state(lam):
         with np.errstate(over="ignore"):
             rho = m * np.exp(-(prob.A.T @ lam) / c)
         grad = prob.A @ rho - prob.b - lam
         U, sb, _ = np.linalg.svd(prob.A * np.sqrt(rho / c), full_matrices=True)
+        return rho, grad, U, sb
+
+    for it in range(max_iter + polish):
+        rho, grad, U, sb = state(lam)
+        if settled is not None and (best is None or np.linalg.norm(grad) < best[0]):
+            best = (float(np.linalg.norm(grad)), lam, rho, sb)
         s2 = np.zeros(n)
         s2[: len(sb)] = sb**2
         step = U @ ((U.T @ grad) / (1.0 + s2))
         dec = float(grad @ step)
-        if dec <= 1e-16 * n:
-            return lam, rho, True, sb
+        if settled is None and dec <= 1e-16 * n:
+            settled = it
+            best = (float(np.linalg.norm(grad)), lam, rho, sb)
+        if settled is not None and it >= settled + polish:
+            break
+        if settled is None and it >= max_iter:
+            return lam, rho, False, sb
         a = prob.A.T @ step
         t = 1.0
         while True:
@@ -102,9 +121,34 @@ def _solve(prob, m, dw, alpha, lam0, max_iter=100):
                 break
             t *= 0.5
             if t < 1e-10:  # no ascent left: at the maximum to rounding, or stuck
+                if best is not None:
+                    return best[1], best[2], True, best[3]
                 return lam, rho, dec <= 1e-12 * n, sb
         lam = lam + t * step
-    return lam, rho, False, sb
+    _, lam, rho, sb = best
+    return lam, rho, True, sb
+
+
+def _kink(x, y):
+    """The chi^2 kink on the curve y = log10 chi^2 against x = log10 alpha (x running large
+    -> small): (x_kink, fallback). A logistic a + b / (1 + exp(-c (x - d))) bounded to a
+    rising step (b, c > 0) centred inside the scanned range, x_kink = d - 2.5 / c; else the
+    point of largest curvature; clipped to the scanned range."""
+
+    def logistic(x, a, b, c, d):
+        return a + b / (1 + np.exp(-c * (x - d)))
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", optimize.OptimizeWarning)  # no covariance: no logistic fit
+            (_, _, c0, d0), _ = optimize.curve_fit(
+                logistic, x, y, p0=(y.min(), max(y.max() - y.min(), 1e-3), 1.0, x.mean()),
+                bounds=([-np.inf, 0.0, 0.0, x.min()], [np.inf, np.inf, np.inf, x.max()]), max_nfev=20000)
+        x_kink, fallback = d0 - 2.5 / c0, False
+    except (RuntimeError, ValueError, optimize.OptimizeWarning):
+        x_kink, fallback = x[1:-1][np.argmax(np.diff(y, 2))], True
+    # Below the scanned range when chi^2 has not reached its plateau there: the smallest alpha.
+    return float(np.clip(x_kink, x.min(), x.max())), fallback
 
 
 EXTEND_DECADES = 8  # how far the marginal scan may continue below alpha_range
@@ -120,18 +164,32 @@ def _band(prob, dw, rho, alpha):
     return np.sqrt(np.clip(r - np.sum(AR * inner, axis=0), 0, None))
 
 
+def _positive_number(alpha):
+    bad = ValueError(f"alpha must be 'marginal', 'chi2-kink' or a positive number, got {alpha!r}")
+    if isinstance(alpha, (bool, np.bool_)):
+        raise bad
+    try:
+        value = float(alpha)  # a Python or numpy number, or a 0-d array
+    except (TypeError, ValueError, OverflowError):
+        raise bad from None
+    if not (np.isfinite(value) and value > 0):
+        raise bad
+    return value
+
+
 def maxent(prob: Problem, *, alpha: str | float = "marginal", default_model=None, n_alpha: int = 40,
            alpha_range=(1e-4, 1e6)) -> Reconstruction:
     fixed = not isinstance(alpha, str)
     if fixed:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not (
-                np.isfinite(alpha) and alpha > 0):
-            raise ValueError(f"alpha must be 'marginal', 'chi2-kink' or a positive number, got {alpha!r}")
+        alpha = _positive_number(alpha)
     elif alpha not in ("marginal", "chi2-kink"):
         raise ValueError(f"alpha must be 'marginal', 'chi2-kink' or a positive number, got {alpha!r}")
     if isinstance(n_alpha, bool) or not isinstance(n_alpha, (int, np.integer)) or n_alpha < 8:
         raise ValueError(f"n_alpha must be an integer >= 8 (the chi^2-kink fit has 4 parameters), got {n_alpha!r}")
-    lo, hi = (float(v) for v in alpha_range)
+    try:
+        lo, hi = (float(v) for v in alpha_range)
+    except (TypeError, ValueError, OverflowError):
+        lo = hi = float("nan")
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi):
         raise ValueError(f"alpha_range must be (low, high) with 0 < low < high, got {alpha_range!r}")
     dw = grid_weights(prob.omega)
@@ -156,7 +214,7 @@ def maxent(prob: Problem, *, alpha: str | float = "marginal", default_model=None
     sols = []
     for a in alphas:
         lam, rho, ok, sb = _solve(prob, m, dw, a, lam)
-        chi2 = prob.chi2(rho)
+        chi2 = float(lam @ lam)  # the residual at the exact maximum; chi^2(rho) carries rounding (see _solve)
         with np.errstate(divide="ignore", invalid="ignore"):  # rho underflows to 0 far in a tail: 0 ln 0 = 0
             S = float(np.sum(dw * (rho - m - np.where(rho > 0, rho * np.log(rho / m), 0.0))))
         ev = a * sb**2  # the eigenvalues of sqrt(rho/dw) A^T A sqrt(rho/dw)
@@ -187,9 +245,10 @@ def maxent(prob: Problem, *, alpha: str | float = "marginal", default_model=None
         # P(alpha) on the log grid: d alpha / alpha, so the weights are P(alpha) alpha.
         w = np.exp(logp + np.log(alphas) - np.max(logp + np.log(alphas)))
         w /= w.sum()
-        if not cut and w[-1] > 1e-3 * w.max():  # a tail that still carries weight
-            warnings.warn(f"maxent: the alpha posterior has not fallen off at the smallest alpha scanned "
-                          f"({alphas[-1]:.3g}): widen alpha_range", RuntimeWarning, stacklevel=3)
+        for edge, name, open_ in ((-1, "smallest", not cut), (0, "largest", True)):
+            if open_ and w[edge] > 1e-3 * w.max():  # a tail beyond the scan that still carries weight
+                warnings.warn(f"maxent: the alpha posterior has not fallen off at the {name} alpha scanned "
+                              f"({alphas[edge]:.3g}): widen alpha_range", RuntimeWarning, stacklevel=3)
         rho = sum(wi * x["rho"] for wi, x in zip(w, sols))
         keep = w > 1e-4
         band = np.sqrt(sum(wi * _band(prob, dw, x["rho"], x["alpha"]) ** 2 for wi, x, k in zip(w, sols, keep) if k)
@@ -197,24 +256,10 @@ def maxent(prob: Problem, *, alpha: str | float = "marginal", default_model=None
         diag.update(weights=w, alpha=float(np.exp(np.sum(w * np.log(alphas)))),
                     converged=all(x["converged"] for x, k in zip(sols, keep) if k))
     else:
-        x, y = np.log10(alphas), np.log10(chi2s)
-
-        def logistic(x, a, b, c, d):
-            return a + b / (1 + np.exp(-c * (x - d)))
-
-        try:  # a rising step (b, c > 0) centred inside the scanned range
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", optimize.OptimizeWarning)  # no covariance: no logistic fit
-                (a0, b0, c0, d0), _ = optimize.curve_fit(
-                    logistic, x, y, p0=(y.min(), max(y.max() - y.min(), 1e-3), 1.0, x.mean()),
-                    bounds=([-np.inf, 0.0, 0.0, x.min()], [np.inf, np.inf, np.inf, x.max()]), max_nfev=20000)
-            x_kink = d0 - 2.5 / c0
-        except (RuntimeError, ValueError, optimize.OptimizeWarning):
-            # No logistic shape: the point of largest curvature of log chi^2 (x runs large -> small).
-            x_kink = x[1:-1][np.argmax(np.diff(y, 2))]
+        x = np.log10(alphas)
+        x_kink, fallback = _kink(x, np.log10(chi2s))
+        if fallback:
             diag.update(kink_fallback=True)
-        # Below the scanned range when chi^2 has not reached its plateau there: the smallest alpha.
-        x_kink = float(np.clip(x_kink, x.min(), x.max()))
         j = int(np.argmin(np.abs(x - x_kink)))
         j = max(j - 1, 0) if x[j] < x_kink else j  # start from the grid's solution just above the kink
         lam, rho, ok, _ = _solve(prob, m, dw, 10.0**x_kink, sols[j]["lam"])

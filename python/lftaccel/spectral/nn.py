@@ -22,6 +22,10 @@ weights only; the list has none), with the smoothness regulator R chosen by ``sm
     and raises the error (Gaussian, eps 1e-4: chi^2/N 1.5 -> 0.67, error 1.4 -> 3.5). It is
     offered, not the default; the benchmark runs it as 'nn-log'.
 
+The MEM figures quoted in this docstring for noisy data came from the earlier MEM solver, whose
+Newton iteration stalled on precise data (see mem.py); on exact data it had converged and
+they stand. The converged MEM's figures are in benchmarks/reference/spectral.md.
+
 Schedule and early stopping on chi^2. The fit runs in stages. A stage runs the optimiser in
 chunks of 250 iterations until the loss stops improving (relative decrease < ``rtol`` over a
 chunk) or ``iters`` iterations. After a stage, if chi^2 is still above the discrepancy
