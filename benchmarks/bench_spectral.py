@@ -65,8 +65,8 @@ METHODS = {
     "tikhonov-id": ("tikhonov", {"regulariser": "identity", "positive": False}),
     "tikhonov-d2": ("tikhonov", {"positive": False}),
     "tikhonov-pos": ("tikhonov", {"positive": True}),
-    "mem": ("mem", {}),
-    "mem-kink": ("mem", {"alpha": "chi2-kink"}),
+    "mem": ("mem", {}),  # alpha at the chi^2 kink, the default
+    "mem-marginal": ("mem", {"alpha": "marginal"}),
     "nn": ("nn", {}),
     "nn-log": ("nn", {"smoothness": "log", "smooth": 1e3}),
     "p2p": ("p2p", {}),

@@ -138,7 +138,7 @@ def test_maxent_resolves_two_peaks_and_weights_alpha_by_its_posterior():
     spec = 0.8 * mock.breit_wigner(1, 2, 0.5) + mock.breit_wigner(1, 5, 0.5)
     D0 = mock.propagator(spec, P100)
     sigma = mock.relative_noise_sigma(D0, P100, 1e-4)
-    res = S.reconstruct(P100, mock.add_noise(D0, sigma, 1), sigma, OMEGA, "mem")
+    res = S.reconstruct(P100, mock.add_noise(D0, sigma, 1), sigma, OMEGA, "mem", alpha="marginal")
     w = res.diagnostics["weights"]
     assert w.sum() == pytest.approx(1.0) and w.max() < 1.0
     rho = res.rho
@@ -211,7 +211,7 @@ def test_maxent_converges_on_precise_data():
             assert prob.chi2(rho) == pytest.approx(res.chi2, rel=1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        marginal = S.reconstruct(P25, D, sigma, OMEGA, "mem")
+        marginal = S.reconstruct(P25, D, sigma, OMEGA, "mem", alpha="marginal")
     assert marginal.diagnostics["converged"] and 0.3 < marginal.chi2_per_point < 1.5
     assert ((marginal.rho - spec(OMEGA)) ** 2).sum() < 1.0  # 0.68 measured
 
@@ -245,9 +245,9 @@ def test_maxent_posterior_edge_warnings(monkeypatch):
     np.testing.assert_allclose(kink.rho, fixed.rho, rtol=1e-6)
     monkeypatch.setattr(S.mem, "EXTEND_DECADES", 0)
     with pytest.warns(RuntimeWarning, match="smallest alpha"):
-        S.reconstruct(P25, D, sigma, OMEGA, "mem", alpha_range=(1e3, 1e6))
+        S.reconstruct(P25, D, sigma, OMEGA, "mem", alpha="marginal", alpha_range=(1e3, 1e6))
     with pytest.warns(RuntimeWarning, match="largest alpha"):
-        S.reconstruct(P25, D, sigma, OMEGA, "mem", alpha_range=(1e-4, 1e-1))
+        S.reconstruct(P25, D, sigma, OMEGA, "mem", alpha="marginal", alpha_range=(1e-4, 1e-1))
 
 
 @pytest.mark.parametrize("kw, name", [({"alpha": -1.0}, "alpha"), ({"alpha": "bryan"}, "alpha"),
