@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the rows are samples: use their mean and the full covariance of the mean")
     sp.add_argument("--method", choices=["nn", "p2p", "mem", "tikhonov", "tsvd"], default="nn",
                     help="nn (list network, L-BFGS, ensemble of 2: default, ~20 s), p2p (point-to-point network), "
-                         "mem (Bryan's maximum entropy), tikhonov (second derivative, positive), tsvd")
+                         "mem (maximum entropy, alpha at the chi^2 kink), tikhonov (second derivative, positive), tsvd")
     sp.add_argument("--omega-max", type=_float, default=20.0, help="top of the omega grid (default 20)")
     sp.add_argument("--n-omega", type=_positive_int, default=500, help="grid points (default 500)")
     sp.add_argument("-o", "--output", default="rho.csv", help="output CSV (default rho.csv)")

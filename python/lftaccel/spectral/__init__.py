@@ -6,8 +6,8 @@ D(p) = int_0^inf K(p, w) rho(w) dw (Kallen-Lehmann by default).
     res.rho, res.band, res.chi2, res.diagnostics    # band: None where the method has none
 
 Methods: 'tsvd' (discrepancy-principle rank), 'tikhonov' (identity or second derivative,
-positivity by default, lambda by discrepancy or GCV), 'mem' (Bryan's maximum entropy, flat or
-user default model, alpha marginalised or at the chi^2 kink), 'nn' and 'p2p' (neural
+positivity by default, lambda by discrepancy or GCV), 'mem' (maximum entropy, flat or user
+default model, alpha at the chi^2 kink by default or marginalised as Bryan does), 'nn' and 'p2p' (neural
 representations of rho fitted by automatic differentiation, torch float64; see nn.py).
 numpy/scipy and torch only: nothing here calls the compiled kernels.
 """
