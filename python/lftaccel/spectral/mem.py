@@ -215,7 +215,7 @@ def maxent(prob: Problem, *, alpha: str | float = "chi2-kink", default_model=Non
     # Large -> small alpha, from the default model down: each solution starts the next (the
     # residual lam changes little from one alpha to the next).
     top, bottom = (max(hi, float(alpha)), float(alpha)) if fixed else (hi, lo)
-    alphas = np.logspace(np.log10(top), np.log10(bottom), n_alpha)
+    alphas = np.logspace(np.log10(top), np.log10(bottom), n_alpha) if top > bottom else np.array([bottom])
     if alpha == "marginal":  # the posterior must be covered: continue below the range if it has not fallen off
         step = np.log10(hi / lo) / (n_alpha - 1)
         alphas = np.concatenate([alphas, lo * 10.0 ** (-step * np.arange(1, int(EXTEND_DECADES / step) + 1))])
