@@ -38,6 +38,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 # One thread per worker, BLAS included, set before numpy loads (spawned workers inherit it): a
@@ -308,7 +309,7 @@ def targets(rows):
                        f"{'met' if m[0] <= bound else 'missed'}")
     out += ["", "sum (Δρ)² (mean ± spread over seeds) of each neural method against MEM, eps <= 1e-3:", "",
             "| spectrum | protocol | MEM | " + " | ".join(NEURAL) + " |", "|---|---|---|" + "---|" * len(NEURAL)]
-    tally = {m: {} for m in NEURAL}
+    tally = {m: Counter() for m in NEURAL}
     for (sname, pname, mname), mem in cell.items():
         if mname != "mem" or "eps1e-02" in pname:  # the target is for eps <= 1e-3
             continue
@@ -325,7 +326,7 @@ def targets(rows):
                 continue
             se = np.hypot(da / np.sqrt(r["n"]), db / np.sqrt(mem["n"]))
             verdict = "no worse" if a <= b else ("within errors" if a - b <= se else "worse")
-            tally[m][verdict] = tally[m].get(verdict, 0) + 1
+            tally[m][verdict] += 1
             entries.append(f"{a:.3g} ± {da:.2g} ({verdict})")
         out.append(f"| {sname} | {pname} | {b:.3g} ± {db:.2g} | " + " | ".join(entries) + " |")
     out.append("")

@@ -60,6 +60,7 @@ import warnings
 import numpy as np
 from scipy import optimize
 
+from .._kernels import check_int
 from .kernels import grid_weights
 from .problem import Problem, Reconstruction
 
@@ -68,11 +69,8 @@ __all__ = ["maxent"]
 
 def _h(x):
     """e^-x - 1 + x >= 0, without the cancellation of the direct formula at small x."""
-    small = np.abs(x) < 1e-3
-    xs = np.where(small, x, 0.0)
-    with np.errstate(over="ignore"):
-        direct = np.expm1(-np.where(small, 0.0, x)) + np.where(small, 0.0, x)
-    return np.where(small, xs * xs * (0.5 - xs / 6 + xs * xs / 24), direct)
+    with np.errstate(over="ignore"):  # +inf for x < -709: the step is rejected
+        return np.where(np.abs(x) < 1e-3, x * x * (0.5 - x / 6 + x * x / 24), np.expm1(-x) + x)
 
 
 def _solve(prob, m, dw, alpha, lam0, max_iter=100, polish=4):
@@ -107,18 +105,19 @@ def _solve(prob, m, dw, alpha, lam0, max_iter=100, polish=4):
 
     for it in range(max_iter + polish):
         rho, grad, U, sb = state(lam)
-        if settled is not None and (best is None or np.linalg.norm(grad) < best[0]):
-            best = (float(np.linalg.norm(grad)), lam, rho, sb)
         s2 = np.zeros(n)
         s2[: len(sb)] = sb**2
         step = U @ ((U.T @ grad) / (1.0 + s2))
         dec = float(grad @ step)
         if settled is None and dec <= 1e-16 * n:
             settled = it
-            best = (float(np.linalg.norm(grad)), lam, rho, sb)
-        if settled is not None and it >= settled + polish:
-            break
-        if settled is None and it >= max_iter:
+        if settled is not None:  # polishing: keep the iterate with the smallest residual mismatch
+            norm = float(np.linalg.norm(grad))
+            if best is None or norm < best[0]:
+                best = (norm, lam, rho, sb)
+            if it >= settled + polish:
+                break
+        elif it >= max_iter:
             return lam, rho, False, sb
         a = prob.A.T @ step
         t = 1.0
@@ -192,8 +191,7 @@ def maxent(prob: Problem, *, alpha: str | float = "chi2-kink", default_model=Non
         alpha = _positive_number(alpha)
     elif alpha not in ("marginal", "chi2-kink"):
         raise ValueError(f"alpha must be 'marginal', 'chi2-kink' or a positive number, got {alpha!r}")
-    if isinstance(n_alpha, bool) or not isinstance(n_alpha, (int, np.integer)) or n_alpha < 8:
-        raise ValueError(f"n_alpha must be an integer >= 8 (the chi^2-kink fit has 4 parameters), got {n_alpha!r}")
+    check_int(n_alpha, "n_alpha", low=8)  # the chi^2-kink fit has 4 parameters
     try:
         lo, hi = (float(v) for v in alpha_range)
     except (TypeError, ValueError, OverflowError):
