@@ -1,7 +1,7 @@
 """Spectral-reconstruction benchmark: every method on the same mock data.
 
     python benchmarks/bench_spectral.py --quick       # 3 seeds, the N_p = 100 protocols: ~2 min
-    python benchmarks/bench_spectral.py --jobs 2      # 20 seeds, every protocol (hours: nn ~20 s, p2p ~1 min
+    python benchmarks/bench_spectral.py --jobs 2      # 20 seeds, every protocol (hours: nn ~20 s, p2p ~30 s
                                                       # per fit); --resume continues a killed run
     python benchmarks/bench_spectral.py --methods tsvd,mem --spectra two-bw
 

@@ -338,6 +338,9 @@ def test_nn_options_are_checked():
                             ({"smoothness": "tv"}, "smoothness")):
         with pytest.raises(ValueError, match=message):
             S.reconstruct(P25, D, sigma, OMEGA, "nn", iters=1, **kwargs)
+    for scale in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="scale"):
+            S.reconstruct(P25, D, sigma, OMEGA, "p2p", iters=1, scale=scale)
 
 
 @pytest.mark.parametrize("method,kwargs", [("nn", {"depth": 2, "activation": "linear"}),
@@ -353,7 +356,7 @@ def test_network_representations_train(method, kwargs):
     if method == "nn":
         untrained = S.nn.ListNet(len(OMEGA), kwargs["depth"], 64, kwargs.get("activation", "elu"), -3.0)
     else:
-        untrained = S.nn.PointNet(kwargs["depth"], 64, float(OMEGA.max()))
+        untrained = S.nn.PointNet(kwargs["depth"], 64, 4.0)
     with torch.no_grad():
         start = prob.chi2(untrained(torch.as_tensor(OMEGA)).numpy())
     res = S.reconstruct(P25, D, sigma, OMEGA, method, iters=150, stages=1, n_ensemble=1, **kwargs)
