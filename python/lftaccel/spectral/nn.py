@@ -78,6 +78,12 @@ Gaussian eps 1e-3 0.33 / - / 0.11 / - (11.2; 1.03 at scale 0.25); two Gaussians 
 4.34 / 3.83 / 4.28 / 3.07 (7.5); two BW N_p = 100 noisy 1.31 / 0.47 / 0.41 / 1.13 (1.67); narrow
 BW eps 1e-3 34.4 / 34.1 / 33.8 / 35.8 (49.8). At omega_max the fits stalled far above the
 data (chi^2/N ~10 at eps 1e-2, 1e3 at 1e-3); set ``scale`` to the frequency of the features.
+At eps <= 1e-4 p2p still stops far above the data (chi^2/N 5 to 6e4), and which member fits
+depends on its initialisation (two Gaussians, eps 1e-4: one member at chi^2/N 1.3, the other
+at 5.7e3). Restarting a member that ends above the target from up to two more initialisations
+(the lowest chi^2 kept) was tried on seed 0 of four such cells: two Gaussians eps 1e-4 14.5 ->
+9.7, BW eps 1e-4 1.81 -> 1.53, two BW eps 1e-5 3.1 -> 2.5, Lorentzian eps 1e-4 3.8 -> 4.4 (the
+last two 'before' are 3-seed means; MEM 7.0, 0.74, 1.1, 3.1), at 3-4x the time; not adopted.
 
 Defaults (measured on benchmarks/bench_spectral.py): depth 0 (the list), smooth = 100,
 f0 = -3, rtol = 1e-3, iters = 5000 per stage, 4 stages, an ensemble of 2.
