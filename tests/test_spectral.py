@@ -338,7 +338,7 @@ def test_nn_options_are_checked():
                             ({"smoothness": "tv"}, "smoothness")):
         with pytest.raises(ValueError, match=message):
             S.reconstruct(P25, D, sigma, OMEGA, "nn", iters=1, **kwargs)
-    for scale in (0.0, -1.0, float("nan")):
+    for scale in (0.0, -1.0, float("nan"), "4"):
         with pytest.raises(ValueError, match="scale"):
             S.reconstruct(P25, D, sigma, OMEGA, "p2p", iters=1, scale=scale)
 
