@@ -338,7 +338,7 @@ def test_nn_options_are_checked():
                             ({"smoothness": "tv"}, "smoothness")):
         with pytest.raises(ValueError, match=message):
             S.reconstruct(P25, D, sigma, OMEGA, "nn", iters=1, **kwargs)
-    for scale in (0.0, -1.0, float("nan"), "4"):
+    for scale in (0.0, -1.0, float("nan"), float("inf"), "4", True, 1e-320):
         with pytest.raises(ValueError, match="scale"):
             S.reconstruct(P25, D, sigma, OMEGA, "p2p", iters=1, scale=scale)
 
@@ -356,11 +356,13 @@ def test_network_representations_train(method, kwargs):
     if method == "nn":
         untrained = S.nn.ListNet(len(OMEGA), kwargs["depth"], 64, kwargs.get("activation", "elu"), -3.0)
     else:
-        untrained = S.nn.PointNet(kwargs["depth"], 64, 4.0)
+        untrained = S.nn.PointNet(kwargs["depth"], 64, OMEGA.max() / 5)
     with torch.no_grad():
         start = prob.chi2(untrained(torch.as_tensor(OMEGA)).numpy())
     res = S.reconstruct(P25, D, sigma, OMEGA, method, iters=150, stages=1, n_ensemble=1, **kwargs)
     assert (res.rho >= 0).all() and res.band is None
+    if method == "p2p":  # the default input scale follows the grid
+        assert res.diagnostics["scale"] == OMEGA.max() / 5
     # chi^2 starts at ~1e11. In 150 iterations L-BFGS brings it down by > 1e7 (measured 5e-8,
     # 2e-10 of the start); Adam on this stiff chi^2 creeps (1e-4, chi^2/N still ~6e5: why
     # L-BFGS is the default).

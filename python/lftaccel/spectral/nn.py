@@ -69,24 +69,30 @@ flattens (BW, eps = 1e-5, chi^2/N 5e3 against L-BFGS's 13), though it fits the L
 eps = 1e-5 to chi^2/N 0.8 in 4 s where L-BFGS ends at 114 (seed 0, default settings otherwise).
 
 P2P input scale: the point network is fed omega / ``scale``, by default omega_max / 5 (4 on
-the benchmark's grid, which ends at 20: a grid reaches a few times beyond the features, and
-the default follows it whatever the units). With PyTorch's
+the benchmark's grid, which ends at 20). The default assumes, as on the benchmark, that the
+grid extends a few times beyond the spectral features, so it scales with the grid in any
+units. With PyTorch's
 initialisation the first layer's ELU kinks sit at -b/w with b, w ~ U(-1, 1), mostly within
 |x| < 2, and the network bends easily only there; the input unit must put the features
 (omega ~ 2-6 on the benchmark) in that range. Measured on seed 0, sum (Delta rho)^2 at
-scale 1 / 2 / 4 / 8 (omega_max = 20, the earlier choice, in brackets, a 3-seed mean):
+scale 1 / 2 / 4 / 8 ('-': not measured; in brackets the earlier scale = omega_max = 20, a
+3-seed mean; the 3-seed means at scale 4 are in benchmarks/reference):
 Gaussian eps 1e-3 0.33 / - / 0.11 / - (11.2; 1.03 at scale 0.25); two Gaussians eps 1e-3
 18.5 / - / 14.7 / - (27.8); BW eps 1e-3 1.78 / 1.91 / 2.18 / 1.99 (4.5); Lorentzian eps 1e-3
 4.34 / 3.83 / 4.28 / 3.07 (7.5); two BW N_p = 100 noisy 1.31 / 0.47 / 0.41 / 1.13 (1.67); narrow
 BW eps 1e-3 34.4 / 34.1 / 33.8 / 35.8 (49.8). At omega_max the fits stalled far above the
-data (chi^2/N ~10 at eps 1e-2, 1e3 at 1e-3). Where the features sit far below omega_max / 5,
+data (chi^2/N 2.3-12 at eps 1e-2, 68-1640 at 1e-3). Where the features sit far below omega_max / 5,
 set ``scale`` near their frequency.
 At eps <= 1e-4 p2p still stops far above the data (chi^2/N 5 to 6e4), and which member fits
 depends on its initialisation (two Gaussians, eps 1e-4: one member at chi^2/N 1.3, the other
 at 5.7e3). Restarting a member that ends above the target from up to two more initialisations
 (the lowest chi^2 kept) was tried on seed 0 of four such cells: two Gaussians eps 1e-4 14.5 ->
 9.7, BW eps 1e-4 1.81 -> 1.53, two BW eps 1e-5 3.1 -> 2.5, Lorentzian eps 1e-4 3.8 -> 4.4 (the
-last two 'before' are 3-seed means; MEM 7.0, 0.74, 1.1, 3.1), at 3-4x the time; not adopted.
+last two 'before' are 3-seed means, not seed 0, so only indicative; MEM 7.0, 0.74, 1.1, 3.1),
+at 3-4x the time; not adopted. The smoothness weight, retuned at scale 4 on seed 0 (smooth
+10 / 100 / 1000): BW eps 1e-3 2.14 / 2.18 / 2.15, two Gaussians eps 1e-3 11.7 / 14.7 / 12.4,
+two BW N_p = 100 noisy 0.49 / 0.41 / 1.21, Lorentzian eps 1e-4 3.54 / 3.8 (3-seed mean) /
+5.03: no value is better throughout, 100 stays.
 
 Defaults (measured on benchmarks/bench_spectral.py): depth 0 (the list), smooth = 100,
 f0 = -3, rtol = 1e-3, iters = 5000 per stage, 4 stages, an ensemble of 2.
@@ -308,9 +314,16 @@ def p2p(prob: Problem, *, depth: int = 3, width: int = 64, scale: float | None =
     costs ~10x the list's, so ``iters`` per stage is 2000; a benchmark reconstruction (an
     ensemble of 2) takes 6-50 s on one core. ``scale``: None for omega_max / 5."""
     if scale is None:
+        if not prob.omega.max() > 0:
+            raise ValueError("p2p needs a grid with omega_max > 0 for its default scale (omega_max / 5)")
         scale = float(prob.omega.max()) / 5.0
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating, np.integer)) \
-            or not (np.isfinite(scale) and scale > 0):
+    if isinstance(scale, (bool, np.bool_, str)) or np.ndim(scale) != 0:
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    try:
+        scale = float(scale)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}") from None
+    if not (np.isfinite(scale) and scale > 0 and np.isfinite(float(prob.omega.max()) / scale)):
         raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
     rho, band, diag = _ensemble(lambda: PointNet(depth, width, scale), prob, n_ensemble=n_ensemble, seed=seed,
                                 resample=resample, optimizer=optimizer, l2=l2, smooth=smooth, stages=stages,
