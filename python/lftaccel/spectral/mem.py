@@ -62,7 +62,7 @@ from scipy import optimize
 
 from .._kernels import check_int
 from .kernels import grid_weights
-from .problem import Problem, Reconstruction
+from .problem import Problem, Reconstruction, check_positive
 
 __all__ = ["maxent"]
 
@@ -100,7 +100,8 @@ def _solve(prob, m, dw, alpha, lam0, max_iter=100, polish=4):
         with np.errstate(over="ignore"):
             rho = m * np.exp(-(prob.A.T @ lam) / c)
         grad = prob.A @ rho - prob.b - lam
-        U, sb, _ = np.linalg.svd(prob.A * np.sqrt(rho / c), full_matrices=True)
+        # U must span all N_p data directions; V (N_omega x N_omega) is never needed
+        U, sb, _ = np.linalg.svd(prob.A * np.sqrt(rho / c), full_matrices=n > len(rho))
         return rho, grad, U, sb
 
     for it in range(max_iter + polish):
@@ -171,24 +172,11 @@ def _band(prob, dw, rho, alpha):
     return np.sqrt(np.clip(r - np.sum(AR * inner, axis=0), 0, None))
 
 
-def _positive_number(alpha):
-    bad = ValueError(f"alpha must be 'marginal', 'chi2-kink' or a positive number, got {alpha!r}")
-    if isinstance(alpha, (bool, np.bool_)):
-        raise bad
-    try:
-        value = float(alpha)  # a Python or numpy number, or a 0-d array
-    except (TypeError, ValueError, OverflowError):
-        raise bad from None
-    if not (np.isfinite(value) and value > 0):
-        raise bad
-    return value
-
-
 def maxent(prob: Problem, *, alpha: str | float = "chi2-kink", default_model=None, n_alpha: int = 40,
            alpha_range=(1e-4, 1e6)) -> Reconstruction:
     fixed = not isinstance(alpha, str)
     if fixed:
-        alpha = _positive_number(alpha)
+        alpha = check_positive(alpha, "alpha")
     elif alpha not in ("marginal", "chi2-kink"):
         raise ValueError(f"alpha must be 'marginal', 'chi2-kink' or a positive number, got {alpha!r}")
     check_int(n_alpha, "n_alpha", low=8)  # the chi^2-kink fit has 4 parameters

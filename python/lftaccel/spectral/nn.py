@@ -115,7 +115,7 @@ import torch
 
 from .._kernels import check_int
 from .classical import discrepancy_target
-from .problem import Problem, Reconstruction
+from .problem import Problem, Reconstruction, check_positive
 
 __all__ = ["nn", "p2p"]
 
@@ -317,14 +317,9 @@ def p2p(prob: Problem, *, depth: int = 3, width: int = 64, scale: float | None =
         if not prob.omega.max() > 0:
             raise ValueError("p2p needs a grid with omega_max > 0 for its default scale (omega_max / 5)")
         scale = float(prob.omega.max()) / 5.0
-    if isinstance(scale, (bool, np.bool_, str)) or np.ndim(scale) != 0:
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-    try:
-        scale = float(scale)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}") from None
-    if not (np.isfinite(scale) and scale > 0 and np.isfinite(float(prob.omega.max()) / scale)):
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    scale = check_positive(scale, "scale")
+    if not np.isfinite(float(prob.omega.max()) / scale):
+        raise ValueError(f"scale is too small: omega_max / scale overflows, got {scale!r}")
     rho, band, diag = _ensemble(lambda: PointNet(depth, width, scale), prob, n_ensemble=n_ensemble, seed=seed,
                                 resample=resample, optimizer=optimizer, l2=l2, smooth=smooth, stages=stages,
                                 iters=iters, rtol=rtol, lr=lr, smoothness=smoothness)

@@ -14,9 +14,21 @@ import dataclasses
 
 import numpy as np
 
+from .._kernels import check_param
 from .kernels import Kernel
 
 __all__ = ["Problem", "Reconstruction", "check_data"]
+
+
+def check_positive(value, name: str) -> float:
+    """A finite real number > 0 (a Python or numpy number or a 0-d array, not a bool), as a
+    float; a ValueError naming it otherwise (the spectral methods' one error type for bad input)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    try:
+        return check_param(value, name, low=0.0, low_open=True)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def check_data(p, D, sigma=None, cov=None):
