@@ -13,15 +13,17 @@ rerun reuses it), or the reproduction's checkpoint can-LxL-T1.pt with --reuse DI
 into OUT, and trained further there only if it holds less than --train-seconds).
 
 Rates. The CAN: the time to draw n proposals (activation cache on) and run the
-independence-Metropolis chain over them (8 streams); training is reported separately.
+independence-Metropolis chain over them (8 streams); training is reported separately. The
+same network runs twice: bare, and with its proposals averaged over the lattice's point group
+(D4: 7 more log q passes per proposal, a lighter tail of weights; lftaccel.models.can.network).
 Metropolis (checkerboard sweeps, proposal width tuned to 50 % acceptance) and HMC (fused
 trajectories, 10 leapfrog steps, step size tuned to 80 %), 8 chains each, thermalised and
 tuned before the clock starts: the time of the same number of configurations, one sweep or
 trajectory apart. For the energy and the helicity modulus, tau_int comes from the Gamma method
 over the chains and the effective samples per second are n / (2 tau_int) / seconds.
 
-Throughput: proposals per second of CAN.sample(batch) with the cache and without it (the
-uncached sampler reruns the whole network for each of the L^2 sites), at each batch size.
+Throughput: proposals per second of the bare CAN.sample(batch) with the cache and without it
+(the uncached sampler reruns the whole network for each of the L^2 sites), at each batch size.
 
 Results: benchmarks/results/can-<device>.json and can-<device>.md.
 """
@@ -44,6 +46,9 @@ from lftaccel.models import can
 from lftaccel.reproduce import xy_can
 
 from bench_flows import N_STREAMS, chain_table, sync, tau_and_rate, time_chains, time_nmcmc
+
+
+CAN_G = "CAN (point-group average) + MCMC"
 
 
 def observables(x, beta):
@@ -109,9 +114,16 @@ def main(argv=None):
     tr = can.train(model, beta, steps=10 ** 7, batch_size=xy_can.BATCH, lr=xy_can.LR, anneal=xy_can.ANNEAL,
                    seed=1, checkpoint=checkpoint, resume=True, time_limit=args.train_seconds)
     results = {"point": f"XY {L}x{L} T={args.T:g}", "train_seconds": tr.seconds, "train_steps": tr.steps}
-    runs = {"CAN + MCMC": run_can(model, beta, args.samples, 1, args.device),
-            "Metropolis": run_local("metropolis", beta, L, args.samples, 1, args.device),
-            "HMC": run_local("hmc", beta, L, args.samples, 1, args.device)}
+    runs = {"CAN + MCMC": run_can(model, beta, args.samples, 1, args.device)}
+    # the same network, its proposals averaged over the lattice's point group; the same seed,
+    # so the bare draws are the same as above: a paired comparison
+    try:
+        model.point_group = True
+        runs[CAN_G] = run_can(model, beta, args.samples, 1, args.device)
+    finally:
+        model.point_group = False
+    runs.update({"Metropolis": run_local("metropolis", beta, L, args.samples, 1, args.device),
+            "HMC": run_local("hmc", beta, L, args.samples, 1, args.device)})
     rows = []
     for sampler, (info, obs) in runs.items():
         entry = dict(info)
@@ -126,6 +138,7 @@ def main(argv=None):
     for k in ("energy", "helicity"):
         for ref in ("Metropolis", "HMC"):
             results[f"ratio {k} CAN/{ref}"] = results["CAN + MCMC"][k]["eff_per_s"] / results[ref][k]["eff_per_s"]
+            results[f"ratio {k} CAN-D4/{ref}"] = results[CAN_G][k]["eff_per_s"] / results[ref][k]["eff_per_s"]
     cuda = torch.device(args.device).type == "cuda"
     results["throughput"] = throughput(model, (64, 256, 1024, 4096) if cuda else (32, 128), args.device,
                                        uncached_max=1024 if cuda else 32)
@@ -135,7 +148,8 @@ def main(argv=None):
             "samples": args.samples}
     (out / f"can-{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     lines = [f"XY {L}x{L}, T = {args.T:g}; CAN trained {tr.steps} steps in {tr.seconds:.0f} s "
-             f"(ESS {results['CAN + MCMC']['ess']:.3f}).", "",
+             f"(ESS {results['CAN + MCMC']['ess']:.3f}; averaged over the point group "
+             f"{results[CAN_G]['ess']:.3f}).", "",
              *chain_table(results, runs, {"energy": "E", "helicity": "Y"})]
     lines += ["", "| batch | proposals/s cached | uncached | speed-up |", "|---|---|---|---|"]
     for r in results["throughput"]:

@@ -125,11 +125,13 @@ def test_normalised_on_2x2(conditional):
     assert abs(total - 1) < 1e-6, total
 
 
-@pytest.mark.parametrize("conditional,residual,reflect,dtype",
-                         [("vonmises", True, False, torch.float64), ("beta", True, False, torch.float64),
-                          ("vonmises", False, True, torch.float64), ("vonmises", True, False, torch.float32)])
-def test_cached_sampling_equals_uncached_and_log_q(conditional, residual, reflect, dtype):
-    model = _randomise(can.CAN((4, 6), conditional=conditional, residual=residual, reflect=reflect, dtype=dtype), 0.3)
+@pytest.mark.parametrize("conditional,residual,reflect,dtype,symmetry",
+                         [("vonmises", True, False, torch.float64, {}), ("beta", True, False, torch.float64, {}),
+                          ("vonmises", False, True, torch.float64, {}), ("vonmises", True, False, torch.float32, {}),
+                          ("vonmises", True, True, torch.float64, {"point_group": True, "translations": 2})])
+def test_cached_sampling_equals_uncached_and_log_q(conditional, residual, reflect, dtype, symmetry):
+    model = _randomise(can.CAN((4, 6), conditional=conditional, residual=residual, reflect=reflect, dtype=dtype,
+                               **symmetry), 0.3)
     torch.manual_seed(5)
     a, la = model.sample(16, cache=True)
     torch.manual_seed(5)
@@ -170,6 +172,68 @@ def test_symmetries_of_q():
     lq = model.log_prob(theta)
     torch.testing.assert_close(model.log_prob(theta + 1.234), lq, rtol=0, atol=1e-11)
     torch.testing.assert_close(model.log_prob(-theta), lq, rtol=0, atol=1e-11)
+    assert (model.log_prob(theta.transpose(1, 2)) - lq).abs().max() > 1e-3  # the raster order breaks it
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (4, 6)])
+def test_lattice_symmetry_average(shape):
+    """q_G is invariant under the averaged group (D4, or the axis reflections of a rectangle,
+    and the half-lattice translations), is the mean of q over the group's images, and leaves
+    the symmetries it does not average broken."""
+    torch.manual_seed(0)
+    model = _randomise(can.CAN(shape, dtype=torch.float64), 0.3)
+    theta = TWO_PI * torch.rand(6, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        bare = model.log_prob(theta)
+        model.point_group, model.translations = True, 2
+        lq = model.log_prob(theta)
+        H, W = shape
+        images = [torch.roll(theta, (a, b), (1, 2)) for a in (0, H // 2) for b in (0, W // 2)]
+        if H == W:
+            images = [torch.rot90(t, r, (1, 2)) for t in images + [t.transpose(1, 2) for t in images] for r in range(4)]
+        else:
+            images = [torch.flip(t, d) for t in images for d in ((), (1,), (2,), (1, 2))]
+        model.point_group, model.translations = False, 1
+        mean_q = torch.stack([model.log_prob(t).exp() for t in images]).mean(0)
+        model.point_group, model.translations = True, 2
+        torch.testing.assert_close(lq, mean_q.log(), rtol=0, atol=1e-11)
+        for t in images:
+            torch.testing.assert_close(model.log_prob(t), lq, rtol=0, atol=1e-11)
+        assert (model.log_prob(torch.roll(theta, 1, 1)) - lq).abs().max() > 1e-3  # a unit shift is not averaged
+        assert (lq - bare).abs().max() > 1e-3
+
+
+def test_lattice_symmetry_average_is_normalised_on_2x2():
+    """As test_normalised_on_2x2 for q_G, by the trapezoid rule: q_G(theta) with theta_0 = 0 is
+    periodic in the other angles but, unlike q, not smooth along the cube's axes alone, so
+    Gauss-Legendre converges slowly (3e-6 at 32 nodes) and the periodic rule fast (7e-12 at 24)."""
+    torch.manual_seed(1)
+    model = _randomise(can.CAN((2, 2), n_components=2, reflect=True, point_group=True, translations=2,
+                               dtype=torch.float64), 0.2)
+    assert len(model._symmetry_group()) == 16  # 2 x 32 maps, 16 distinct on 2x2
+    nodes, weights = TWO_PI * np.arange(24) / 24, np.full(24, TWO_PI / 24)
+    grid = np.array(list(itertools.product(nodes, repeat=3)))
+    wgt = np.prod(np.array(list(itertools.product(weights, repeat=3))), 1)
+    theta = torch.zeros(len(grid), 2, 2, dtype=torch.float64)
+    theta.view(-1, 4)[:, 1:] = torch.as_tensor(grid)
+    with torch.no_grad():
+        q = torch.exp(model.log_prob(theta)).numpy()
+    assert abs(TWO_PI * (wgt * q).sum() - 1) < 1e-9
+
+
+@pytest.mark.parametrize("kwargs,match", [({"translations": 3}, "translations must divide"),
+                                          ({"translations": 0}, "translations"),
+                                          ({"point_group": 1}, "point_group"), ({"reflect": "yes"}, "reflect")])
+def test_lattice_symmetry_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        can.CAN((4, 4), **kwargs)
+
+
+def test_symmetrise_checks_log_q():
+    model = can.CAN((4, 4), point_group=True, dtype=torch.float64)
+    theta = torch.zeros(3, 4, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="log_q must be a tensor"):
+        model.symmetrise(theta, torch.zeros(2, dtype=torch.float64))
 
 
 def test_winding_orientation():
