@@ -24,11 +24,12 @@ steps), with energy and helicity at -1.5 and +1.2 sigma from the chain and +0.2 
 reweighting, the helicity high in both: at this ESS the errors themselves are uncertain, and
 a better network (more training, a GPU) is the remedy, not more proposals. Those figures are
 the bare network's. Averaging its proposals over the lattice's point group (exact; see
-lftaccel.models.can.network) is the cheaper remedy: the same schedule rerun (8x8 and 16x16,
-T = 1.3 and 1.1) gave at 16x16, T = 1.1 an ESS of 0.178 against the bare network's 0.014
-(8192 proposals), pulls -0.32 (energy) and +0.17 (helicity), and at T = 1.3 0.614 against
-0.319; on 8x8, 0.90 against 0.39 (T = 1.1) and 0.92 against 0.70 (T = 1.3); all 8 pulls
-within 1.1 sigma. At each temperature:
+lftaccel.models.can.network) is the cheaper remedy. The scan's schedule rerun with it at
+T = 1.3, 1.1, 1.0, 0.9 (2-core CPU, 8192 proposals at 16x16, 16384 at 8x8), ESS averaged
+(bare): 16x16 0.614 (0.319), 0.178 (0.014), 0.175 (0.009), 0.178 (0.084); 8x8 0.921 (0.699),
+0.897 (0.388), 0.907 (0.639), 0.924 (0.686). All 16 pulls within 2 sigma (largest 1.19, 16x16
+helicity at T = 1.0; sum of squares 6.6 for 16); crossings of Y with 2T/pi at 0.9587(10) (8x8)
+and 0.9329(21) (16x16), extrapolated 0.8996(50) against 0.8929. At each temperature:
   * an HMC reference (8 chains, step size tuned to acceptance 0.8);
   * the CAN's variational free energy F_q = <E + T ln q> per site, an upper bound on F;
   * proposals from the CAN, averaged over the lattice's point group (q_G, exact; the bare
