@@ -119,18 +119,16 @@ def _exact(model, beta, n, seed):
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     saved = model.reflect, model.point_group, model.translations
-    parts = []
     try:
         model.reflect, model.point_group, model.translations = False, False, 1
         x, log_q_bare, S_bare = nmcmc.draw(model, theory.action, n, batch_size=512, progress=True)
         model.point_group = SAMPLING_POINT_GROUP
-        for i in range(0, n, 512):
-            xg, lg = model.symmetrise(x[i:i + 512], log_q_bare[i:i + 512])
-            parts.append((xg, lg, theory.action(xg).double()))
+        parts = [model.symmetrise(x[i:i + 512], log_q_bare[i:i + 512]) for i in range(0, n, 512)]
     finally:
         model.reflect, model.point_group, model.translations = saved
-    x, log_q, S = (torch.cat([p[j] for p in parts]).cpu() for j in range(3))
-    log_q_bare, S_bare = log_q_bare.cpu(), S_bare.cpu()
+    x, log_q = (torch.cat([p[j] for p in parts]).cpu() for j in range(2))
+    log_q_bare = log_q_bare.cpu()
+    S = S_bare = S_bare.cpu()  # g is a symmetry of the action: S(g theta) = S(theta)
     chain = nmcmc.independence_metropolis(S, log_q, seed=seed, n_chains=8)
     seconds = time.perf_counter() - t0
     meas = analysis.xy_measurements(x.numpy(), beta)
