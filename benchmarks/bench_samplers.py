@@ -205,6 +205,8 @@ def main(argv=None):
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--json", help="output JSON (default benchmarks/results/samplers-<device>.json)")
     args = ap.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error("--device cuda but no CUDA device is visible")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
