@@ -179,7 +179,7 @@ def sync(device):
 def throughput(point, device, checkpoint):
     """Proposals (with their action) per second against batch size, for the trained flow."""
     torch.manual_seed(0)
-    model, _ = point["make"]()
+    model, _, _ = point["make"]()
     model = model.to(device)
     model.load_state_dict(torch.load(checkpoint, weights_only=False, map_location=device)["model"])
     rows = []

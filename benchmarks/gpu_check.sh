@@ -7,6 +7,7 @@
 #
 #   here:        bash benchmarks/gpu_wheels.sh
 #   device run:  carry [".whl"], timeout_s 600:  OUT=$OUT DEADLINE=560 bash benchmarks/gpu_check.sh
+#   (ONLY=diffusion,flows ... runs those generative benchmarks alone, in that order, after the core)
 #
 # A session has 15 minutes of device time in all, the machine's start included, and a command
 # at most 10: DEADLINE (seconds after the script starts) caps every step's own limit, so the
@@ -65,12 +66,17 @@ step 100 bench-kernels-cuda.txt $PY benchmarks/bench_kernels.py --device cuda --
     --json "$RES/kernels-cuda.json"
 step 70 bench-samplers-cuda.txt $PY benchmarks/bench_samplers.py --device cuda --skip-scaling \
     --json "$RES/samplers-cuda.json"
-# issues 6 and 7, then the flows: the generative samplers on the GPU, short
-step 90 bench-can-cuda.txt $PY benchmarks/bench_can.py --device cuda --train-seconds 30 --samples 8192 \
-    --out "$RES"
-step 120 bench-diffusion-cuda.txt $PY benchmarks/bench_diffusion.py --device cuda --L 8 --train-minutes 1 \
-    --samples 1024 --out "$RES"
-step 90 bench-flows-cuda.txt $PY benchmarks/bench_flows.py --device cuda --points phi4 --train-seconds 30 \
-    --samples 16384 --out "$RES"
+# the generative samplers on the GPU, short: ONLY selects which (default all: can,diffusion,flows)
+ONLY=${ONLY:-can,diffusion,flows}
+for part in ${ONLY//,/ }; do
+    case "$part" in
+        can) step 90 bench-can-cuda.txt $PY benchmarks/bench_can.py --device cuda --train-seconds 30 \
+                 --samples 8192 --out "$RES" ;;
+        diffusion) step 220 bench-diffusion-cuda.txt $PY benchmarks/bench_diffusion.py --device cuda --L 8 \
+                 --train-minutes 1 --samples 1024 --out "$RES" ;;
+        flows) step 90 bench-flows-cuda.txt $PY benchmarks/bench_flows.py --device cuda --points phi4 \
+                 --train-seconds 30 --samples 16384 --out "$RES" ;;
+    esac
+done
 say "== done in $SECONDS s"
 pack

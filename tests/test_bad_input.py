@@ -351,7 +351,7 @@ def test_cuda_mixed_devices():
     with pytest.raises(ValueError, match=names("action")):
         _C.phi4(xg, np.empty(2), kappa=0.1, lam=0.1)
     with pytest.raises(ValueError, match=names("path")):
-        _C.oscillator_fourier(xg, xc.numpy(), np.empty(2), **OSC)
+        _C.oscillator_fourier(xg, xc.numpy(), None, **OSC)  # (coeffs, path, action)
     from lftaccel import _kernels
 
     with pytest.raises(ValueError, match=names("path")):

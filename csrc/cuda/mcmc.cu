@@ -32,23 +32,21 @@ template <int D, class I, class Site, class T>
 __device__ T site_force(const Site& site, const Lattice& lat, const T* xb, I s, bool want_action, double& action) {
   I fi[D], bi[D];
   lat.neighbours<D>(s, fi, bi);
+  T f[D], bk[D];
+#pragma unroll
+  for (int mu = 0; mu < D; ++mu) {
+    f[mu] = xb[fi[mu]];
+    bk[mu] = xb[bi[mu]];
+  }
   if constexpr (std::is_same_v<Site, XYSite<T>>) {
-    T fc[D], fs[D], bc[D], bs[D], c, sn;
-#pragma unroll
-    for (int mu = 0; mu < D; ++mu) {
-      sincos(xb[fi[mu]], &fs[mu], &fc[mu]);
-      sincos(xb[bi[mu]], &bs[mu], &bc[mu]);
+    // From angle differences: D sincos and D sin instead of 2D + 1 sincos (see xy.hpp).
+    if (want_action) {
+      T g;
+      action += site.template action_grad_from_angles<D>(xb[s], f, bk, g);
+      return g;
     }
-    sincos(xb[s], &sn, &c);
-    if (want_action) action += site.template action<D>(c, sn, fc, fs);
-    return site.template grad<D>(c, sn, fc, fs, bc, bs);
+    return site.template grad_from_angles<D>(xb[s], f, bk);
   } else {
-    T f[D], bk[D];
-#pragma unroll
-    for (int mu = 0; mu < D; ++mu) {
-      f[mu] = xb[fi[mu]];
-      bk[mu] = xb[bi[mu]];
-    }
     if (want_action) action += site.template action<D>(xb[s], f);
     return site.template grad<D>(xb[s], f, bk);
   }

@@ -160,6 +160,28 @@ int main() {
     expect(ok, ("xy action and gradient, rank " + std::to_string(ext.size())).c_str());
   }
 
+  // The XY site's angle-difference form (what the CUDA kernels call) against its (cos, sin) form
+  // (what the CPU loops call), at angles far from the principal range too.
+  {
+    std::uniform_real_distribution<double> angle(-20.0, 20.0);
+    const XYSite<double> q{0.9};
+    bool ok = true;
+    for (int trial = 0; trial < 200; ++trial) {
+      double th = angle(gen), f[3], b[3], fc[3], fs[3], bc[3], bs[3];
+      for (int mu = 0; mu < 3; ++mu) {
+        f[mu] = angle(gen);
+        b[mu] = angle(gen);
+        fc[mu] = std::cos(f[mu]), fs[mu] = std::sin(f[mu]), bc[mu] = std::cos(b[mu]), bs[mu] = std::sin(b[mu]);
+      }
+      const double c = std::cos(th), sn = std::sin(th);
+      double g;
+      const double a = q.action_grad_from_angles<3>(th, f, b, g);
+      ok &= close(a, q.action<3>(c, sn, fc, fs), 1e-13) && close(a, q.action_from_angles<3>(th, f), 0);
+      ok &= close(g, q.grad<3>(c, sn, fc, fs, bc, bs), 1e-13) && close(g, q.grad_from_angles<3>(th, f, b), 0);
+    }
+    expect(ok, "xy site: angle-difference form equals the (cos, sin) form");
+  }
+
   // Oscillator: real-space action against a naive sum, and the Matsubara form
   // on coefficients from an explicit real DFT.
   {

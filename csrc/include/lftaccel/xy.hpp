@@ -36,6 +36,44 @@ LFT_UNROLL
     }
     return beta * (s * cs - c * ss);
   }
+
+  // The same from the angles themselves, one transcendental call per link: cos and sin of
+  // theta(x) - theta(x+mu), sin of theta(x) - theta(x-mu). A GPU thread that owns one site would
+  // otherwise evaluate 2D + 1 sincos (its own angle and each neighbour's, none shared between
+  // threads); these need D sincos and D sin, and have no cancellation in c c' + s s'.
+  template <int D>
+  LFT_HOST_DEVICE T action_from_angles(T th, const T* fwd) const {
+    using std::cos;
+    T acc = 0;
+LFT_UNROLL
+    for (int mu = 0; mu < D; ++mu) acc += cos(th - fwd[mu]);
+    return -beta * acc;
+  }
+
+  template <int D>
+  LFT_HOST_DEVICE T grad_from_angles(T th, const T* fwd, const T* bwd) const {
+    using std::sin;
+    T acc = 0;
+LFT_UNROLL
+    for (int mu = 0; mu < D; ++mu) acc += sin(th - fwd[mu]) + sin(th - bwd[mu]);
+    return beta * acc;
+  }
+
+  // Both, sharing each forward link's angle difference (the fused kernels call this).
+  template <int D>
+  LFT_HOST_DEVICE T action_grad_from_angles(T th, const T* fwd, const T* bwd, T& g) const {
+    using std::cos;
+    using std::sin;
+    T a = 0, gs = 0;
+LFT_UNROLL
+    for (int mu = 0; mu < D; ++mu) {
+      const T d = th - fwd[mu];
+      a += cos(d);
+      gs += sin(d) + sin(th - bwd[mu]);
+    }
+    g = beta * gs;
+    return -beta * a;
+  }
 };
 
 }  // namespace lftaccel
