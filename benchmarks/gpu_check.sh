@@ -7,7 +7,8 @@
 #
 #   here:        bash benchmarks/gpu_wheels.sh
 #   device run:  carry [".whl"], timeout_s 600:  OUT=$OUT DEADLINE=560 bash benchmarks/gpu_check.sh
-#   (ONLY=diffusion,flows ... runs those generative benchmarks alone, in that order, after the core)
+#   (ONLY=diffusion,flows ... runs those generative benchmarks alone, in that order, after the core;
+#    SWEEP="64 128" the stencils' bytes in flight to try besides the default 32, SWEEP= none)
 #
 # A session has 15 minutes of device time in all, the machine's start included, and a command
 # at most 10: DEADLINE (seconds after the script starts) caps every step's own limit, so the
@@ -66,6 +67,17 @@ step 100 bench-kernels-cuda.txt $PY benchmarks/bench_kernels.py --device cuda --
     --json "$RES/kernels-cuda.json"
 step 70 bench-samplers-cuda.txt $PY benchmarks/bench_samplers.py --device cuda --skip-scaling \
     --json "$RES/samplers-cuda.json"
+# issue 2's bandwidth target: rebuild with other bytes in flight per stencil thread (default
+# 32, build_info()['cuda_inflight_bytes']), check those kernels and time them again; the
+# generative benchmarks below then run on the last build (they barely use these kernels).
+for BYTES in ${SWEEP-64}; do
+    step 150 "build-$BYTES.log" env LFTACCEL_CUDA_INFLIGHT_BYTES="$BYTES" \
+        $PY -m pip install --no-build-isolation --no-deps .
+    step 60 "pytest-cuda-$BYTES.log" $PY -m pytest -q -m cuda -p no:cacheprovider tests/test_lattice_kernels.py \
+        tests/test_oscillator.py
+    step 60 "bench-kernels-cuda-$BYTES.txt" $PY benchmarks/bench_kernels.py --device cuda --dtype both \
+        --kernels phi4,xy,oscillator,fourier --json "$RES/kernels-cuda-$BYTES.json"
+done
 # the generative samplers on the GPU, short: ONLY selects which (default all: can,diffusion,flows)
 ONLY=${ONLY:-can,diffusion,flows}
 for part in ${ONLY//,/ }; do

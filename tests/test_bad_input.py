@@ -351,7 +351,8 @@ def test_cuda_mixed_devices():
     with pytest.raises(ValueError, match=names("action")):
         _C.phi4(xg, np.empty(2), kappa=0.1, lam=0.1)
     with pytest.raises(ValueError, match=names("path")):
-        _C.oscillator_fourier(xg, xc.numpy(), None, **OSC)  # (coeffs, path, action)
+        # (coeffs, path, action): the action on the coefficients' device, so that path is the culprit
+        _C.oscillator_fourier(xg, xc.numpy(), torch.empty(2, dtype=torch.float64, device="cuda"), **OSC)
     from lftaccel import _kernels
 
     with pytest.raises(ValueError, match=names("path")):

@@ -15,13 +15,20 @@ namespace lftaccel {
 namespace cuda {
 namespace {
 
-// Each thread owns kUnroll sites of a block-contiguous chunk of kUnroll * kBlock sites and
+// Each thread owns unroll<T> sites of a block-contiguous chunk of unroll<T> * kBlock sites and
 // issues all their loads before any arithmetic. With one site per thread a thread has one
-// load from DRAM in flight (its neighbours hit the cache), which on an H200 leaves the
-// kernels at 20-40 % of copy bandwidth, latency-bound; several in flight per thread hide the
-// latency, and a block's reduction and atomic are amortised over more sites.
-constexpr int kUnroll = 4;
-constexpr int64_t kChunk = int64_t(kBlock) * kUnroll;
+// load from DRAM in flight (its neighbours hit the cache), which on an H200 left the stencils
+// latency-bound at 20-40 % of copy bandwidth; several in flight per thread hide the latency,
+// and a block's reduction and atomic are amortised over more sites. The bytes in flight per
+// thread are a build option (CMakeLists.txt), the same for float32 and float64.
+#ifndef LFTACCEL_CUDA_INFLIGHT_BYTES
+#define LFTACCEL_CUDA_INFLIGHT_BYTES 32
+#endif
+template <class T>
+constexpr int unroll = LFTACCEL_CUDA_INFLIGHT_BYTES / int(sizeof(T)) > 0 ? LFTACCEL_CUDA_INFLIGHT_BYTES / int(sizeof(T))
+                                                                          : 1;
+template <class T>
+constexpr int64_t chunk = int64_t(kBlock) * unroll<T>;
 
 struct Launch {
   dim3 grid;
@@ -29,9 +36,10 @@ struct Launch {
 };
 
 // Blocks over chunks of sites in x, chains in y (both capped: the kernels stride over the rest).
+template <class T>
 Launch launch_for(int64_t batch, int64_t sites) {
   Launch l;
-  const int64_t chunks = (sites + kChunk - 1) / kChunk;
+  const int64_t chunks = (sites + chunk<T> - 1) / chunk<T>;
   l.grid = dim3(unsigned(chunks < 65535 ? chunks : 65535), unsigned(batch < 65535 ? batch : 65535));
   return l;
 }
@@ -40,7 +48,7 @@ Launch launch_for(int64_t batch, int64_t sites) {
 // block-wide reduction after it is reached by all), site k of the thread is base + k kBlock +
 // threadIdx.x (coalesced for every k).
 #define LFT_FOR_CHUNKS(n) \
-  for (int64_t base = int64_t(blockIdx.x) * kChunk; base < (n); base += int64_t(gridDim.x) * kChunk)
+  for (int64_t base = int64_t(blockIdx.x) * chunk<T>; base < (n); base += int64_t(gridDim.x) * chunk<T>)
 
 template <int D, bool A, bool G, class I, class Site, class T>
 __global__ void linear_stencil_kernel(Site site, Lattice lat, int64_t batch, const T* __restrict__ x,
@@ -50,9 +58,9 @@ __global__ void linear_stencil_kernel(Site site, Lattice lat, int64_t batch, con
     const T* xb = x + b * V;
     double acc = 0;
     LFT_FOR_CHUNKS(V) {
-      T v[kUnroll] = {}, f[kUnroll][D] = {}, bk[kUnroll][D] = {};
+      T v[unroll<T>] = {}, f[unroll<T>][D] = {}, bk[unroll<T>][D] = {};
 #pragma unroll
-      for (int k = 0; k < kUnroll; ++k) {
+      for (int k = 0; k < unroll<T>; ++k) {
         // The site counter is 64-bit (a 32-bit one could wrap past 2^31 near the end of a
         // large lattice); the neighbour arithmetic runs in I, which holds any site < V.
         const int64_t s64 = base + k * kBlock + threadIdx.x;
@@ -68,7 +76,7 @@ __global__ void linear_stencil_kernel(Site site, Lattice lat, int64_t batch, con
         }
       }
 #pragma unroll
-      for (int k = 0; k < kUnroll; ++k) {
+      for (int k = 0; k < unroll<T>; ++k) {
         const int64_t s64 = base + k * kBlock + threadIdx.x;
         if (s64 >= V) continue;
         if (G) grad[b * V + s64] = site.template grad<D>(v[k], f[k], bk[k]);
@@ -89,9 +97,9 @@ __global__ void xy_kernel(XYSite<T> site, Lattice lat, int64_t batch, const T* _
     const T* tb = th + b * V;
     double acc = 0;
     LFT_FOR_CHUNKS(V) {
-      T v[kUnroll] = {}, f[kUnroll][D] = {}, bk[kUnroll][D] = {};
+      T v[unroll<T>] = {}, f[unroll<T>][D] = {}, bk[unroll<T>][D] = {};
 #pragma unroll
-      for (int k = 0; k < kUnroll; ++k) {
+      for (int k = 0; k < unroll<T>; ++k) {
         const int64_t s64 = base + k * kBlock + threadIdx.x;
         if (s64 >= V) continue;
         const I s = I(s64);
@@ -105,7 +113,7 @@ __global__ void xy_kernel(XYSite<T> site, Lattice lat, int64_t batch, const T* _
         }
       }
 #pragma unroll
-      for (int k = 0; k < kUnroll; ++k) {
+      for (int k = 0; k < unroll<T>; ++k) {
         const int64_t s64 = base + k * kBlock + threadIdx.x;
         if (s64 >= V) continue;
         if (A && G) {
@@ -130,16 +138,16 @@ __global__ void fourier_kernel(OscillatorSite<T> site, int64_t n, int64_t batch,
                                const T* __restrict__ c, const T* __restrict__ x, T* action,
                                T* __restrict__ gc, T* __restrict__ gx) {
   LFT_FOR_CHUNKS(n) {
-    T l[kUnroll];
+    T l[unroll<T>];
 #pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
+    for (int k = 0; k < unroll<T>; ++k) {
       const int64_t j = base + k * kBlock + threadIdx.x;
       l[k] = j < n ? matsubara_eigenvalue<T>(j, n) : T(0);
     }
     for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
-      T cv[kUnroll] = {}, xv[kUnroll] = {};
+      T cv[unroll<T>] = {}, xv[unroll<T>] = {};
 #pragma unroll
-      for (int k = 0; k < kUnroll; ++k) {
+      for (int k = 0; k < unroll<T>; ++k) {
         const int64_t j = base + k * kBlock + threadIdx.x;
         if (j >= n) continue;
         if (gc || action) cv[k] = c[b * n + j];
@@ -147,7 +155,7 @@ __global__ void fourier_kernel(OscillatorSite<T> site, int64_t n, int64_t batch,
       }
       double acc = 0;
 #pragma unroll
-      for (int k = 0; k < kUnroll; ++k) {
+      for (int k = 0; k < unroll<T>; ++k) {
         const int64_t i = b * n + base + k * kBlock + threadIdx.x;
         if (base + k * kBlock + threadIdx.x >= n) continue;
         if (gc) gc[i] = site.mode_grad(cv[k], l[k]);
@@ -190,11 +198,11 @@ void zero_action(T* action, int64_t batch, cudaStream_t st) {
 }
 
 // Compiles the (rank, outputs, index width) variants of a stencil kernel.
-template <template <int, bool, bool, class> class K, class... Args>
+template <class T, template <int, bool, bool, class> class K, class... Args>
 void dispatch_stencil(const Lattice& lat, int64_t batch, bool want_action, bool want_grad,
                       cudaStream_t st, Args... args) {
   if (!want_action && !want_grad) return;
-  const Launch l = launch_for(batch, lat.volume);
+  const Launch l = launch_for<T>(batch, lat.volume);
   const bool small = lat.volume < (int64_t(1) << 31);
   auto go = [&](auto dim) {
     constexpr int D = decltype(dim)::value;
@@ -238,16 +246,16 @@ template <class T>
 void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
           void* stream) {
   zero_action(action, batch, as_stream(stream));
-  dispatch_stencil<LinearLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream),
-                                 p, lat, batch, x, action, grad);
+  dispatch_stencil<T, LinearLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream),
+                                    p, lat, batch, x, action, grad);
 }
 
 template <class T>
 void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         void* stream) {
   zero_action(action, batch, as_stream(stream));
-  dispatch_stencil<XYLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream), p,
-                             lat, batch, theta, action, grad);
+  dispatch_stencil<T, XYLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream), p,
+                                lat, batch, theta, action, grad);
 }
 
 template <class T>
@@ -255,8 +263,8 @@ void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out
                 const OscillatorSite<T>& p, void* stream) {
   const Lattice lat = make_lattice(1, &n_slices);
   zero_action(action, batch, as_stream(stream));
-  dispatch_stencil<LinearLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream),
-                                 p, lat, batch, x, action, grad);
+  dispatch_stencil<T, LinearLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream),
+                                    p, lat, batch, x, action, grad);
 }
 
 template <class T>
@@ -264,7 +272,7 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, void* stream) {
   if (!action && !grad_coeffs && !grad_path) return;
   zero_action(action, batch, as_stream(stream));
-  const Launch l = launch_for(batch, n_slices);
+  const Launch l = launch_for<T>(batch, n_slices);
   fourier_kernel<<<l.grid, l.block, 0, as_stream(stream)>>>(p, n_slices, batch, coeffs, path,
                                                              action, grad_coeffs, grad_path);
   check(cudaGetLastError(), "fourier kernel launch");

@@ -125,13 +125,31 @@ __global__ void take_accepted_kernel(Site site, T* __restrict__ x, const T* __re
   }
 }
 
+// The elementwise noise kernels give each thread a pair of sites: sites 2q and 2q + 1 of a
+// chain draw z0 and z1 of the same Philox block (philox_normal_at), so one block and one
+// Box-Muller serve both (one per site made these kernels compute-bound on an H200, and the
+// fused reverse-SDE step slower than torch's randn and two adds). Pairs are per chain.
+#define LFT_FOR_CHAINS_PAIRS(batch, n)                                                           \
+  for (int64_t b = blockIdx.y; b < (batch); b += gridDim.y)                                      \
+    for (int64_t q = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; q < ((n) + 1) / 2;          \
+         q += int64_t(gridDim.x) * blockDim.x)
+
+template <class T>
+__device__ inline void normal_pair_at(uint32_t seed, uint32_t chain, int64_t q, uint64_t step, uint32_t purpose,
+                                      T z[2]) {
+  PhiloxVariates<T>::normal_pair(philox_block(seed, chain, uint32_t(q), step, purpose), z[0], z[1]);
+}
+
 template <class Site, class T>
 __global__ void langevin_kernel(Site site, T* __restrict__ x, const T* __restrict__ f, int64_t batch, int64_t n,
                                 T eps, T sqrt_2eps, uint32_t seed, uint32_t chain_offset, uint64_t step) {
-  LFT_FOR_CHAINS_SITES(batch, n) {
-    if (s < n) {
-      const T eta = philox_normal_at<T>(seed, chain_offset + uint32_t(b), uint32_t(s), step, kLangevin);
-      x[b * n + s] = canonical(site, langevin_update(x[b * n + s], f[b * n + s], eps, sqrt_2eps, eta));
+  LFT_FOR_CHAINS_PAIRS(batch, n) {
+    T eta[2];
+    normal_pair_at(seed, chain_offset + uint32_t(b), q, step, kLangevin, eta);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t i = b * n + 2 * q + h;
+      if (2 * q + h < n) x[i] = canonical(site, langevin_update(x[i], f[i], eps, sqrt_2eps, eta[h]));
     }
   }
 }
@@ -163,11 +181,13 @@ __global__ void metropolis_kernel(Site site, Lattice lat, int64_t batch, T* x, T
 template <class T>
 __global__ void sde_kernel(T* __restrict__ x, const T* __restrict__ score, int64_t batch, int64_t n, T drift, T sc,
                            T nc, uint32_t seed, uint32_t chain_offset, uint64_t step) {
-  LFT_FOR_CHAINS_SITES(batch, n) {
-    if (s < n) {
-      const T z = nc != T(0) ? philox_normal_at<T>(seed, chain_offset + uint32_t(b), uint32_t(s), step, kSde)
-                             : T(0);
-      x[b * n + s] = sde_update(x[b * n + s], score[b * n + s], drift, sc, nc, z);
+  LFT_FOR_CHAINS_PAIRS(batch, n) {
+    T z[2] = {T(0), T(0)};
+    if (nc != T(0)) normal_pair_at(seed, chain_offset + uint32_t(b), q, step, kSde, z);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t i = b * n + 2 * q + h;
+      if (2 * q + h < n) x[i] = sde_update(x[i], score[i], drift, sc, nc, z[h]);
     }
   }
 }
@@ -304,8 +324,8 @@ void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site
   const T sqrt_2eps = sqrt(T(2) * eps);
   for (int s = 0; s < n_steps; ++s) {
     force_launch(site, lat, batch, x, static_cast<T*>(nullptr), T(0), nullptr, work, st);
-    langevin_kernel<<<grid_for(batch, lat.volume), kBlock, 0, st>>>(site, x, work, batch, lat.volume, eps,
-                                                                    sqrt_2eps, seed, chain_offset, step + s);
+    langevin_kernel<<<grid_for(batch, (lat.volume + 1) / 2), kBlock, 0, st>>>(
+        site, x, work, batch, lat.volume, eps, sqrt_2eps, seed, chain_offset, step + s);
   }
   check(cudaGetLastError(), "langevin kernel launch");
 }
@@ -329,7 +349,7 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
 template <class T>
 void sde_step(int64_t batch, int64_t n_sites, T* x, const T* score, const SdeCoefficients& coef, uint32_t seed,
               uint32_t chain_offset, uint64_t step, void* stream) {
-  sde_kernel<<<grid_for(batch, n_sites), kBlock, 0, as_stream(stream)>>>(
+  sde_kernel<<<grid_for(batch, (n_sites + 1) / 2), kBlock, 0, as_stream(stream)>>>(
       x, score, batch, n_sites, T(coef.drift_x), T(coef.score), T(coef.noise), seed, chain_offset, step);
   check(cudaGetLastError(), "sde kernel launch");
 }

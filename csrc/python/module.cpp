@@ -32,11 +32,13 @@ py::dict build_info() {
   d["cuda"] = true;
   d["cuda_architectures"] = LFTACCEL_CUDA_ARCHS;
   d["cuda_version"] = LFTACCEL_CUDA_VERSION;
+  d["cuda_inflight_bytes"] = LFTACCEL_CUDA_INFLIGHT_BYTES;
   d["cuda_devices"] = cuda::device_names();
 #else
   d["cuda"] = false;
   d["cuda_architectures"] = "";
   d["cuda_version"] = "";
+  d["cuda_inflight_bytes"] = 0;
   d["cuda_devices"] = std::vector<std::string>{};
 #endif
   return d;
