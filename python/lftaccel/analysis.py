@@ -52,6 +52,7 @@ class Estimate:
     error: float
     tau_int: float | None = None
     tau_int_error: float | None = None
+    stream_error: float | None = None  # from the spread of independent streams, where computed
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -11,6 +11,29 @@ log w = -S(x) - log q(x) (log Z drops out of every ratio).
   * Reweighting: <O> = sum w O / sum w over independent proposals, as a ratio of two
     pyerrors observables, so its error is propagated (the proposals are iid: tau_int = 1/2).
   * ESS = (sum w)^2 / (N sum w^2), in (0, 1]: the fraction of proposals that count.
+  * Pareto k-hat (``pareto_k``): the shape of a generalised Pareto fit to the largest
+    weights (Vehtari et al., "Pareto smoothed importance sampling"). The weights' tail falls
+    like w^(-1/k): their variance is infinite for k >= 1/2, and above k ~ 0.7 the exact
+    estimates are unreliable at any practical N. It says what the ESS cannot: an ESS of 0.2
+    from a light tail is trustworthy, one from a heavy tail is not.
+
+What low ESS does to the errors, measured on a case with a known answer (p = N(0, 1)^d,
+q = N(0, s^2)^d: a too-narrow q, as variational training gives; O = mean x^2; 8 streams of
+1024 proposals, 60-100 repetitions each; "error" is the RMS reported error over the actual
+spread of the estimates):
+  * ESS 0.57 (d = 64, s = 0.94, k-hat 0.2): the independence-Metropolis chain's Gamma-method
+    error 0.90-1.06, 2-5 % of pulls outside 2 sigma: as it should be.
+  * ESS 0.19 (d = 64, s = 0.9, k-hat 0.40): Gamma error 0.93, 8 % outside 2 sigma.
+  * ESS 0.11 (d = 16, s = 0.8, k-hat 0.53): Gamma error 0.81, 28 % outside 2 sigma, and the
+    streams' start (a draw from q) biases <O> by -0.3 of its spread.
+Reweighting's propagated error held (0.93-1.10) with a smaller bias, 13-14 % outside 2 sigma
+at both low ESS. The Gamma method's window misses the long tail of the autocorrelation that
+rare heavy weights give (its S = 4 or 8 made it worse); the spread of the streams' own
+estimates needs no window. lftaccel.reproduce.common.chain_observables therefore drops the
+first 10 % of every stream and reports the larger of the two errors: 1.10-1.14, with 6 %
+(ESS 0.19) and 16 % (ESS 0.11) of pulls outside 2 sigma and no bias left beyond the errors.
+What remains at ESS 0.11 is the estimates' skewed, heavy-tailed distribution, which no error
+bar fixes: k-hat above 0.5 is the warning.
 
 The module never trains or samples a model itself beyond ``draw``: flows, autoregressive
 networks and diffusion models all reduce to arrays of S and log q.
@@ -27,7 +50,7 @@ import torch
 
 from .._kernels import check_int
 
-__all__ = ["log_weights", "ess", "Chain", "independence_metropolis", "reweight", "draw"]
+__all__ = ["log_weights", "ess", "pareto_k", "Chain", "independence_metropolis", "reweight", "draw"]
 
 
 def _as_1d(values, name):
@@ -61,6 +84,30 @@ def ess(log_w) -> float:
     return float(w.sum() ** 2 / (len(w) * (w * w).sum()))
 
 
+def pareto_k(log_w) -> float:
+    """Pareto k-hat of the importance weights exp(log_w): the shape parameter of a generalised
+    Pareto distribution fitted (maximum likelihood, scipy) to the exceedances of the
+    M = min(N / 5, 3 sqrt N) largest weights over the next largest (Vehtari et al.'s tail
+    size). k < 0.5: finite variance; 0.5 - 0.7: slow, noisy convergence; > 0.7: the
+    reweighted and independence-Metropolis estimates are unreliable. -inf when the tail is
+    flat (equal weights, q = p); needs N >= 20 finite weights."""
+    from scipy import stats
+
+    lw = _as_1d(log_w, "log_w")
+    lw = lw[np.isfinite(lw)]
+    if len(lw) < 20:
+        raise ValueError(f"pareto_k needs at least 20 finite log weights, got {len(lw)}")
+    w = np.sort(np.exp(lw - lw.max()))
+    m = int(min(len(w) / 5, 3 * math.sqrt(len(w))))
+    tail = w[-m:] - w[-m - 1]
+    if not np.any(tail > 0):
+        return float("-inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        k, _, _ = stats.genpareto.fit(tail, floc=0.0)
+    return float(k)
+
+
 @dataclasses.dataclass
 class Chain:
     """Independence-Metropolis chains over a fixed list of proposals.
@@ -82,6 +129,14 @@ class Chain:
     @property
     def ess(self) -> float:
         return ess(self.log_w)
+
+    @property
+    def pareto_k(self) -> float:
+        """Pareto k-hat of the proposals' weights (module function ``pareto_k``); NaN with
+        fewer than 20 finite weights."""
+        if np.isfinite(self.log_w).sum() < 20:
+            return float("nan")
+        return pareto_k(self.log_w)
 
     def take(self, values) -> np.ndarray:
         if isinstance(values, torch.Tensor):

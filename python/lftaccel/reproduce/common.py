@@ -3,6 +3,7 @@ flow -> neural-MCMC -> observables pipeline."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -58,13 +59,40 @@ def pull(a, b) -> float:
     return (va - vb) / den if den > 0 else float("inf")
 
 
-def chain_observables(measurements: dict, chain: nmcmc.Chain, fn, *args) -> dict:
+DISCARD = 0.1  # fraction of each neural-MCMC stream dropped as burn-in
+
+
+def chain_observables(measurements: dict, chain: nmcmc.Chain, fn, *args, discard: float = DISCARD) -> dict:
     """Observables of a neural-MCMC chain: per-proposal measurements taken along the chain
-    (n_steps, n_chains, ...), then ``fn`` (an lftaccel.analysis ``*_observables``) and the
-    Gamma method."""
-    by_chain = {k: chain.take(v) for k, v in measurements.items()}
-    obs = fn(by_chain, *args)
-    return {k: analysis.estimate(o, k) for k, o in obs.items()}
+    (n_steps, n_chains, ...), the first ``discard`` of every stream dropped (each starts on
+    a draw from q, not p), then ``fn`` (an lftaccel.analysis ``*_observables``) and the
+    Gamma method.
+
+    Each error is the larger of the Gamma method's and the spread of the streams' own
+    estimates, sd_c / sqrt(n_chains) (kept as ``stream_error``): at low ESS the Gamma
+    window misses the long autocorrelation tail that rare heavy weights give, and its error
+    comes out too small (calibrated in lftaccel.mcmc.nmcmc's docstring)."""
+    if not 0.0 <= discard < 1.0:
+        raise ValueError(f"discard must be in [0, 1), got {discard!r}")
+    start = int(discard * chain.index.shape[0])
+    by_chain = {k: chain.take(v)[start:] for k, v in measurements.items()}
+    out = {k: analysis.estimate(o, k) for k, o in fn(by_chain, *args).items()}
+    n_streams = chain.index.shape[1]
+    if n_streams < 2:
+        return out
+    per_stream = []
+    for c in range(n_streams):
+        try:
+            per_stream.append(fn({k: v[:, c:c + 1] for k, v in by_chain.items()}, *args))
+        except (ValueError, ArithmeticError):  # an observable one stream alone cannot give
+            per_stream.append({})
+    for k, est in out.items():
+        values = np.array([float(p[k].value) if k in p else np.nan for p in per_stream])
+        if not np.isfinite(values).all():
+            continue
+        spread = float(values.std(ddof=1) / math.sqrt(n_streams))
+        out[k] = dataclasses.replace(est, error=max(est.error, spread), stream_error=spread)
+    return out
 
 
 def _plt():

@@ -251,7 +251,8 @@ def _one_kappa(kappa, cfg, report, dev) -> dict:
                f"{dm_seconds:.0f} s. Corrected DM: {cfg['proposals']} probability-flow proposals "
                f"({cfg['ode_steps']} RK4 steps refined toward t = eps, log q: {cfg['divergence']}) in "
                f"{ode_seconds:.0f} s; "
-               f"ESS {chain.ess:.3f}, acceptance {chain.acceptance:.3f}, longest rejection run "
+               f"ESS {chain.ess:.3f}, Pareto k-hat {chain.pareto_k:.2f}, acceptance {chain.acceptance:.3f}, "
+               f"longest rejection run "
                f"{chain.longest_rejection_run()}"
                + (f"; Hutchinson spread sd(delta) = {spread:.3f}." if cfg["divergence"] == "hutchinson" else "."))
     header = ["sampler", *[k.replace("|", "\\|") for k in OBSERVABLES], "fraction M > 0"]
@@ -267,7 +268,8 @@ def _one_kappa(kappa, cfg, report, dev) -> dict:
     report.add(*verdicts)
     report.image(f"hist-M-{tag}.png", f"M, kappa = {kappa}")
     report.image(f"configs-{tag}.png", f"HMC (top) and DM (bottom) configurations, kappa = {kappa}")
-    summary = {"pulls": pulls, "sectors": sectors, "ess": chain.ess, "acceptance": chain.acceptance,
+    summary = {"pulls": pulls, "sectors": sectors, "ess": chain.ess, "pareto_k": chain.pareto_k,
+               "acceptance": chain.acceptance,
                "hutchinson_sd": spread, "train_steps": tr.steps, "train_seconds": tr.seconds,
                "dm_ok": ok_dm if not broken else None, "corrected_ok": ok_corr, "scale": scale.c,
                "values": {n: {k: r[k].as_dict() for k in OBSERVABLES} for n, r in rows.items()}}

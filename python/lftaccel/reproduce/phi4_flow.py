@@ -109,7 +109,8 @@ def run_reproduction(out, quick: bool = False, device: str | None = None, **over
         summary[L].update(hmc_eff_per_s=hmc_eff, flow_eff_per_s=flow_eff)
         report.add(f"## {L}x{L}",
                    f"Training: {tr.steps} steps in {tr.seconds:.0f} s (batch {BATCH}, {DTYPE}). Proposals: {n_flow}. "
-                   f"ESS = {chain.ess:.3f}, acceptance = {chain.acceptance:.3f}, tau_int(|M|) = {tau:.2f} "
+                   f"ESS = {chain.ess:.3f} (Pareto k-hat {chain.pareto_k:.2f}), acceptance = {chain.acceptance:.3f}, "
+                   f"tau_int(|M|) = {tau:.2f} "
                    f"(HMC: {hmc['|M|'].tau_int:.2f} per saved configuration).",
                    f"Effective samples of |M| per second (training excluded): flow chain {flow_eff:.0f}, "
                    f"HMC {hmc_eff:.0f} (ratio {flow_eff / hmc_eff:.1f}).")
