@@ -359,3 +359,34 @@ def test_bad_arguments(kw, match):
         can.train(model, -1.0, steps=1, progress=False)
     with pytest.raises(ValueError, match="anneal"):
         can.train(model, 1.0, steps=1, anneal=1.0, progress=False)
+
+
+def test_exact_chain_and_reweighting_match_quadrature_on_3x2():
+    """XY on 3x2 at beta = 1.1 (an odd extent: distinct neighbours; extent 2: a doubled link):
+    energy and helicity modulus per site by quadrature over the angles (theta_0 = 0 by the
+    global symmetry; 14 points per angle on the periodic trapezoid rule: the same to 3e-9 as 20),
+    against the independence-Metropolis chain and reweighting over CAN proposals averaged over
+    the rectangle's point group, with analysis.xy_measurements (the estimators written again here)."""
+    beta, shape, n_grid = 1.1, (3, 2), 14
+    g = torch.arange(n_grid, dtype=torch.float64) * (2 * math.pi / n_grid)
+    grids = torch.meshgrid(*([g] * 5), indexing="ij")
+    th = torch.stack([torch.zeros_like(grids[0])] + list(grids), -1).reshape(-1, *shape)
+    cos_mu = [torch.cos(th - torch.roll(th, -1, d)).flatten(1).sum(1) for d in (1, 2)]
+    sin_mu = [torch.sin(th - torch.roll(th, -1, d)).flatten(1).sum(1) for d in (1, 2)]
+    w = torch.exp(beta * sum(cos_mu))
+    exact = {"energy": float((w * -sum(cos_mu) / 6).sum() / w.sum()),
+             "helicity": float((w * sum(c - beta * s ** 2 for c, s in zip(cos_mu, sin_mu)) / 12).sum() / w.sum())}
+    torch.manual_seed(0)
+    model = can.CAN(shape, channels=16, depth=3, n_components=4, point_group=True)
+    can.train(model, beta, steps=200, batch_size=128, lr=3e-3, anneal=0.95, seed=0, progress=False)
+    torch.manual_seed(1)
+    x, log_q, S = nmcmc.draw(model, lambda t: beta * can.energy(t), 2 ** 17, batch_size=2 ** 15)
+    chain = nmcmc.independence_metropolis(S, log_q, seed=2, n_chains=8)
+    assert chain.ess > 0.5
+    meas = analysis.xy_measurements(x.numpy(), beta)
+    for k in ("energy", "helicity"):
+        c = analysis.estimate(analysis.primary(chain.take(meas[k]), k), k)
+        r = analysis.estimate(nmcmc.reweight(meas[k], nmcmc.log_weights(S, log_q), k), k)
+        assert abs(c.value - exact[k]) < 3 * c.error, (k, c, exact[k])
+        assert abs(r.value - exact[k]) < 3 * r.error, (k, r, exact[k])
+        assert c.error < 2e-3

@@ -71,7 +71,9 @@ def chain_observables(measurements: dict, chain: nmcmc.Chain, fn, *args, discard
     Each error is the larger of the Gamma method's and the spread of the streams' own
     estimates, sd_c / sqrt(n_chains) (kept as ``stream_error``): at low ESS the Gamma
     window misses the long autocorrelation tail that rare heavy weights give, and its error
-    comes out too small (calibrated in lftaccel.mcmc.nmcmc's docstring)."""
+    comes out too small (calibrated in lftaccel.mcmc.nmcmc's docstring). An observable that
+    a single stream cannot give (fn fails on it, or a non-finite value) keeps the Gamma error
+    alone and ``stream_error`` None; ``tau_int`` is always the Gamma method's."""
     if not 0.0 <= discard < 1.0:
         raise ValueError(f"discard must be in [0, 1), got {discard!r}")
     start = int(discard * chain.index.shape[0])
@@ -84,7 +86,7 @@ def chain_observables(measurements: dict, chain: nmcmc.Chain, fn, *args, discard
     for c in range(n_streams):
         try:
             per_stream.append(fn({k: v[:, c:c + 1] for k, v in by_chain.items()}, *args))
-        except (ValueError, ArithmeticError):  # an observable one stream alone cannot give
+        except (ValueError, ArithmeticError, RuntimeError):  # an observable one stream alone cannot give
             per_stream.append({})
     for k, est in out.items():
         values = np.array([float(p[k].value) if k in p else np.nan for p in per_stream])
