@@ -38,10 +38,13 @@ case with a known answer at the same ESS (lftaccel.mcmc.nmcmc's docstring) that 
 7-19 % too small and 8-28 % of pulls leave 2 sigma; the 16x16 scan had 4 of 14. Chains now
 drop 10 % burn-in and report the larger of the Gamma error and the spread of the 8 streams
 (reproduce.common.chain_observables), and the scan's table gives the weights' Pareto k-hat;
-the scan has not been rerun with them. Honest errors are not the whole story: with k-hat
-near 0.5 the estimates also lean toward q, by 0.5-0.7 of their error on 8x8 at T = 0.9 with
-an under-trained network (nmcmc's docstring), and more proposals do not cure that, so 16x16
-below T = 1 needs a better network. Crossings of Y with 2T/pi at 0.9611(9) (8x8) and
+the full scan has not been rerun with them. 16x16 alone at T = 1.3 and 1.1 (2-core CPU, from
+scratch at 1.3 for 1200 s, then 480 s; no 8x8 hand-over) with them: ESS 0.572 and 0.123 (bare
+0.251 and 0.029), k-hat 0.07 and 0.66, energy pulls -0.23 and -1.06, helicity -0.57 and
+-0.10. Honest errors are not the whole story: with k-hat near 0.5 the estimates also lean
+toward q, by 0.5-0.7 of their error on 8x8 at T = 0.9 with an under-trained network (nmcmc's
+docstring), and more proposals do not cure that, so 16x16 below T = 1 needs a better network.
+Crossings of Y with 2T/pi at 0.9611(9) (8x8) and
 0.9359(39) (16x16), extrapolated 0.9035(90) against 0.8929. At each temperature:
   * an HMC reference (8 chains, step size tuned to acceptance 0.8);
   * the CAN's variational free energy F_q = <E + T ln q> per site, an upper bound on F;
