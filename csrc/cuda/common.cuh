@@ -1,5 +1,6 @@
-// Helpers shared by the CUDA translation units: launch shape, error checks and
-// the block-wide reduction behind every per-configuration sum.
+// Helpers shared by the CUDA translation units: launch shape, error checks, the
+// block-wide reduction behind every per-configuration sum, and the per-site evaluation
+// that every stencil kernel calls.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -7,6 +8,9 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+
+#include "lftaccel/xy.hpp"
 
 namespace lftaccel {
 namespace cuda {
@@ -41,6 +45,24 @@ __device__ inline void block_add(double v, T* out) {
     if (lane == 0 && v != 0.0) atomicAdd(out, T(v));
   }
   __syncthreads();
+}
+
+// One site of a stencil from its value v and its forward / backward neighbours f, bk (bk
+// is read only when G): returns the action density when A (else 0) and stores dS/dx in g
+// when G. XY goes through its angle-difference form (xy.hpp): a GPU thread that owns one
+// site would otherwise evaluate 2D + 1 sincos, none shared; the other theories through
+// their plain action and grad.
+template <int D, bool A, bool G, class Site, class T>
+__device__ inline T site_action_grad(const Site& site, T v, const T* f, const T* bk, T& g) {
+  if constexpr (std::is_same_v<Site, XYSite<T>>) {
+    if constexpr (A && G) return site.template action_grad_from_angles<D>(v, f, bk, g);
+    if constexpr (G) g = site.template grad_from_angles<D>(v, f, bk);
+    if constexpr (A) return site.template action_from_angles<D>(v, f);
+  } else {
+    if constexpr (G) g = site.template grad<D>(v, f, bk);
+    if constexpr (A) return site.template action<D>(v, f);
+  }
+  return T(0);
 }
 
 }  // namespace cuda

@@ -1,10 +1,12 @@
-// CUDA kernels: one thread per site, calling the same per-site functions as
-// the CPU loops. Per-configuration sums are reduced per block (in double) and
-// added to the caller's zeroed output with one atomic per block.
+// CUDA kernels: each thread owns a few sites (unroll<T>, below), calling the per-site
+// physics of the headers (through site_action_grad, common.cuh) as the CPU loops do.
+// Per-configuration sums are reduced per block (in double) and added to the caller's
+// zeroed output with one atomic per block.
 #include <cuda_runtime.h>
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "common.cuh"
 #include "lftaccel/cuda.hpp"
@@ -50,9 +52,10 @@ Launch launch_for(int64_t batch, int64_t sites) {
 #define LFT_FOR_CHUNKS(n) \
   for (int64_t base = int64_t(blockIdx.x) * chunk<T>; base < (n); base += int64_t(gridDim.x) * chunk<T>)
 
+// phi^4, XY and the oscillator path: the physics per site is site_action_grad (common.cuh).
 template <int D, bool A, bool G, class I, class Site, class T>
-__global__ void linear_stencil_kernel(Site site, Lattice lat, int64_t batch, const T* __restrict__ x,
-                                      T* action, T* __restrict__ grad) {
+__global__ void stencil_kernel(Site site, Lattice lat, int64_t batch, const T* __restrict__ x, T* action,
+                               T* __restrict__ grad) {
   const int64_t V = lat.volume;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const T* xb = x + b * V;
@@ -79,52 +82,9 @@ __global__ void linear_stencil_kernel(Site site, Lattice lat, int64_t batch, con
       for (int k = 0; k < unroll<T>; ++k) {
         const int64_t s64 = base + k * kBlock + threadIdx.x;
         if (s64 >= V) continue;
-        if (G) grad[b * V + s64] = site.template grad<D>(v[k], f[k], bk[k]);
-        if (A) acc += site.template action<D>(v[k], f[k]);
-      }
-    }
-    if (A) block_add(acc, action + b);
-  }
-}
-
-// XY from angle differences (XYSite::*_from_angles): D sincos and D sin per site instead of
-// the 2D + 1 sincos of the (cos, sin) form, which no thread could share.
-template <int D, bool A, bool G, class I, class T>
-__global__ void xy_kernel(XYSite<T> site, Lattice lat, int64_t batch, const T* __restrict__ th,
-                          T* action, T* __restrict__ grad) {
-  const int64_t V = lat.volume;
-  for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
-    const T* tb = th + b * V;
-    double acc = 0;
-    LFT_FOR_CHUNKS(V) {
-      T v[unroll<T>] = {}, f[unroll<T>][D] = {}, bk[unroll<T>][D] = {};
-#pragma unroll
-      for (int k = 0; k < unroll<T>; ++k) {
-        const int64_t s64 = base + k * kBlock + threadIdx.x;
-        if (s64 >= V) continue;
-        const I s = I(s64);
-        I fi[D], bi[D];
-        lat.neighbours<D>(s, fi, bi);
-        v[k] = tb[s];
-#pragma unroll
-        for (int mu = 0; mu < D; ++mu) {
-          f[k][mu] = tb[fi[mu]];
-          if (G) bk[k][mu] = tb[bi[mu]];
-        }
-      }
-#pragma unroll
-      for (int k = 0; k < unroll<T>; ++k) {
-        const int64_t s64 = base + k * kBlock + threadIdx.x;
-        if (s64 >= V) continue;
-        if (A && G) {
-          T g;
-          acc += site.template action_grad_from_angles<D>(v[k], f[k], bk[k], g);
-          grad[b * V + s64] = g;
-        } else if (G) {
-          grad[b * V + s64] = site.template grad_from_angles<D>(v[k], f[k], bk[k]);
-        } else {
-          acc += site.template action_from_angles<D>(v[k], f[k]);
-        }
+        T g;
+        acc += site_action_grad<D, A, G>(site, v[k], f[k], bk[k], g);
+        if (G) grad[b * V + s64] = g;
       }
     }
     if (A) block_add(acc, action + b);
@@ -197,74 +157,54 @@ void zero_action(T* action, int64_t batch, cudaStream_t st) {
   if (action) check(cudaMemsetAsync(action, 0, sizeof(T) * batch, st), "cudaMemsetAsync");
 }
 
-// Compiles the (rank, outputs, index width) variants of a stencil kernel.
-template <class T, template <int, bool, bool, class> class K, class... Args>
-void dispatch_stencil(const Lattice& lat, int64_t batch, bool want_action, bool want_grad,
-                      cudaStream_t st, Args... args) {
-  if (!want_action && !want_grad) return;
+// Launches stencil_kernel in the (rank, outputs, index width) variant the call needs.
+template <class Site, class T>
+void dispatch_stencil(const Site& site, const Lattice& lat, int64_t batch, const T* x, T* action, T* grad,
+                      cudaStream_t st) {
+  if (!action && !grad) return;
+  zero_action(action, batch, st);
   const Launch l = launch_for<T>(batch, lat.volume);
   const bool small = lat.volume < (int64_t(1) << 31);
-  auto go = [&](auto dim) {
+  auto go = [&](auto dim, auto a, auto g) {
     constexpr int D = decltype(dim)::value;
-    if (want_action && want_grad)
-      small ? K<D, true, true, int>::launch(l, st, args...) : K<D, true, true, int64_t>::launch(l, st, args...);
-    else if (want_action)
-      small ? K<D, true, false, int>::launch(l, st, args...) : K<D, true, false, int64_t>::launch(l, st, args...);
+    constexpr bool A = decltype(a)::value, G = decltype(g)::value;
+    if (small)
+      stencil_kernel<D, A, G, int><<<l.grid, l.block, 0, st>>>(site, lat, batch, x, action, grad);
     else
-      small ? K<D, false, true, int>::launch(l, st, args...) : K<D, false, true, int64_t>::launch(l, st, args...);
+      stencil_kernel<D, A, G, int64_t><<<l.grid, l.block, 0, st>>>(site, lat, batch, x, action, grad);
+  };
+  auto outputs = [&](auto dim) {
+    if (action && grad) go(dim, std::true_type{}, std::true_type{});
+    else if (action) go(dim, std::true_type{}, std::false_type{});
+    else go(dim, std::false_type{}, std::true_type{});
   };
   switch (lat.ndim) {
-    case 1: go(std::integral_constant<int, 1>{}); break;
-    case 2: go(std::integral_constant<int, 2>{}); break;
-    case 3: go(std::integral_constant<int, 3>{}); break;
-    case 4: go(std::integral_constant<int, 4>{}); break;
+    case 1: outputs(std::integral_constant<int, 1>{}); break;
+    case 2: outputs(std::integral_constant<int, 2>{}); break;
+    case 3: outputs(std::integral_constant<int, 3>{}); break;
+    case 4: outputs(std::integral_constant<int, 4>{}); break;
   }
   check(cudaGetLastError(), "kernel launch");
 }
-
-template <int D, bool A, bool G, class I>
-struct LinearLaunch {
-  template <class Site, class T>
-  static void launch(const Launch& l, cudaStream_t st, Site site, Lattice lat, int64_t batch,
-                     const T* x, T* action, T* grad) {
-    linear_stencil_kernel<D, A, G, I><<<l.grid, l.block, 0, st>>>(site, lat, batch, x, action, grad);
-  }
-};
-
-template <int D, bool A, bool G, class I>
-struct XYLaunch {
-  template <class T>
-  static void launch(const Launch& l, cudaStream_t st, XYSite<T> site, Lattice lat, int64_t batch,
-                     const T* x, T* action, T* grad) {
-    xy_kernel<D, A, G, I><<<l.grid, l.block, 0, st>>>(site, lat, batch, x, action, grad);
-  }
-};
 
 }  // namespace
 
 template <class T>
 void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
           void* stream) {
-  zero_action(action, batch, as_stream(stream));
-  dispatch_stencil<T, LinearLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream),
-                                    p, lat, batch, x, action, grad);
+  dispatch_stencil(p, lat, batch, x, action, grad, as_stream(stream));
 }
 
 template <class T>
 void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         void* stream) {
-  zero_action(action, batch, as_stream(stream));
-  dispatch_stencil<T, XYLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream), p,
-                                lat, batch, theta, action, grad);
+  dispatch_stencil(p, lat, batch, theta, action, grad, as_stream(stream));
 }
 
 template <class T>
 void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, void* stream) {
-  const Lattice lat = make_lattice(1, &n_slices);
-  zero_action(action, batch, as_stream(stream));
-  dispatch_stencil<T, LinearLaunch>(lat, batch, action != nullptr, grad != nullptr, as_stream(stream),
-                                    p, lat, batch, x, action, grad);
+  dispatch_stencil(p, make_lattice(1, &n_slices), batch, x, action, grad, as_stream(stream));
 }
 
 template <class T>

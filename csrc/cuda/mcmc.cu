@@ -38,18 +38,12 @@ __device__ T site_force(const Site& site, const Lattice& lat, const T* xb, I s, 
     f[mu] = xb[fi[mu]];
     bk[mu] = xb[bi[mu]];
   }
-  if constexpr (std::is_same_v<Site, XYSite<T>>) {
-    // From angle differences: D sincos and D sin instead of 2D + 1 sincos (see xy.hpp).
-    if (want_action) {
-      T g;
-      action += site.template action_grad_from_angles<D>(xb[s], f, bk, g);
-      return g;
-    }
-    return site.template grad_from_angles<D>(xb[s], f, bk);
-  } else {
-    if (want_action) action += site.template action<D>(xb[s], f);
-    return site.template grad<D>(xb[s], f, bk);
-  }
+  T g;
+  if (want_action)
+    action += site_action_grad<D, true, true>(site, xb[s], f, bk, g);
+  else
+    site_action_grad<D, false, true>(site, xb[s], f, bk, g);
+  return g;
 }
 
 // p -= kick * F(x); the action of x is added to action_out[b] when given.
