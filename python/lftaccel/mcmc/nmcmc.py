@@ -63,7 +63,7 @@ import torch
 
 from .._kernels import check_int
 
-__all__ = ["log_weights", "ess", "pareto_k", "Chain", "independence_metropolis", "reweight", "draw"]
+__all__ = ["log_weights", "ess", "pareto_k", "gpd_shape", "Chain", "independence_metropolis", "reweight", "draw"]
 
 
 def _as_1d(values, name):
@@ -99,16 +99,12 @@ def ess(log_w) -> float:
 
 def pareto_k(log_w) -> float:
     """Pareto k-hat of the importance weights exp(log_w): the shape parameter of a generalised
-    Pareto distribution fitted (maximum likelihood, scipy) to the exceedances of the
-    M = min(N / 5, 3 sqrt N) largest weights over the next largest (Vehtari et al.'s tail
-    size). k < 0.5: finite variance; 0.5 - 0.7: slow, noisy convergence; > 0.7: the
+    Pareto distribution fitted to the exceedances of the M = min(N / 5, 3 sqrt N) largest
+    weights over the next largest (Vehtari et al.'s tail size), by Zhang and Stephens' method
+    (``gpd_shape``). k < 0.5: finite variance; 0.5 - 0.7: slow, noisy convergence; > 0.7: the
     reweighted and independence-Metropolis estimates are unreliable. -inf when the tail is
-    flat (equal weights, q = p); needs N >= 20 finite weights. The plain maximum-likelihood
-    fit is noisy for small tails (N below ~100: values below -1 mean only "light"), and a few
-    tied largest weights mislead it; Vehtari et al. regularise it (Zhang and Stephens' fit).
-    Zero weights (log w = -inf or NaN) are left out; +inf is an error, as in log_weights."""
-    from scipy import stats
-
+    flat (equal weights, q = p); needs N >= 20 finite weights. Zero weights (log w = -inf or
+    NaN) are left out; +inf is an error, as in log_weights."""
     lw = _as_1d(log_w, "log_w")
     if np.any(lw == np.inf):
         raise ValueError("log weight +inf: a proposal with S = -inf or log q = -inf")
@@ -120,10 +116,39 @@ def pareto_k(log_w) -> float:
     tail = w[-m:] - w[-m - 1]
     if not np.any(tail > 0):
         return float("-inf")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        k, _, _ = stats.genpareto.fit(tail, floc=0.0)
-    return float(k)
+    return gpd_shape(tail)
+
+
+def gpd_shape(x) -> float:
+    """Shape k of a generalised Pareto distribution, F(x) = 1 - (1 + k x / s)^(-1/k), x >= 0,
+    fitted to the sample x by Zhang and Stephens' method (Technometrics 51 (2009) 316), the fit
+    Vehtari et al. use for k-hat. With b = k / s, the likelihood maximised over k at fixed b
+    gives k(b) = mean log(1 + b x) and the profile log L(b) = n (log(b / k(b)) - k(b) - 1); b is
+    the average of m = 20 + sqrt(n) grid points weighted by their profile likelihood (grid
+    b_j = -1/x_max + (sqrt(m / (j - 1/2)) - 1) / (3 x_q), x_q the lower quartile: the empirical
+    prior of the paper), and k = k(b). It is nearly unbiased and less noisy than the plain
+    maximum-likelihood fit on small tails: on exact Pareto tails of 20 points (mean +- spread over
+    100 samples), k = 0.5 came out 0.48 +- 0.33 (maximum likelihood 0.36 +- 0.39), k = 0.25
+    0.26 +- 0.29 (0.09 +- 0.35); at 271 points (the tail of 8192 weights) both are within 0.01
+    of the truth, and the k-hat figures in this module's docstring, taken with maximum
+    likelihood, moved by at most 0.011 (20 repetitions). Vehtari et al. also shrink k toward 0.5
+    with a weak prior; that is not done here."""
+    x = np.sort(np.asarray(x, dtype=float))
+    if x.ndim != 1 or len(x) < 2 or not np.all(np.isfinite(x)) or x[0] < 0 or not x[-1] > 0:
+        raise ValueError("x must be at least two finite exceedances >= 0, not all zero")
+    n = len(x)
+    m = 20 + int(math.sqrt(n))
+    quartile = x[int(n / 4 + 0.5) - 1]
+    if not quartile > 0:  # ties at the threshold: the smallest positive exceedance sets the scale
+        quartile = x[x > 0][0]
+    j = np.arange(1, m + 1)
+    b = -1.0 / x[-1] + (np.sqrt(m / (j - 0.5)) - 1.0) / (3.0 * quartile)  # all > -1 / x_max
+    b = b[b != 0.0]  # k(0) = 0: the ratio b / k(b) is 0 / 0 there (an exact hit only)
+    k = np.log1p(b[:, None] * x).mean(1)
+    log_l = n * (np.log(b / k) - k - 1.0)
+    weight = np.exp(log_l - log_l.max())
+    b_hat = float((weight * b).sum() / weight.sum())
+    return float(np.log1p(b_hat * x).mean())
 
 
 @dataclasses.dataclass
