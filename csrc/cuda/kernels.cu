@@ -164,7 +164,7 @@ void dispatch_stencil(const Site& site, const Lattice& lat, int64_t batch, const
   if (!action && !grad) return;
   zero_action(action, batch, st);
   const Launch l = launch_for<T>(batch, lat.volume);
-  const bool small = lat.volume < (int64_t(1) << 31);
+  const bool small = lat.int32_indices();
   auto go = [&](auto dim, auto a, auto g) {
     constexpr int D = decltype(dim)::value;
     constexpr bool A = decltype(a)::value, G = decltype(g)::value;

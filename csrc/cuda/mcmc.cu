@@ -190,7 +190,7 @@ __global__ void sde_kernel(T* __restrict__ x, const T* __restrict__ score, int64
 template <class F>
 void with_rank(const Lattice& lat, const F& f) {
   auto go = [&](auto dim) {
-    if (lat.volume < (int64_t(1) << 31)) f(dim, int{});
+    if (lat.int32_indices()) f(dim, int{});
     else f(dim, int64_t{});
   };
   switch (lat.ndim) {

@@ -10,6 +10,7 @@
 
 #include "lftaccel/cpu.hpp"
 #include "lftaccel/fourier.hpp"
+#include "lftaccel/mcmc.hpp"
 #include "lftaccel/philox.hpp"
 
 using namespace lftaccel;
@@ -104,8 +105,11 @@ int main() {
       const Lattice lat = make_lattice(D, e.data());
       for (int64_t s = 0; s < lat.volume; ++s) {
         int64_t f[D], b[D];
+        int f32[D], b32[D];
         lat.neighbours<D>(s, f, b);
-        for (int mu = 0; mu < D; ++mu) ok &= f[mu] == lat.forward(s, mu) && b[mu] == lat.backward(s, mu);
+        lat.neighbours<D>(int(s), f32, b32);
+        for (int mu = 0; mu < D; ++mu)
+          ok &= f[mu] == lat.forward(s, mu) && b[mu] == lat.backward(s, mu) && f32[mu] == f[mu] && b32[mu] == b[mu];
       }
     };
     check(std::integral_constant<int, 1>{}, {1});
@@ -115,6 +119,69 @@ int main() {
     check(std::integral_constant<int, 3>{}, {2, 1, 5});
     check(std::integral_constant<int, 3>{}, {3, 4, 2});
     expect(ok, "neighbours<D> equals forward/backward on every site");
+  }
+
+  // FastDivisor (the 32-bit neighbour arithmetic of the GPU kernels) equals integer
+  // division for every divisor shape (1, powers of two and their neighbours, primes, the
+  // largest extents) at small n, around multiples of d, at random n and at n = 2^31 - 1.
+  {
+    bool ok = true;
+    std::mt19937_64 g(7);
+    std::vector<int64_t> ds = {1, 2, 3, 5, 6, 7, 10, 12, 25, 31, 33, 100, 127, 129, 1000, 4095, 4097,
+                               46340, 46341, 65535, 65536, 65537, 1000003, (int64_t(1) << 30) - 1,
+                               int64_t(1) << 30, (int64_t(1) << 30) + 1, (int64_t(1) << 31) - 1};
+    for (int k = 0; k < 200; ++k) ds.push_back(1 + int64_t(g() % ((uint64_t(1) << 31) - 1)));
+    for (int64_t d : ds) {
+      const FastDivisor f = FastDivisor::make(d);
+      auto same = [&](int64_t n) { return n < 0 || n >= (int64_t(1) << 31) || int64_t(f.divide(uint32_t(n))) == n / d; };
+      for (int64_t n = 0; n < 2000; ++n) ok &= same(n);
+      for (int k = 0; k < 2000; ++k) {
+        const int64_t q = int64_t(g() % uint64_t(((int64_t(1) << 31) - 1) / d + 1));
+        ok &= same(q * d - 1) && same(q * d) && same(q * d + 1) && same(q * d + d - 1);
+        ok &= same(int64_t(g() % (uint64_t(1) << 31)));
+      }
+      ok &= same((int64_t(1) << 31) - 1);
+    }
+    // and the neighbours in 32-bit indices on lattices with large extents, at random sites
+    const std::vector<std::vector<int64_t>> big = {{46341, 46340}, {3, 700001}, {1031, 3, 1024, 5}, {65537, 2, 3}};
+    for (const auto& e : big) {
+      const Lattice lat = make_lattice(int(e.size()), e.data());
+      for (int k = 0; k < 20000; ++k) {
+        const int64_t s = k < 4 ? (k < 2 ? k : lat.volume - 1 - (k - 2)) : int64_t(g() % uint64_t(lat.volume));
+        int64_t f[4], b[4];
+        int f32[4], b32[4];
+        if (e.size() == 2) { lat.neighbours<2>(s, f, b); lat.neighbours<2>(int(s), f32, b32); }
+        else if (e.size() == 3) { lat.neighbours<3>(s, f, b); lat.neighbours<3>(int(s), f32, b32); }
+        else { lat.neighbours<4>(s, f, b); lat.neighbours<4>(int(s), f32, b32); }
+        for (size_t mu = 0; mu < e.size(); ++mu)
+          ok &= f[mu] == lat.forward(s, int(mu)) && b[mu] == lat.backward(s, int(mu)) && f32[mu] == f[mu] &&
+                b32[mu] == b[mu];
+      }
+    }
+    // the checkerboard parity (the GPU Metropolis sweep's) in 32-bit indices, against coordinates
+    for (const auto& e : std::vector<std::vector<int64_t>>{{4, 6}, {2, 8, 4}, {6, 2, 4, 2}, {46340, 46340}}) {
+      const Lattice lat = make_lattice(int(e.size()), e.data());
+      for (int k = 0; k < 5000; ++k) {
+        const int64_t s = lat.volume <= 5000 ? k % lat.volume : int64_t(g() % uint64_t(lat.volume));
+        int64_t sum = 0;
+        for (int64_t c : coords_of(e, s)) sum += c;
+        ok &= site_parity(lat, int(s)) == int(sum & 1) && site_parity(lat, s) == int(sum & 1);
+      }
+    }
+    // 32-bit kernels only for a Lattice whose divisors make_lattice set, and a volume below 2^31
+    {
+      const int64_t small[2] = {6, 5}, large[2] = {int64_t(1) << 16, int64_t(1) << 15};
+      Lattice by_hand;
+      by_hand.ndim = 2;
+      by_hand.extent[0] = 6;
+      by_hand.extent[1] = 5;
+      by_hand.stride[0] = 5;
+      by_hand.stride[1] = 1;
+      by_hand.volume = 30;
+      ok &= make_lattice(2, small).int32_indices() && !make_lattice(2, large).int32_indices() &&
+            !by_hand.int32_indices();
+    }
+    expect(ok, "FastDivisor equals integer division; 32-bit neighbours and parity on large lattices");
   }
 
   std::mt19937_64 gen(42);
