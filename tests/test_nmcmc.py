@@ -1,7 +1,6 @@
 """Neural MCMC: exact on a known Gaussian target with a deliberately imperfect proposal."""
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -114,25 +113,22 @@ def test_pareto_k_recovers_the_tail_index_of_pareto_weights(alpha):
     assert np.std(ks) < 0.1
 
 
-def test_gpd_shape_is_less_noisy_than_maximum_likelihood_on_small_tails():
-    # Zhang and Stephens' fit against scipy's maximum likelihood on exact Pareto tails of 20
-    # points (the k-hat tail of 100 weights), k = 0.5: the reason it replaced it
-    from scipy import stats
-
+def test_gpd_shape_on_small_tails():
+    # Zhang and Stephens' fit on exact Pareto tails of 20 points (the k-hat tail of 100 weights),
+    # k = 0.5: nearly unbiased (mean 0.45, RMS error 0.34 here), where scipy's maximum likelihood,
+    # which it replaced, gave a mean of 0.31 and an RMS error of 0.46 on the same tails
     rng = np.random.default_rng(11)
     tails = [np.sort((1 - rng.random(20)) ** -0.5 - 1) for _ in range(200)]  # GPD, k = 0.5, scale 0.5
     zs = np.array([nmcmc.gpd_shape(t) for t in tails])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ml = np.array([stats.genpareto.fit(t, floc=0.0)[0] for t in tails])
-    assert abs(zs.mean() - 0.5) < 0.08 and ml.mean() < 0.38, (zs.mean(), ml.mean())  # 0.45 and 0.31 here
-    assert np.sqrt(np.mean((zs - 0.5) ** 2)) < 0.85 * np.sqrt(np.mean((ml - 0.5) ** 2))
+    assert abs(zs.mean() - 0.5) < 0.08 and np.sqrt(np.mean((zs - 0.5) ** 2)) < 0.4, zs.mean()
     assert nmcmc.gpd_shape(3.0 * tails[0]) == pytest.approx(nmcmc.gpd_shape(tails[0]), abs=1e-12)  # scale-free
 
 
 def test_gpd_shape_bounded_tails_and_bad_input():
     assert nmcmc.gpd_shape(np.random.default_rng(0).random(500)) == pytest.approx(-1.0, abs=0.15)  # uniform: k = -1
-    assert np.isfinite(nmcmc.gpd_shape([0.0, 0.0, 0.0, 1.0, 2.0, 3.0]))  # ties at the threshold
+    assert -1.0 < nmcmc.gpd_shape([0.0, 0.0, 0.0, 1.0, 2.0, 3.0]) < 1.0  # ties at the threshold (0.13)
+    # a lower quartile below 1e-308 of the maximum: an extreme tail, reported as inf, never NaN
+    assert nmcmc.gpd_shape([1e-320, 1e-300, 0.5, 1.0]) == np.inf
     for bad in ([1.0], [0.0, 0.0], [-1.0, 2.0], [1.0, np.nan], [[1.0, 2.0]]):
         with pytest.raises(ValueError, match="x must be"):
             nmcmc.gpd_shape(bad)

@@ -14,11 +14,13 @@ constexpr int kMaxDims = 4;
 
 // Division of 32-bit site indices by a lattice extent d, as a multiply and a shift
 // (Granlund and Montgomery's round-up method): with l = ceil(log2 d) and
-// m = ceil(2^(31 + l) / d) < 2^32, floor(n m / 2^(31 + l)) = floor(n / d) for every
-// 0 <= n < 2^31. Proof: n m / 2^(31 + l) = n / d + e with 0 <= e < n / 2^(31 + l) < 2^-l <= 1 / d,
-// and the fraction of n / d is at most 1 - 1 / d, so the floor does not move. A GPU thread
-// that owns a site finds its coordinates this way in a few instructions instead of the ~20
-// of an integer division (which GPUs emulate in software), in every stencil and MCMC kernel.
+// m = ceil(2^(31 + l) / d), floor(n m / 2^(31 + l)) = floor(n / d) for every 0 <= n < 2^31.
+// Proof: m = (2^(31 + l) + r) / d with 0 <= r < d, so n m / 2^(31 + l) = n / d + e with
+// 0 <= e = n r / (d 2^(31 + l)) < 2^-l <= 1 / d, and the fraction of n / d is at most
+// 1 - 1 / d, so the floor does not move. m < 2^32 (2^(l - 1) < d, or m = 2^31 for d = 2^l),
+// so n m < 2^63. The kernels that index sites in 32 bits (a Lattice from make_lattice,
+// volume < 2^31) find a site's coordinates this way in a few instructions instead of the ~20
+// of an integer division, which GPUs emulate in software.
 struct FastDivisor {
   uint32_t magic = 0;  // 0: not usable (d >= 2^31; only 64-bit-index kernels see such extents)
   int shift = 0;
@@ -71,7 +73,8 @@ struct Lattice {
   // All 2D neighbours of a site at once: one division per dimension (the
   // coordinates) instead of two per neighbour, which is what a GPU thread that
   // owns one site wants. fwd[mu] / bwd[mu] are the sites at x +/- mu. With 32-bit
-  // indices (any volume < 2^31) the divisions are FastDivisor's multiply and shift.
+  // indices the divisions are FastDivisor's multiply and shift: only for a Lattice
+  // from make_lattice (int32_indices()), whose divisors are set.
   template <int D, class I>
   LFT_HOST_DEVICE void neighbours(I site, I* fwd, I* bwd) const {
     I rest = site;

@@ -106,21 +106,24 @@ BW 0.384 -> 0.47, narrow BW 25.2 -> 22.8, Gaussian 0.147 -> 0.105, two Gaussians
 Lorentzian 2.1 -> 1.8; relaxing it further while chi^2 halved (a chi^2 kink, as MEM's alpha)
 made it worse (0.71, 0.46, 19.4, 0.27, 11.6, 4.4): on exact data the list's error is set by
 its regulator, not by where the fit stops. Not adopted.
-On the cells where the list trails MEM (eps <= 1e-3), its error is bias, not variance: more members do
-not close the gap. Means over noise seeds 0-3 (seed 0 on exact data) of sum (Delta rho)^2 for the mean of
-the first 1 / 2 / 4 / 8 members (MEM in brackets): N_p = 25, eps 1e-5: BW 0.53 / 0.43 / 0.44 / 0.52
-(0.33), two BW 1.12 / 1.28 / 1.16 / 1.13 (1.11), Gaussian 0.49 / 0.26 / 0.33 / 0.34 (0.010), two
-Gaussians 2.70 / 2.81 / 2.77 / 3.02 (1.03); Lorentzian eps 1e-4 (seeds 0-2) 3.44 / 3.24 / 3.42 / 3.52
-(3.14); N_p = 100 exact: narrow BW 25.5 / 25.2 / 24.0 / 23.5 (9.89), Gaussian 0.18 / 0.15 / 0.086 /
-0.099 (8e-6), two Gaussians 1.92 / 1.66 / 1.04 / 0.92 (0.046). A single member fitted to the data
-themselves (no resampling), over the same seeds: BW eps 1e-5 0.65 (ensemble 0.43), two BW 1.13
-(1.28), Gaussian 0.37 (0.26), two Gaussians 4.84 (2.81), Lorentzian eps 1e-4 3.63 (3.38), eps 1e-5
-4.12 (3.94). What MEM has there is a prior that suits these shapes: at precise data its rho =
-m exp(-A^T lam / (alpha dw)) (mem.py) spans the kernel's N_p directions, and on the three exact-data cells
-where the list trails, its chi^2 kink fits to chi^2/N 1e-13 .. 1e-7 (the exact Gaussian is all but recovered), where the
-list stops below the discrepancy target (chi^2/N 0.02-0.3) with its regulator's shape; on the N_p = 25
-Gaussian at eps 1e-5 the list fits (chi^2/N 1.3) with a peak too tall and narrow (+0.14 in height,
--0.21 in FWHM; benchmarks/reference/spectral.md).
+On the cells where the list trails MEM (eps <= 1e-3) its error is mostly bias: more members do not
+close the gap. sum (Delta rho)^2 of the mean of the first 1 / 2 / 4 / 8 members (MEM in brackets),
+averaged over noise seeds 0-3 at N_p = 25 (one data set on the exact N_p = 100 cells):
+N_p = 25, eps 1e-5: BW 0.53 / 0.43 / 0.44 / 0.52 (0.33), two BW 1.12 / 1.28 / 1.16 / 1.13 (1.11),
+Gaussian 0.49 / 0.26 / 0.33 / 0.34 (0.010), two Gaussians 2.70 / 2.81 / 2.77 / 3.02 (1.03);
+Lorentzian eps 1e-4, seeds 0-2 only, 3.44 / 3.24 / 3.42 / 3.52 (3.14); N_p = 100 exact: narrow BW
+25.5 / 25.2 / 24.0 / 23.5 (9.89), Gaussian 0.18 / 0.15 / 0.086 / 0.099 (8e-6), two Gaussians 1.92 /
+1.66 / 1.04 / 0.92 (0.046): there 8 members halve the error and still end 2-10^4 times above MEM.
+A single member fitted to the data themselves (no resampling), seeds 0-3, against the default
+ensemble of 2 on the same seeds: BW eps 1e-5 0.65 (0.43), two BW 1.13 (1.28), Gaussian 0.37
+(0.26), two Gaussians 4.84 (2.81), Lorentzian eps 1e-4 3.63 (3.38), eps 1e-5 4.12 (3.94).
+What MEM has there is a prior that suits these shapes: at precise data its solution
+rho = m exp(-A^T lam / (alpha dw)) (mem.py) has ln(rho / m) in the span of the kernel's N_p rows,
+and on the three exact-data cells where the list trails its chi^2 kink fits to chi^2/N 1e-13 ..
+1e-7 (the exact Gaussian is all but recovered), where the list stops below the discrepancy target
+(chi^2/N 0.02-0.3) with its regulator's shape. On the N_p = 25 Gaussian at eps 1e-5 the list fits
+(chi^2/N 1.3) with a peak too tall and narrow (+0.14 in height, -0.21 in FWHM;
+benchmarks/reference/spectral.md).
 """
 
 from __future__ import annotations
