@@ -63,7 +63,13 @@ T_KT. The remedy is a q closer to p. A wider first layer is not it on this CPU: 
 (11x11, seeing ~7 sites back) against the default 2, each trained from scratch at T = 1.0 for
 1200 s on one thread: 494 against 1875 steps (sampling 4.2x slower), F_q per site -2.4212
 against -2.4297, ESS 0.006 against 0.009, current term 0.108 against 0.134 (truth 0.176); the
-schedule above, hot-started from T = 1.3, reached F_q -2.4302.
+schedule above, hot-started from T = 1.3, reached F_q -2.4302. Nor is longer training of this
+network: continued from its T = 1.1 weights at T = 1.0 on one thread, measured (4096
+proposals) after 480 / 960 / 1440 s, batch 128 gave F_q -2.43014 / -2.43017 / -2.43023
+(+-0.00005), current term 0.153 / 0.158 / 0.156, ESS 0.16 / 0.19 / 0.19, k-hat 0.72 / 0.59 /
+0.57; batch 512: F_q -2.43009 / -2.43012 / -2.43011, current 0.161 / 0.164 / 0.158, ESS 0.11 /
+0.28 / 0.011, k-hat 0.71 / 0.55 / 0.70. F_q has levelled off with the current still 7-13 %
+short: the network's capacity, not the training time, is what is missing.
 Crossings of Y with 2T/pi at 0.9611(9) (8x8) and
 0.9359(39) (16x16), extrapolated 0.9035(90) against 0.8929. At each temperature:
   * an HMC reference (8 chains, step size tuned to acceptance 0.8);
