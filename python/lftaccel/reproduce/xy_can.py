@@ -69,7 +69,7 @@ proposals) after 480 / 960 / 1440 s, batch 128 gave F_q -2.43014 / -2.43017 / -2
 (+-0.00005), current term 0.153 / 0.158 / 0.156, ESS 0.16 / 0.19 / 0.19, k-hat 0.72 / 0.59 /
 0.57; batch 512: F_q -2.43009 / -2.43012 / -2.43011, current 0.161 / 0.164 / 0.158, ESS 0.11 /
 0.28 / 0.011, k-hat 0.71 / 0.55 / 0.70. F_q has levelled off with the current still 7-13 %
-short: the network's capacity, not the training time, is what is missing.
+short, which points to the network's capacity rather than the training time.
 Crossings of Y with 2T/pi at 0.9611(9) (8x8) and
 0.9359(39) (16x16), extrapolated 0.9035(90) against 0.8929. At each temperature:
   * an HMC reference (8 chains, step size tuned to acceptance 0.8);
