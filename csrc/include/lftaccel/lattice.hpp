@@ -70,23 +70,26 @@ struct Lattice {
     return (site / st) % L == 0 ? site + (L - 1) * st : site - st;
   }
 
+  // floor(n / extent[mu]) in the index type I: FastDivisor's multiply and shift for 32-bit
+  // indices (only on a Lattice from make_lattice, int32_indices(), whose divisors are set),
+  // plain division for 64-bit ones: the coordinates of neighbours() and site_parity().
+  template <class I>
+  LFT_HOST_DEVICE I divide(I n, int mu) const {
+    if constexpr (sizeof(I) == 4) return I(divisor[mu].divide(uint32_t(n)));
+    else return n / I(extent[mu]);
+  }
+
   // All 2D neighbours of a site at once: one division per dimension (the
   // coordinates) instead of two per neighbour, which is what a GPU thread that
-  // owns one site wants. fwd[mu] / bwd[mu] are the sites at x +/- mu. With 32-bit
-  // indices the divisions are FastDivisor's multiply and shift: only for a Lattice
-  // from make_lattice (int32_indices()), whose divisors are set.
+  // owns one site wants. fwd[mu] / bwd[mu] are the sites at x +/- mu.
   template <int D, class I>
   LFT_HOST_DEVICE void neighbours(I site, I* fwd, I* bwd) const {
     I rest = site;
     LFT_UNROLL
     for (int mu = D - 1; mu >= 0; --mu) {
       const I L = I(extent[mu]), st = I(stride[mu]);
-      I q = rest;
-      if (mu > 0) {
-        if constexpr (sizeof(I) == 4) q = I(divisor[mu].divide(uint32_t(rest)));
-        else q = rest / L;
-      }
-      const I c = mu == 0 ? rest : rest - q * L;
+      const I q = mu == 0 ? I(0) : divide(rest, mu);  // the rest at mu = 0 is the coordinate
+      const I c = rest - q * L;
       rest = q;
       fwd[mu] = c + 1 == L ? site - (L - 1) * st : site + st;
       bwd[mu] = c == 0 ? site + (L - 1) * st : site - st;

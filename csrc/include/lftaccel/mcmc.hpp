@@ -189,16 +189,12 @@ inline void check_checkerboard(const Lattice& lat) {
 
 // Checkerboard parity of a site: the sum of its coordinates mod 2. Sites of one
 // parity have all neighbours of the other parity when every extent is even.
-// With 32-bit indices the divisions are the lattice's FastDivisor (lattice.hpp).
 template <class I>
 LFT_HOST_DEVICE int site_parity(const Lattice& lat, I site) {
   I rest = site, sum = 0;
   for (int mu = lat.ndim - 1; mu >= 0; --mu) {
-    const I L = I(lat.extent[mu]);
-    I q;
-    if constexpr (sizeof(I) == 4) q = I(lat.divisor[mu].divide(uint32_t(rest)));
-    else q = rest / L;
-    sum += rest - q * L;
+    const I q = lat.divide(rest, mu);
+    sum += rest - q * I(lat.extent[mu]);
     rest = q;
   }
   return int(sum & 1);
