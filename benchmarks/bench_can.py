@@ -8,9 +8,11 @@ CAN's sampling throughput with and without the activation cache.
 Point: XY at T = 1.0 (beta = 1) on L x L (default 16), just above T_KT = 0.893.
 
 The CAN is the reproduction's network (lftaccel.reproduce.xy_can), trained for
---train-seconds by the variational free energy with beta annealing (checkpointed in OUT, so a
-rerun reuses it), or the reproduction's checkpoint can-LxL-T1.pt with --reuse DIR (copied
-into OUT, and trained further there only if it holds less than --train-seconds).
+--train-seconds by the variational free energy with beta annealing, then for --fit-seconds by
+maximum likelihood on an independent HMC ensemble, as the reproduction does (checkpointed in
+OUT, so a rerun reuses it), or the reproduction's checkpoints can-LxL-T1.pt and
+can-LxL-T1-fit.pt with --reuse DIR (copied into OUT, and trained further there only if they
+hold less than --train-seconds and --fit-seconds).
 
 Rates. The CAN: the time to draw n proposals (activation cache on) and run the
 independence-Metropolis chain over them (8 streams); training is reported separately. The
@@ -94,26 +96,38 @@ def main(argv=None):
     ap.add_argument("--L", type=int, default=16)
     ap.add_argument("--T", type=float, default=1.0)
     ap.add_argument("--train-seconds", type=float, default=1200.0)
+    ap.add_argument("--fit-seconds", type=float, default=300.0, help="maximum likelihood after training (0: none)")
     ap.add_argument("--samples", type=int, default=2 ** 13, help="proposals / Metropolis / HMC configurations")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reuse", help="directory of `lftaccel reproduce xy-can` checkpoints")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
-    if args.L < 2 or args.T <= 0 or args.train_seconds <= 0 or args.samples < 64 * N_STREAMS:
-        ap.error("need --L >= 2, --T > 0, --train-seconds > 0 and --samples >= 512")
+    if args.L < 2 or args.T <= 0 or args.train_seconds <= 0 or args.fit_seconds < 0 or args.samples < 64 * N_STREAMS:
+        ap.error("need --L >= 2, --T > 0, --train-seconds > 0, --fit-seconds >= 0 and --samples >= 512")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("--device cuda but no CUDA device is visible")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     L, beta = args.L, 1.0 / args.T
-    name = f"can-{L}x{L}-T{args.T:g}.pt"
-    checkpoint = out / name
-    if args.reuse and not checkpoint.exists():  # a copy: training further must not change the reproduction's file
-        shutil.copyfile(Path(args.reuse) / name, checkpoint)
+    name = f"can-{L}x{L}-T{args.T:g}"
+    checkpoint = out / f"{name}.pt"
+    if args.reuse:  # copies: training further must not change the reproduction's files
+        if not (Path(args.reuse) / f"{name}.pt").exists():
+            ap.error(f"--reuse {args.reuse}: no {name}.pt there")
+        for suffix in (".pt", "-fit.pt"):
+            source = Path(args.reuse) / f"{name}{suffix}"
+            if source.exists() and not (out / source.name).exists():
+                shutil.copyfile(source, out / source.name)
     model = xy_can._model(L, "vonmises", torch.device(args.device))
     tr = can.train(model, beta, steps=10 ** 7, batch_size=xy_can.BATCH, lr=xy_can.LR, anneal=xy_can.ANNEAL,
                    seed=1, checkpoint=checkpoint, resume=True, time_limit=args.train_seconds)
     results = {"point": f"XY {L}x{L} T={args.T:g}", "train_seconds": tr.seconds, "train_steps": tr.steps}
+    if args.fit_seconds > 0:
+        dev = torch.device(args.device)
+        ens, results["fit_data_seconds"] = xy_can._train_ensemble(beta, L, xy_can._settings(False, dev)["hmc_samples"],
+                                                                  out, dev)
+        fit = xy_can._fit(model, ens, args.fit_seconds, out, name)
+        results.update(fit_seconds=fit.seconds, fit_steps=fit.steps)
     runs = {"CAN + MCMC": run_can(model, beta, args.samples, 1, args.device)}
     # the same network, its proposals averaged over the lattice's point group; the same seed,
     # so the bare draws are the same as above: a paired comparison
@@ -147,7 +161,9 @@ def main(argv=None):
             "torch": torch.__version__, "threads": torch.get_num_threads(), "build": lftaccel.build_info(),
             "samples": args.samples}
     (out / f"can-{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
-    lines = [f"XY {L}x{L}, T = {args.T:g}; CAN trained {tr.steps} steps in {tr.seconds:.0f} s "
+    fitted = (f", then fitted {results['fit_steps']} steps in {results['fit_seconds']:.0f} s on HMC data "
+              f"({results['fit_data_seconds']:.0f} s to sample)" if args.fit_seconds > 0 else "")
+    lines = [f"XY {L}x{L}, T = {args.T:g}; CAN trained {tr.steps} steps in {tr.seconds:.0f} s{fitted} "
              f"(ESS {results['CAN + MCMC']['ess']:.3f}; averaged over the point group "
              f"{results[CAN_G]['ess']:.3f}).", "",
              *chain_table(results, runs, {"energy": "E", "helicity": "Y"})]

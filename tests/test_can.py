@@ -305,20 +305,20 @@ def test_training_approaches_the_exact_2x2_free_energy():
     assert abs(e.value - e_exact) < 3 * e.error + 1e-3, (e, e_exact)
 
 
-def test_resume_after_a_kill_continues_the_same_run(tmp_path, monkeypatch):
-    """A run killed after step 4 (checkpoint at 3) and resumed ends where an uninterrupted
-    run ends: same weights, same history length (the random streams are restored)."""
+def _small_can():
+    torch.manual_seed(0)
+    return can.CAN((3, 3), channels=4, depth=2, dtype=torch.float64)
+
+
+def _check_resume_after_a_kill(run, monkeypatch, tmp_path, step_function, logged):
+    """A run of 6 steps killed in step 5 (checkpoint at 3; ``step_function`` of the training
+    module raises) and resumed ends where an uninterrupted run ends: same weights, same
+    history length (the random streams are restored)."""
     trainer = sys.modules["lftaccel.models.can.train"]
-
-    def fresh():
-        torch.manual_seed(0)
-        return can.CAN((3, 3), channels=4, depth=2, dtype=torch.float64)
-
-    kw = dict(steps=6, batch_size=8, seed=2, progress=False, anneal=0.3)
-    whole = fresh()
-    can.train(whole, 0.5, **kw)
+    whole = _small_can()
+    run(whole)
     ckpt = tmp_path / "can.pt"
-    real, calls = trainer.free_energy_loss, []
+    real, calls = getattr(trainer, step_function), []
 
     def dies_at_step_5(*args):
         calls.append(1)
@@ -326,15 +326,81 @@ def test_resume_after_a_kill_continues_the_same_run(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(trainer, "free_energy_loss", dies_at_step_5)
+    monkeypatch.setattr(trainer, step_function, dies_at_step_5)
     with pytest.raises(KeyboardInterrupt):
-        can.train(fresh(), 0.5, checkpoint=ckpt, checkpoint_every=3, **kw)
-    monkeypatch.setattr(trainer, "free_energy_loss", real)
-    resumed = fresh()
-    res = can.train(resumed, 0.5, checkpoint=ckpt, resume=True, **kw)
-    assert res.steps == 6 and len(res.history["f"]) == 6
+        run(_small_can(), checkpoint=ckpt, checkpoint_every=3)
+    monkeypatch.setattr(trainer, step_function, real)
+    resumed = _small_can()
+    res = run(resumed, checkpoint=ckpt, resume=True)
+    assert res.steps == 6 and len(res.history[logged]) == 6
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=name)
+
+
+def test_resume_after_a_kill_continues_the_same_run(tmp_path, monkeypatch):
+    def run(model, **kw):
+        return can.train(model, 0.5, steps=6, batch_size=8, seed=2, progress=False, anneal=0.3, **kw)
+    _check_resume_after_a_kill(run, monkeypatch, tmp_path, "free_energy_loss", "f")
+
+
+def test_fit_learns_a_teacher_by_maximum_likelihood():
+    """A student fitted on a teacher CAN's samples (same architecture, another start) comes
+    close to the teacher: KL(teacher || student), estimated on held-out teacher samples, falls
+    to a fifth of its initial value (with 16384 samples it is the optimisation, not overfitting,
+    that stops it: the KL on the training samples is as large)."""
+    shape = (3, 3)
+    torch.manual_seed(0)
+    teacher = _randomise(can.CAN(shape, channels=8, depth=2, n_components=2, dtype=torch.float64), 0.4)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        train_x, _ = teacher.sample(16384)
+        test_x, test_lq = teacher.sample(2048)
+
+    def kl(student):
+        with torch.no_grad():
+            d = test_lq - student.log_prob(test_x)
+        return float(d.mean()), float(d.std() / math.sqrt(len(d)))
+
+    torch.manual_seed(2)
+    student = can.CAN(shape, channels=8, depth=2, n_components=2, dtype=torch.float64)
+    before, _ = kl(student)
+    res = can.fit(student, train_x, steps=600, batch_size=256, lr=1e-2, augment=False, progress=False,
+                  schedule="cosine")
+    after, err = kl(student)
+    assert before > 1.0 and -4 * err < after < 0.25 * before, (before, after, err)
+    assert len(res.history["nll"]) == 600
+
+
+def test_fit_augmentation_keeps_the_action_and_mixes_the_symmetries():
+    """Each augmented configuration is a symmetry image of its source (the XY energy is
+    unchanged, to rounding), drawn uniformly from the 400 images of a 5x5 configuration."""
+    torch.manual_seed(3)
+    x = 2 * math.pi * torch.rand(1, 5, 5, dtype=torch.float64).expand(400, 5, 5)
+    g = torch.Generator().manual_seed(4)
+    out = sys.modules["lftaccel.models.can.train"]._augment(x, g)
+    torch.testing.assert_close(can.energy(out), can.energy(x), rtol=0, atol=1e-12)
+    distinct = {tuple(torch.round(torch.remainder(o, 2 * math.pi), decimals=9).flatten().tolist()) for o in out}
+    # 25 translations x 8 point-group maps x 2 signs = 400 images; 400 uniform draws from them
+    # hit 400 (1 - (1 - 1/400)^400) = 252.9 distinct ones on average, standard deviation ~6
+    assert 230 < len(distinct) < 276, len(distinct)
+
+
+def test_fit_resume_and_bad_input(tmp_path, monkeypatch):
+    torch.manual_seed(5)
+    data = 2 * math.pi * torch.rand(64, 3, 3, dtype=torch.float64)
+
+    def run(model, **kw):
+        return can.fit(model, data, steps=6, batch_size=8, seed=2, progress=False, **kw)
+    _check_resume_after_a_kill(run, monkeypatch, tmp_path, "_augment", "nll")
+    model = _small_can()
+    for bad, match in ((data[:, :2], "configs"), (data[:0], "configs"), (data.clone().fill_(float("nan")), "finite"),
+                       (torch.zeros(4, 3, 3, dtype=torch.long), "finite real")):
+        with pytest.raises(ValueError, match=match):
+            can.fit(model, bad, steps=1, progress=False)
+    with pytest.raises(ValueError, match="augment"):
+        can.fit(model, data, steps=1, augment=1, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        can.fit(model, data, steps=1, batch_size=0, progress=False)
 
 
 def test_unfinished_annealing_warns():

@@ -49,7 +49,7 @@ def test_xy_can_pipeline(tmp_path, monkeypatch):
     monkeypatch.setattr(xy_can, "_train", recording)
     summary = reproduce("xy-can", tmp_path, device="cpu", lattices=[4, 6], temperatures=(1.2, 0.9),
                         first_seconds={4: 2.0, 6: 1.0}, next_seconds={4: 1.0, 6: 1.0}, proposals={4: 512, 6: 256},
-                        hmc_samples=256, compare_seconds=1.0, compare_lattice=4)
+                        fit_seconds={4: 1.0, 6: 1.0}, hmc_samples=256, compare_seconds=1.0, compare_lattice=4)
     for L in (4, 6):
         rows = summary["lattices"][L]["rows"]
         assert [r["T"] for r in rows] == [1.2, 0.9]
@@ -59,7 +59,12 @@ def test_xy_can_pipeline(tmp_path, monkeypatch):
     # the smallest lattice starts from scratch, annealed; the larger one from its network at the
     # hottest temperature, unannealed; colder temperatures continue, unannealed
     assert starts["can-4x4-T1.2"][1] > 0 and starts["can-6x6-T1.2"][1] == 0 and starts["can-6x6-T0.9"][1] == 0
-    trained_4 = torch.load(tmp_path / "can-4x4-T1.2.pt", weights_only=False)["model"]
+    # each temperature's network is fitted by maximum likelihood after its variational training,
+    # and the fitted one is handed over
+    assert all(r["fit_steps"] > 0 for s in summary["lattices"].values() for r in s["rows"])
+    variational_4 = torch.load(tmp_path / "can-4x4-T1.2.pt", weights_only=False)["model"]
+    trained_4 = torch.load(tmp_path / "can-4x4-T1.2-fit.pt", weights_only=False)["model"]
+    assert not torch.equal(variational_4["head.weight"], trained_4["head.weight"])
     start_6 = starts["can-6x6-T1.2"][0]
     assert all(torch.equal(start_6[k], trained_4[k]) for k in trained_4)
     assert not torch.equal(starts["can-4x4-T1.2"][0]["head.weight"], trained_4["head.weight"])  # it did train

@@ -148,12 +148,13 @@ def plot_histograms(samples: dict, path, *, xlabel: str, bins: int = 60):
     plt.close(fig)
 
 
-def timed_hmc(theory, L: int, n_samples: int, path: Path, device, *, n_therm: int = 500):
+def timed_hmc(theory, L: int, n_samples: int, path: Path, device, *, n_therm: int = 500, seed: int | None = None):
     """HMC ensemble of 8 chains on an (L, L) lattice in ``path`` (resumed when it exists), and the
     seconds the sampling took: the file's wall_seconds, summed over a killed run and its
     resumptions, so a rerun that only loads the ensemble reports what the sampling cost. A file
-    from before wall_seconds was recorded falls back on its .seconds.json beside it (NaN without)."""
-    sampler = HMC(theory, (L, L), n_chains=8, seed=L, device=device)
+    from before wall_seconds was recorded falls back on its .seconds.json beside it (NaN without).
+    ``seed``: the chains' seed (default L; another seed gives an independent ensemble)."""
+    sampler = HMC(theory, (L, L), n_chains=8, seed=L if seed is None else seed, device=device)
     ens = run(sampler, n_samples, n_therm=n_therm, spacing=2, path=path, resume=path.exists(), progress=True)
     seconds = float(ens.attrs.get("wall_seconds", float("nan")))
     legacy = path.with_suffix(".seconds.json")

@@ -6,7 +6,7 @@ lftaccel.mcmc.nmcmc."""
 from .circular import BetaMixture, VonMisesMixture, make_conditional
 from .masked import PeriodicMaskedConv
 from .network import CAN
-from .train import energy, free_energy_loss, train
+from .train import energy, fit, free_energy_loss, train
 
-__all__ = ["CAN", "train", "energy", "free_energy_loss", "BetaMixture", "VonMisesMixture", "make_conditional",
+__all__ = ["CAN", "train", "fit", "energy", "free_energy_loss", "BetaMixture", "VonMisesMixture", "make_conditional",
            "PeriodicMaskedConv"]

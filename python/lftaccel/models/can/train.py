@@ -24,6 +24,24 @@ Logged per step (bar and history): f = F_q / N (per site, units of J, at beta_t)
 energy per site, the batch ESS of the weights exp(-beta_t E - ln q), and beta_t. The loop
 (Adam, cosine schedule, clipping, tqdm, atomic checkpoints and resume) is
 lftaccel.models._loop.optimise.
+
+``fit`` trains the other way round, by maximum likelihood on configurations drawn from p
+(an MCMC ensemble): it minimises -E_p[ln q] / N = (KL(p || q) + H(p)) / N, the forward KL up
+to p's entropy. The two KLs fail differently, and the difference decides whether the CAN can
+be made exact at low ESS. KL(q || p) is mode-seeking: where q misses part of p it is not
+penalised, so a q trained by it is narrower than p, the weights p / q have a heavy tail
+(Pareto k-hat above 1/2) and the exact estimates lean toward q. KL(p || q) is mass-covering:
+q is pushed to cover all of p, wider rather than narrower, and the weights' tail is light.
+Measured on 16x16 at T = 1.0 (network of lftaccel.reproduce.xy_can trained by ``train`` from
+scratch for 1200 s; 4096 proposals averaged over the point group): ESS 0.073, k-hat 0.73,
+current fluctuation beta <I^2> / 2V 0.130 against HMC's 0.176; after 600 s of ``fit`` on
+10^4 HMC configurations: ESS 0.39, k-hat 0.24, raw current 0.27 (now too wide: safe), 0.179
+reweighted. The gradient of ``fit`` is plain backpropagation through ln q, with no score-
+function noise, and a step draws nothing: one log q pass and its backward, several times
+cheaper than a ``train`` step, which draws its batch site by site.
+Each batch is a random draw from the ensemble mapped by a random symmetry of the XY weight
+(a translation, a lattice rotation or reflection, theta -> -theta; each sample its own), so
+that q learns the symmetries the data hold only statistically.
 """
 
 from __future__ import annotations
@@ -36,8 +54,9 @@ from ..._kernels import check_int, check_param
 from ...mcmc.nmcmc import ess
 from ...theories import XY
 from .._loop import TrainResult, optimise
+from .network import _symmetry_maps
 
-__all__ = ["train", "energy", "free_energy_loss"]
+__all__ = ["train", "fit", "energy", "free_energy_loss"]
 
 _UNIT = XY(1.0)
 
@@ -84,3 +103,52 @@ def train(model, beta: float, *, steps: int, batch_size: int = 256, lr: float = 
         warnings.warn(f"training ended at beta_t = {reached:.4g}, below the target beta = {beta:.4g}: the "
                       f"annealing (anneal = {anneal}) had not finished; train longer or anneal faster", stacklevel=2)
     return res
+
+
+def _augment(theta, generator):
+    """Each configuration mapped by its own uniformly random symmetry of the XY weight: a
+    lattice translation, an element of the lattice's point group, and theta -> +-theta."""
+    n, H, W = theta.shape
+    dev = theta.device
+    a = torch.randint(H, (n,), generator=generator).to(dev)
+    b = torch.randint(W, (n,), generator=generator).to(dev)
+    rows = (torch.arange(H, device=dev)[None] + a[:, None]) % H
+    cols = (torch.arange(W, device=dev)[None] + b[:, None]) % W
+    out = theta[torch.arange(n, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    group = _symmetry_maps((H, W), True, True, 1)
+    pick = torch.randint(len(group), (n,), generator=generator).to(dev)
+    for j, g in enumerate(group[1:], start=1):
+        chosen = pick == j
+        if chosen.any():
+            out[chosen] = g(out[chosen])
+    return out
+
+
+def fit(model, configs, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: float = 1.0, seed: int = 0,
+        augment: bool = True, checkpoint=None, checkpoint_every: int = 100, resume: bool = False,
+        time_limit: float | None = None, progress: bool = True, schedule: str = "constant") -> TrainResult:
+    """Trains ``model`` (a CAN) in place by maximum likelihood on ``configs`` (n, H, W), angles
+    sampled from the target (an MCMC ensemble: lftaccel.io reads them), each batch mapped by
+    random symmetries unless ``augment=False``. Logged: nll, -ln q per site on the batch."""
+    check_int(batch_size, "batch_size", low=1)
+    if not isinstance(augment, bool):
+        raise ValueError(f"augment must be True or False, got {augment!r}")
+    data = torch.as_tensor(configs)
+    if data.dim() != 3 or tuple(data.shape[1:]) != model.shape or len(data) == 0:
+        raise ValueError(f"configs must be angles (n >= 1, {model.shape[0]}, {model.shape[1]}), "
+                         f"got {tuple(data.shape)}")
+    if not data.is_floating_point() or not bool(torch.isfinite(data).all()):
+        raise ValueError("configs must be finite real angles")
+    data = data.to(device=model.device, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+
+    def loss_step(step):
+        batch = data[torch.randint(len(data), (batch_size,), generator=generator).to(data.device)]
+        if augment:
+            batch = _augment(batch, generator)
+        nll = -model.log_prob(batch).mean() / model.n_sites
+        return nll, {"nll": float(nll.detach())}
+
+    return optimise(model, loss_step, steps=steps, lr=lr, clip=clip, seed=seed, checkpoint=checkpoint,
+                    checkpoint_every=checkpoint_every, resume=resume, time_limit=time_limit, progress=progress,
+                    schedule=schedule, tag="can-max-likelihood", desc="CAN (max likelihood)", generator=generator)
