@@ -110,12 +110,12 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     L, beta = args.L, 1.0 / args.T
     name = f"can-{L}x{L}-T{args.T:g}"
-    checkpoint = out / f"{name}.pt"
+    checkpoint = xy_can.network_file(out, name, fitted=False)
     if args.reuse:  # copies: training further must not change the reproduction's files
-        if not (Path(args.reuse) / f"{name}.pt").exists():
-            ap.error(f"--reuse {args.reuse}: no {name}.pt there")
-        for suffix in (".pt", "-fit.pt"):
-            source = Path(args.reuse) / f"{name}{suffix}"
+        if not xy_can.network_file(Path(args.reuse), name, fitted=False).exists():
+            ap.error(f"--reuse {args.reuse}: no {checkpoint.name} there")
+        for fitted in (False, True):
+            source = xy_can.network_file(Path(args.reuse), name, fitted=fitted)
             if source.exists() and not (out / source.name).exists():
                 shutil.copyfile(source, out / source.name)
     model = xy_can._model(L, "vonmises", torch.device(args.device))

@@ -178,14 +178,20 @@ def _train_ensemble(beta, L, n_samples, out, device):
     return timed_hmc(XY(beta), L, n_samples, out / f"hmc-train-{L}x{L}-b{beta:.4f}.h5", device, seed=TRAIN_SEED + L)
 
 
+def network_file(out, name, *, fitted: bool):
+    """The checkpoint of the network ``name`` in ``out``: after the variational training
+    (``_train``'s) or after the maximum-likelihood fit (``_fit``'s)."""
+    return out / f"{name}{'-fit' if fitted else ''}.pt"
+
+
 def _fit(model, ens, seconds, out, name):
     return can.fit(model, ens.configs, steps=10 ** 7, batch_size=FIT_BATCH, lr=FIT_LR, seed=2,
-                   checkpoint=out / f"{name}-fit.pt", resume=True, time_limit=seconds)
+                   checkpoint=network_file(out, name, fitted=True), resume=True, time_limit=seconds)
 
 
 def _train(model, beta, seconds, out, name, *, anneal):
     res = can.train(model, beta, steps=10 ** 7, batch_size=BATCH, lr=LR, anneal=anneal, seed=1,
-                    checkpoint=out / f"{name}.pt", resume=True, time_limit=seconds)
+                    checkpoint=network_file(out, name, fitted=False), resume=True, time_limit=seconds)
     return res
 
 
@@ -307,8 +313,8 @@ def _scan(L, cfg, report, dev, smaller=None):
     model = _model(L, "vonmises", dev)
     anneal = ANNEAL
     if smaller is not None:
-        name = f"can-{smaller}x{smaller}-T{temps[0]:g}" + ("-fit" if cfg["fit_seconds"][smaller] > 0 else "")
-        state = torch.load(report.out / f"{name}.pt", weights_only=False, map_location=dev)
+        state = torch.load(network_file(report.out, f"can-{smaller}x{smaller}-T{temps[0]:g}",
+                                        fitted=cfg["fit_seconds"][smaller] > 0), weights_only=False, map_location=dev)
         model.load_state_dict(state["model"])
         anneal = 0.0
     rows, table, keep = [], [], {}
