@@ -1,100 +1,7 @@
 """Reproduction ``xy-can``: continuous autoregressive networks for the 2D XY model across the
 Kosterlitz-Thouless region, made exact by neural MCMC and checked against HMC.
 
-For each lattice (8x8 and 16x16; 32x32 on a GPU) the temperatures are scanned from hot to
-cold; every colder temperature starts from the previous one's network (no annealing), which
-is how a scan is cheapest to train. At the hottest temperature the smallest lattice trains
-from scratch with beta annealing, and every larger lattice starts from the next smaller one's
-network at that temperature: the masked convolutions' weights do not depend on L (the
-periodic neighbourhoods are buffers, rebuilt for each shape), so a network trained on 8x8
-already holds the local correlations, and training on 16x16 only adds the longer ones.
-Measured at T = 1.1 (16x16, one CPU thread, 600 s of training in all, F_q per site of 2048
-proposals, errors ~2e-4): from scratch with annealing F_q = -2.5395; 300 s on 8x8 then 300 s
-on 16x16, F_q = -2.5424, i.e. KL(q||p) lower by 0.7 nats (the 8x8 network alone on 16x16:
--2.5405). The ESS of 2048 proposals cannot rank such networks: the same one gave 0.119 and
-0.015 with two seeds (log-weights with heavy tails). The hand-over does not rescue 16x16 at
-T = 1.1 within the CPU budget: continued 480 s from 16x16 at T = 1.3 (ESS 0.285 there), the
-network reached F_q = -2.5428 but an ESS of 0.025 (8192 proposals), with the chain's energy
-and helicity -2.1 and +2.9 sigma from HMC. The scan's schedule rerun from the start (8x8 from
-scratch, then 16x16 for 1200 s at T = 1.3 and 480 s at T = 1.1, 2-core CPU) passed the
-2-sigma check below: energy -0.63 and helicity +1.36 sigma, at an ESS of 0.026 (8192
-proposals), as low as the failed run's, so passing there is luck. 65536 proposals from that
-network gave a lower ESS, 0.0115 (heavy-tailed weights: the longest run of rejections was 616
-steps), with energy and helicity at -1.5 and +1.2 sigma from the chain and +0.2 and +1.6 from
-reweighting, the helicity high in both: at this ESS the errors themselves are uncertain, and
-a better network (more training, a GPU) is the remedy, not more proposals. Those figures are
-the bare network's. Averaging its proposals over the lattice's point group (exact; see
-lftaccel.models.can.network) raises the ESS, but does not make the 16x16 scan pass below
-T = 1. The full scan's schedule rerun with it (2-core CPU, 8192 proposals at 16x16, 16384 at
-8x8), ESS averaged (bare) at 16x16, T = 1.3 .. 0.7: 0.614 (0.319), 0.178 (0.014), 0.175
-(0.009), 0.303 (0.052), 0.212 (0.076), 0.080 (0.066), 0.292 (0.008); 8x8 0.89-0.94
-(0.39-0.78). 28 pulls, 4 outside 2 sigma (1.3 expected), all at 16x16: helicity +3.07
-(T = 0.9), -2.05 (0.8), -2.80 (0.7), energy +2.04 (0.7); sum of squares 33.5 for 28
-(p = 0.22); every 8x8 pull within 1.1 sigma. The same network at T = 0.9 with other proposals
-(a scan over 1.3, 1.1, 1.0, 0.9: seed 1000 L + index) gave helicity -0.07: at ESS ~0.1-0.3 the
-chain's errors are themselves unreliable (heavy-tailed weights), so 16x16 at and below T = 1 needs a
-better network (longer training, a GPU). Those errors were the Gamma method's alone. On a
-case with a known answer at the same ESS (lftaccel.mcmc.nmcmc's docstring) that error is
-7-19 % too small and 8-28 % of pulls leave 2 sigma; the 16x16 scan had 4 of 14. Chains now
-drop 10 % burn-in and report the larger of the Gamma error and the spread of the 8 streams
-(reproduce.common.chain_observables), and the scan's table gives the weights' Pareto k-hat;
-the full scan has not been rerun with them. 16x16 alone at T = 1.3 and 1.1 (2-core CPU, from
-scratch at 1.3 for 1200 s, then 480 s; no 8x8 hand-over) with them: ESS 0.572 and 0.123 (bare
-0.251 and 0.029), k-hat 0.07 and 0.66, energy pulls -0.23 and -1.06, helicity -0.57 and
--0.10. Honest errors are not the whole story: with k-hat near 0.5 the estimates also lean
-toward q, by 0.5-0.7 of their error on 8x8 at T = 0.9 with an under-trained network (nmcmc's
-docstring), and more proposals do not cure that, so 16x16 at and below T = 1 needs a better network.
-That 16x16 schedule run again (the same settings; another run, so T = 1.3 and 1.1 differ from
-the figures just given) and continued to T = 1.0 and 0.9 (480 s each; k-hat by Zhang-Stephens):
-ESS 0.566 / 0.137 / 0.125 / 0.230 at T = 1.3 / 1.1 / 1.0 / 0.9, k-hat 0.14 / 0.80 / 0.58 /
-0.53, energy pulls -0.38 / -0.18 / +0.02 / -0.33, helicity -0.85 / +0.36 / +4.78 / +1.01. At
-T = 1.0 a checkerboard Metropolis run (64 chains, 128000 configurations) confirms HMC's
-Y = 0.4920(63) with 0.4922(21); the chain gave 0.5308(51), reweighting 0.5260(43), the raw
-proposals 0.5148(26). Six more independent sets of 8192 proposals from the same network
-reweight to Y = 0.4996(98), 0.5041(83), 0.5183(62), 0.5038(59), 0.5116(68), 0.5045(77) at
-k-hat 0.50-0.70: as scattered as their errors say, but all above 0.492, on average by 0.015,
-about two of their errors: for this network at T = 1.0 the estimates lean toward q, and the
-check fails whatever the error bar. In the first of those sets (raw Y 0.5111), Y split as
-<cos term> - beta <I_mu^2> / (2V) (I_mu the sum of sin(theta_x - theta_x+mu), the current)
-has the cosine term right (0.6686 against HMC's 0.6680) and 10 % too little current
-fluctuation (0.1575(25) against 0.1760(21) HMC, 0.1757(8) Metropolis), probably because the
-network, which sees ~4 sites back, under-represents the lattice-wide twists that set Y near
-T_KT. The remedy is a q closer to p. A wider first layer is not it on this CPU: half-width 5
-(11x11, seeing ~7 sites back) against the default 2, each trained from scratch at T = 1.0 for
-1200 s on one thread: 494 against 1875 steps (sampling 4.2x slower), F_q per site -2.4212
-against -2.4297, ESS 0.006 against 0.009, current term 0.108 against 0.134 (truth 0.176); the
-schedule above, hot-started from T = 1.3, reached F_q -2.4302. Nor is longer training of this
-network: continued from its T = 1.1 weights at T = 1.0 on one thread, measured (4096
-proposals) after 480 / 960 / 1440 s, batch 128 gave F_q -2.43014 / -2.43017 / -2.43023
-(+-0.00005), current term 0.153 / 0.158 / 0.156, ESS 0.16 / 0.19 / 0.19, k-hat 0.72 / 0.59 /
-0.57; batch 512: F_q -2.43009 / -2.43012 / -2.43011, current 0.161 / 0.164 / 0.158, ESS 0.11 /
-0.28 / 0.011, k-hat 0.71 / 0.55 / 0.70. F_q has levelled off with the current still 7-13 %
-short. It is not the network's capacity either, nor its reach: trained from scratch at
-T = 1.0 for the same 1925 steps (one thread, 4096 bare proposals), 32 channels gave F_q
--2.42564(9) and depth 5 -2.42459(10) against the default's -2.42626(8), current term 0.133
-and 0.128 against 0.132; a first layer also fed four causal lattice-wide features (the
-previous row's winding, the completed rows' mean winding, the phase accumulated along the row
-and down the column; I_x = 2 pi sum_rows n_r + sum (sin d - d), d wrapped, made row windings
-the suspects) gave -2.42625(9) and 0.130 in 1200 s, as the default did. HMC's x-current
-correlation summed within Chebyshev distance r places the shortfall: 0.401 against the CAN's
-0.380 at r = 1, 0.362 against 0.297 at r = 4, 0.172 against 0.131 over the lattice, i.e. at
-distances of 1-5, well inside the network's reach. It is the objective: KL(q || p) is
-mode-seeking, and a q trained by it alone is narrower than p. Maximum likelihood on an HMC
-ensemble independent of the reference (lftaccel.models.can.train.fit: the mass-covering
-KL(p || q)) after the variational training cures it. The previous full scan's 16x16 networks
-(variational only), each fitted for 300 s on 20000 configurations (2-core CPU, 8192
-proposals), before -> after: T = 1.0 ESS 0.109 -> 0.381, k-hat 0.67 -> 0.24, helicity
-0.482(22) -> 0.4928(94) against HMC's 0.4920(63), pulls energy +1.53 -> -0.19, helicity
--0.42 -> +0.07; T = 0.9 ESS 0.240 -> 0.435, k-hat 0.56 -> 0.23, helicity 0.6474(23) ->
-0.6384(45) against 0.6390(25), pulls -1.15 -> -0.01 and +2.47 -> -0.13; T = 0.8 ESS 0.253 ->
-0.433, k-hat 0.61 -> 0.37, pulls -2.54 -> -1.52 and +2.08 -> +0.40; T = 0.7 ESS 0.296 ->
-0.437, k-hat 0.53 -> 0.18, pulls +0.99 -> +0.52 and +0.17 -> +1.31. Outside 2 sigma: 3 of 8
-pulls before, none of 8 after (sum of squares 4.5 for 8). F_q rises a little
-(-2.43027 -> -2.42899 at T = 1.0: the fit does not minimise it) and the raw samples come from
-a q wider than p (raw helicity 0.375 at T = 1.0), the safe side for importance weights. The
-scan now fits at every temperature; the full scan has not been rerun with it.
-Crossings of Y with 2T/pi at 0.9611(9) (8x8) and
-0.9359(39) (16x16), extrapolated 0.9035(90) against 0.8929. At each temperature:
+At each temperature:
   * an HMC reference (8 chains, step size tuned to acceptance 0.8);
   * the CAN, trained by the variational free energy, then by maximum likelihood on a second,
     independent HMC ensemble (the same settings, another seed);
@@ -111,6 +18,61 @@ each L (against the infinite-volume T_KT = 0.8929 of Hasenbusch, J. Phys. A 38 (
 5869); vortex maps of samples below and above the transition; ESS and acceptance against
 T; and, at 8x8 and T = 0.9, the Beta mixture against the von Mises mixture, each trained
 from scratch for the same time.
+
+Schedule. For each lattice (8x8 and 16x16; 32x32 on a GPU) the temperatures are scanned from
+hot to cold; every colder temperature starts from the previous one's (fitted) network, which
+is how a scan is cheapest to train. At the hottest temperature the smallest lattice trains
+from scratch with beta annealing, and every larger lattice starts from the next smaller one's
+network there: the masked convolutions' weights do not depend on L (the periodic
+neighbourhoods are buffers, rebuilt for each shape), so a network trained on 8x8 already
+holds the local correlations. Measured at T = 1.1 (16x16, one CPU thread, 600 s of training
+in all, F_q per site of 2048 proposals, errors ~2e-4): from scratch with annealing
+F_q = -2.5395; 300 s on 8x8 then 300 s on 16x16, F_q = -2.5424, KL(q||p) lower by 0.7 nats.
+
+The full scan (2-core CPU, ~2 h 35 min; 16384 proposals at 8x8, 8192 at 16x16):
+ESS (point-group average; bare in brackets) 0.905-0.934 (0.685-0.787) at 8x8; at 16x16,
+T = 1.3 .. 0.7: 0.616 (0.320), 0.392 (0.152), 0.387 (0.106), 0.387 (0.110), 0.436 (0.184),
+0.459 (0.021), 0.447 (0.185), k-hat 0.12-0.30 (8x8 -0.02-0.25). 28 pulls, 1 outside 2 sigma
+(1.3 expected for an exact sampler): the energy at 16x16, T = 1.1, -2.55 (chain -1.2031(21)
+against HMC -1.1962(18); the independent HMC ensemble of the fit gives -1.1993(16)); sum of
+squares 25.7 for 28 (p = 0.59). Crossings of Y with 2T/pi at 0.9603(10) (8x8) and 0.9377(24)
+(16x16), extrapolated with the leading 1/ln(L)^2 form to 0.909(6) against 0.8929. The raw
+proposals miss HMC by up to 19 sigma (16x16, T = 1.1: vortex density 0.0522 against 0.0439,
+helicity 0.125 against 0.254), the exact estimates do not.
+
+Why the maximum-likelihood phase. Trained by the variational free energy alone, the 16x16
+networks failed the check at and below T = 1 (previous full scan: 4 of 28 pulls outside
+2 sigma, all at 16x16; ESS 0.08-0.30, k-hat 0.5-0.8) and their estimates leaned toward q
+whatever the error bar: at T = 1.0 seven independent sets of 8192 proposals from one network
+reweighted to Y 0.500-0.531 against HMC's 0.4920(63) (confirmed by checkerboard Metropolis,
+0.4922(21)). Y split as <cos term> - beta <I_mu^2> / (2V) (I_mu the current, the sum of
+sin(theta_x - theta_x+mu)) had the cosine term right and the current fluctuation 7-25 % short
+(0.13-0.16 against 0.176). Neither capacity nor reach nor training length was the cause:
+trained from scratch at T = 1.0 for the same 1925 steps (one thread, 4096 bare proposals),
+32 channels gave F_q -2.42564(9) and depth 5 -2.42459(10) against the default's -2.42626(8),
+current term 0.133 and 0.128 against 0.132; a first layer of half-width 5 (494 steps in
+1200 s against 1875) F_q -2.4212 against -2.4297; a first layer also fed causal lattice-wide
+winding features -2.42625(9) and 0.130; continued training levelled off (F_q -2.43014 /
+-2.43017 / -2.43023 after 480 / 960 / 1440 s, current 0.153-0.158). HMC's x-current
+correlation summed within Chebyshev distance r placed the shortfall at distances 1-5, well
+inside the network's reach: 0.401 against 0.380 at r = 1, 0.362 against 0.297 at r = 4,
+0.172 against 0.131 over the lattice. It is the objective: KL(q || p) is mode-seeking and
+leaves q narrower than p, the weights heavy-tailed; the mass-covering KL(p || q), maximum
+likelihood on an HMC ensemble independent of the reference (lftaccel.models.can.train.fit),
+cures it. The previous scan's 16x16 networks, each fitted for 300 s on 20000 configurations,
+before -> after: T = 1.0 ESS 0.109 -> 0.381, k-hat 0.67 -> 0.24, helicity 0.482(22) ->
+0.4928(94); T = 0.9 ESS 0.240 -> 0.435, k-hat 0.56 -> 0.23, helicity 0.6474(23) ->
+0.6384(45) against HMC's 0.6390(25); at T = 1.0 .. 0.7 3 of 8 pulls outside 2 sigma before,
+none after. F_q rises a little (-2.43027 -> -2.42899 at T = 1.0: the fit does not minimise
+it) and the raw samples come from a q wider than p (raw helicity low), the safe side for
+importance weights.
+
+Errors. At ESS ~0.1-0.3 the Gamma method's error of an independence chain is itself
+uncertain: on a case with a known answer (lftaccel.mcmc.nmcmc's docstring) it was 7-19 % too
+small. Chains drop 10 % burn-in and report the larger of the Gamma error and the spread of
+their 8 streams (reproduce.common.chain_observables), and the table gives the weights'
+Pareto k-hat: above 0.5 the estimates converge slowly and can lean toward q, above 0.7 they
+are unreliable.
 """
 
 from __future__ import annotations
