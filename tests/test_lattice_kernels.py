@@ -12,10 +12,14 @@ from conftest import assert_close_scaled
 
 
 def random_shapes(seed, n=24):
-    """Shapes (batch, *lattice) with d = 1..4, odd extents, extent 2 and extent 1."""
+    """Shapes (batch, *lattice) with d = 1..4, odd extents, extent 2 and extent 1. The CPU
+    stencils walk planes (the last two dimensions) of up to 4096 sites with rows under 512 bytes
+    whole, the rest by rows, short (< 64 sites, with a halo) or long (peeled): the fixed shapes
+    take each path in both precisions."""
     g = np.random.default_rng(seed)
     extents = [1, 2, 3, 4, 5, 7, 8, 9, 16]
-    shapes = [(3, 2, 2), (2, 2, 2, 2, 2), (2, 3, 5, 7, 2), (1, 1, 4), (4, 33), (2, 9, 2, 5)]
+    shapes = [(3, 2, 2), (2, 2, 2, 2, 2), (2, 3, 5, 7, 2), (1, 1, 4), (4, 33), (2, 9, 2, 5),
+              (2, 64, 64), (2, 600, 9), (1, 70, 70), (1, 3, 100, 50), (2, 4097, 1), (1, 1, 4097)]
     for _ in range(n):
         d = int(g.integers(1, 5))
         shapes.append((int(g.integers(1, 5)),) + tuple(int(g.choice(extents)) for _ in range(d)))

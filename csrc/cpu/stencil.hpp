@@ -20,16 +20,17 @@ namespace cpu {
 
 constexpr int64_t kChunkSites = 4096;  // granularity of work items and partial sums
 
-// Coordinates of the outer dimensions 0..D-2 of a row, advanced like an
-// odometer so that neighbour rows cost no integer division.
-template <int D>
-struct RowWalker {
-  int64_t coord[D > 1 ? D - 1 : 1] = {};
+// Coordinates of the outer dimensions 0..N-1 of a row (N = D - 1) or of a plane (the
+// last two dimensions, N = D - 2), advanced like an odometer so that neighbour rows or
+// planes cost no integer division.
+template <int N>
+struct OuterWalker {
+  int64_t coord[N > 0 ? N : 1] = {};
 
-  RowWalker(const Lattice& lat, int64_t row) {
-    for (int mu = D - 2; mu >= 0; --mu) {
-      coord[mu] = row % lat.extent[mu];
-      row /= lat.extent[mu];
+  OuterWalker(const Lattice& lat, int64_t index) {
+    for (int mu = N - 1; mu >= 0; --mu) {
+      coord[mu] = index % lat.extent[mu];
+      index /= lat.extent[mu];
     }
   }
   int64_t forward(const Lattice& lat, int64_t base, int mu) const {
@@ -39,21 +40,24 @@ struct RowWalker {
   int64_t backward(const Lattice& lat, int64_t base, int mu) const {
     return coord[mu] == 0 ? base + (lat.extent[mu] - 1) * lat.stride[mu] : base - lat.stride[mu];
   }
-  // Start of the forward / backward neighbour row along each outer dimension.
+  // Start of the forward / backward neighbour row (or plane) along each outer dimension.
   template <class T>
   void neighbour_rows(const Lattice& lat, const T* x, int64_t base, const T** fr, const T** br) const {
-    for (int mu = 0; mu < D - 1; ++mu) {
+    for (int mu = 0; mu < N; ++mu) {
       fr[mu] = x + forward(lat, base, mu);
       br[mu] = x + backward(lat, base, mu);
     }
   }
   void next(const Lattice& lat) {
-    for (int mu = D - 2; mu >= 0; --mu) {
+    for (int mu = N - 1; mu >= 0; --mu) {
       if (++coord[mu] < lat.extent[mu]) return;
       coord[mu] = 0;
     }
   }
 };
+
+template <int D>
+using RowWalker = OuterWalker<D - 1>;
 
 // Per-thread scratch for a chunk of rows: the current row with one halo site
 // either side (so the last dimension's wrap-around needs no peeled iterations),
@@ -170,22 +174,129 @@ double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, i
   return acc;
 }
 
+// Planes (the last two dimensions, D >= 2) of at most kMaxPlane sites whose rows are shorter
+// than kLongRowBytes are walked whole rather than row by row: a short row (16 sites in 16^4)
+// costs more to set up (its neighbour rows, its halo, the vector loop's entry and exit) than
+// to compute, and a float32 row of 64 leaves a scalar remainder of 14 sites after three
+// 16-lane vectors. Measured on 2 cores (AMD EPYC, AVX-512), sites per second of the fused
+// phi^4 action + gradient against rows: float32 64 x 64^2 1.7x, 1024 x 32^2 1.8x, 16 x 16^4
+// 2.0x; float64 1024 x 32^2 1.5x, 16 x 16^4 1.7x; a float64 row of 64 is as fast as its plane
+// (an HMC trajectory at 64 x 64^2 was 8 % slower with planes), so it stays a row.
+// The plane is copied once into a buffer with
+// its last row before it and its first row after it, which makes the second-to-last
+// dimension's neighbours c[i -/+ L] without wrap-around; the last dimension's wrap is a
+// select on each site's column. The copy and the columns stay in L1 / L2.
+constexpr int64_t kMaxPlane = 4096;
+constexpr int64_t kLongRowBytes = 512;
+
+template <class T>
+struct PlaneScratch {
+  using Column = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;  // the select's lane width
+  std::vector<T> buf;
+  std::vector<Column> column;  // i % L
+  int64_t L = 0, P = 0;
+
+  // The buffer for an L-wide plane of P sites, returned at its first site (c[-L .. P + L - 1]).
+  T* prepare(int64_t L_, int64_t P_) {
+    if (L_ != L || P_ != P) {
+      L = L_;
+      P = P_;
+      buf.resize(P + 2 * L);
+      column.resize(P);
+      for (int64_t i = 0; i < P; ++i) column[i] = Column(i % L);
+    }
+    return buf.data() + L;
+  }
+};
+
+template <class T>
+PlaneScratch<T>& plane_scratch() {
+  thread_local PlaneScratch<T> s;
+  return s;
+}
+
+// Planes q0..q1-1 of configuration x: q indexes the outer dimensions 0..D-3.
+template <int D, bool A, bool G, class Sum, class Site, class T>
+double stencil_planes(const Site& site, const Lattice& lat, const T* x, T* grad, int64_t q0, int64_t q1) {
+  static_assert(D >= 2, "planes need two dimensions");
+  using Column = typename PlaneScratch<T>::Column;
+  const int64_t L = lat.extent[D - 1], P = lat.extent[D - 2] * L;
+  const Site site_ = site;  // a local copy: no store to grad can alias its parameters
+  PlaneScratch<T>& scratch = plane_scratch<T>();
+  T* const c = scratch.prepare(L, P);
+  const Column* const column = scratch.column.data();
+  const Column last = Column(L - 1);
+  double acc = 0;
+  OuterWalker<D - 2> walk(lat, q0);
+  for (int64_t q = q0; q < q1; ++q, walk.next(lat)) {
+    const int64_t base = q * P;
+    const T* plane = x + base;
+    std::copy(plane + P - L, plane + P, c - L);
+    std::copy(plane, plane + P, c);
+    std::copy(plane, plane + L, c + P);
+    const T* fp[D];
+    const T* bp[D];
+    walk.neighbour_rows(lat, x, base, fp, bp);
+    T* __restrict g = G ? grad + base : nullptr;  // never overlaps x (the bindings check)
+    auto body = [=](int64_t i) -> T {
+      T f[D], b[D];
+      for (int mu = 0; mu < D - 2; ++mu) {
+        f[mu] = fp[mu][i];
+        b[mu] = bp[mu][i];
+      }
+      f[D - 2] = c[i + L];
+      b[D - 2] = c[i - L];
+      // Both candidates are loaded unconditionally (all lie in the buffer), so the select is
+      // a blend. Written as a conditional load it became a masked load merging into the
+      // register's previous value, a dependence across iterations that cost float64 planes
+      // a third of their speed.
+      const T f_in = c[i + 1], f_wrap = c[i + 1 - L], b_in = c[i - 1], b_wrap = c[i - 1 + L];
+      f[D - 1] = column[i] == last ? f_wrap : f_in;
+      b[D - 1] = column[i] == 0 ? b_wrap : b_in;
+      if (A && G) return site_.template action_grad<D>(c[i], f, b, g[i]);
+      if (G) g[i] = site_.template grad<D>(c[i], f, b);
+      return A ? site_.template action<D>(c[i], f) : T(0);
+    };
+    for (int64_t i0 = 0; i0 < P; i0 += kSumBlock) {  // blocks in Sum, then in double (as for rows)
+      const int64_t i1 = std::min(P, i0 + kSumBlock);
+      Sum block = 0;
+#pragma omp simd reduction(+ : block)
+      for (int64_t i = i0; i < i1; ++i) block += Sum(body(i));
+      acc += double(block);
+    }
+  }
+  return acc;
+}
+
 // Acc is the type of the per-configuration action (T for the public kernels,
 // double for the samplers, whose dH must not be rounded to float32).
 template <int D, bool A, bool G, class Site, class T, class Acc>
 void stencil_run(const Site& site, const Lattice& lat, int64_t batch, const T* x, Acc* action, T* grad,
                  int nthreads) {
+  // Work items are chunks of whole planes (or of rows: D = 1, large planes, long rows) of
+  // about kChunkSites sites: fixed by the shape alone, so sums do not depend on the threads.
   const int64_t L = lat.extent[D - 1];
-  const int64_t rows = lat.volume / L;
-  const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkSites / L);
-  const int64_t n_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+  bool planes = false;
+  if constexpr (D >= 2)
+    planes = lat.extent[D - 2] * L <= kMaxPlane && L * int64_t(sizeof(T)) < kLongRowBytes;
+  const int64_t unit = planes ? lat.extent[D - 2] * L : L;
+  const int64_t units = lat.volume / unit;
+  const int64_t per_chunk = std::max<int64_t>(1, kChunkSites / unit);
+  const int64_t n_chunks = (units + per_chunk - 1) / per_chunk;
   std::vector<double> partial(A ? batch * n_chunks : 0);
   parallel_items(batch * n_chunks, batch * lat.volume, nthreads, [&](int64_t it) {
     const int64_t b = it / n_chunks, c = it % n_chunks;
-    const int64_t r0 = c * rows_per_chunk, r1 = std::min(rows, r0 + rows_per_chunk);
-    const int64_t off = b * lat.volume;
+    const int64_t u0 = c * per_chunk, u1 = std::min(units, u0 + per_chunk);
+    const T* xb = x + b * lat.volume;
+    T* gb = G ? grad + b * lat.volume : nullptr;
     using Sum = std::conditional_t<std::is_same_v<Acc, double>, double, T>;
-    const double s = stencil_rows<D, A, G, Sum>(site, lat, x + off, G ? grad + off : nullptr, r0, r1);
+    double s = 0;
+    if constexpr (D >= 2) {
+      if (planes) s = stencil_planes<D, A, G, Sum>(site, lat, xb, gb, u0, u1);
+      else s = stencil_rows<D, A, G, Sum>(site, lat, xb, gb, u0, u1);
+    } else {
+      s = stencil_rows<D, A, G, Sum>(site, lat, xb, gb, u0, u1);
+    }
     if (A) partial[it] = s;
   });
   if (A) sum_chunks(partial, batch, n_chunks, action);
