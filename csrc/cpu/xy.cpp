@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "lftaccel/cpu.hpp"
@@ -89,6 +90,82 @@ double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* 
   return acc;
 }
 
+// Slabs whose rows are shorter than kLongRowBytes are walked flat, as one loop over all
+// their sites (xy_slab), and the rest slice by slice and row by row (xy_slice): a short
+// row costs more to set up than to compute, as for the phi^4 planes (stencil.hpp), while a
+// long row's peeled loop needs no wrap selects. Measured on 2 cores (AMD EPYC, AVX-512), one
+// thread, sites per second of the fused action + gradient against rows: float32 1024 x 32^2
+// 1.75x, 64 x 64^2 1.35x, 16 x 16^4 2.2x; float64 1024 x 32^2 1.1x, 16 x 16^4 1.03x.
+constexpr int64_t kLongRowBytes = 512;
+
+// Lanes as wide as T, so the selects on coordinates vectorise.
+template <class T>
+using Coord = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+
+// The coordinate along each in-slice dimension mu = 1..D-1 of the first n_sites sites of a
+// slab (periodic in the slice volume), mu's at offset (mu - 1) n_sites; cached per thread.
+template <int D, class T>
+const Coord<T>* slab_coords(const Lattice& lat, int64_t n_sites) {
+  thread_local std::vector<Coord<T>> coords;
+  thread_local int64_t key[kMaxDims + 1] = {};
+  bool same = key[0] == n_sites;
+  for (int mu = 1; mu <= kMaxDims; ++mu) same = same && key[mu] == (mu < D ? lat.extent[mu] : 0);
+  if (!same) {
+    coords.assign((D > 1 ? D - 1 : 1) * n_sites, 0);
+    for (int mu = 1; mu < D; ++mu)
+      for (int64_t i = 0; i < n_sites; ++i)
+        coords[(mu - 1) * n_sites + i] = Coord<T>((i / lat.stride[mu]) % lat.extent[mu]);
+    key[0] = n_sites;
+    for (int mu = 1; mu <= kMaxDims; ++mu) key[mu] = mu < D ? lat.extent[mu] : 0;
+  }
+  return coords.data();
+}
+
+// The n sites of a slab whose cos/sin start at C, S (the halo slices at C - V0 and C + n):
+// dimension 0 from -/+ V0, each in-slice dimension from its inner or its wrapped neighbour by
+// the site's coordinate. Both candidates are loaded (each lies in the slab buffer, within V0
+// of the site), so the select is a blend, not a masked load chaining the iterations.
+template <int D, bool A, bool G, class Sum, class T>
+double xy_slab(const XYSite<T>& site, const Lattice& lat, const T* C, const T* S, int64_t n,
+               const Coord<T>* coords, int64_t coords_stride, T* grad) {
+  const int64_t V0 = lat.volume / lat.extent[0];
+  const XYSite<T> site_ = site;  // a local copy: no store to grad can alias its parameters
+  T* __restrict g = grad;        // never overlaps the slab buffer
+  const Coord<T>* co[D] = {};
+  int64_t st[D] = {}, wrap[D] = {};
+  Coord<T> last[D] = {};
+  for (int mu = 1; mu < D; ++mu) {
+    co[mu] = coords + (mu - 1) * coords_stride;
+    st[mu] = lat.stride[mu];
+    wrap[mu] = (lat.extent[mu] - 1) * lat.stride[mu];
+    last[mu] = Coord<T>(lat.extent[mu] - 1);
+  }
+  auto body = [=](int64_t i) -> T {
+    T fc[D], fs[D], bc[D], bs[D];
+    fc[0] = C[i + V0], fs[0] = S[i + V0], bc[0] = C[i - V0], bs[0] = S[i - V0];
+    for (int mu = 1; mu < D; ++mu) {
+      const Coord<T> k = co[mu][i];
+      const T fci = C[i + st[mu]], fco = C[i - wrap[mu]], fsi = S[i + st[mu]], fso = S[i - wrap[mu]];
+      const T bci = C[i - st[mu]], bco = C[i + wrap[mu]], bsi = S[i - st[mu]], bso = S[i + wrap[mu]];
+      fc[mu] = k == last[mu] ? fco : fci;
+      fs[mu] = k == last[mu] ? fso : fsi;
+      bc[mu] = k == 0 ? bco : bci;
+      bs[mu] = k == 0 ? bso : bsi;
+    }
+    if (G) g[i] = site_.template grad<D>(C[i], S[i], fc, fs, bc, bs);
+    return A ? site_.template action<D>(C[i], S[i], fc, fs) : T(0);
+  };
+  double acc = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += kSumBlock) {  // blocks in Sum, then in double (stencil.hpp)
+    const int64_t i1 = std::min(n, i0 + kSumBlock);
+    Sum block = 0;
+#pragma omp simd reduction(+ : block)
+    for (int64_t i = i0; i < i1; ++i) block += Sum(body(i));
+    acc += double(block);
+  }
+  return acc;
+}
+
 template <int D, bool A, bool G, class T, class Acc>
 void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* theta, Acc* action,
             T* grad, int nthreads) {
@@ -96,6 +173,8 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
   const int64_t per_slab = std::min(L0, std::max<int64_t>(1, kSlabSites / V0));
   const int64_t n_slabs = (L0 + per_slab - 1) / per_slab;
   const int64_t n_items = batch * n_slabs;
+  const bool flat = D > 1 && lat.extent[D - 1] * int64_t(sizeof(T)) < kLongRowBytes;
+  using Sum = std::conditional_t<std::is_same_v<Acc, double>, double, T>;  // as in stencil_run
   std::vector<double> partial(A ? n_items : 0);
   const int nt = resolve_threads(nthreads);
   const bool par = nt > 1 && batch * V >= kParallelMinSites && n_items > 1;
@@ -130,9 +209,15 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
         fill_cos_sin(xb + t * V0, V0, cbuf.data() + k * V0, sbuf.data() + k * V0);
       }
       double acc = 0;
-      for (int64_t k = 1; k <= n; ++k)
-        acc += xy_slice<D, A, G>(site, lat, cbuf.data() + k * V0, sbuf.data() + k * V0, V0,
-                                 G ? grad + b * V + (t0 + k - 1) * V0 : nullptr);
+      if (flat) {
+        acc = xy_slab<D, A, G, Sum>(site, lat, cbuf.data() + V0, sbuf.data() + V0, n * V0,
+                                    slab_coords<D, T>(lat, per_slab * V0), per_slab * V0,
+                                    G ? grad + b * V + t0 * V0 : nullptr);
+      } else {
+        for (int64_t k = 1; k <= n; ++k)
+          acc += xy_slice<D, A, G>(site, lat, cbuf.data() + k * V0, sbuf.data() + k * V0, V0,
+                                   G ? grad + b * V + (t0 + k - 1) * V0 : nullptr);
+      }
       if (A) partial[it] = acc;
     }
   }
