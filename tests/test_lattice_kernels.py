@@ -19,7 +19,8 @@ def random_shapes(seed, n=24):
     g = np.random.default_rng(seed)
     extents = [1, 2, 3, 4, 5, 7, 8, 9, 16]
     shapes = [(3, 2, 2), (2, 2, 2, 2, 2), (2, 3, 5, 7, 2), (1, 1, 4), (4, 33), (2, 9, 2, 5),
-              (2, 64, 64), (2, 600, 9), (1, 70, 70), (1, 3, 100, 50), (2, 4097, 1), (1, 1, 4097)]
+              (2, 64, 64), (2, 600, 9), (1, 70, 70), (1, 3, 100, 50), (2, 4097, 1), (1, 1, 4097),
+              (2, 16, 16, 7, 5)]
     for _ in range(n):
         d = int(g.integers(1, 5))
         shapes.append((int(g.integers(1, 5)),) + tuple(int(g.choice(extents)) for _ in range(d)))
@@ -138,13 +139,15 @@ def test_torch_compile_traces_through_action():
 def test_results_do_not_depend_on_thread_count():
     theory = lftaccel.Phi4(0.2, 0.3)
     xy = lftaccel.XY(0.7)
-    x = sample_field((4, 96, 128), torch.float64, "cpu", seed=9)  # large enough to go parallel
+    # large enough to go parallel: rows (1024-byte rows), then planes / flat slabs (short rows,
+    # chunks that start inside the outer dimensions)
+    fields = [sample_field(shape, torch.float64, "cpu", seed=9) for shape in [(4, 96, 128), (4, 16, 16, 7, 5)]]
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = theory.action_and_grad(x) + xy.action_and_grad(x)
+        one = [r for x in fields for r in theory.action_and_grad(x) + xy.action_and_grad(x)]
         torch.set_num_threads(2)
-        two = theory.action_and_grad(x) + xy.action_and_grad(x)
+        two = [r for x in fields for r in theory.action_and_grad(x) + xy.action_and_grad(x)]
     finally:
         torch.set_num_threads(old)
     for a, b in zip(one, two):
@@ -179,10 +182,12 @@ def test_cuda_matches_cpu(name):
 def test_cuda_xy_2d_tiles(dtype):
     """2D XY on the GPU runs from shared-memory tiles 8..64 sites wide with a one-site halo:
     rows narrower than, equal to and just wider than each width, extents 1 and 2 (the halo
-    wraps onto the tile itself), partial tiles at both ends, and each output alone."""
+    wraps onto the tile itself), partial tiles at both ends, several row tiles, more tiles
+    than blocks and more configurations than blocks, and each output alone."""
     theory = lftaccel.XY(0.83)
     shapes = [(3, 1, 1), (2, 1, 7), (2, 7, 1), (2, 2, 2), (2, 5, 9), (3, 17, 16), (2, 33, 17), (2, 40, 33),
-              (1, 130, 8), (1, 300, 65), (2, 64, 64), (1, 257, 1000), (70_000, 2, 3)]
+              (2, 9, 32), (1, 130, 8), (1, 300, 8), (1, 300, 65), (2, 64, 64), (1, 257, 1000), (70_000, 2, 3),
+              (1, 16_777_300, 1)]  # the last: more than 65535 tiles, so blocks stride over tiles
     for i, shape in enumerate(shapes):
         x = sample_field(shape, dtype, "cpu", seed=100 + i)
         sg, gg = theory.action_and_grad(x.cuda())

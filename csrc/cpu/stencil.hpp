@@ -4,7 +4,8 @@
 // A configuration is walked row by row along its contiguous last dimension:
 // neighbours in the outer dimensions come from whole neighbour rows, and the
 // wrap-around of the last dimension is peeled off both ends, so the middle of
-// each row is a branch-free loop the compiler vectorises.
+// each row is a branch-free loop the compiler vectorises. Small planes (the last
+// two dimensions) with short rows are walked whole instead (stencil_planes).
 #pragma once
 
 #include <algorithm>
@@ -199,11 +200,11 @@ struct PlaneScratch {
   // The buffer for an L-wide plane of P sites, returned at its first site (c[-L .. P + L - 1]).
   T* prepare(int64_t L_, int64_t P_) {
     if (L_ != L || P_ != P) {
-      L = L_;
+      buf.resize(P_ + 2 * L_);
+      column.resize(P_);
+      for (int64_t i = 0; i < P_; ++i) column[i] = Column(i % L_);
+      L = L_;  // only once the buffers fit them
       P = P_;
-      buf.resize(P + 2 * L);
-      column.resize(P);
-      for (int64_t i = 0; i < P; ++i) column[i] = Column(i % L);
     }
     return buf.data() + L;
   }

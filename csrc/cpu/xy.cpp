@@ -90,13 +90,12 @@ double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* 
   return acc;
 }
 
-// Slabs whose rows are shorter than kLongRowBytes are walked flat, as one loop over all
+// Slabs whose rows are shorter than kLongRowBytes (stencil.hpp) are walked flat, as one loop over all
 // their sites (xy_slab), and the rest slice by slice and row by row (xy_slice): a short
 // row costs more to set up than to compute, as for the phi^4 planes (stencil.hpp), while a
 // long row's peeled loop needs no wrap selects. Measured on 2 cores (AMD EPYC, AVX-512), one
 // thread, sites per second of the fused action + gradient against rows: float32 1024 x 32^2
 // 1.75x, 64 x 64^2 1.35x, 16 x 16^4 2.2x; float64 1024 x 32^2 1.1x, 16 x 16^4 1.03x.
-constexpr int64_t kLongRowBytes = 512;
 
 // Lanes as wide as T, so the selects on coordinates vectorise.
 template <class T>

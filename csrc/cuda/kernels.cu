@@ -96,11 +96,13 @@ __global__ void stencil_kernel(Site site, Lattice lat, int64_t batch, const T* _
 // left XY at ~20 % of copy bandwidth, bound by double-precision sin/cos. Here a block loads a
 // tile of TX x kHeight sites with a one-site halo, takes each loaded angle's (cos, sin) once
 // into shared memory, and every site then uses XYSite's (cos, sin) form, as the CPU loop does:
-// (TX + 2)(kHeight + 2) / (TX kHeight) sincos per site (1.10-1.27 with these tiles) and no
-// transcendental in the per-site arithmetic. Each thread owns sites of one tile column, at
-// most 8 (shared memory stays under 48 KiB at 64 bytes in flight) and otherwise unroll<T>, and
+// (TX + 2)(kHeight + 2) / (TX kHeight) sincos per site for a full tile (1.10-1.27 at the default
+// 32 bytes in flight; more for partial tiles, about 3 when a row has one site) and no
+// transcendental in the per-site arithmetic. Each thread owns unroll<T> sites of one tile
+// column, at most 8 (which keeps shared memory under 48 KiB at 128 bytes in flight), and
 // issues all its loads before the first sincos. The width TX (8..64) follows the row length,
-// so narrow lattices keep the threads busy; 32-bit indices only (xy() falls back otherwise).
+// so a narrow lattice does not leave most threads idle (rows of 33..63 sites still idle up to
+// half); 32-bit indices only (xy() falls back otherwise).
 template <int TX, class T>
 struct XYTile {
   static constexpr int kSitesPerThread = unroll<T> < 8 ? unroll<T> : 8;
@@ -288,7 +290,8 @@ void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T
   auto go = [&](auto width, auto a, auto g) {
     constexpr int TX = decltype(width)::value;
     using Tile = XYTile<TX, T>;
-    const int tiles_x = (L1 + TX - 1) / TX, n_tiles = tiles_x * ((L0 + Tile::kHeight - 1) / Tile::kHeight);
+    // (L - 1) / w + 1, not (L + w - 1) / w: an extent near 2^31 (the other one 1) must not overflow.
+    const int tiles_x = (L1 - 1) / TX + 1, n_tiles = tiles_x * ((L0 - 1) / Tile::kHeight + 1);
     const dim3 grid(unsigned(n_tiles < 65535 ? n_tiles : 65535), unsigned(batch < 65535 ? batch : 65535));
     xy2d_tile_kernel<TX, decltype(a)::value, decltype(g)::value>
         <<<grid, dim3(kBlock), 0, st>>>(p, L0, L1, tiles_x, n_tiles, batch, theta, action, grad);
