@@ -39,12 +39,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from steady_malloc import steady_malloc
 
-import lftaccel
-from lftaccel.mcmc import HMC, Metropolis
-from lftaccel.mcmc import kernels as K
-from lftaccel.reference import mcmc as RM
+STEADY_MALLOC = steady_malloc()  # before torch allocates anything: see steady_malloc.py
+
+import torch  # noqa: E402
+
+import lftaccel  # noqa: E402
+from lftaccel.mcmc import HMC, Metropolis  # noqa: E402
+from lftaccel.mcmc import kernels as K  # noqa: E402
+from lftaccel.reference import mcmc as RM  # noqa: E402
 
 KAPPA_C, LAM = 0.2695, 0.022
 
@@ -217,7 +221,8 @@ def main(argv=None):
     print(f"lftaccel {lftaccel.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"device {device}, {args.dtype}")
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": str(device),
-              "dtype": args.dtype, "threads": torch.get_num_threads(), "build": lftaccel.build_info()}
+              "dtype": args.dtype, "threads": torch.get_num_threads(), "build": lftaccel.build_info(),
+              "steady_malloc": STEADY_MALLOC}
     report["throughput"] = throughput(device, dtype, quick)
     target = next(r for r in report["throughput"] if r["update"] == "hmc" and r["theory"] == "Phi4"
                   and r["batch"] == 64 and r["lattice"] == [64, 64])
