@@ -197,6 +197,21 @@ def test_cuda_xy_2d_tiles(dtype):
         assert_close_scaled(theory.grad(x.cuda()), gg, TOL[dtype])
 
 
+@pytest.mark.parametrize("scale", [1e-3, 3.2, 50.0, 4000.0, 8191.0, 1e4, 1e7])
+def test_xy_float32_any_angle_magnitude(scale):
+    """float32 angles below 8192 take the float sincos (vecmath.hpp), larger ones the double
+    path; against the double twin of the same float angles (whose differences are exact)."""
+    g = torch.Generator().manual_seed(int(scale) + 2)
+    theta = (scale * (2 * torch.rand(3, 16, 17, generator=g, dtype=torch.float64) - 1)).float()
+    theta[0, 0, :8] = (torch.tensor([0.0, 1, 2, 3, 4, -1, -2, -3], dtype=torch.float64) * (torch.pi / 2)).float()
+    for shape in [(3, 16, 17), (1, 3, 272)]:  # flat (short rows) and by rows
+        x = theta.reshape(shape)
+        s, g_ = lftaccel.XY(0.8).action_and_grad(x)
+        assert s.dtype == torch.float32
+        assert_close_scaled(s, R.xy_action(x.double(), 0.8), 2e-6)
+        assert_close_scaled(g_, R.xy_grad(x.double(), 0.8), 2e-6)
+
+
 @pytest.mark.parametrize("scale", [1e-3, 3.2, 50.0, 1e4, 1e7])
 def test_xy_any_angle_magnitude(scale):
     """The CPU XY stencil uses its own vectorised sin/cos below 2^19 and libm above."""

@@ -27,6 +27,16 @@ constexpr int64_t kMaxSliceSites = int64_t(1) << 18;
 // non-finite angle takes the libm path, which handles those exactly.
 template <class T>
 void fill_cos_sin(const T* theta, int64_t n, T* c, T* s) {
+  if constexpr (std::is_same_v<T, float>) {  // float angles within the float reduction's range
+    int small = 1;
+#pragma omp simd reduction(& : small)
+    for (int64_t i = 0; i < n; ++i) small &= std::fabs(theta[i]) < kSincosMaxArgFloat;
+    if (small) {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) sincos_reduced_float(theta[i], s[i], c[i]);
+      return;
+    }
+  }
   int tame = 1;
 #pragma omp simd reduction(& : tame)
   for (int64_t i = 0; i < n; ++i) tame &= std::fabs(double(theta[i])) < kSincosMaxArg;
