@@ -182,11 +182,10 @@ double stencil_rows(const Site& site, const Lattice& lat, const T* x, T* grad, i
 // 16-lane vectors. Measured on 2 cores (AMD EPYC, AVX-512), sites per second of the fused
 // phi^4 action + gradient against rows: float32 64 x 64^2 1.7x, 1024 x 32^2 1.8x, 16 x 16^4
 // 2.0x; float64 1024 x 32^2 1.5x, 16 x 16^4 1.7x; a float64 row of 64 is as fast as its plane
-// (an HMC trajectory at 64 x 64^2 was 8 % slower with planes), so it stays a row.
-// The plane is copied once into a buffer with
-// its last row before it and its first row after it, which makes the second-to-last
-// dimension's neighbours c[i -/+ L] without wrap-around; the last dimension's wrap is a
-// select on each site's column. The copy and the columns stay in L1 / L2.
+// (an HMC trajectory at 64 x 64^2 was 8 % slower with planes), so it stays a row. The plane
+// is copied once into a buffer with its last row before it and its first row after it, which
+// makes the second-to-last dimension's neighbours c[i -/+ L] without wrap-around; the last
+// dimension's wrap is a select on each site's column. The copy and the columns stay in L1/L2.
 constexpr int64_t kMaxPlane = 4096;
 constexpr int64_t kLongRowBytes = 512;
 

@@ -100,12 +100,13 @@ double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* 
   return acc;
 }
 
-// Slabs whose rows are shorter than kLongRowBytes (stencil.hpp) are walked flat, as one loop over all
-// their sites (xy_slab), and the rest slice by slice and row by row (xy_slice): a short
-// row costs more to set up than to compute, as for the phi^4 planes (stencil.hpp), while a
-// long row's peeled loop needs no wrap selects. Measured on 2 cores (AMD EPYC, AVX-512), one
-// thread, sites per second of the fused action + gradient against rows: float32 1024 x 32^2
-// 1.75x, 64 x 64^2 1.35x, 16 x 16^4 2.2x; float64 1024 x 32^2 1.1x, 16 x 16^4 1.03x.
+// Slabs whose rows are shorter than kLongRowBytes (stencil.hpp) are walked flat, as one loop
+// over all their sites (xy_slab), and the rest slice by slice and row by row (xy_slice): a
+// short row costs more to set up than to compute, as for the phi^4 planes (stencil.hpp),
+// while a long row's peeled loop needs no wrap selects. Measured on 2 cores (AMD EPYC,
+// AVX-512), one thread, sites per second of the fused action + gradient, flat against rows
+// (both with the double sincos): float32 1024 x 32^2 1.75x, 64 x 64^2 1.35x, 16 x 16^4 2.2x;
+// float64 1024 x 32^2 1.1x, 16 x 16^4 1.03x.
 
 // Lanes as wide as T, so the selects on coordinates vectorise.
 template <class T>
@@ -194,6 +195,7 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
 #endif
   {
     std::vector<T> cbuf, sbuf;  // allocated by the threads that get work
+    const Coord<T>* coords = nullptr;  // the flat walk's coordinates (this thread's cache)
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -202,6 +204,7 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
         try {  // an exception must not leave an OpenMP region
           cbuf.resize((per_slab + 2) * V0);
           sbuf.resize((per_slab + 2) * V0);
+          if (flat) coords = slab_coords<D, T>(lat, per_slab * V0);
         } catch (const std::bad_alloc&) {
 #ifdef _OPENMP
 #pragma omp atomic write
@@ -209,7 +212,7 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
           out_of_memory = true;
         }
       }
-      if (sbuf.empty()) continue;
+      if (sbuf.empty() || (flat && !coords)) continue;
       const int64_t b = it / n_slabs, t0 = (it % n_slabs) * per_slab;
       const int64_t n = std::min(L0, t0 + per_slab) - t0;
       const T* xb = theta + b * V;
@@ -219,9 +222,8 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
       }
       double acc = 0;
       if (flat) {
-        acc = xy_slab<D, A, G, Sum>(site, lat, cbuf.data() + V0, sbuf.data() + V0, n * V0,
-                                    slab_coords<D, T>(lat, per_slab * V0), per_slab * V0,
-                                    G ? grad + b * V + t0 * V0 : nullptr);
+        acc = xy_slab<D, A, G, Sum>(site, lat, cbuf.data() + V0, sbuf.data() + V0, n * V0, coords,
+                                    per_slab * V0, G ? grad + b * V + t0 * V0 : nullptr);
       } else {
         for (int64_t k = 1; k <= n; ++k)
           acc += xy_slice<D, A, G>(site, lat, cbuf.data() + k * V0, sbuf.data() + k * V0, V0,
