@@ -42,12 +42,16 @@ from pathlib import Path
 import torch
 
 import lftaccel
+from lftaccel.runtime import steady_malloc
 from lftaccel import XY, analysis
 from lftaccel.mcmc import HMC, Metropolis
 from lftaccel.models import can
 from lftaccel.reproduce import xy_can
 
 from bench_flows import N_STREAMS, chain_table, sync, tau_and_rate, time_chains, time_nmcmc
+
+# torch's freed tensors stay in the heap, as under the lftaccel command (lftaccel/runtime.py)
+STEADY_MALLOC = steady_malloc()
 
 
 CAN_G = "CAN (point-group average) + MCMC"

@@ -35,12 +35,16 @@ from pathlib import Path
 import torch
 
 import lftaccel
+from lftaccel.runtime import steady_malloc
 from lftaccel import Phi4
 from lftaccel.mcmc import HMC, kernels, run
 from lftaccel.models import diffusion as dm
 from lftaccel.models.diffusion.model_file import load_model, train_from_ensemble
 
 from bench_flows import N_STREAMS, chain_table, sync, tau_and_rate, time_chains, time_nmcmc
+
+# torch's freed tensors stay in the heap, as under the lftaccel command (lftaccel/runtime.py)
+STEADY_MALLOC = steady_malloc()
 
 KAPPA, LAM = 0.21, 0.022
 

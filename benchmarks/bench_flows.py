@@ -44,10 +44,14 @@ import numpy as np
 import torch
 
 import lftaccel
+from lftaccel.runtime import steady_malloc
 from lftaccel import analysis
 from lftaccel.mcmc import HMC, nmcmc
 from lftaccel.models import flows
 from lftaccel.reproduce import oscillator_fflow, phi4_flow
+
+# torch's freed tensors stay in the heap, as under the lftaccel command (lftaccel/runtime.py)
+STEADY_MALLOC = steady_malloc()
 
 N_STREAMS = 8
 

@@ -40,16 +40,16 @@ import sys
 import time
 from pathlib import Path
 
-from steady_malloc import steady_malloc
+import torch
 
-STEADY_MALLOC = steady_malloc()  # before torch allocates anything: see steady_malloc.py
+import lftaccel
+from lftaccel.runtime import steady_malloc
+from lftaccel import _kernels
+from lftaccel import reference as R
+from lftaccel.fourier import from_fourier, to_fourier
 
-import torch  # noqa: E402
-
-import lftaccel  # noqa: E402
-from lftaccel import _kernels  # noqa: E402
-from lftaccel import reference as R  # noqa: E402
-from lftaccel.fourier import from_fourier, to_fourier  # noqa: E402
+# the pure-torch references must not page-fault at random (lftaccel/runtime.py)
+STEADY_MALLOC = steady_malloc()
 
 KERNELS = ("phi4", "xy", "oscillator", "fourier", "philox")
 NO_COMPILE = ("philox",)  # see the module docstring

@@ -39,16 +39,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from steady_malloc import steady_malloc
+import torch
 
-STEADY_MALLOC = steady_malloc()  # before torch allocates anything: see steady_malloc.py
+import lftaccel
+from lftaccel.runtime import steady_malloc
+from lftaccel.mcmc import HMC, Metropolis
+from lftaccel.mcmc import kernels as K
+from lftaccel.reference import mcmc as RM
 
-import torch  # noqa: E402
-
-import lftaccel  # noqa: E402
-from lftaccel.mcmc import HMC, Metropolis  # noqa: E402
-from lftaccel.mcmc import kernels as K  # noqa: E402
-from lftaccel.reference import mcmc as RM  # noqa: E402
+# the pure-torch references must not page-fault at random (lftaccel/runtime.py)
+STEADY_MALLOC = steady_malloc()
 
 KAPPA_C, LAM = 0.2695, 0.022
 

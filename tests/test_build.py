@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import platform
 import shutil
 import subprocess
 
@@ -52,3 +53,26 @@ def test_cuda_on_without_nvcc_fails_clearly(tmp_path):
 def test_cuda_off_builds_cpu_only(tmp_path):
     r = _configure(tmp_path, "-DLFTACCEL_CUDA=OFF")
     assert r.returncode == 0 and "CUDA kernels" not in r.stdout
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt thresholds are glibc's")
+def test_steady_malloc_takes_effect_and_checks_its_argument():
+    assert lftaccel.steady_malloc() is True
+    with pytest.raises(ValueError, match="threshold"):
+        lftaccel.steady_malloc(1000)
+
+
+@pytest.mark.parametrize("env,calls", [(None, 1), ("0", 0)])
+def test_command_fixes_malloc_unless_told_not_to(monkeypatch, tmp_path, env, calls):
+    """The lftaccel command owns its process, so it keeps torch's freed tensors in the heap
+    (lftaccel.runtime); LFTACCEL_STEADY_MALLOC=0 opts out."""
+    from lftaccel import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "steady_malloc", lambda: seen.append(True))
+    if env is None:
+        monkeypatch.delenv("LFTACCEL_STEADY_MALLOC", raising=False)
+    else:
+        monkeypatch.setenv("LFTACCEL_STEADY_MALLOC", env)
+    assert cli.main(["measure", str(tmp_path / "missing.h5")]) == 2  # fails after the setting
+    assert len(seen) == calls

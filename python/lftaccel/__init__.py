@@ -15,10 +15,11 @@ __version__ = "0.1.0"
 import torch  # noqa: E402,F401
 
 from . import fourier, ops, random, reference  # noqa: E402
+from .runtime import steady_malloc  # noqa: E402
 from ._C import build_info as _compiled_build_info  # noqa: E402
 from .theories import XY, Oscillator, Phi4  # noqa: E402
 
-__all__ = ["Phi4", "XY", "Oscillator", "build_info", "fourier", "ops", "random", "reference"]
+__all__ = ["Phi4", "XY", "Oscillator", "build_info", "fourier", "ops", "random", "reference", "steady_malloc"]
 
 
 def build_info() -> dict:
