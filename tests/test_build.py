@@ -5,6 +5,7 @@ import pathlib
 import platform
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -56,13 +57,19 @@ def test_cuda_off_builds_cpu_only(tmp_path):
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt thresholds are glibc's")
-def test_steady_malloc_takes_effect_and_checks_its_argument():
-    assert lftaccel.steady_malloc() is True
-    with pytest.raises(ValueError, match="threshold"):
-        lftaccel.steady_malloc(1000)
+def test_steady_malloc_takes_effect():
+    """In a subprocess: the setting lasts for the process, and this one runs other tests."""
+    code = "import lftaccel, sys; sys.exit(0 if lftaccel.steady_malloc() is True else 1)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
-@pytest.mark.parametrize("env,calls", [(None, 1), ("0", 0)])
+def test_steady_malloc_names_a_bad_threshold():
+    for bad in (1000, 2.0e9, True):
+        with pytest.raises(ValueError, match="threshold"):
+            lftaccel.steady_malloc(bad)
+
+
+@pytest.mark.parametrize("env,calls", [(None, 1), ("1", 1), ("0", 0), ("off", 0)])
 def test_command_fixes_malloc_unless_told_not_to(monkeypatch, tmp_path, env, calls):
     """The lftaccel command owns its process, so it keeps torch's freed tensors in the heap
     (lftaccel.runtime); LFTACCEL_STEADY_MALLOC=0 opts out."""

@@ -141,7 +141,8 @@ def test_results_do_not_depend_on_thread_count():
     xy = lftaccel.XY(0.7)
     # large enough to go parallel: rows (1024-byte rows), then planes / flat slabs (short rows,
     # chunks that start inside the outer dimensions)
-    fields = [sample_field(shape, torch.float64, "cpu", seed=9) for shape in [(4, 96, 128), (4, 16, 16, 7, 5)]]
+    fields = [sample_field(shape, dtype, "cpu", seed=9) for shape in [(4, 96, 128), (4, 16, 16, 7, 5)]
+              for dtype in (torch.float64, torch.float32)]
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -210,6 +211,18 @@ def test_xy_float32_any_angle_magnitude(scale):
         assert s.dtype == torch.float32
         assert_close_scaled(s, R.xy_action(x.double(), 0.8), 2e-6)
         assert_close_scaled(g_, R.xy_grad(x.double(), 0.8), 2e-6)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_xy_float32_non_finite_angle_stays_in_its_configuration(bad):
+    """A non-finite angle fails the float sincos's range test, so its buffer takes the libm
+    path: its configuration's action is NaN, the other configurations are exact."""
+    x = sample_field((3, 16, 17), torch.float32, "cpu", seed=21)
+    x[1, 4, 5] = bad
+    s, _ = lftaccel.XY(0.8).action_and_grad(x)
+    assert torch.isnan(s[1])
+    keep = torch.tensor([0, 2])
+    assert_close_scaled(s[keep], R.xy_action(x[keep].double(), 0.8), 2e-6)
 
 
 @pytest.mark.parametrize("scale", [1e-3, 3.2, 50.0, 1e4, 1e7])

@@ -131,7 +131,8 @@ const Coord<T>* slab_coords(const Lattice& lat, int64_t n_sites) {
   return coords.data();
 }
 
-// The n sites of a slab whose cos/sin start at C, S (the halo slices at C - V0 and C + n):
+// The n sites of a slab whose cos/sin start at C, S (the halo slices at C - V0 and C + n, n a
+// whole number of slices):
 // dimension 0 from -/+ V0, each in-slice dimension from its inner or its wrapped neighbour by
 // the site's coordinate. Both candidates are loaded (each lies in the slab buffer, within V0
 // of the site), so the select is a blend, not a masked load chaining the iterations.

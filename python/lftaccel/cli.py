@@ -10,7 +10,8 @@
 ``lftaccel sample phi4`` with no options samples 2D phi^4 on 32x32 at kappa = 0.21,
 lambda = 0.022 (the symmetric-phase point of the diffusion-model work) with HMC.
 The command fixes glibc's malloc thresholds at start (lftaccel.runtime.steady_malloc; torch
-training steps ran up to 1.7x faster with them); LFTACCEL_STEADY_MALLOC=0 leaves them alone.
+training steps ran up to 1.7x faster with them); LFTACCEL_STEADY_MALLOC=0 (or false, no, off)
+leaves them alone.
 """
 
 from __future__ import annotations
@@ -349,12 +350,12 @@ def _train(args):
     print(f"trained {s['steps']} steps in {s['seconds']:.0f} s on {s['n_train']} configurations "
           f"({s['n_test']} held out); field scale c = {s['scale']:.4g}")
     # the verdict, not a reminder of how to read it: test above train by several errors is overfitting
-    err = math.hypot(s["train_loss_err"], s["test_loss_err"])
-    gap = (s["test_loss"] - s["train_loss"]) / err if err > 0 else 0.0
-    verdict = "overfitting" if gap > 3 else "no sign of overfitting"
+    gap, err = s["test_loss"] - s["train_loss"], s["gap_err"]
+    verdict = ("undetermined (no error estimate)" if not (math.isfinite(err) and err > 0)
+               else "overfitting" if gap > 3 * err else "no sign of overfitting")
     print(f"denoising loss of the EMA model on {s['n_eval']} configurations each: train {s['train_loss']:.4f} "
-          f"+- {s['train_loss_err']:.4f}, test {s['test_loss']:.4f} +- {s['test_loss_err']:.4f} "
-          f"(test - train = {gap:+.1f} combined errors: {verdict})")
+          f"+- {s['train_loss_err']:.4f}, test {s['test_loss']:.4f} +- {s['test_loss_err']:.4f}; "
+          f"test - train = {gap:+.4f} +- {err:.4f} (paired): {verdict}")
     print(f"model: {s['output']}")
 
 
@@ -376,7 +377,7 @@ def _generate(args):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if os.environ.get("LFTACCEL_STEADY_MALLOC", "1") != "0":
+    if os.environ.get("LFTACCEL_STEADY_MALLOC", "1").strip().lower() not in ("0", "false", "no", "off"):
         steady_malloc()  # this process is ours: keep torch's freed tensors in the heap (runtime.py)
     try:
         {"sample": _sample, "measure": _measure, "spectral": _spectral, "reproduce": _reproduce,

@@ -17,28 +17,29 @@ it exits.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 __all__ = ["steady_malloc"]
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-_MMAP_MAX_OLD_GLIBC = 32 << 20  # the mmap threshold's ceiling in glibc before 2.26 (64-bit)
+# The mmap threshold's ceiling in many glibc versions (HEAP_MAX_SIZE / 2 on 64-bit); glibc 2.36
+# here accepts 1 GiB. Where only this much is accepted, larger tensors are still mmapped.
+_MMAP_CEILING = 32 << 20
 
 
 def steady_malloc(threshold: int = 1 << 30) -> bool:
-    """Fix glibc's mmap and trim thresholds at ``threshold`` bytes (at most 32 MiB for the mmap
-    threshold where an older glibc refuses more), so freed memory stays in the heap and is
-    reused without page faults. Returns whether it took effect (False where the C library is
-    not glibc). Safe to call at any time, also after torch is imported."""
+    """Fix glibc's mmap and trim thresholds at ``threshold`` bytes (the mmap threshold at 32 MiB
+    where glibc refuses more, as many versions do), so freed memory stays in the heap and is
+    reused without page faults. Returns whether mallopt accepted it (False where the C library
+    has no mallopt; an allocator preloaded over glibc's, such as jemalloc, is not detected).
+    Safe to call at any time, also after torch is imported."""
     if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1 << 20:
         raise ValueError(f"threshold must be an integer number of bytes >= 1 MiB, got {threshold!r}")
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+    try:  # the process's own symbols: no library search (find_library would spawn ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     value = min(threshold, (1 << 31) - 1)
     mmap_ok = bool(mallopt(M_MMAP_THRESHOLD, value)) or bool(
-        mallopt(M_MMAP_THRESHOLD, min(value, _MMAP_MAX_OLD_GLIBC)))
+        mallopt(M_MMAP_THRESHOLD, min(value, _MMAP_CEILING)))
     return mmap_ok and bool(mallopt(M_TRIM_THRESHOLD, value))

@@ -77,8 +77,9 @@ def train_from_ensemble(ensemble, output, *, test_chains: int | None = None, cha
     sample`), whole chains held out for testing (split_by_chain), and writes the model file
     ``output``. Stops after ``steps`` or ``minutes`` (both totals: a resumed training counts
     what it did before). Returns a summary with the denoising loss of the EMA model on as many
-    training as test configurations with the same noise draws, and its standard error: a test
-    loss above the training loss by several errors means overfitting."""
+    training as test configurations with the same noise draws, and its standard error, and the
+    standard error of test minus train from the paired blocks (gap_err): a test loss above the
+    training loss by several gap errors means overfitting."""
     from ...io import read_run
     from ...theories import Phi4
     from .sde import make_sde
@@ -118,16 +119,23 @@ def train_from_ensemble(ensemble, output, *, test_chains: int | None = None, cha
 
     n_eval = min(2048, len(train_phi), len(test_phi))
 
-    def loss_on(phi):  # mean and standard error over 16 blocks (successive configurations of all chains)
+    def losses(phi):  # the loss of 16 blocks (successive configurations of all chains)
         torch.manual_seed(seed + 1)  # the same noise draws and times for both sets
         x = scale.encode(torch.as_tensor(phi[:n_eval], dtype=torch.float32)).to(device)
         with torch.no_grad():
-            per = torch.stack([dsm_loss(averaged.module, sde, b) for b in x.chunk(16)])
+            return torch.stack([dsm_loss(averaged.module, sde, b) for b in x.chunk(16)]).double()
+
+    def mean_err(per):  # mean and standard error over the blocks
         return float(per.mean()), float(per.std() / math.sqrt(len(per)))
 
-    (train_loss, train_err), (test_loss, test_err) = loss_on(train_phi), loss_on(test_phi)
+    train_per, test_per = losses(train_phi), losses(test_phi)
+    (train_loss, train_err), (test_loss, test_err) = mean_err(train_per), mean_err(test_per)
+    # The gap's error from the block-wise differences: both sets see the same noise draws, so
+    # their losses are correlated and the two errors combined would overstate it.
+    _, gap_err = mean_err(test_per - train_per) if len(test_per) == len(train_per) else (0.0, float("nan"))
     return {"output": str(output), "steps": res.steps, "seconds": res.seconds, **meta, "n_eval": n_eval,
-            "train_loss": train_loss, "train_loss_err": train_err, "test_loss": test_loss, "test_loss_err": test_err}
+            "train_loss": train_loss, "train_loss_err": train_err, "test_loss": test_loss, "test_loss_err": test_err,
+            "gap_err": gap_err}
 
 
 def load_model(path, device=None):
