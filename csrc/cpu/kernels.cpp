@@ -11,6 +11,7 @@
 #include "lftaccel/philox.hpp"
 #include "energy.hpp"
 #include "parallel.hpp"
+#include "philox_lanes.hpp"
 #include "stencil.hpp"
 #include "vecmath.hpp"
 
@@ -105,34 +106,6 @@ void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, u
 template <class T>
 void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                     uint64_t step, uint32_t purpose, int nthreads);
-
-// Philox blocks of n consecutive sites (site0 ..) at once, the four counter words
-// in separate arrays: the same rounds as philox4x32_10 (philox.hpp), vectorised
-// across sites (the 32x32->64-bit products map to vector multiplies).
-constexpr int64_t kLanes = 256;
-struct PhiloxLanes {
-  uint32_t w0[kLanes], w1[kLanes], w2[kLanes], w3[kLanes];
-
-  void fill(uint32_t seed, uint32_t chain, uint32_t site0, int64_t n, uint64_t step, uint32_t purpose) {
-    const uint32_t lo = uint32_t(step), hi = uint32_t(step >> 32);
-#pragma omp simd
-    for (int64_t k = 0; k < n; ++k) {
-      w0[k] = site0 + uint32_t(k);
-      w1[k] = lo;
-      w2[k] = hi;
-      w3[k] = purpose;
-    }
-    uint32_t k0 = seed, k1 = chain;
-    for (int r = 0; r < 10; ++r) {
-      if (r > 0) {
-        k0 += detail::kPhiloxW0;
-        k1 += detail::kPhiloxW1;
-      }
-#pragma omp simd
-      for (int64_t k = 0; k < n; ++k) detail::philox_round(w0[k], w1[k], w2[k], w3[k], k0, k1);
-    }
-  }
-};
 
 // The two uniforms PhiloxVariates<T>::normal_pair feeds to Box-Muller, as doubles.
 inline void box_muller_uniforms(const PhiloxLanes& r, int64_t n, float, double* u1, double* u2) {

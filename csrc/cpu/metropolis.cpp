@@ -3,25 +3,130 @@
 //
 // A sweep updates all sites of parity 0, then all of parity 1. Sites of one
 // parity share no neighbours (every extent is even), so their updates are
-// independent and the order within a parity cannot change the result.
+// independent and the order within a parity cannot change the result. Sites whose
+// row neighbours do not wrap are updated in vectorised runs (update_run) with vecmath's
+// sin, cos and log; the two per row that wrap, and XY angles out of vecmath's range, one
+// by one. Measured (2 cores, 64 x 64^2 float64, one sweep): phi^4 3.35 -> 1.27 ms,
+// XY 10.3 -> 3.1 ms against metropolis_site (libm) for every site.
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "lftaccel/cpu.hpp"
 #include "parallel.hpp"
+#include "philox_lanes.hpp"
 #include "stencil.hpp"
+#include "vecmath.hpp"
+
+// The per-site pieces below must be inlined into the vectorised run (a call per lane
+// serialises it; GCC left update_site out of line, 79 % of a sweep's time).
+#if defined(__GNUC__)
+#define LFT_FORCE_INLINE inline __attribute__((always_inline))
+#else
+#define LFT_FORCE_INLINE inline
+#endif
 
 namespace lftaccel {
 namespace cpu {
 namespace {
 
+LFT_FORCE_INLINE void vec_sincos(double x, double& s, double& c) { sincos_reduced(x, s, c); }
+LFT_FORCE_INLINE void vec_sincos(float x, float& s, float& c) { sincos_reduced_float(x, s, c); }
+
+// What a site's local action needs of its neighbours, gathered one neighbour at a time, and
+// the change of the action when the site moves from v to prop, in double as metropolis_site
+// computes it: the header's phi4_local / xy_local_cs, with XY's sin and cos from vecmath, so
+// that a loop over sites vectorises (metropolis_site calls libm's). Scalars only: an array
+// of neighbours passed by pointer kept GCC from vectorising the loop.
+template <class T>
+struct Neighbours;
+
+template <class T>
+struct Neighbours<Phi4Site<T>> {
+  T sum = 0;
+  LFT_FORCE_INLINE void add(T x) { sum += x; }
+  LFT_FORCE_INLINE double change(const Phi4Site<T>& p, T v, T prop) const {
+    return double(phi4_local(p, prop, sum)) - double(phi4_local(p, v, sum));
+  }
+  static LFT_FORCE_INLINE T accepted(const Phi4Site<T>&, T prop) { return prop; }
+};
+
+template <class T>
+struct Neighbours<XYSite<T>> {
+  T cs = 0, ss = 0;
+  LFT_FORCE_INLINE void add(T x) {
+    T s, c;
+    vec_sincos(x, s, c);
+    cs += c;
+    ss += s;
+  }
+  LFT_FORCE_INLINE double change(const XYSite<T>& p, T v, T prop) const {
+    T sp, cp, sv, cv;
+    vec_sincos(prop, sp, cp);
+    vec_sincos(v, sv, cv);
+    return double(xy_local_cs(p, cp, sp, cs, ss)) - double(xy_local_cs(p, cv, sv, cs, ss));
+  }
+  static LFT_FORCE_INLINE T accepted(const XYSite<T>& p, T prop) { return canonical(p, prop); }
+};
+
+// metropolis_site's update of a site holding v whose neighbours are gathered in nb, from
+// the Philox words w0..w3, with vecmath's log in the accept test. Returns the new value.
+template <class T, class Site>
+LFT_FORCE_INLINE T update_site(const Site& p, T v, const Neighbours<Site>& nb, T delta, uint32_t w0, uint32_t w1,
+                               uint32_t w2, uint32_t w3, bool& ok) {
+  // MetropolisUniforms<T>::get's uniforms, from the words themselves (a Philox4x32 built
+  // here, an array passed by reference, kept GCC from vectorising the loop around it)
+  const T u = sizeof(T) == 4 ? T(uniform_float(w0)) : T(uniform_double(w0, w1));
+  const double ua = sizeof(T) == 4 ? double(uniform_float(w1)) : uniform_double(w2, w3);
+  const T prop = v + delta * (T(2) * u - T(1));
+  const double dS = nb.change(p, v, prop);
+  // metropolis_accept: a non-finite change is rejected (fabs of NaN or inf fails the test)
+  ok = (std::fabs(dS) <= DBL_MAX) & ((dS <= 0.0) | (log_positive(ua) < -dS));
+  return ok ? Neighbours<Site>::accepted(p, prop) : v;
+}
+
+// The n sites i0, i0 + 2, ... of one parity in a row whose row neighbours need no wrap-around,
+// at once: their Philox blocks vectorised (lanes), then update_site. A site reads only sites
+// of the other parity, so the updates are independent whatever their order.
+template <int D, class T, class Site>
+double update_run(const Site& site, T* row, const T* const* fr, const T* const* br, int64_t i0, int64_t n,
+                  T delta, const PhiloxLanes& lanes) {
+  const Site p = site;  // local copies: no store to row can alias them
+  const T* f_rows[D];
+  const T* b_rows[D];
+  for (int mu = 0; mu < D - 1; ++mu) f_rows[mu] = fr[mu], b_rows[mu] = br[mu];
+  // Acceptances go to an array and are summed after: an omp simd reduction here made GCC
+  // zero a per-lane copy of the sum with memset, which stopped it vectorising the loop.
+  double accepted[kLanes];
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t i = i0 + 2 * k;
+    Neighbours<Site> nb;
+LFT_UNROLL
+    for (int mu = 0; mu < D - 1; ++mu) {
+      nb.add(f_rows[mu][i]);
+      nb.add(b_rows[mu][i]);
+    }
+    nb.add(row[i + 1]);
+    nb.add(row[i - 1]);
+    bool ok;
+    row[i] = update_site(p, row[i], nb, delta, lanes.w0[k], lanes.w1[k], lanes.w2[k], lanes.w3[k], ok);
+    accepted[k] = ok ? 1.0 : 0.0;
+  }
+  double acc = 0;
+  for (int64_t k = 0; k < n; ++k) acc += accepted[k];
+  return acc;
+}
+
 template <int D, class T, class Site>
 double update_rows(const Site& site, const Lattice& lat, T* x, int64_t r0, int64_t r1, int parity, T delta,
-                   uint32_t seed, uint32_t chain, uint64_t step) {
+                   uint32_t seed, uint32_t chain, uint64_t step, bool vectorised) {
   const int64_t L = lat.extent[D - 1];
   double acc = 0;
+  PhiloxLanes lanes;
   RowWalker<D> walk(lat, r0);
   for (int64_t r = r0; r < r1; ++r, walk.next(lat)) {
     const int64_t base = r * L;
@@ -31,19 +136,56 @@ double update_rows(const Site& site, const Lattice& lat, T* x, int64_t r0, int64
     walk.neighbour_rows(lat, static_cast<const T*>(x), base, fr, br);
     int row_parity = 0;
     for (int mu = 0; mu < D - 1; ++mu) row_parity += int(walk.coord[mu]);
-    for (int64_t i = (parity + row_parity) & 1; i < L; i += 2) {
-      T nb[2 * D];  // forward and backward neighbour along each direction
+    const int64_t first = (parity + row_parity) & 1;
+    auto one_site = [&](int64_t i) {  // any site, row wrap-around included
+      T nb[2 * D];
       for (int mu = 0; mu < D - 1; ++mu) {
         nb[2 * mu] = fr[mu][i];
         nb[2 * mu + 1] = br[mu][i];
       }
       nb[2 * D - 2] = row[i + 1 == L ? 0 : i + 1];
       nb[2 * D - 1] = row[i == 0 ? L - 1 : i - 1];
-      acc += metropolis_site<2 * D>(site, row[i], nb, delta,
-                                    philox_block(seed, chain, uint32_t(base + i), step, kMetropolis));
+      const Philox4x32 block = philox_block(seed, chain, uint32_t(base + i), step, kMetropolis);
+      if (!vectorised) {
+        acc += metropolis_site<2 * D>(site, row[i], nb, delta, block);
+        return;
+      }
+      Neighbours<Site> gathered;  // the same neighbour order as metropolis_site's sums
+      for (int k = 0; k < 2 * D; ++k) gathered.add(nb[k]);
+      bool ok;
+      row[i] = update_site(site, row[i], gathered, delta, block.v[0], block.v[1], block.v[2], block.v[3], ok);
+      acc += ok;
+    };
+    if (!vectorised) {
+      for (int64_t i = first; i < L; i += 2) one_site(i);
+      continue;
+    }
+    // The sites whose row neighbour wraps (i = 0 or L - 1) one by one, the rest in runs.
+    int64_t lo = first, hi = L;  // this parity's sites in [lo, hi), step 2
+    if (lo == 0) one_site(0), lo = 2;
+    if ((L - 1 - first) % 2 == 0) one_site(L - 1), hi = L - 1;
+    for (int64_t i0 = lo; i0 < hi; i0 += 2 * kLanes) {
+      const int64_t n = std::min(kLanes, (hi - i0 + 1) / 2);
+      lanes.fill(seed, chain, uint32_t(base + i0), n, step, kMetropolis, 2u);
+      acc += update_run<D>(site, row, fr, br, i0, n, delta, lanes);
     }
   }
   return acc;
+}
+
+// Whether every angle is within vecmath's sincos range (finite, below its bound): then the
+// sweeps may use it, and they keep it so (an accepted XY value is canonical, in [-pi, pi)).
+template <class T>
+bool vec_range(const Phi4Site<T>&, const T*, int64_t) {
+  return true;
+}
+template <class T>
+bool vec_range(const XYSite<T>&, const T* x, int64_t n) {
+  const double bound = std::is_same_v<T, float> ? double(kSincosMaxArgFloat) : kSincosMaxArg;
+  int tame = 1;
+#pragma omp simd reduction(& : tame)
+  for (int64_t i = 0; i < n; ++i) tame &= std::fabs(double(x[i])) < bound;
+  return tame;
 }
 
 }  // namespace
@@ -56,6 +198,7 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
   const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkSites / L);
   const int64_t n_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
   std::vector<double> partial(batch * n_chunks, 0.0);
+  const bool vectorised = vec_range(site, x, batch * lat.volume);
   for (int s = 0; s < n_sweeps; ++s)
     for (int parity = 0; parity < 2; ++parity) {
       const uint64_t counter = 2 * (step + uint64_t(s)) + uint64_t(parity);
@@ -66,10 +209,10 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
         T* xb = x + b * lat.volume;
         double n = 0;
         switch (lat.ndim) {
-          case 1: n = update_rows<1>(site, lat, xb, r0, r1, parity, delta, seed, chain, counter); break;
-          case 2: n = update_rows<2>(site, lat, xb, r0, r1, parity, delta, seed, chain, counter); break;
-          case 3: n = update_rows<3>(site, lat, xb, r0, r1, parity, delta, seed, chain, counter); break;
-          case 4: n = update_rows<4>(site, lat, xb, r0, r1, parity, delta, seed, chain, counter); break;
+          case 1: n = update_rows<1>(site, lat, xb, r0, r1, parity, delta, seed, chain, counter, vectorised); break;
+          case 2: n = update_rows<2>(site, lat, xb, r0, r1, parity, delta, seed, chain, counter, vectorised); break;
+          case 3: n = update_rows<3>(site, lat, xb, r0, r1, parity, delta, seed, chain, counter, vectorised); break;
+          case 4: n = update_rows<4>(site, lat, xb, r0, r1, parity, delta, seed, chain, counter, vectorised); break;
         }
         partial[it] += n;
       });
@@ -113,3 +256,5 @@ template void sde_step<double>(int64_t, int64_t, double*, const double*, const S
 
 }  // namespace cpu
 }  // namespace lftaccel
+
+#undef LFT_FORCE_INLINE

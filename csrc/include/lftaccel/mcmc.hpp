@@ -116,12 +116,17 @@ LFT_HOST_DEVICE T phi4_local(const Phi4Site<T>& p, T phi, T neighbour_sum) {
   return -T(2) * p.kappa * phi * neighbour_sum + (T(1) - T(2) * p.lam) * phi2 + p.lam * phi2 * phi2;
 }
 // -beta sum_nn cos(theta - theta_nn) = -beta (cos theta C + sin theta S),
-// C, S = sums of the neighbours' cosines and sines.
+// C, S = sums of the neighbours' cosines and sines; the same from cos theta, sin theta
+// (the CPU sweep evaluates those with its vectorised sincos).
+template <class T>
+LFT_HOST_DEVICE T xy_local_cs(const XYSite<T>& p, T c, T s, T cos_sum, T sin_sum) {
+  return -p.beta * (c * cos_sum + s * sin_sum);
+}
 template <class T>
 LFT_HOST_DEVICE T xy_local(const XYSite<T>& p, T theta, T cos_sum, T sin_sum) {
   using std::cos;
   using std::sin;
-  return -p.beta * (cos(theta) * cos_sum + sin(theta) * sin_sum);
+  return xy_local_cs(p, T(cos(theta)), T(sin(theta)), cos_sum, sin_sum);
 }
 
 // The two uniforms of one Metropolis site update: the proposal, then the accept test.
