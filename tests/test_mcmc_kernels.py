@@ -192,6 +192,20 @@ def test_metropolis_matches_twin(theory, shape, scale, dtype, device):
     assert 0 < float(acc.sum()) < 2 * B * V
 
 
+def test_metropolis_xy_huge_step_keeps_libm():
+    """Proposals beyond the vectorised sincos's range (delta 1e6 > 2^19) take libm's path on
+    the CPU: the sweep still equals the twin."""
+    theory, shape, delta = lftaccel.XY(1.0), (2, 4, 64), 1e6
+    x = start(theory, shape, torch.float64, "cpu")
+    x0 = x.clone()
+    acc = K.metropolis_sweeps(theory, x, delta=delta, n_sweeps=1, seed=5, step=3)
+    B, V = shape[0], math.prod(shape[1:])
+    u = [tuple(v.reshape(shape) for v in rm.metropolis_uniforms(B, V, 5, 6 + q, 0, torch.float64)) for q in (0, 1)]
+    y, n = rm.metropolis_sweep(x0, u, "xy", [1.0], delta)
+    torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-9)
+    assert torch.equal(acc, n)
+
+
 def test_metropolis_needs_even_extents():
     with pytest.raises(ValueError, match="even"):
         K.metropolis_sweeps(lftaccel.Phi4(0.2, 0.1), torch.zeros(2, 5, 4, dtype=torch.float64), delta=1.0,

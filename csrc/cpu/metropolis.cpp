@@ -173,15 +173,18 @@ double update_rows(const Site& site, const Lattice& lat, T* x, int64_t r0, int64
   return acc;
 }
 
-// Whether every angle is within vecmath's sincos range (finite, below its bound): then the
-// sweeps may use it, and they keep it so (an accepted XY value is canonical, in [-pi, pi)).
+// Whether every angle and every proposal (an angle plus at most |delta|) is within vecmath's
+// sincos range: then the sweeps may use it, and they keep it so (an accepted XY value is
+// canonical, in [-pi, pi)).
 template <class T>
-bool vec_range(const Phi4Site<T>&, const T*, int64_t) {
+bool vec_range(const Phi4Site<T>&, const T*, int64_t, T) {
   return true;
 }
 template <class T>
-bool vec_range(const XYSite<T>&, const T* x, int64_t n) {
-  const double bound = std::is_same_v<T, float> ? double(kSincosMaxArgFloat) : kSincosMaxArg;
+bool vec_range(const XYSite<T>&, const T* x, int64_t n, T delta) {
+  const double bound = (std::is_same_v<T, float> ? double(kSincosMaxArgFloat) : kSincosMaxArg) -
+                       std::fabs(double(delta));
+  if (!(bound > 4.0)) return false;  // also a non-finite delta
   int tame = 1;
 #pragma omp simd reduction(& : tame)
   for (int64_t i = 0; i < n; ++i) tame &= std::fabs(double(x[i])) < bound;
@@ -198,7 +201,7 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
   const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkSites / L);
   const int64_t n_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
   std::vector<double> partial(batch * n_chunks, 0.0);
-  const bool vectorised = vec_range(site, x, batch * lat.volume);
+  const bool vectorised = vec_range(site, x, batch * lat.volume, delta);
   for (int s = 0; s < n_sweeps; ++s)
     for (int parity = 0; parity < 2; ++parity) {
       const uint64_t counter = 2 * (step + uint64_t(s)) + uint64_t(parity);
