@@ -82,6 +82,25 @@ constexpr int64_t kLongRow = 64;
 // Sites summed in the field's precision before the sum moves to double.
 constexpr int64_t kSumBlock = 1024;
 
+// sum_{i0 <= i < i1} term(i) in blocks of kSumBlock: each block in Sum (float32 keeps its
+// vector width), the blocks in double, so long ranges lose no float32 precision. term is
+// inlined into the vectorised loop.
+template <class Sum, class F>
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+inline double blocked_sum(int64_t i0, int64_t i1, F term) {
+  double acc = 0;
+  for (int64_t b0 = i0; b0 < i1; b0 += kSumBlock) {
+    const int64_t b1 = std::min(i1, b0 + kSumBlock);
+    Sum block = 0;
+#pragma omp simd reduction(+ : block)
+    for (int64_t i = b0; i < b1; ++i) block += Sum(term(i));
+    acc += double(block);
+  }
+  return acc;
+}
+
 // Sum is the type partial sums run in: T for the public kernels (float32 keeps its
 // vector width, blocks move to double), double when the caller wants the action in
 // double (the samplers' dH).
@@ -111,16 +130,8 @@ double stencil_long_rows(const Site& site, const Lattice& lat, const T* x, T* gr
       if (G) g[i] = site_.template grad<D>(row[i], f, b);
       return A ? site_.template action<D>(row[i], f) : T(0);
     };
-    // Blocks of kSumBlock sites accumulate in T (float32 keeps its vector width),
-    // blocks in double, so long rows lose no float32 precision.
     acc += double(body(0, 1, L - 1)) + double(body(L - 1, 0, L - 2));
-    for (int64_t i0 = 1; i0 < L - 1; i0 += kSumBlock) {
-      const int64_t i1 = std::min(L - 1, i0 + kSumBlock);
-      Sum block = 0;
-#pragma omp simd reduction(+ : block)
-      for (int64_t i = i0; i < i1; ++i) block += Sum(body(i, i + 1, i - 1));
-      acc += double(block);
-    }
+    acc += blocked_sum<Sum>(1, L - 1, [=](int64_t i) { return body(i, i + 1, i - 1); });
   }
   return acc;
 }
@@ -257,13 +268,7 @@ double stencil_planes(const Site& site, const Lattice& lat, const T* x, T* grad,
       if (G) g[i] = site_.template grad<D>(c[i], f, b);
       return A ? site_.template action<D>(c[i], f) : T(0);
     };
-    for (int64_t i0 = 0; i0 < P; i0 += kSumBlock) {  // blocks in Sum, then in double (as for rows)
-      const int64_t i1 = std::min(P, i0 + kSumBlock);
-      Sum block = 0;
-#pragma omp simd reduction(+ : block)
-      for (int64_t i = i0; i < i1; ++i) block += Sum(body(i));
-      acc += double(block);
-    }
+    acc += blocked_sum<Sum>(0, P, body);
   }
   return acc;
 }

@@ -16,6 +16,24 @@ namespace cpu {
 
 constexpr double kSincosMaxArg = 524288.0;  // 2^19: q * pio2_{1,2} stay exact
 
+// sin and cos of x = q pi/2 + r from s = sin r, c = cos r (q an integer-valued T, rounded
+// with round_magic). Quadrant j = q - 4 round(q / 4), in {-2, -1, 0, 1, 2} (so j = -1 is
+// quadrant 3 and j = +-2 is quadrant 2). Rounding by the magic constant, not floor(), which
+// GCC only inlines under -fno-trapping-math: the selects then vectorise.
+template <class T>
+inline void quadrant(T q, T s, T c, T round_magic, T& s_out, T& c_out) {
+  const T q4 = (q * T(0.25) + round_magic) - round_magic;
+  const T j = q - T(4) * q4;
+  // Bitwise | (not ||): no short-circuit branches, so the loop stays if-converted.
+  const bool odd = (j == T(1)) | (j == T(-1));
+  const bool half = (j == T(2)) | (j == T(-2));
+  // Selects between constants, then multiply: if-converts even when only one
+  // output is used.
+  const T sv = odd ? c : s, cv = odd ? s : c;
+  s_out = sv * ((half | (j == T(-1))) ? T(-1) : T(1));
+  c_out = cv * ((half | (j == T(1))) ? T(-1) : T(1));
+}
+
 inline void sincos_reduced(double x, double& s_out, double& c_out) {
   constexpr double two_over_pi = 0.63661977236758134308;
   constexpr double pio2_1 = 1.57079632673412561417e+00;   // first 33 bits of pi/2
@@ -45,19 +63,7 @@ inline void sincos_reduced(double x, double& s_out, double& c_out) {
   pc = pc * r2 - 1.3888888888888888889e-03;               // -1/6!
   pc = pc * r2 + 4.1666666666666666667e-02;               //  1/4!
   const double c = 1.0 - 0.5 * r2 + r2 * r2 * pc;
-  // Quadrant j = q - 4 round(q / 4), in {-2, -1, 0, 1, 2} (so j = -1 is quadrant 3 and
-  // j = +-2 is quadrant 2). Rounding by the magic constant, not floor(), which GCC
-  // only inlines under -fno-trapping-math: the selects then vectorise.
-  const double q4 = (q * 0.25 + round_magic) - round_magic;
-  const double j = q - 4.0 * q4;
-  // Bitwise | (not ||): no short-circuit branches, so the loop stays if-converted.
-  const bool odd = (j == 1.0) | (j == -1.0);
-  const bool half = (j == 2.0) | (j == -2.0);
-  // Selects between constants, then multiply: if-converts even when only one
-  // output is used.
-  const double sv = odd ? c : s, cv = odd ? s : c;
-  s_out = sv * ((half | (j == -1.0)) ? -1.0 : 1.0);
-  c_out = cv * ((half | (j == 1.0)) ? -1.0 : 1.0);
+  quadrant(q, s, c, round_magic, s_out, c_out);
 }
 
 // The same in float, for float32 fields: twice the lanes of the double version and shorter
@@ -86,14 +92,7 @@ inline void sincos_reduced_float(float x, float& s_out, float& c_out) {
   pc = pc * r2 - 1.3888888888888888889e-03f;  // -1/6!
   pc = pc * r2 + 4.1666666666666666667e-02f;  //  1/4!
   const float c = 1.0f - 0.5f * r2 + r2 * r2 * pc;
-  // Quadrant as in sincos_reduced.
-  const float q4 = (q * 0.25f + round_magic) - round_magic;
-  const float j = q - 4.0f * q4;
-  const bool odd = (j == 1.0f) | (j == -1.0f);
-  const bool half = (j == 2.0f) | (j == -2.0f);
-  const float sv = odd ? c : s, cv = odd ? s : c;
-  s_out = sv * ((half | (j == -1.0f)) ? -1.0f : 1.0f);
-  c_out = cv * ((half | (j == 1.0f)) ? -1.0f : 1.0f);
+  quadrant(q, s, c, round_magic, s_out, c_out);
 }
 
 // log(x) for finite x > 0 (normal, not subnormal): x = m 2^e with m in

@@ -166,15 +166,7 @@ double xy_slab(const XYSite<T>& site, const Lattice& lat, const T* C, const T* S
     if (G) g[i] = site_.template grad<D>(C[i], S[i], fc, fs, bc, bs);
     return A ? site_.template action<D>(C[i], S[i], fc, fs) : T(0);
   };
-  double acc = 0;
-  for (int64_t i0 = 0; i0 < n; i0 += kSumBlock) {  // blocks in Sum, then in double (stencil.hpp)
-    const int64_t i1 = std::min(n, i0 + kSumBlock);
-    Sum block = 0;
-#pragma omp simd reduction(+ : block)
-    for (int64_t i = i0; i < i1; ++i) block += Sum(body(i));
-    acc += double(block);
-  }
-  return acc;
+  return blocked_sum<Sum>(0, n, body);
 }
 
 template <int D, bool A, bool G, class T, class Acc>
