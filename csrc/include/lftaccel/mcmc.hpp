@@ -12,6 +12,7 @@
 //   reverse-SDE step t: noise    (site, t, kSde)
 #pragma once
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -47,11 +48,16 @@ struct HmcSettings {
 };
 
 // Metropolis rule with a guard: a non-finite dH (a divergent trajectory) is
-// always rejected. log(u) < -dH is exp(-dH) > u without overflow.
+// always rejected. log(u) < -dH is exp(-dH) > u without overflow. Given log(u), and
+// branch-free (fabs of NaN or inf fails the first test), so that the CPU sweep's loop
+// over sites vectorises it with its own log.
+LFT_HOST_DEVICE bool metropolis_accept_log(double dH, double log_u) {
+  using std::fabs;
+  return (fabs(dH) <= DBL_MAX) & ((dH <= 0) | (log_u < -dH));
+}
 LFT_HOST_DEVICE bool metropolis_accept(double dH, double u) {
-  using std::isfinite;
   using std::log;
-  return isfinite(dH) && (dH <= 0 || log(u) < -dH);
+  return metropolis_accept_log(dH, log(u));
 }
 
 // The accept uniform of trajectory `step` of `chain`, in double whatever the field type.
@@ -132,18 +138,25 @@ LFT_HOST_DEVICE T xy_local(const XYSite<T>& p, T theta, T cos_sum, T sin_sum) {
 // The two uniforms of one Metropolis site update: the proposal, then the accept test.
 template <class T>
 struct MetropolisUniforms;
+// From the block's words too: the CPU sweep's vectorised loop holds them in lanes.
 template <>
 struct MetropolisUniforms<float> {
+  LFT_HOST_DEVICE static void get(uint32_t w0, uint32_t w1, uint32_t, uint32_t, float& prop, double& acc) {
+    prop = uniform_float(w0);
+    acc = uniform_float(w1);
+  }
   LFT_HOST_DEVICE static void get(const Philox4x32& r, float& prop, double& acc) {
-    prop = uniform_float(r.v[0]);
-    acc = uniform_float(r.v[1]);
+    get(r.v[0], r.v[1], r.v[2], r.v[3], prop, acc);
   }
 };
 template <>
 struct MetropolisUniforms<double> {
+  LFT_HOST_DEVICE static void get(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3, double& prop, double& acc) {
+    prop = uniform_double(w0, w1);
+    acc = uniform_double(w2, w3);
+  }
   LFT_HOST_DEVICE static void get(const Philox4x32& r, double& prop, double& acc) {
-    prop = uniform_double(r.v[0], r.v[1]);
-    acc = uniform_double(r.v[2], r.v[3]);
+    get(r.v[0], r.v[1], r.v[2], r.v[3], prop, acc);
   }
 };
 
