@@ -13,14 +13,15 @@ from conftest import assert_close_scaled
 
 def random_shapes(seed, n=24):
     """Shapes (batch, *lattice) with d = 1..4, odd extents, extent 2 and extent 1. The CPU
-    stencils walk planes (the last two dimensions) of up to 4096 sites with rows under 512 bytes
-    whole, the rest by rows, short (< 64 sites, with a halo) or long (peeled): the fixed shapes
-    take each path in both precisions."""
+    stencils walk planes (the last two dimensions) of up to 4096 sites with rows under 256 bytes
+    whole, the rest by rows: a plane's first and last row alone, its interior rows as one loop
+    with their end columns fixed up (runs cut by work chunks inside a plane, planes of 2 and 3
+    rows, outer dimensions): the fixed shapes take each path in both precisions."""
     g = np.random.default_rng(seed)
     extents = [1, 2, 3, 4, 5, 7, 8, 9, 16]
     shapes = [(3, 2, 2), (2, 2, 2, 2, 2), (2, 3, 5, 7, 2), (1, 1, 4), (4, 33), (2, 9, 2, 5),
               (2, 64, 64), (2, 600, 9), (1, 70, 70), (1, 3, 100, 50), (2, 4097, 1), (1, 1, 4097),
-              (2, 16, 16, 7, 5)]
+              (2, 16, 16, 7, 5), (2, 3, 40), (3, 2, 48), (1, 2, 5, 64), (1, 3, 2, 5, 40)]
     for _ in range(n):
         d = int(g.integers(1, 5))
         shapes.append((int(g.integers(1, 5)),) + tuple(int(g.choice(extents)) for _ in range(d)))
@@ -259,6 +260,38 @@ def test_torch_compile_inductor_forward_and_backward():
     yr.backward()
     assert_close_scaled(y.detach(), yr.detach(), 1e-12)
     assert_close_scaled(x.grad, xr.grad, 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_phi4_non_finite_site_stays_in_its_configuration(dtype, bad):
+    x = sample_field((3, 12, 64), dtype, "cpu", seed=23)
+    x[1, 5, 0] = bad
+    s, g = lftaccel.Phi4(0.27, 0.9).action_and_grad(x)
+    assert not torch.isfinite(s[1])
+    keep = torch.tensor([0, 2])
+    assert_close_scaled(s[keep], R.phi4_action(x[keep].double(), 0.27, 0.9), TOL[dtype])
+    g_expect = R.phi4_grad(x, 0.27, 0.9)
+    finite = torch.isfinite(g_expect)
+    assert torch.equal(torch.isfinite(g), finite)
+    assert_close_scaled(g[finite], g_expect[finite], TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_phi4_interior_rows_survive_an_overflowing_wrong_neighbour(dtype):
+    """Interior rows are summed with i + 1 running into the next row, and their last column's
+    term is replaced after the loop. Two huge sites, one at the end of a row and one at the
+    start of the next, make that wrong term overflow although the action is finite: the
+    kernel must then redo the rows one by one rather than return inf - inf."""
+    kappa, big = {torch.float64: (1e170, 1e70), torch.float32: (1e21, 1e9)}[dtype]
+    x = sample_field((1, 12, 64), dtype, "cpu", seed=24)
+    x[0, 4, 63] = big
+    x[0, 5, 0] = big
+    s, g = lftaccel.Phi4(kappa, 0.0).action_and_grad(x)
+    expect = R.phi4_action(x.double(), kappa, 0.0)
+    assert torch.isfinite(expect).all()
+    assert_close_scaled(s, expect, TOL[dtype])
+    assert_close_scaled(g, R.phi4_grad(x.double(), kappa, 0.0), TOL[dtype])
 
 
 @pytest.mark.parametrize("name,shape", [("phi4", (2, 1 << 20)), ("xy", (2, 1 << 20)), ("phi4", (2, 3, 70_001))])

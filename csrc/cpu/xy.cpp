@@ -100,13 +100,14 @@ double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* 
   return acc;
 }
 
-// Slabs whose rows are shorter than kLongRowBytes (stencil.hpp) are walked flat, as one loop
+// Slabs whose rows are shorter than kFlatRowBytes are walked flat, as one loop
 // over all their sites (xy_slab), and the rest slice by slice and row by row (xy_slice): a
 // short row costs more to set up than to compute, as for the phi^4 planes (stencil.hpp),
 // while a long row's peeled loop needs no wrap selects. Measured on 2 cores (AMD EPYC,
 // AVX-512), one thread, sites per second of the fused action + gradient, flat against rows
 // (both with the double sincos): float32 1024 x 32^2 1.75x, 64 x 64^2 1.35x, 16 x 16^4 2.2x;
 // float64 1024 x 32^2 1.1x, 16 x 16^4 1.03x.
+constexpr int64_t kFlatRowBytes = 512;
 
 // Lanes as wide as T, so the selects on coordinates vectorise.
 template <class T>
@@ -176,7 +177,7 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
   const int64_t per_slab = std::min(L0, std::max<int64_t>(1, kSlabSites / V0));
   const int64_t n_slabs = (L0 + per_slab - 1) / per_slab;
   const int64_t n_items = batch * n_slabs;
-  const bool flat = D > 1 && lat.extent[D - 1] * int64_t(sizeof(T)) < kLongRowBytes;
+  const bool flat = D > 1 && lat.extent[D - 1] * int64_t(sizeof(T)) < kFlatRowBytes;
   using Sum = std::conditional_t<std::is_same_v<Acc, double>, double, T>;  // as in stencil_run
   std::vector<double> partial(A ? n_items : 0);
   const int nt = resolve_threads(nthreads);
