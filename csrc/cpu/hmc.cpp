@@ -1,7 +1,8 @@
 // CPU HMC trajectories and Langevin steps for a batch of independent chains.
 //
 // The force and the action (in double) come from the theory's stencil through
-// energy() (energy.hpp); the momentum refresh, kicks and drifts follow mcmc.hpp.
+// energy() (energy.hpp), or with the kick and drift fused into it (kick_drift(), for
+// the theories that have it); the momentum refresh follows mcmc.hpp.
 // With at least as many chains as threads, each thread runs whole trajectories
 // of its own chains, so a chain's field, momenta and force stay in its core's
 // cache for all leapfrog steps; with fewer chains every pass uses all threads.
@@ -11,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "lftaccel/cpu.hpp"
@@ -38,8 +40,10 @@ double half_square_sum(const T* v, int64_t n) {
   return 0.5 * acc;
 }
 
-// One trajectory for chains [b0, b0 + nb). work holds momenta, trial field and
-// force for all `batch` chains; energies is (4, batch).
+// One trajectory for chains [b0, b0 + nb). work holds momenta, trial field and a third
+// field for all `batch` chains (the force, or with a fused kick-drift the trial field's
+// other buffer); energies is (4, batch). The final trial field is left in work's second
+// slot.
 template <class T, class Site>
 void trajectory(const Lattice& lat, int64_t batch, int64_t b0, int64_t nb, T* x, T* work, double* energies,
                 uint32_t* accepted, const Site& site, const HmcSettings<T>& hs, int nt) {
@@ -51,32 +55,46 @@ void trajectory(const Lattice& lat, int64_t batch, int64_t b0, int64_t nb, T* x,
   std::vector<double> action(nb);  // in double whatever T: dH is a small difference
   if (hs.refresh) philox_normal(p, nb, V, hs.seed, hs.chain_offset + uint32_t(b0), hs.step, kMomentum, nt);
   parallel_items(nb, n, nt, [&](int64_t c) { energies[batch + b0 + c] = half_square_sum(p + c * V, V); });
-  energy(site, lat, nb, xb, action.data(), f, nt);
-  for (int64_t c = 0; c < nb; ++c) energies[b0 + c] = action[c];
   const T eps = hs.eps, half = hs.eps / T(2);
-  for_chunks(n, nt, [&](int64_t i0, int64_t i1) {
-#pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) {
-      p[i] -= half * f[i];
-      xt[i] = xb[i] + eps * p[i];
+  if constexpr (kHasKickDrift<Site>) {
+    // Each step's force, kick and drift in one pass; the drift writes the other buffer. The
+    // n_steps drifts alternate between xt and f, starting so that the last lands in xt.
+    T* cur = hs.n_steps % 2 ? xt : f;
+    T* next = hs.n_steps % 2 ? f : xt;
+    kick_drift(site, lat, nb, xb, action.data(), p, cur, half, eps, nt);
+    for (int64_t c = 0; c < nb; ++c) energies[b0 + c] = action[c];
+    for (int s = 1; s < hs.n_steps; ++s) {
+      kick_drift(site, lat, nb, cur, static_cast<double*>(nullptr), p, next, eps, eps, nt);
+      std::swap(cur, next);
     }
-  });
-  for (int s = 1; s <= hs.n_steps; ++s) {
-    const bool last = s == hs.n_steps;
-    energy(site, lat, nb, xt, last ? action.data() : nullptr, f, nt);
-    const T kick = last ? half : eps;
+    kick_drift(site, lat, nb, cur, action.data(), p, static_cast<T*>(nullptr), half, eps, nt);
+  } else {
+    energy(site, lat, nb, xb, action.data(), f, nt);
+    for (int64_t c = 0; c < nb; ++c) energies[b0 + c] = action[c];
     for_chunks(n, nt, [&](int64_t i0, int64_t i1) {
-      if (last) {
 #pragma omp simd
-        for (int64_t i = i0; i < i1; ++i) p[i] -= kick * f[i];
-      } else {
-#pragma omp simd
-        for (int64_t i = i0; i < i1; ++i) {
-          p[i] -= kick * f[i];
-          xt[i] += eps * p[i];
-        }
+      for (int64_t i = i0; i < i1; ++i) {
+        p[i] -= half * f[i];
+        xt[i] = xb[i] + eps * p[i];
       }
     });
+    for (int s = 1; s <= hs.n_steps; ++s) {
+      const bool last = s == hs.n_steps;
+      energy(site, lat, nb, xt, last ? action.data() : nullptr, f, nt);
+      const T kick = last ? half : eps;
+      for_chunks(n, nt, [&](int64_t i0, int64_t i1) {
+        if (last) {
+#pragma omp simd
+          for (int64_t i = i0; i < i1; ++i) p[i] -= kick * f[i];
+        } else {
+#pragma omp simd
+          for (int64_t i = i0; i < i1; ++i) {
+            p[i] -= kick * f[i];
+            xt[i] += eps * p[i];
+          }
+        }
+      });
+    }
   }
   parallel_items(nb, n, nt, [&](int64_t c) {
     const int64_t b = b0 + c;

@@ -44,6 +44,18 @@ void energy(const OscillatorSite<T>& p, const Lattice& lat, int64_t batch, const
 }
 
 template <class T>
+void kick_drift(const Phi4Site<T>& p, const Lattice& lat, int64_t batch, const T* x, double* action, T* mom,
+                T* xn, T kick, T eps, int nthreads) {
+  stencil_kick_drift(p, lat, batch, x, action, mom, xn, kick, eps, nthreads);
+}
+
+template <class T>
+void kick_drift(const OscillatorSite<T>& p, const Lattice& lat, int64_t batch, const T* x, double* action,
+                T* mom, T* xn, T kick, T eps, int nthreads) {
+  stencil_kick_drift(p, lat, batch, x, action, mom, xn, kick, eps, nthreads);
+}
+
+template <class T>
 void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, int nthreads) {
   const int64_t N = n_slices;
@@ -196,6 +208,10 @@ int num_procs() {
 #define LFT_INSTANTIATE(T)                                                                        \
   template void energy<T>(const Phi4Site<T>&, const Lattice&, int64_t, const T*, double*, T*, int); \
   template void energy<T>(const OscillatorSite<T>&, const Lattice&, int64_t, const T*, double*, T*, int); \
+  template void kick_drift<T>(const Phi4Site<T>&, const Lattice&, int64_t, const T*, double*, T*, T*, T, T, \
+                              int);                                                               \
+  template void kick_drift<T>(const OscillatorSite<T>&, const Lattice&, int64_t, const T*, double*, T*, T*, \
+                              T, T, int);                                                         \
   template void phi4<T>(const Lattice&, int64_t, const T*, T*, T*, const Phi4Site<T>&, int);     \
   template void oscillator<T>(int64_t, int64_t, const T*, T*, T*, const OscillatorSite<T>&, int); \
   template void oscillator_fourier<T>(int64_t, int64_t, const T*, const T*, T*, T*, T*,          \

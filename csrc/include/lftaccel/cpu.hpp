@@ -56,7 +56,7 @@ void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32
 
 // One HMC trajectory of every chain, updating x in place. Site is Phi4Site,
 // XYSite or OscillatorSite (a 1D lattice of n_slices). work holds 3 * batch *
-// volume values (momenta, trial field, force); with settings.refresh false the
+// volume values (momenta, trial field, scratch); with settings.refresh false the
 // momenta are read from its first third. energies (4 * batch doubles) receives
 // (S_old, K_old, S_new, K_new) per chain, K = sum p^2 / 2; accepted[b] is 1 when
 // chain b moved. A non-finite energy is rejected, never propagated. Accepted

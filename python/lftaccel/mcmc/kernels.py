@@ -66,7 +66,7 @@ def hmc_trajectory(theory, x, *, eps: float, n_steps: int, seed: int, step: int,
     Returns ``(energies, accepted)``: energies (4, batch) float64 holds
     (S_old, K_old, S_new, K_new), so dH = energies[2] + energies[3] - energies[0] - energies[1];
     accepted (batch,) uint32 is 1 where the chain moved. A non-finite dH is rejected.
-    ``work`` (3, *x.shape) keeps (momenta, trial field, force) after the call; with
+    ``work`` (3, *x.shape) keeps (momenta, trial field, scratch) after the call; with
     ``refresh=False`` the momenta are read from ``work[0]`` instead of drawn.
     """
     kind, params = _theory_args(theory)
