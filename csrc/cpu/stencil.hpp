@@ -119,6 +119,23 @@ struct KickDriftOut {
   void restore(int64_t i, T v) const { p[i] = v; }
 };
 
+// Site i's action term (A), its gradient handed to out (G), from the field value phi and
+// the forward and backward neighbours f, b.
+template <int D, bool A, bool G, class Site, class T, class Out>
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+inline T site_terms(const Site& site, T phi, const T* f, const T* b, const Out& out, int64_t i) {
+  if (A && G) {
+    T g;
+    const T s = site.template action_grad<D>(phi, f, b, g);
+    out(i, g, phi);
+    return s;
+  }
+  if (G) out(i, site.template grad<D>(phi, f, b), phi);
+  return A ? site.template action<D>(phi, f) : T(0);
+}
+
 // Sum is the type partial sums run in: T for the public kernels (float32 keeps its
 // vector width, blocks move to double), double when the caller wants the action in
 // double (the samplers' dH).
@@ -145,15 +162,7 @@ inline auto row_sites(const Site& site, const T* row, const T* const* fr, const 
     }
     f[D - 1] = row[ip];
     b[D - 1] = row[im];
-    const T phi = row[i];
-    if (A && G) {
-      T g;
-      const T s = site_.template action_grad<D>(phi, f, b, g);
-      out_(i, g, phi);
-      return s;
-    }
-    if (G) out_(i, site_.template grad<D>(phi, f, b), phi);
-    return A ? site_.template action<D>(phi, f) : T(0);
+    return site_terms<D, A, G>(site_, row[i], f, b, out_, i);
   };
 }
 
@@ -344,15 +353,7 @@ double stencil_planes(const Site& site, const Lattice& lat, const T* x, const Ou
       const T f_in = c[i + 1], f_wrap = c[i + 1 - L], b_in = c[i - 1], b_wrap = c[i - 1 + L];
       f[D - 1] = column[i] == last ? f_wrap : f_in;
       b[D - 1] = column[i] == 0 ? b_wrap : b_in;
-      const T phi = c[i];
-      if (A && G) {
-        T g;
-        const T s = site_.template action_grad<D>(phi, f, b, g);
-        o(i, g, phi);
-        return s;
-      }
-      if (G) o(i, site_.template grad<D>(phi, f, b), phi);
-      return A ? site_.template action<D>(phi, f) : T(0);
+      return site_terms<D, A, G>(site_, c[i], f, b, o, i);
     };
     acc += blocked_sum<Sum>(0, P, body);
   }
