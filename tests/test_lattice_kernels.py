@@ -266,7 +266,9 @@ def test_torch_compile_inductor_forward_and_backward():
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_phi4_non_finite_site_stays_in_its_configuration(dtype, bad):
     x = sample_field((3, 12, 64), dtype, "cpu", seed=23)
-    x[1, 5, 0] = bad
+    x[1, 5, 0] = bad  # an interior row's first site
+    x[1, 0, 0] = bad  # the configuration's first and last sites, next to its neighbours' in memory
+    x[1, 11, 63] = bad
     s, g = lftaccel.Phi4(0.27, 0.9).action_and_grad(x)
     assert not torch.isfinite(s[1])
     keep = torch.tensor([0, 2])
@@ -277,13 +279,17 @@ def test_phi4_non_finite_site_stays_in_its_configuration(dtype, bad):
     assert_close_scaled(g[finite], g_expect[finite], TOL[dtype])
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_phi4_interior_rows_survive_an_overflowing_wrong_neighbour(dtype):
+@pytest.mark.parametrize("dtype,kappa,big", [
+    (torch.float64, 1e170, 1e70), (torch.float32, 1e21, 1e9),  # the wrong term overflows
+    (torch.float64, 1e100, 1e70), (torch.float32, 1e15, 1e11),  # finite, but it dwarfs the sum
+    (torch.float32, 1e4, 1e4),  # 3.7e-5 relative, were it taken back out
+])
+def test_phi4_interior_rows_survive_a_huge_wrong_neighbour(dtype, kappa, big):
     """Interior rows are summed with i + 1 running into the next row, and their last column's
-    term is replaced after the loop. Two huge sites, one at the end of a row and one at the
-    start of the next, make that wrong term overflow although the action is finite: the
-    kernel must then redo the rows one by one rather than return inf - inf."""
-    kappa, big = {torch.float64: (1e170, 1e70), torch.float32: (1e21, 1e9)}[dtype]
+    term is replaced after the loop. Two large sites, one at the end of a row and one at the
+    start of the next, make that wrong term overflow, or dwarf the action, although the action
+    is finite: the kernel must then sum the rows one by one rather than return inf - inf or
+    the rounding error of the wrong term (these cases are a reviewer's reproducers)."""
     x = sample_field((1, 12, 64), dtype, "cpu", seed=24)
     x[0, 4, 63] = big
     x[0, 5, 0] = big

@@ -27,8 +27,8 @@ CASES = [
     (lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4), (6, 64)),
     (lftaccel.Oscillator.harmonic(4.0, 1.0, 1.3), (3, 17)),
     # rows of >= 512 bytes: a plane's interior rows run as one loop, their end columns redone
-    # (the fused kick restores them first); rows of 256-511 bytes: planes for the kick, rows
-    # for the plain gradient
+    # (the fused kick restores them first); rows of 256-511 bytes: planes for the fused kick,
+    # rows for the plain gradient (Langevin)
     (lftaccel.Phi4(0.21, 0.022), (2, 4, 70)),
     (lftaccel.Phi4(0.12, 0.5), (2, 3, 3, 66)),
     (lftaccel.Phi4(0.21, 0.022), (2, 5, 40)),
@@ -60,6 +60,24 @@ def test_hmc_trajectory_matches_twin(theory, shape, n, device):
     assert acc.any()
     torch.testing.assert_close(energies, e, rtol=1e-12, atol=1e-11)
     torch.testing.assert_close(x, xt, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kappa,big", [(1e170, 1e70), (1e100, 1e70)])
+def test_hmc_action_survives_a_huge_wrong_neighbour(kappa, big):
+    """The fused kick's interior rows take the action's end-column terms back out after the
+    loop; a wrong term that overflows or dwarfs the action sends the sum row by row (and the
+    kick is not applied twice)."""
+    theory = lftaccel.Phi4(kappa, 0.0)
+    x = start(theory, (1, 12, 64), torch.float64, "cpu", seed=4)
+    x[0, 4, 63] = big
+    x[0, 5, 0] = big
+    x0 = x.clone()
+    work = torch.zeros((3, 1, 12, 64), dtype=torch.float64)
+    energies, _ = K.hmc_trajectory(theory, x, eps=1e-300, n_steps=1, seed=1, step=0, work=work, refresh=False)
+    expect = ref.phi4_action(x0, kappa, 0.0)
+    torch.testing.assert_close(energies[0], expect, rtol=1e-12, atol=0)
+    # p = 0 - eps/2 (force) twice: the kick applied once per half step, not again by the re-sum
+    torch.testing.assert_close(work[0], -1e-300 * ref.phi4_grad(x0, kappa, 0.0), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -248,13 +266,19 @@ def test_chains_bitwise_independent_of_threads(nthreads, monkeypatch):
     for nt in (1, nthreads):
         monkeypatch.setattr(K, "_nthreads", lambda nt=nt: nt)
         theory = lftaccel.Phi4(0.21, 0.022)
-        x = torch.zeros(2, 16, 16, dtype=torch.float64)
-        for t in range(5):
-            K.hmc_trajectory(theory, x, eps=0.1, n_steps=5, seed=1, step=t)
-        K.metropolis_sweeps(theory, x, delta=1.0, n_sweeps=2, seed=1, step=0)
-        K.langevin_steps(theory, x, eps=0.01, n_steps=2, seed=1, step=0)
-        outs[nt] = x
-    assert torch.equal(outs[1], outs[nthreads])
+        # batch >= threads: a chain per thread; batch 1: passes over the chains use all threads
+        for shape in [(2, 16, 16), (1, 64, 64), (1, 300)]:
+            x = torch.zeros(shape, dtype=torch.float64)
+            energies = []
+            for t in range(5):
+                energies.append(K.hmc_trajectory(theory, x, eps=0.1, n_steps=5, seed=1, step=t)[0].clone())
+            K.metropolis_sweeps(theory, x, delta=1.0, n_sweeps=2, seed=1, step=0)
+            K.langevin_steps(theory, x, eps=0.01, n_steps=2, seed=1, step=0)
+            outs[nt, shape] = x, torch.stack(energies)
+    for key in outs:
+        if key[0] == nthreads:
+            assert torch.equal(outs[1, key[1]][0], outs[key][0])
+            assert torch.equal(outs[1, key[1]][1], outs[key][1])  # dH decides acceptance
 
 
 def test_bad_sampler_kernel_arguments():

@@ -31,12 +31,21 @@ void for_chunks(int64_t n, int nt, const F& f) {
   parallel_items(chunks, n, nt, [&](int64_t c) { f(c * kChunk, std::min(n, (c + 1) * kChunk)); });
 }
 
-// sum_i v_i^2 / 2 per chain, in double, in one fixed order.
+// sum_i v_i^2 / 2 per chain, in double, in one fixed order: kLanes partial sums of the
+// sites i = k (mod kLanes), then the partials in order. Written out rather than as an omp
+// simd reduction, whose order is the vectoriser's choice: trajectory() is compiled twice
+// (a chain per thread, or passes over all chains) and the two copies summed K in different
+// orders, so dH, and with it an accept decision, could change with the thread count.
 template <class T>
 double half_square_sum(const T* v, int64_t n) {
+  constexpr int64_t kLanes = 8;
+  double lanes[kLanes] = {};
+  const int64_t whole = n - n % kLanes;
+  for (int64_t i = 0; i < whole; i += kLanes)
+    for (int64_t k = 0; k < kLanes; ++k) lanes[k] += double(v[i + k]) * double(v[i + k]);
+  for (int64_t i = whole; i < n; ++i) lanes[i - whole] += double(v[i]) * double(v[i]);
   double acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t i = 0; i < n; ++i) acc += double(v[i]) * double(v[i]);
+  for (int64_t k = 0; k < kLanes; ++k) acc += lanes[k];
   return 0.5 * acc;
 }
 
