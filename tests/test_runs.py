@@ -255,3 +255,26 @@ def test_resume_on_cuda_continues_the_same_streams(tmp_path, fourier):
     run(make(), 4 * 8, n_therm=10, spacing=2, path=path, progress=False)
     resumed = run(make(), 4 * 20, n_therm=10, spacing=2, path=path, resume=True, progress=False)
     assert np.array_equal(full.configs, resumed.configs)
+
+
+def test_hmc_step_size_jitter_is_its_philox_stream():
+    """Trajectory t's step size is eps (1 + jitter (2u - 1)), u from the first word of the Philox
+    block (seed, chain_offset, site 0, step t, purpose kJitter = 6): a function of (seed,
+    chain_offset, t) alone, inside its band, and uniform."""
+    s = HMC(lftaccel.Phi4(0.2, 0.1), (4, 4), n_chains=2, seed=11, chain_offset=5, eps=0.1, jitter=0.2)
+    t = 2**33 + 7  # the step's high word counts too
+    w = lftaccel.random.philox4x32_10([0, t & 0xFFFFFFFF, t >> 32, 6], [11, 5])[0]
+    assert s.trajectory_eps(t) == 0.1 * (1 + 0.2 * (2 * (w + 0.5) / 2**32 - 1))
+    other = HMC(lftaccel.Phi4(0.2, 0.1), (4, 4), n_chains=2, seed=11, chain_offset=6, eps=0.1, jitter=0.2)
+    assert other.trajectory_eps(t) != s.trajectory_eps(t)
+    eps = np.array([s.trajectory_eps(k) for k in range(4000)])
+    assert eps.min() >= 0.08 and eps.max() <= 0.12
+    u = (eps / 0.1 - 1) / 0.4 + 0.5
+    assert abs(u.mean() - 0.5) < 3 / np.sqrt(12 * 4000)  # uniform: mean 1/2, sd 1/sqrt(12 n)
+    assert abs(u.var() - 1 / 12) < 3 * np.sqrt(1 / 180 / 4000)  # var of U^2 terms: 1/180
+
+
+@pytest.mark.parametrize("chain_offset,exc", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError)])
+def test_sampler_chain_offset_is_checked(chain_offset, exc):
+    with pytest.raises(exc, match="chain_offset"):
+        HMC(lftaccel.Phi4(0.2, 0.1), (4, 4), n_chains=2, chain_offset=chain_offset)

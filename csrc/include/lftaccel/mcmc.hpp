@@ -7,6 +7,8 @@
 // step, purpose) (see philox.hpp), so a chain's history depends only on its
 // seed and index, never on threads, launch shape or device.
 //   HMC trajectory t:  momenta   (site, t, kMomentum)   accept  (site 0, t, kAccept)
+//                      step-size jitter of the sampler (lftaccel.mcmc.HMC, drawn in Python):
+//                      (site 0, t, kJitter) of chain chain_offset
 //   Langevin step t:   noise     (site, t, kLangevin)
 //   Metropolis sweep t, parity q:  (site, 2t + q, kMetropolis), words: proposal, then accept
 //   reverse-SDE step t: noise    (site, t, kSde)
@@ -32,6 +34,7 @@ enum Purpose : uint32_t {
   kLangevin = 3,
   kMetropolis = 4,
   kSde = 5,
+  kJitter = 6,
 };
 
 // Settings of one HMC trajectory for a batch of chains. Chain b draws from
