@@ -193,10 +193,14 @@ std::vector<T>& end_column_scratch() {
 // wrong neighbours of columns 0 and L - 1; the fix-up redoes both columns' gradients (after
 // restoring an output updated in place) and replaces column L - 1's action term w, summed with
 // the next row's first site, by the right one. Taking w back out costs the sum a rounding
-// error of order eps |w|: where the |w| add up to more than the sum itself (a huge or
-// non-finite site next to a row's end, or a sum that nearly cancels), the action is summed
-// again row by row, so it is the peeled rows' answer. (Leaving w out of the loop with a
-// select on the column instead cost 15-40 % of the fused action + gradient's speed.)
+// error of order eps |w|, no more than the sum's own while the w are no larger than the terms
+// that stay: where the |w| add up to more than 4 times the right terms that replace them
+// plus |the sum| (a huge or non-finite site next to a row's end), the action is summed again
+// row by row, so it is the peeled rows' answer. An action density near zero does not send
+// sums down that path (none of 16 thermalised 64^2 phi^4 configurations at lambda 0.022,
+// kappa 0.295 and 0.3, action / V 0.01 and -0.08, would take it).
+// (Leaving w out of the loop with a select on the column instead cost 15-40 % of the fused
+// action + gradient's speed.)
 template <int D, bool A, bool G, class Sum, class Site, class T, class Out>
 double stencil_interior_rows(const Site& site, const T* row, const T* const* fr, const T* const* br,
                              const Out& out, int64_t L, int64_t n) {
@@ -216,7 +220,7 @@ double stencil_interior_rows(const Site& site, const T* row, const T* const* fr,
     }
   }
   double acc = blocked_sum<Sum>(0, n * L, [=](int64_t i) { return body(i, i + 1, i - 1); });
-  double taken_out = 0;  // sum of |w|
+  double taken_out = 0, put_in = 0;  // sums of |w| and of |the right terms|
   for (int64_t k = 0; k < n; ++k) {
     const int64_t first = k * L, last = first + L - 1;
     if constexpr (restore) {
@@ -229,9 +233,11 @@ double stencil_interior_rows(const Site& site, const T* row, const T* const* fr,
       acc -= w;
       taken_out += std::fabs(w);
     }
-    acc += double(body(last, first, last - 1));
+    const double right = double(body(last, first, last - 1));
+    acc += right;
+    put_in += std::fabs(right);
   }
-  if (A && !(std::isfinite(acc) && taken_out <= std::fabs(acc))) {
+  if (A && !(std::isfinite(acc) && taken_out <= 4 * put_in + std::fabs(acc))) {
     acc = 0;
     for (int64_t k = 0; k < n; ++k) {
       const T* f[D];
