@@ -266,8 +266,9 @@ def test_chains_bitwise_independent_of_threads(nthreads, monkeypatch):
     for nt in (1, nthreads):
         monkeypatch.setattr(K, "_nthreads", lambda nt=nt: nt)
         theory = lftaccel.Phi4(0.21, 0.022)
-        # batch >= threads: a chain per thread; batch 1: passes over the chains use all threads
-        for shape in [(2, 16, 16), (1, 64, 64), (1, 300)]:
+        # batch >= threads: a chain per thread; batch 1: passes over the chains use all threads;
+        # (4, 32, 32): large enough that Metropolis and Langevin go parallel too
+        for shape in [(2, 16, 16), (1, 64, 64), (1, 300), (4, 32, 32)]:
             x = torch.zeros(shape, dtype=torch.float64)
             energies = []
             for t in range(5):

@@ -124,12 +124,18 @@ void trajectory(const Lattice& lat, int64_t batch, int64_t b0, int64_t nb, T* x,
   });
 }
 
-// Chains in parallel (each thread owns whole chains) or passes in parallel.
+// Chains in parallel (each thread owns whole chains) or passes in parallel. passes: the
+// passes over the lattice that one call makes, which parallel_items weighs against its
+// threshold: counting the sites alone kept a trajectory of 256 oscillator chains of 64
+// sites on one thread (0.150 ms; on two, 0.077 ms).
 template <class F>
-void over_chains(int64_t batch, int64_t volume, int nthreads, const F& run) {
+void over_chains(int64_t batch, int64_t volume, int64_t passes, int nthreads, const F& run) {
   const int nt = resolve_threads(nthreads);
   if (nt == 1 || batch >= nt) {
-    parallel_items(batch, batch * volume, nt, [&](int64_t b) { run(b, int64_t(1), 1); });
+    // (passes capped: past the threshold their number does not matter, and the product stays
+    // far from overflow)
+    const int64_t work = batch * volume * std::min<int64_t>(passes, 1024);
+    parallel_items(batch, work, nt, [&](int64_t b) { run(b, int64_t(1), 1); });
   } else {
     run(int64_t(0), batch, nt);
   }
@@ -141,7 +147,9 @@ template <class T, class Site>
 void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted,
          const Site& site, const HmcSettings<T>& hs, int nthreads) {
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
-  over_chains(batch, lat.volume, nthreads, [&](int64_t b0, int64_t nb, int nt) {
+  // a force pass per step and one more, the momenta, two kinetic sums, the copy
+  const int64_t passes = int64_t(hs.n_steps) + 5;
+  over_chains(batch, lat.volume, passes, nthreads, [&](int64_t b0, int64_t nb, int nt) {
     trajectory(lat, batch, b0, nb, x, work, energies, accepted, site, hs, nt);
   });
 }
@@ -152,7 +160,8 @@ void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site
   if (n_steps < 0) throw std::invalid_argument("n_steps must be >= 0");
   const int64_t V = lat.volume;
   const T sqrt_2eps = std::sqrt(T(2) * eps);
-  over_chains(batch, V, nthreads, [&](int64_t b0, int64_t nb, int nt) {
+  // per step: the force, the noise, the update
+  over_chains(batch, V, 3 * int64_t(std::max(n_steps, 1)), nthreads, [&](int64_t b0, int64_t nb, int nt) {
     T* __restrict f = work + b0 * V;
     T* __restrict eta = work + (batch + b0) * V;
     T* __restrict xb = x + b0 * V;
