@@ -99,7 +99,8 @@ template <class F>
 void philox_chunks(int64_t batch, int64_t n_sites, int nthreads, const F& f) {
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n_sites + kChunk - 1) / kChunk;
-  parallel_items(batch * chunks, batch * n_sites, nthreads, [&](int64_t it) {
+  // a Philox block per site costs what ~4 sites of a stencil pass do
+  parallel_items(batch * chunks, 4 * batch * n_sites, nthreads, [&](int64_t it) {
     const int64_t b = it / chunks, s0 = (it % chunks) * kChunk;
     f(b, s0, std::min(n_sites, s0 + kChunk));
   });
