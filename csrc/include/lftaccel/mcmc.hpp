@@ -9,6 +9,9 @@
 //   HMC trajectory t:  momenta   (site, t, kMomentum)   accept  (site 0, t, kAccept)
 //                      step-size jitter of the sampler (lftaccel.mcmc.HMC, drawn in Python):
 //                      (site 0, t, kJitter) of chain chain_offset
+// Purposes drawn in Python only are listed here too, so that no two streams share one:
+// the diffusion prior (6) and corrector noise (8) (models/diffusion/sde.py), the
+// stochastic-quantization Langevin noise (9) (models/diffusion/quantization.py).
 //   Langevin step t:   noise     (site, t, kLangevin)
 //   Metropolis sweep t, parity q:  (site, 2t + q, kMetropolis), words: proposal, then accept
 //   reverse-SDE step t: noise    (site, t, kSde)
@@ -34,7 +37,10 @@ enum Purpose : uint32_t {
   kLangevin = 3,
   kMetropolis = 4,
   kSde = 5,
-  kJitter = 6,
+  kDiffusionPrior = 6,
+  kJitter = 7,
+  kDiffusionCorrector = 8,
+  kQuantizationLangevin = 9,
 };
 
 // Settings of one HMC trajectory for a batch of chains. Chain b draws from

@@ -27,7 +27,7 @@ from . import kernels as K
 
 __all__ = ["Sampler", "HMC", "Metropolis", "Langevin", "make_sampler"]
 
-_JITTER_PURPOSE = 6  # kJitter, csrc/include/lftaccel/mcmc.hpp
+_JITTER_PURPOSE = 7  # kJitter, csrc/include/lftaccel/mcmc.hpp (6, 8 and 9 are the diffusion models')
 
 
 def _check_shape(theory, shape):
@@ -143,6 +143,8 @@ class Sampler(abc.ABC):
                              f"{(self.n_chains, *self.shape)}")
         self._set_field(field.to(dtype=self.dtype, device=self.device))
         self.n_updates = int(state["n_updates"])
+        if self.n_updates < 0:  # it is the Philox step of the next update
+            raise ValueError(f"checkpoint n_updates must be >= 0, got {self.n_updates}")
         self.n_tuned = int(state["n_tuned"])
         self.divergent = int(state["divergent"])
         self.step_size = float(state["step_size"])
@@ -179,11 +181,6 @@ class HMC(Sampler):
         self._work = torch.empty((k, *n), dtype=self.dtype, device=self.device)
         self._energies = torch.empty((4, self.n_chains), dtype=torch.float64, device=self.device)
         self._accepted = torch.empty(self.n_chains, dtype=torch.uint32, device=self.device)
-        # On the CPU, dH and the acceptances from numpy views of the kernel's outputs: five tiny
-        # torch ops cost 15 us a trajectory, numpy 3 us.
-        cpu = self.device.type == "cpu"
-        self._energies_np = self._energies.numpy() if cpu else None
-        self._accepted_np = self._accepted.numpy() if cpu else None
         if self.fourier:
             N = self.shape[0]
             self._basis = K.fourier_basis(N, dtype=self.dtype, device=self.device)
@@ -242,12 +239,15 @@ class HMC(Sampler):
                                               check_masses=False, **args)
         else:
             e, acc = K.hmc_trajectory(self.theory, self._x, **args)
-        if self._energies_np is not None:
-            e = self._energies_np
+        if self.device.type == "cpu":
+            # dH and the acceptances through numpy views of the kernel's outputs (taken here, so
+            # that a copied sampler views its own buffers): five tiny torch ops cost 15 us a
+            # trajectory, numpy 4 us.
+            e = self._energies.numpy()
             dH = e[2] + e[3] - e[0] - e[1]
             self.last_dH = torch.from_numpy(dH)
             self.divergent += int(np.count_nonzero(~np.isfinite(dH)))
-            return torch.from_numpy(self._accepted_np.astype(np.float64))
+            return torch.from_numpy(self._accepted.numpy().astype(np.float64))
         dH = e[2] + e[3] - e[0] - e[1]
         self.last_dH = dH
         self.divergent += int((~torch.isfinite(dH)).sum())
