@@ -2,7 +2,7 @@
 //
 // The force and the action (in double) come from the theory's stencil through
 // energy() (energy.hpp), or with the kick and drift fused into it (kick_drift(), for
-// the theories that have it); the momentum refresh follows mcmc.hpp.
+// the theories that have it); the momentum refresh, kicks and drifts follow mcmc.hpp.
 // With at least as many chains as threads, each thread runs whole trajectories
 // of its own chains, so a chain's field, momenta and force stay in its core's
 // cache for all leapfrog steps; with fewer chains every pass uses all threads.
@@ -83,8 +83,8 @@ void trajectory(const Lattice& lat, int64_t batch, int64_t b0, int64_t nb, T* x,
     for_chunks(n, nt, [&](int64_t i0, int64_t i1) {
 #pragma omp simd
       for (int64_t i = i0; i < i1; ++i) {
-        p[i] -= half * f[i];
-        xt[i] = xb[i] + eps * p[i];
+        p[i] = leapfrog_kick(p[i], f[i], half);
+        xt[i] = leapfrog_drift(xb[i], p[i], eps);
       }
     });
     for (int s = 1; s <= hs.n_steps; ++s) {
@@ -94,12 +94,12 @@ void trajectory(const Lattice& lat, int64_t batch, int64_t b0, int64_t nb, T* x,
       for_chunks(n, nt, [&](int64_t i0, int64_t i1) {
         if (last) {
 #pragma omp simd
-          for (int64_t i = i0; i < i1; ++i) p[i] -= kick * f[i];
+          for (int64_t i = i0; i < i1; ++i) p[i] = leapfrog_kick(p[i], f[i], kick);
         } else {
 #pragma omp simd
           for (int64_t i = i0; i < i1; ++i) {
-            p[i] -= kick * f[i];
-            xt[i] += eps * p[i];
+            p[i] = leapfrog_kick(p[i], f[i], kick);
+            xt[i] = leapfrog_drift(xt[i], p[i], eps);
           }
         }
       });

@@ -80,18 +80,18 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
     energies[b] = fourier_force(N, basis, eig.data(), c, x, gx, f, site);
     const T eps = hs.eps, half = hs.eps / T(2);
     for (int64_t j = 0; j < N; ++j) {
-      p[j] -= half * f[j];
-      ct[j] = c[j] + eps * inv_mass[j] * p[j];
+      p[j] = leapfrog_kick(p[j], f[j], half);
+      ct[j] = leapfrog_drift(c[j], p[j], eps * inv_mass[j]);
     }
     double action = 0;
     for (int s = 1; s <= hs.n_steps; ++s) {
       action = fourier_force(N, basis, eig.data(), ct, x, gx, f, site);
       if (s == hs.n_steps) {
-        for (int64_t j = 0; j < N; ++j) p[j] -= half * f[j];
+        for (int64_t j = 0; j < N; ++j) p[j] = leapfrog_kick(p[j], f[j], half);
       } else {
         for (int64_t j = 0; j < N; ++j) {
-          p[j] -= eps * f[j];
-          ct[j] += eps * inv_mass[j] * p[j];
+          p[j] = leapfrog_kick(p[j], f[j], eps);
+          ct[j] = leapfrog_drift(ct[j], p[j], eps * inv_mass[j]);
         }
       }
     }

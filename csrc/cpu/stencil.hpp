@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "lftaccel/lattice.hpp"
+#include "lftaccel/mcmc.hpp"
 #include "parallel.hpp"
 
 namespace lftaccel {
@@ -69,10 +70,7 @@ constexpr int64_t kSumBlock = 1024;
 // vector width), the blocks in double, so long ranges lose no float32 precision. term is
 // inlined into the vectorised loop.
 template <class Sum, class F>
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-inline double blocked_sum(int64_t i0, int64_t i1, F term) {
+LFT_FORCE_INLINE double blocked_sum(int64_t i0, int64_t i1, F term) {
   double acc = 0;
   for (int64_t b0 = i0; b0 < i1; b0 += kSumBlock) {
     const int64_t b1 = std::min(i1, b0 + kSumBlock);
@@ -94,8 +92,6 @@ struct GradientOut {
   T* g;
   GradientOut at(int64_t offset) const { return {g ? g + offset : nullptr}; }
   void operator()(int64_t i, T grad, T) const { g[i] = grad; }
-  T saved(int64_t) const { return T(0); }
-  void restore(int64_t, T) const {}
 };
 
 // KickDriftOut is a leapfrog step's kick p <- p - kick g and, with Drift, its drift
@@ -111,9 +107,9 @@ struct KickDriftOut {
   T kick, eps;
   KickDriftOut at(int64_t offset) const { return {p + offset, Drift ? xn + offset : nullptr, kick, eps}; }
   void operator()(int64_t i, T grad, T x) const {
-    const T q = p[i] - kick * grad;
+    const T q = leapfrog_kick(p[i], grad, kick);
     p[i] = q;
-    if (Drift) xn[i] = x + eps * q;
+    if (Drift) xn[i] = leapfrog_drift(x, q, eps);
   }
   T saved(int64_t i) const { return p[i]; }
   void restore(int64_t i, T v) const { p[i] = v; }
@@ -122,10 +118,7 @@ struct KickDriftOut {
 // Site i's action term (A), its gradient handed to out (G), from the field value phi and
 // the forward and backward neighbours f, b.
 template <int D, bool A, bool G, class Site, class T, class Out>
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-inline T site_terms(const Site& site, T phi, const T* f, const T* b, const Out& out, int64_t i) {
+LFT_FORCE_INLINE T site_terms(const Site& site, T phi, const T* f, const T* b, const Out& out, int64_t i) {
   if (A && G) {
     T g;
     const T s = site.template action_grad<D>(phi, f, b, g);
@@ -136,19 +129,12 @@ inline T site_terms(const Site& site, T phi, const T* f, const T* b, const Out& 
   return A ? site.template action<D>(phi, f) : T(0);
 }
 
-// Sum is the type partial sums run in: T for the public kernels (float32 keeps its
-// vector width, blocks move to double), double when the caller wants the action in
-// double (the samplers' dH).
-//
 // The sites of a row (or of consecutive rows) from row, with the outer neighbours at
 // fr[mu] / br[mu] (mu < D - 1) at the same offsets: body(i, ip, im) hands site i's
 // gradient to out and returns its action term, taking the last dimension's neighbours
 // at ip and im.
 template <int D, bool A, bool G, class Site, class T, class Out>
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-inline auto row_sites(const Site& site, const T* row, const T* const* fr, const T* const* br, const Out& out) {
+LFT_FORCE_INLINE auto row_sites(const Site& site, const T* row, const T* const* fr, const T* const* br, const Out& out) {
   const Site site_ = site;  // local copies, captured by value: no store through out can alias them
   const Out out_ = out;
   const T* f_rows[D];
@@ -166,7 +152,9 @@ inline auto row_sites(const Site& site, const T* row, const T* const* fr, const 
   };
 }
 
-// One row alone: the last dimension's wrap-around peeled off both ends.
+// One row alone: the last dimension's wrap-around peeled off both ends. Sum is the type
+// partial sums run in: T for the public kernels (float32 keeps its vector width, blocks move
+// to double), double when the caller wants the action in double (the samplers' dH).
 template <int D, bool A, bool G, class Sum, class Site, class T, class Out>
 double stencil_peeled_row(const Site& site, const T* row, const T* const* fr, const T* const* br, const Out& out,
                           int64_t L) {
@@ -299,9 +287,13 @@ constexpr int64_t kMaxPlane = 4096;
 constexpr int64_t kPlaneRowBytes = 256;
 constexpr int64_t kPlaneRowBytesInPlace = 512;
 
+// Integers as wide as T's lanes, for selects on a site's coordinate that vectorise.
+template <class T>
+using LaneIndex = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+
 template <class T>
 struct PlaneScratch {
-  using Column = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;  // the select's lane width
+  using Column = LaneIndex<T>;
   std::vector<T> buf;
   std::vector<Column> column;  // i % L
   int64_t L = 0, P = 0;
@@ -332,7 +324,7 @@ double stencil_planes(const Site& site, const Lattice& lat, const T* x, const Ou
   static_assert(D >= 2, "planes need two dimensions");
   using Column = typename PlaneScratch<T>::Column;
   const int64_t L = lat.extent[D - 1], P = lat.extent[D - 2] * L;
-  const Site site_ = site;  // a local copy: no store to grad can alias its parameters
+  const Site site_ = site;  // a local copy: no store through out can alias its parameters
   PlaneScratch<T>& scratch = plane_scratch<T>();
   T* const c = scratch.prepare(L, P);
   const Column* const column = scratch.column.data();
@@ -397,10 +389,8 @@ void stencil_run(const Site& site, const Lattice& lat, int64_t batch, const T* x
     double s = 0;
     if constexpr (D >= 2) {
       if (planes) s = stencil_planes<D, A, G, Sum>(site, lat, xb, ob, u0, u1);
-      else s = stencil_rows<D, A, G, Sum>(site, lat, xb, ob, u0, u1);
-    } else {
-      s = stencil_rows<D, A, G, Sum>(site, lat, xb, ob, u0, u1);
     }
+    if (!planes) s = stencil_rows<D, A, G, Sum>(site, lat, xb, ob, u0, u1);
     if (A) partial[it] = s;
   });
   if (A) sum_chunks(partial, batch, n_chunks, action);

@@ -109,9 +109,8 @@ double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* 
 // float64 1024 x 32^2 1.1x, 16 x 16^4 1.03x.
 constexpr int64_t kFlatRowBytes = 512;
 
-// Lanes as wide as T, so the selects on coordinates vectorise.
 template <class T>
-using Coord = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+using Coord = LaneIndex<T>;  // stencil.hpp
 
 // The coordinate along each in-slice dimension mu = 1..D-1 of the first n_sites sites of a
 // slab (periodic in the slice volume), mu's at offset (mu - 1) n_sites; cached per thread.

@@ -57,7 +57,7 @@ __global__ void force_kernel(Site site, Lattice lat, int64_t batch, const T* __r
     if (s < V) {
       const T f = site_force<D, I>(site, lat, x + b * V, I(s), action_out != nullptr, acc);
       if (force_out) force_out[b * V + s] = f;
-      else p[b * V + s] -= kick * f;
+      else p[b * V + s] = leapfrog_kick(p[b * V + s], f, kick);
     }
     if (action_out) block_add(acc, action_out + b);
   }
@@ -98,7 +98,7 @@ template <class T>
 __global__ void drift_kernel(T* __restrict__ xt, const T* src, const T* __restrict__ p, int64_t batch, int64_t n,
                              const T* __restrict__ inv_mass, T eps) {
   LFT_FOR_CHAINS_SITES(batch, n) {
-    if (s < n) xt[b * n + s] = src[b * n + s] + eps * (inv_mass ? inv_mass[s] : T(1)) * p[b * n + s];
+    if (s < n) xt[b * n + s] = leapfrog_drift(src[b * n + s], p[b * n + s], eps * (inv_mass ? inv_mass[s] : T(1)));
   }
 }
 
@@ -269,7 +269,7 @@ __global__ void fourier_kick_kernel(OscillatorSite<T> site, const T* __restrict_
       const T l = matsubara_eigenvalue<T>(s, n), cj = c[b * n + s];
       T f = site.mode_grad(cj, l);
       for (int64_t k = 0; k < n; ++k) f += B[k * n + s] * site.a * site.potential_grad(x[b * n + k]);
-      p[b * n + s] -= kick * f;
+      p[b * n + s] = leapfrog_kick(p[b * n + s], f, kick);
       acc = double(site.mode_action(cj, l));
     }
     if (action) block_add(acc, action + b);

@@ -17,6 +17,16 @@
 #define LFT_UNROLL
 #endif
 
+// Helpers that must be inlined into the CPU's vectorised site loops (a call per lane, or a
+// helper GCC leaves out of line, serialises the loop).
+#if defined(__CUDACC__)
+#define LFT_FORCE_INLINE __forceinline__
+#elif defined(__GNUC__)
+#define LFT_FORCE_INLINE inline __attribute__((always_inline))
+#else
+#define LFT_FORCE_INLINE inline
+#endif
+
 #define LFTACCEL_VERSION_STRING "0.1.0"
 
 namespace lftaccel {

@@ -9,12 +9,12 @@
 //   HMC trajectory t:  momenta   (site, t, kMomentum)   accept  (site 0, t, kAccept)
 //                      step-size jitter of the sampler (lftaccel.mcmc.HMC, drawn in Python):
 //                      (site 0, t, kJitter) of chain chain_offset
-// Purposes drawn in Python only are listed here too, so that no two streams share one:
-// the diffusion prior (6) and corrector noise (8) (models/diffusion/sde.py), the
-// stochastic-quantization Langevin noise (9) (models/diffusion/quantization.py).
 //   Langevin step t:   noise     (site, t, kLangevin)
 //   Metropolis sweep t, parity q:  (site, 2t + q, kMetropolis), words: proposal, then accept
 //   reverse-SDE step t: noise    (site, t, kSde)
+// Purposes drawn in Python only are listed here too, so that no two streams share one:
+// the diffusion prior (6) and corrector noise (8) (models/diffusion/sde.py), the
+// stochastic-quantization Langevin noise (9) (models/diffusion/quantization.py).
 #pragma once
 
 #include <cfloat>
@@ -86,6 +86,17 @@ LFT_HOST_DEVICE T canonical(const XYSite<T>&, T v) {
   using std::floor;
   const T two_pi = T(6.28318530717958647692);
   return v - two_pi * floor((v + T(3.14159265358979323846)) / two_pi);
+}
+
+// The leapfrog's kick p <- p - kick dS/dx and drift x <- x + step p (step = eps, times the
+// inverse mass of a Fourier mode), for every HMC loop on either device.
+template <class T>
+LFT_HOST_DEVICE T leapfrog_kick(T p, T force, T kick) {
+  return p - kick * force;
+}
+template <class T>
+LFT_HOST_DEVICE T leapfrog_drift(T x, T p, T step) {
+  return x + step * p;
 }
 
 // Langevin step of stochastic quantization: x <- x - eps dS/dx + sqrt(2 eps) eta.
