@@ -32,6 +32,11 @@ CASES = [
     (lftaccel.Phi4(0.21, 0.022), (2, 4, 70)),
     (lftaccel.Phi4(0.12, 0.5), (2, 3, 3, 66)),
     (lftaccel.Phi4(0.21, 0.022), (2, 5, 40)),
+    # rows of whole 64-byte vectors (float64: 8 sites) walked a vector at a time: one, two and
+    # four vectors, 2D and 4D, and the oscillator's path
+    (lftaccel.Phi4(0.21, 0.022), (2, 3, 16)),
+    (lftaccel.Phi4(0.15, 0.3), (3, 2, 3, 2, 8)),
+    (lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4), (4, 32)),
 ]
 
 

@@ -187,8 +187,10 @@ int main() {
   std::mt19937_64 gen(42);
   std::normal_distribution<double> normal(0.0, 1.5);
 
-  // phi^4 and XY on lattices of every rank, including extent 2 and odd extents.
-  const std::vector<std::vector<int64_t>> shapes = {{7}, {2, 3}, {5, 4, 3}, {3, 2, 5, 4}, {2, 2, 2, 2}};
+  // phi^4 and XY on lattices of every rank, including extent 2 and odd extents, and last
+  // extents of one and two 64-byte vectors (the stencils' vector rows).
+  const std::vector<std::vector<int64_t>> shapes = {{7}, {2, 3}, {5, 4, 3}, {3, 2, 5, 4}, {2, 2, 2, 2},
+                                                    {16}, {3, 8}, {2, 3, 16}, {2, 2, 3, 8}};
   for (const auto& ext : shapes) {
     const Lattice lat = make_lattice(int(ext.size()), ext.data());
     const int64_t batch = 2, V = lat.volume;

@@ -19,6 +19,12 @@ struct OscillatorSite {
   T m;             // mass
   T c0, c2, c4;    // V(x) = c0 + c2 x^2 + c4 x^4
 
+  // The same parameters as U (the CPU stencils' SIMD vectors: every lane holds them).
+  template <class U>
+  OscillatorSite<U> rebind() const {
+    return {U(a), U(m), U(c0), U(c2), U(c4)};
+  }
+
   LFT_HOST_DEVICE T potential(T x) const {
     const T x2 = x * x;
     return c0 + x2 * (c2 + c4 * x2);
