@@ -46,6 +46,18 @@ def test_variates_equal_twin(stream, dtype, device):
     assert torch.allclose(z, R.philox_normal(4, 50, *args, dtype=dtype), rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_long_fills_equal_twin(dtype):
+    """Fills longer than the CPU's vectorised groups of Philox blocks (256 sites, in groups of
+    64), ending inside a group: the same blocks as the twin's scalar rounds."""
+    args = (99, 2**32 + 5, 4, 3)
+    u = lftaccel.random.uniform(2, 1000, seed=99, step=2**32 + 5, purpose=4, chain_offset=3, dtype=dtype)
+    assert torch.equal(u, R.philox_uniform(2, 1000, *args, dtype=dtype))
+    z = lftaccel.random.normal(2, 1001, seed=99, step=2**32 + 5, purpose=4, chain_offset=3, dtype=dtype)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert torch.allclose(z, R.philox_normal(2, 1001, *args, dtype=dtype), rtol=tol, atol=tol)
+
+
 def test_streams_are_independent_of_batch_layout():
     """Chain b of a batch with offset o is chain o + b: splitting a batch changes nothing."""
     whole = lftaccel.random.normal(6, 10, seed=3, step=4)
