@@ -145,7 +145,8 @@ void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32
                    uint64_t step, uint32_t purpose, int nthreads, uint32_t site_offset) {
   philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
     PhiloxLanes r;
-    double u1[kLanes], u2[kLanes], z[2 * kLanes];
+    double u1[kLanes], u2[kLanes];
+    T z[2 * kLanes];
     const uint32_t chain = chain_offset + uint32_t(b);
     T* o = out + b * n_sites;
     // Absolute sites [a, e) of this chunk, in pieces of whole blocks.
@@ -154,16 +155,20 @@ void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32
       const int64_t nb = std::min(kLanes, ((e + 1) >> 1) - j0);
       r.fill(seed, chain, uint32_t(j0), nb, step, purpose);
       box_muller_uniforms(r, nb, T(0), u1, u2);
+      const int64_t first = std::max(a, 2 * j0), last = std::min(e, 2 * (j0 + nb));
+      // Both normals of every block wanted: written in place, not through z.
+      const bool whole = first == 2 * j0 && last == 2 * (j0 + nb);
+      T* __restrict dst = whole ? o + (first - int64_t(site_offset)) : z;
 #pragma omp simd
       for (int64_t k = 0; k < nb; ++k) {
         double sn, cs;
         sincos_reduced(6.28318530717958647692 * u2[k], sn, cs);
         const double rad = std::sqrt(-2.0 * log_positive(u1[k]));
-        z[2 * k] = rad * cs;
-        z[2 * k + 1] = rad * sn;
+        dst[2 * k] = T(rad * cs);
+        dst[2 * k + 1] = T(rad * sn);
       }
-      const int64_t first = std::max(a, 2 * j0), last = std::min(e, 2 * (j0 + nb));
-      for (int64_t site = first; site < last; ++site) o[site - int64_t(site_offset)] = T(z[site - 2 * j0]);
+      if (!whole)
+        for (int64_t site = first; site < last; ++site) o[site - int64_t(site_offset)] = z[site - 2 * j0];
     }
   });
 }
