@@ -269,11 +269,12 @@ def test_torch_compile_inductor_forward_and_backward():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_phi4_non_finite_site_stays_in_its_configuration(dtype, bad):
-    x = sample_field((3, 12, 64), dtype, "cpu", seed=23)
+@pytest.mark.parametrize("width", [66, 64])  # interior rows; vector rows
+def test_phi4_non_finite_site_stays_in_its_configuration(dtype, bad, width):
+    x = sample_field((3, 12, width), dtype, "cpu", seed=23)
     x[1, 5, 0] = bad  # an interior row's first site
     x[1, 0, 0] = bad  # the configuration's first and last sites, next to its neighbours' in memory
-    x[1, 11, 63] = bad
+    x[1, 11, width - 1] = bad
     s, g = lftaccel.Phi4(0.27, 0.9).action_and_grad(x)
     assert not torch.isfinite(s[1])
     keep = torch.tensor([0, 2])
@@ -289,14 +290,17 @@ def test_phi4_non_finite_site_stays_in_its_configuration(dtype, bad):
     (torch.float64, 1e100, 1e70), (torch.float32, 1e15, 1e11),  # finite, but it dwarfs the sum
     (torch.float32, 1e4, 1e4),  # 3.7e-5 relative, were it taken back out
 ])
-def test_phi4_interior_rows_survive_a_huge_wrong_neighbour(dtype, kappa, big):
+@pytest.mark.parametrize("width", [66, 64])
+def test_phi4_interior_rows_survive_a_huge_wrong_neighbour(dtype, kappa, big, width):
     """Interior rows are summed with i + 1 running into the next row, and their last column's
     term is replaced after the loop. Two large sites, one at the end of a row and one at the
     start of the next, make that wrong term overflow, or dwarf the action, although the action
     is finite: the kernel must then sum the rows one by one rather than return inf - inf or
-    the rounding error of the wrong term (these cases are a reviewer's reproducers)."""
-    x = sample_field((1, 12, 64), dtype, "cpu", seed=24)
-    x[0, 4, 63] = big
+    the rounding error of the wrong term (these cases are a reviewer's reproducers). Rows of 66
+    sites take that path; rows of 64, whole vectors, take the vector rows, which sum no wrong
+    term."""
+    x = sample_field((1, 12, width), dtype, "cpu", seed=24)
+    x[0, 4, width - 1] = big
     x[0, 5, 0] = big
     s, g = lftaccel.Phi4(kappa, 0.0).action_and_grad(x)
     expect = R.phi4_action(x.double(), kappa, 0.0)

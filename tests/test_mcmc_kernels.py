@@ -67,17 +67,18 @@ def test_hmc_trajectory_matches_twin(theory, shape, n, device):
     torch.testing.assert_close(x, xt, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("width", [66, 64])  # interior rows; vector rows (no wrong term)
 @pytest.mark.parametrize("kappa,big", [(1e170, 1e70), (1e100, 1e70)])
-def test_hmc_action_survives_a_huge_wrong_neighbour(kappa, big):
+def test_hmc_action_survives_a_huge_wrong_neighbour(kappa, big, width):
     """The fused kick's interior rows take the action's end-column terms back out after the
     loop; a wrong term that overflows or dwarfs the action sends the sum row by row (and the
     kick is not applied twice)."""
     theory = lftaccel.Phi4(kappa, 0.0)
-    x = start(theory, (1, 12, 64), torch.float64, "cpu", seed=4)
-    x[0, 4, 63] = big
+    x = start(theory, (1, 12, width), torch.float64, "cpu", seed=4)
+    x[0, 4, width - 1] = big
     x[0, 5, 0] = big
     x0 = x.clone()
-    work = torch.zeros((3, 1, 12, 64), dtype=torch.float64)
+    work = torch.zeros((3, 1, 12, width), dtype=torch.float64)
     energies, _ = K.hmc_trajectory(theory, x, eps=1e-300, n_steps=1, seed=1, step=0, work=work, refresh=False)
     expect = ref.phi4_action(x0, kappa, 0.0)
     torch.testing.assert_close(energies[0], expect, rtol=1e-12, atol=0)
