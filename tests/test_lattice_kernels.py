@@ -18,8 +18,8 @@ def random_shapes(seed, n=24):
     whole, the rest by rows: a plane's first and last row alone, its interior rows as one loop
     with their end columns fixed up (runs cut by work chunks inside a plane, planes of 2 and 3
     rows, outer dimensions): the fixed shapes take each path in both precisions (vector rows of
-    one, two, three and many vectors, in d = 1..4; 48 and 40 sites are vector rows in float64
-    only)."""
+    one, two, three and many vectors, in d = 1..4; rows of 40 sites are vector rows in float64
+    only, and (2, 3, 40), (2, 9, 2, 5), (2, 16, 16, 7, 5) keep float32 on planes)."""
     g = np.random.default_rng(seed)
     extents = [1, 2, 3, 4, 5, 7, 8, 9, 16]
     shapes = [(3, 2, 2), (2, 2, 2, 2, 2), (2, 3, 5, 7, 2), (1, 1, 4), (4, 33), (2, 9, 2, 5),

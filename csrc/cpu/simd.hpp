@@ -16,10 +16,13 @@
 
 #include "lftaccel/config.hpp"
 
-// (__builtin_shufflevector: Clang, and GCC from 12)
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+// The vector extensions' shuffle and conversion builtins (Clang, and GCC from 12).
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_convertvector)
 #define LFT_HAVE_SIMD 1
-#else
+#endif
+#endif
+#ifndef LFT_HAVE_SIMD
 #define LFT_HAVE_SIMD 0
 #endif
 

@@ -194,7 +194,8 @@ std::vector<T>& end_column_scratch() {
 // loop of n L sites. A row of 64 float64 leaves the peeled loop 62 sites: seven 8-lane
 // vectors, six scalar sites and a horizontal sum per row; walked whole, the rows cost a
 // vector loop and a fix-up of their two end columns: 1.4x faster than peeled rows at
-// 64 x 64^2 float64 (one thread). The outer neighbours lie at one offset for all the rows, and
+// 64 x 64^2 float64 (one thread; measured before the vector rows, which now take rows of whole
+// vectors: this path serves the other lengths, and XY's direct stencil). The outer neighbours lie at one offset for all the rows, and
 // i +/- 1 leave a row only into its neighbour rows, which lie in the plane because the rows
 // are interior: so every read is in bounds and in the same configuration. Those reads are the
 // wrong neighbours of columns 0 and L - 1; the fix-up redoes both columns' gradients (after
@@ -316,8 +317,9 @@ struct LaneSums {
 // outer neighbours' rows lie at the same offsets); the last dimension's neighbours are a lane
 // shift of the centre vector and its neighbour vector, and the row's wrap-around is the same
 // shift with the row's last (or first) vector, so no site needs a fix-up or a select. Against
-// the compiler-vectorised loops (five loads per vector, two of them unaligned, which split cache
-// lines; the end columns' fix-up; planes copied and selected) on one core (AMD EPYC, AVX-512):
+// the compiler-vectorised loops (five loads per vector, two of them at odd offsets, which split
+// cache lines; the end columns' fix-up; planes copied and selected) on one core (AMD EPYC,
+// AVX-512; loads aligned where x is 64-byte aligned, as torch's allocations are):
 // the fused phi^4 kick-drift at 64 x 64^2 float64 0.59 -> 0.30-0.36 ns per site, the action +
 // gradient float64 64 x 64^2 0.46 -> 0.30, 8^2 planes 1.09 -> 0.80, float32 1024 x 32^2 0.37 ->
 // 0.20, 16 x 16^4 0.52 -> 0.44 ns per site (rows of one vector: no plane copy).
@@ -397,7 +399,9 @@ constexpr bool vector_rows(int64_t L) {
 // An output updated in place (the leapfrog's kick) costs the interior rows a save and a
 // restore of their end columns: rows under 512 bytes then take planes too (HMC trajectory,
 // 64 x 32^2 float64: 0.222 ms with interior rows, 0.203 ms with planes; at 64 x 64^2 planes
-// would be 1.3x slower).
+// would be 1.3x slower). These figures predate the vector rows, which now take all the shapes
+// named here for phi^4 and the oscillator; planes and interior rows serve rows that are not a
+// whole number of vectors (float32 16 x 8^4, odd extents) and XY's direct stencil.
 constexpr int64_t kMaxPlane = 4096;
 constexpr int64_t kPlaneRowBytes = 256;
 constexpr int64_t kPlaneRowBytesInPlace = 512;
@@ -483,15 +487,19 @@ double stencil_planes(const Site& site, const Lattice& lat, const T* x, const Ou
 template <int D, bool A, bool G, class Site, class T, class Acc, class Out>
 void stencil_run(const Site& site, const Lattice& lat, int64_t batch, const T* x, Acc* action, const Out& out,
                  int nthreads) {
-  // Work items are chunks of whole planes (or of rows: D = 1, large planes, long rows) of
-  // about kChunkSites sites: fixed by the shape alone, so sums do not depend on the threads.
+  // Work items are chunks of whole planes (or of rows: vector rows, D = 1, large planes, long
+  // rows) of about kChunkSites sites: fixed by the shape alone, so sums do not depend on the
+  // threads. (The vector rows round differently from the scalar loops, at the last bits: a
+  // result depends on the shape and the instruction set, never on the thread count.)
   const int64_t L = lat.extent[D - 1];
   const bool vectors = vector_rows<Site, T>(L);
   bool planes = false;
   if constexpr (D >= 2)
     planes = !vectors && lat.extent[D - 2] * L <= kMaxPlane &&
              L * int64_t(sizeof(T)) < (Out::kInPlace ? kPlaneRowBytesInPlace : kPlaneRowBytes);
-  const int64_t unit = planes ? lat.extent[D - 2] * L : L;
+  int64_t unit = L;
+  if constexpr (D >= 2)
+    if (planes) unit = lat.extent[D - 2] * L;
   const int64_t units = lat.volume / unit;
   const int64_t per_chunk = std::max<int64_t>(1, kChunkSites / unit);
   const int64_t n_chunks = (units + per_chunk - 1) / per_chunk;
