@@ -19,14 +19,16 @@ def random_shapes(seed, n=24):
     with their end columns fixed up (runs cut by work chunks inside a plane, planes of 2 and 3
     rows, outer dimensions): the fixed shapes take each path in both precisions (vector rows of
     one, two, three and many vectors, in d = 1..4; rows of 40 sites are vector rows in float64
-    only, and (2, 3, 40), (2, 9, 2, 5), (2, 16, 16, 7, 5) keep float32 on planes)."""
+    only, and (2, 3, 40), (2, 9, 2, 5), (2, 16, 16, 7, 5) keep float32 on planes). XY walks
+    rows of 512 bytes and more slice by slice (a vector at a time where the rows are whole
+    vectors: 64 and 128 sites), shorter rows flat."""
     g = np.random.default_rng(seed)
     extents = [1, 2, 3, 4, 5, 7, 8, 9, 16]
     shapes = [(3, 2, 2), (2, 2, 2, 2, 2), (2, 3, 5, 7, 2), (1, 1, 4), (4, 33), (2, 9, 2, 5),
               (2, 64, 64), (2, 600, 9), (1, 70, 70), (1, 3, 100, 50), (2, 4097, 1), (1, 1, 4097),
               (2, 16, 16, 7, 5), (2, 3, 40), (3, 2, 48), (1, 2, 5, 64), (1, 3, 2, 5, 40),
               (2, 8), (3, 16), (2, 3, 16), (1, 2, 3, 32), (2, 2, 2, 2, 8), (1, 2, 3, 2, 16), (2, 5, 48),
-              (1, 1, 4096)]
+              (1, 1, 4096), (2, 3, 128), (1, 2, 2, 256)]
     for _ in range(n):
         d = int(g.integers(1, 5))
         shapes.append((int(g.integers(1, 5)),) + tuple(int(g.choice(extents)) for _ in range(d)))

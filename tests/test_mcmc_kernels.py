@@ -37,6 +37,7 @@ CASES = [
     (lftaccel.Phi4(0.21, 0.022), (2, 3, 16)),
     (lftaccel.Phi4(0.15, 0.3), (3, 2, 3, 2, 8)),
     (lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4), (4, 32)),
+    (lftaccel.XY(0.9), (2, 3, 64)),  # XY slices of whole vectors
 ]
 
 

@@ -17,6 +17,12 @@ template <class T>
 struct XYSite {
   T beta;
 
+  // The same parameter as U (the CPU stencils' SIMD vectors: every lane holds it).
+  template <class U>
+  XYSite<U> rebind() const {
+    return {U(beta)};
+  }
+
   template <int D>
   LFT_HOST_DEVICE T action(T c, T s, const T* fwd_c, const T* fwd_s) const {
     T acc = 0;
