@@ -36,9 +36,11 @@ void for_chunks(int64_t n, int nt, const F& f) {
 // simd reduction, whose order is the vectoriser's choice: trajectory() is compiled twice
 // (a chain per thread, or passes over all chains) and the two copies summed K in different
 // orders, so dH, and with it an accept decision, could change with the thread count.
+// 32 lanes are four independent 8-lane accumulators: with one, each vector's add waited on
+// the previous one (the sums took 4 % of a 64 x 64^2 trajectory, as long as a force pass).
 template <class T>
 double half_square_sum(const T* v, int64_t n) {
-  constexpr int64_t kLanes = 8;
+  constexpr int64_t kLanes = 32;
   double lanes[kLanes] = {};
   const int64_t whole = n - n % kLanes;
   for (int64_t i = 0; i < whole; i += kLanes)
