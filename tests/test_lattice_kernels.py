@@ -20,8 +20,8 @@ def random_shapes(seed, n=24):
     rows, outer dimensions): the fixed shapes take each path in both precisions (vector rows of
     one, two, three and many vectors, in d = 1..4; rows of 40 sites are vector rows in float64
     only, and (2, 3, 40), (2, 9, 2, 5), (2, 16, 16, 7, 5) keep float32 on planes). XY walks
-    rows of 512 bytes and more slice by slice (a vector at a time where the rows are whole
-    vectors: 64 and 128 sites), shorter rows flat."""
+    rows of whole vectors a vector at a time, other rows of 512 bytes and more slice by slice,
+    other shorter rows flat; (2, 3, 128) and (1, 2, 2, 256) are long vector rows."""
     g = np.random.default_rng(seed)
     extents = [1, 2, 3, 4, 5, 7, 8, 9, 16]
     shapes = [(3, 2, 2), (2, 2, 2, 2, 2), (2, 3, 5, 7, 2), (1, 1, 4), (4, 33), (2, 9, 2, 5),

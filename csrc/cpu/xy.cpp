@@ -160,8 +160,10 @@ double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* 
 // short row costs more to set up than to compute, as for the phi^4 planes (stencil.hpp),
 // while a long row's peeled loop needs no wrap selects. Measured on 2 cores (AMD EPYC,
 // AVX-512), one thread, sites per second of the fused action + gradient, flat against rows
-// (both with the double sincos): float32 1024 x 32^2 1.75x, 64 x 64^2 1.35x, 16 x 16^4 2.2x;
-// float64 1024 x 32^2 1.1x, 16 x 16^4 1.03x.
+// (both with the double sincos), before the vector slices, which now take all these shapes:
+// float32 1024 x 32^2 1.75x, 64 x 64^2 1.35x, 16 x 16^4 2.2x; float64 1024 x 32^2 1.1x,
+// 16 x 16^4 1.03x. The flat walk now serves short rows that are not whole vectors (float32
+// rows of 8, 24, 40 sites; odd lengths).
 constexpr int64_t kFlatRowBytes = 512;
 
 template <class T>
@@ -277,7 +279,7 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
                                     per_slab * V0, G ? grad + b * V + t0 * V0 : nullptr);
       } else if (vectors) {
 #if LFT_HAVE_SIMD
-        LaneSums<double, Simd<T>::kWidth> sums;  // over the work item: fixed by the shape
+        LaneSums<Sum, Simd<T>::kWidth> sums;  // over the work item: fixed by the shape
         for (int64_t k = 1; k <= n; ++k)
           xy_slice_vectors<D, A, G>(site, lat, cbuf.data() + k * V0, sbuf.data() + k * V0, V0,
                                     G ? grad + b * V + (t0 + k - 1) * V0 : nullptr, sums);
