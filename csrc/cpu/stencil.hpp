@@ -195,9 +195,10 @@ std::vector<T>& end_column_scratch() {
 // vectors, six scalar sites and a horizontal sum per row; walked whole, the rows cost a
 // vector loop and a fix-up of their two end columns: 1.4x faster than peeled rows at
 // 64 x 64^2 float64 (one thread; measured before the vector rows, which now take rows of whole
-// vectors: this path serves the other lengths, and XY's direct stencil). The outer neighbours lie at one offset for all the rows, and
-// i +/- 1 leave a row only into its neighbour rows, which lie in the plane because the rows
-// are interior: so every read is in bounds and in the same configuration. Those reads are the
+// vectors: this path serves the other lengths, and XY's direct stencil). The outer neighbours
+// lie at one offset for all the rows, and i +/- 1 leave a row only into its neighbour rows,
+// which lie in the plane because the rows are interior: so every read is in bounds and in the
+// same configuration. Those reads are the
 // wrong neighbours of columns 0 and L - 1; the fix-up redoes both columns' gradients (after
 // restoring an output updated in place) and replaces column L - 1's action term w, summed with
 // the next row's first site, by the right one. Taking w back out costs the sum a rounding
