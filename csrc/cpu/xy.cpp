@@ -56,6 +56,22 @@ void fill_cos_sin(const T* theta, int64_t n, T* c, T* s) {
   }
 }
 
+// The outer neighbour rows (dimensions 0..D-2) of the row at `base` of a slice whose cos/sin
+// sit at C, S: dimension 0 from the neighbouring slices at -/+ V0, the others inside the slice.
+template <int D, class T>
+struct SliceRows {
+  const T *fc[D], *fs[D], *bc[D], *bs[D];
+
+  SliceRows(const Lattice& lat, const T* C, const T* S, int64_t V0, int64_t base) {
+    fc[0] = C + V0 + base, fs[0] = S + V0 + base;
+    bc[0] = C - V0 + base, bs[0] = S - V0 + base;
+    for (int mu = 1; mu < D - 1; ++mu) {  // stays inside the slice for mu >= 1
+      const int64_t f = lat.forward(base, mu), b = lat.backward(base, mu);
+      fc[mu] = C + f, fs[mu] = S + f, bc[mu] = C + b, bs[mu] = S + b;
+    }
+  }
+};
+
 // The rows of a slice whose cos/sin sit at C, S (as xy_slice) when each row is a whole
 // number of SIMD vectors: a vector at a time, the last dimension's neighbours a lane shift,
 // the XYSite functions evaluated on vectors, as the phi^4 vector rows (stencil.hpp); the
@@ -72,13 +88,7 @@ void xy_slice_vectors(const XYSite<T>& site, const Lattice& lat, const T* C, con
   const auto lanes = site.template rebind<V>();
   const int64_t L = lat.extent[D - 1], nv = L / W;
   for (int64_t base = 0; base < V0; base += L) {
-    const T *fcr[D], *fsr[D], *bcr[D], *bsr[D];
-    fcr[0] = C + V0 + base, fsr[0] = S + V0 + base;
-    bcr[0] = C - V0 + base, bsr[0] = S - V0 + base;
-    for (int mu = 1; mu < D - 1; ++mu) {  // stays inside the slice for mu >= 1
-      const int64_t f = lat.forward(base, mu), b = lat.backward(base, mu);
-      fcr[mu] = C + f, fsr[mu] = S + f, bcr[mu] = C + b, bsr[mu] = S + b;
-    }
+    const SliceRows<D, T> nb(lat, C, S, V0, base);
     const T *c = C + base, *s = S + base;
     V c_prev = V::load(c + L - W), c_cur = V::load(c), s_prev = V::load(s + L - W), s_cur = V::load(s);
     for (int64_t j = 0; j < nv; ++j) {
@@ -86,8 +96,8 @@ void xy_slice_vectors(const XYSite<T>& site, const Lattice& lat, const T* C, con
       const V c_next = V::load(c + in), s_next = V::load(s + in);
       V fc[D], fs[D], bc[D], bs[D];
       for (int mu = 0; mu < D - 1; ++mu) {
-        fc[mu] = V::load(fcr[mu] + i), fs[mu] = V::load(fsr[mu] + i);
-        bc[mu] = V::load(bcr[mu] + i), bs[mu] = V::load(bsr[mu] + i);
+        fc[mu] = V::load(nb.fc[mu] + i), fs[mu] = V::load(nb.fs[mu] + i);
+        bc[mu] = V::load(nb.bc[mu] + i), bs[mu] = V::load(nb.bs[mu] + i);
       }
       fc[D - 1] = successors(c_cur, c_next), fs[D - 1] = successors(s_cur, s_next);
       bc[D - 1] = predecessors(c_prev, c_cur), bs[D - 1] = predecessors(s_prev, s_cur);
@@ -124,19 +134,13 @@ double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* 
   }
   const int64_t L = lat.extent[D - 1];
   for (int64_t base = 0; base < V0; base += L) {
-    const T *fcr[D], *fsr[D], *bcr[D], *bsr[D];
-    fcr[0] = C + V0 + base, fsr[0] = S + V0 + base;
-    bcr[0] = C - V0 + base, bsr[0] = S - V0 + base;
-    for (int mu = 1; mu < D - 1; ++mu) {  // stays inside the slice for mu >= 1
-      const int64_t f = lat.forward(base, mu), b = lat.backward(base, mu);
-      fcr[mu] = C + f, fsr[mu] = S + f, bcr[mu] = C + b, bsr[mu] = S + b;
-    }
+    const SliceRows<D, T> nb(lat, C, S, V0, base);
     const T *c = C + base, *s = S + base;
     T* g = G ? grad + base : nullptr;
     auto body = [&](int64_t i, int64_t ip, int64_t im) -> T {
       T fc[D], fs[D], bc[D], bs[D];
       for (int mu = 0; mu < D - 1; ++mu) {
-        fc[mu] = fcr[mu][i], fs[mu] = fsr[mu][i], bc[mu] = bcr[mu][i], bs[mu] = bsr[mu][i];
+        fc[mu] = nb.fc[mu][i], fs[mu] = nb.fs[mu][i], bc[mu] = nb.bc[mu][i], bs[mu] = nb.bs[mu][i];
       }
       fc[D - 1] = c[ip], fs[D - 1] = s[ip], bc[D - 1] = c[im], bs[D - 1] = s[im];
       if (G) g[i] = site.template grad<D>(c[i], s[i], fc, fs, bc, bs);
