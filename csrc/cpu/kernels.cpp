@@ -162,7 +162,7 @@ void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32
 #pragma omp simd
       for (int64_t k = 0; k < nb; ++k) {
         double sn, cs;
-        sincos_reduced(6.28318530717958647692 * u2[k], sn, cs);
+        sincos_2pi(u2[k], sn, cs);
         const double rad = std::sqrt(-2.0 * log_positive(u1[k]));
         dst[2 * k] = T(rad * cs);
         dst[2 * k + 1] = T(rad * sn);
