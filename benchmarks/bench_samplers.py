@@ -53,19 +53,30 @@ STEADY_MALLOC = steady_malloc()
 KAPPA_C, LAM = 0.2695, 0.022
 
 
-def best_time(fn, budget=0.5, min_samples=5):
-    """(min, median) seconds per call over samples filling the budget."""
-    fn()  # warm-up
-    times = []
-    t_end = time.perf_counter() + budget
-    while len(times) < min_samples or time.perf_counter() < t_end:
+def _sample(fn, budget, min_samples, times):
+    """Appends the seconds of calls of fn filling the budget (at least min_samples calls)."""
+    t_end, n = time.perf_counter() + budget, 0
+    while n < min_samples or time.perf_counter() < t_end:
         t0 = time.perf_counter()
         fn()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[0], times[len(times) // 2]
+        n += 1
+
+
+def paired_times(fused, twin, fused_budget=0.5, twin_budget=2.0, rounds=8):
+    """((min, median) of fused, (min, median) of twin) seconds per call. The two are sampled in
+    alternating rounds over the same few seconds: this machine's speed drifts by tens of
+    percent over seconds (other tenants), and timing one after the other let a ratio of
+    minimum times swing with that drift (fused 0.74-1.02 ms in three runs of one build)."""
+    fused(), twin()  # warm-up
+    tf, tt = [], []
+    for _ in range(rounds):
+        _sample(fused, fused_budget / rounds, 2, tf)
+        _sample(twin, twin_budget / rounds, 2, tt)
+    tf.sort(), tt.sort()
+    return (tf[0], tf[len(tf) // 2]), (tt[0], tt[len(tt) // 2])
 
 
 def make_updates(kind, theory, batch, shape, step, device, dtype, n_leap):
@@ -132,7 +143,7 @@ def throughput(device, dtype, quick):
     for kind, theory, batch, shape, step in problems:
         V = math.prod(shape)
         fused, twin = make_updates(kind, theory, batch, shape, step, device, dtype, n_leap)
-        (tf, tf_med), (tt, tt_med) = best_time(fused), best_time(twin, budget=2.0)
+        (tf, tf_med), (tt, tt_med) = paired_times(fused, twin)
         rows.append({"update": kind, "theory": type(theory).__name__, "batch": batch, "lattice": list(shape),
                      "fused_s": tf, "torch_s": tt, "fused_median_s": tf_med, "torch_median_s": tt_med,
                      "speedup": tt / tf, "speedup_median": tt_med / tf_med, "updates_per_s": 1 / tf,

@@ -137,7 +137,7 @@ void over_chains(int64_t batch, int64_t volume, int64_t passes, int nthreads, co
     // (passes capped: past the threshold their number does not matter, and the product stays
     // far from overflow)
     const int64_t work = batch * volume * std::min<int64_t>(passes, 1024);
-    parallel_items(batch, work, nt, [&](int64_t b) { run(b, int64_t(1), 1); });
+    parallel_items(batch, work, nt, [&](int64_t b) { run(b, int64_t(1), 1); }, /*balance=*/true);
   } else {
     run(int64_t(0), batch, nt);
   }

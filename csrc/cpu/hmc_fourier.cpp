@@ -102,7 +102,7 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
                                       : std::isfinite(dH);
     accepted[b] = acc;
     if (acc) std::copy(ct, ct + N, c);
-  });
+  }, /*balance=*/true);
 }
 
 template void hmc_fourier<float>(int64_t, int64_t, float*, float*, double*, uint32_t*,
