@@ -1,4 +1,4 @@
-// Vectorisable sin, cos (double and float) and log (double) for the CPU kernels.
+// Vectorisable sin, cos and log (double and float) for the CPU kernels.
 //
 // glibc's sin/cos/log do not vectorise, and they dominate an XY sweep and the
 // Box-Muller normals. This is the textbook method: Cody-Waite reduction by pi/2 with a
@@ -77,17 +77,18 @@ inline void sincos_kernel(float r, float& s, float& c) {
 // subtraction that gave q: its low two mantissa bits are q mod 4 (negative q included), so
 // the quadrant costs integer ops and a select, not float compares of q. Quadrants 1 and 3
 // swap sin and cos; sin is negative in quadrants 2 and 3, cos in 1 and 2.
+// (The sign masks are shifted as unsigned: a shift into a signed sign bit is undefined.)
 inline void rotate_quadrant(double qm, double s, double c, double& s_out, double& c_out) {
-  const int64_t q = bits_of(qm);
+  const uint64_t q = uint64_t(bits_of(qm));
   const bool odd = (q & 1) != 0;
-  s_out = double_of(bits_of(odd ? c : s) ^ ((q & 2) << 62));
-  c_out = double_of(bits_of(odd ? s : c) ^ (((q + 1) & 2) << 62));
+  s_out = double_of(bits_of(odd ? c : s) ^ int64_t((q & 2) << 62));
+  c_out = double_of(bits_of(odd ? s : c) ^ int64_t(((q + 1) & 2) << 62));
 }
 inline void rotate_quadrant(float qm, float s, float c, float& s_out, float& c_out) {
-  const int32_t q = bits_of(qm);
+  const uint32_t q = uint32_t(bits_of(qm));
   const bool odd = (q & 1) != 0;
-  s_out = float_of(bits_of(odd ? c : s) ^ int32_t(uint32_t(q & 2) << 30));
-  c_out = float_of(bits_of(odd ? s : c) ^ int32_t(uint32_t((q + 1) & 2) << 30));
+  s_out = float_of(bits_of(odd ? c : s) ^ int32_t((q & 2) << 30));
+  c_out = float_of(bits_of(odd ? s : c) ^ int32_t(((q + 1) & 2) << 30));
 }
 
 inline void sincos_reduced(double x, double& s_out, double& c_out) {
@@ -113,6 +114,16 @@ inline void sincos_2pi(double u, double& s_out, double& c_out) {
   const double qm = u * 4.0 + round_magic;
   const double r = (u - 0.25 * (qm - round_magic)) * 6.28318530717958647692;
   double s, c;
+  sincos_kernel(r, s, c);
+  rotate_quadrant(qm, s, c, s_out, c_out);
+}
+
+// The same in float (the Box-Muller angle of float32 normals): u - q/4 is exact in float too.
+inline void sincos_2pi(float u, float& s_out, float& c_out) {
+  constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23
+  const float qm = u * 4.0f + round_magic;
+  const float r = (u - 0.25f * (qm - round_magic)) * 6.28318530717958647692f;
+  float s, c;
   sincos_kernel(r, s, c);
   rotate_quadrant(qm, s, c, s_out, c_out);
 }
@@ -163,6 +174,27 @@ inline double log_positive(double x) {
   constexpr double ln2_hi = 6.93147180369123816490e-01;  // ln 2 split so e * ln2_hi is exact
   constexpr double ln2_lo = 1.90821492927058770002e-10;
   return e * ln2_hi + (2.0 * s + s * (z * R) + e * ln2_lo);
+}
+
+// The same in float, for finite normal x > 0: the odd series of atanh cut after s^9/9 (the
+// next term is below 4e-10 relative), ln 2 split as fdlibm's logf splits it.
+inline float log_positive(float x) {
+  const int32_t b = bits_of(x);
+  const int32_t mantissa = b & 0x007fffff;
+  float m = float_of(mantissa | 0x3f800000);                      // m in [1, 2)
+  float e = float_of(0x4b000000 | (b >> 23));                     // 2^23 + biased exponent
+  e -= 8388608.0f + 127.0f;
+  const float big = mantissa > 0x3504f3 ? 1.0f : 0.0f;            // m > sqrt(2)
+  m *= 1.0f - 0.5f * big;
+  e += big;
+  const float s = (m - 1.0f) / (m + 1.0f), z = s * s;
+  float p = 1.0f / 9;
+  p = p * z + 1.0f / 7;
+  p = p * z + 1.0f / 5;
+  p = p * z + 1.0f / 3;
+  constexpr float ln2_hi = 6.9313812256e-01f;  // 16 significant bits: e * ln2_hi is exact
+  constexpr float ln2_lo = 9.0580006145e-06f;
+  return e * ln2_hi + (2.0f * s + 2.0f * s * z * p + e * ln2_lo);
 }
 
 }  // namespace cpu
