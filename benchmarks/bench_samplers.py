@@ -73,8 +73,8 @@ def paired_times(fused, twin, fused_budget=0.5, twin_budget=2.0, rounds=8):
     fused(), twin()  # warm-up
     tf, tt = [], []
     for _ in range(rounds):
-        _sample(fused, fused_budget / rounds, 2, tf)
-        _sample(twin, twin_budget / rounds, 2, tt)
+        _sample(fused, fused_budget / rounds, 1, tf)
+        _sample(twin, twin_budget / rounds, 1, tt)
     tf.sort(), tt.sort()
     return (tf[0], tf[len(tf) // 2]), (tt[0], tt[len(tt) // 2])
 

@@ -48,8 +48,9 @@ def test_variates_equal_twin(stream, dtype, device):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_long_fills_equal_twin(dtype):
-    """Fills longer than the CPU's vectorised groups of Philox blocks (256 sites, in groups of
-    64), ending inside a group: the same blocks as the twin's scalar rounds."""
+    """Fills longer than the CPU's vectorised groups of Philox blocks (256 sites, in registers
+    of 8 taken 4, 2 or 1 at a time), ending inside a register: the same blocks as the twin's
+    scalar rounds (the 501 normal blocks reach every path)."""
     args = (99, 2**32 + 5, 4, 3)
     u = lftaccel.random.uniform(2, 1000, seed=99, step=2**32 + 5, purpose=4, chain_offset=3, dtype=dtype)
     assert torch.equal(u, R.philox_uniform(2, 1000, *args, dtype=dtype))

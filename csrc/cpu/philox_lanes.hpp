@@ -51,13 +51,15 @@ struct PhiloxLanes {
   // The same rounds written for AVX-512, 8 sites a register, each counter word in the low half
   // of a 64-bit lane: vpmuludq then gives a word's whole 32 x 32 -> 64-bit product (lo in the
   // low half, hi after a shift), and a round is two multiplies, two shifts and two three-way
-  // xors per register. The high halves of c1 and c3 (the products' hi words) are never
-  // cleared: vpmuludq reads only the low halves, and the stores keep only those. Compilers
-  // vectorise the generic loop with 64 x 64-bit multiplies (vpmullq) on zero-extended words
-  // and repack them; one core (AMD EPYC, Zen 4) took 2.7 ns a block that way, 1.75 with 16
-  // packed words a register (even and odd words multiplied apart, then blended), 1.5 this way.
-  // Four registers in flight hide a round's ~7-cycle chain. A short fill or a fill's tail
-  // takes two registers or one (lanes past n are computed and unused).
+  // xors per register. The high halves of all four words fill with garbage (the products' hi
+  // words, the carry of the counter's 64-bit add, the xors of those) and are never cleared:
+  // vpmuludq reads only the low halves, and the stores keep only those. Compilers vectorise
+  // the generic loop with 64 x 64-bit multiplies (vpmullq) on zero-extended words and repack
+  // them: 2.7 ns a block on one core (AMD EPYC, Zen 4). 16 packed words a register (even and
+  // odd words multiplied apart, then blended) took 1.59, this layout 1.44 (best of 100
+  // alternating runs; means 1.65 and 1.53). Four registers in flight hide a round's ~7-cycle
+  // chain. A short fill or a fill's tail takes two registers or one (lanes past n are
+  // computed and unused).
   void fill_avx512(uint32_t seed, uint32_t chain, uint32_t site0, int64_t n, uint64_t step, uint32_t purpose,
                    uint32_t stride) {
     static_assert(kLanes % 8 == 0, "fill_avx512 writes whole registers of 8 sites");

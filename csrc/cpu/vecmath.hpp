@@ -16,23 +16,30 @@ namespace cpu {
 
 constexpr double kSincosMaxArg = 524288.0;  // 2^19: q * pio2_{1,2} stay exact
 
-inline int64_t bits_of(double x) {
-  int64_t b;
+// Bit patterns as unsigned integers of the same width, and the constant 1.5 * 2^(mantissa
+// bits) whose addition rounds a value to an integer held in its low mantissa bits.
+template <class T>
+struct FloatBits;
+template <>
+struct FloatBits<double> {
+  using U = uint64_t;
+  static constexpr double round_magic = 6755399441055744.0;  // 1.5 * 2^52
+};
+template <>
+struct FloatBits<float> {
+  using U = uint32_t;
+  static constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23
+};
+
+template <class T>
+inline typename FloatBits<T>::U bits_of(T x) {
+  typename FloatBits<T>::U b;
   std::memcpy(&b, &x, sizeof b);
   return b;
 }
-inline double double_of(int64_t b) {
-  double x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-}
-inline int32_t bits_of(float x) {
-  int32_t b;
-  std::memcpy(&b, &x, sizeof b);
-  return b;
-}
-inline float float_of(int32_t b) {
-  float x;
+template <class T>
+inline T value_of(typename FloatBits<T>::U b) {
+  T x;
   std::memcpy(&x, &b, sizeof x);
   return x;
 }
@@ -77,18 +84,14 @@ inline void sincos_kernel(float r, float& s, float& c) {
 // subtraction that gave q: its low two mantissa bits are q mod 4 (negative q included), so
 // the quadrant costs integer ops and a select, not float compares of q. Quadrants 1 and 3
 // swap sin and cos; sin is negative in quadrants 2 and 3, cos in 1 and 2.
-// (The sign masks are shifted as unsigned: a shift into a signed sign bit is undefined.)
-inline void rotate_quadrant(double qm, double s, double c, double& s_out, double& c_out) {
-  const uint64_t q = uint64_t(bits_of(qm));
+template <class T>
+inline void rotate_quadrant(T qm, T s, T c, T& s_out, T& c_out) {
+  using U = typename FloatBits<T>::U;
+  constexpr int to_sign = 8 * sizeof(T) - 2;  // moves bit 1 to the sign bit
+  const U q = bits_of(qm);
   const bool odd = (q & 1) != 0;
-  s_out = double_of(bits_of(odd ? c : s) ^ int64_t((q & 2) << 62));
-  c_out = double_of(bits_of(odd ? s : c) ^ int64_t(((q + 1) & 2) << 62));
-}
-inline void rotate_quadrant(float qm, float s, float c, float& s_out, float& c_out) {
-  const uint32_t q = uint32_t(bits_of(qm));
-  const bool odd = (q & 1) != 0;
-  s_out = float_of(bits_of(odd ? c : s) ^ int32_t((q & 2) << 30));
-  c_out = float_of(bits_of(odd ? s : c) ^ int32_t(((q + 1) & 2) << 30));
+  s_out = value_of<T>(bits_of(odd ? c : s) ^ U((q & 2) << to_sign));
+  c_out = value_of<T>(bits_of(odd ? s : c) ^ U(((q + 1) & 2) << to_sign));
 }
 
 inline void sincos_reduced(double x, double& s_out, double& c_out) {
@@ -96,7 +99,7 @@ inline void sincos_reduced(double x, double& s_out, double& c_out) {
   constexpr double pio2_1 = 1.57079632673412561417e+00;   // first 33 bits of pi/2
   constexpr double pio2_2 = 6.07710050630396597660e-11;   // next 33 bits
   constexpr double pio2_3 = 2.02226624879595063154e-21;   // the rest (pi/2 - pio2_1 - pio2_2)
-  constexpr double round_magic = 6755399441055744.0;      // 1.5 * 2^52: round to nearest
+  constexpr double round_magic = FloatBits<double>::round_magic;
   const double qm = x * two_over_pi + round_magic;
   const double q = qm - round_magic;
   const double r = ((x - q * pio2_1) - q * pio2_2) - q * pio2_3;
@@ -105,25 +108,17 @@ inline void sincos_reduced(double x, double& s_out, double& c_out) {
   rotate_quadrant(qm, s, c, s_out, c_out);
 }
 
-// sin and cos of 2 pi u for 0 <= u < 2^49: the Box-Muller angle. The quadrant comes from u
-// itself, q = round(4 u), and u - q/4 is exact (Sterbenz), so r = 2 pi (u - q/4) carries one
-// rounding and needs no reduction constants. sincos_reduced(2 pi u) rounded 2 pi u first: up
-// to 6 units of 2^-53 off, against 2 here.
-inline void sincos_2pi(double u, double& s_out, double& c_out) {
-  constexpr double round_magic = 6755399441055744.0;  // 1.5 * 2^52
-  const double qm = u * 4.0 + round_magic;
-  const double r = (u - 0.25 * (qm - round_magic)) * 6.28318530717958647692;
-  double s, c;
-  sincos_kernel(r, s, c);
-  rotate_quadrant(qm, s, c, s_out, c_out);
-}
-
-// The same in float (the Box-Muller angle of float32 normals): u - q/4 is exact in float too.
-inline void sincos_2pi(float u, float& s_out, float& c_out) {
-  constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23
-  const float qm = u * 4.0f + round_magic;
-  const float r = (u - 0.25f * (qm - round_magic)) * 6.28318530717958647692f;
-  float s, c;
+// sin and cos of 2 pi u for 0 <= u < 2^49 (double; u < 2^21 in float): the Box-Muller angle.
+// The quadrant comes from u itself, q = round(4 u), and u - q/4 is exact (Sterbenz), so
+// r = 2 pi (u - q/4) carries one rounding (beside that of the constant 2 pi) and needs no
+// reduction constants. sincos_reduced(2 pi u) rounded 2 pi u first: up to about 7 units of
+// 2^-53 off in double, against 2 here.
+template <class T>
+inline void sincos_2pi(T u, T& s_out, T& c_out) {
+  constexpr T round_magic = FloatBits<T>::round_magic;
+  const T qm = u * T(4) + round_magic;
+  const T r = (u - T(0.25) * (qm - round_magic)) * T(6.28318530717958647692);
+  T s, c;
   sincos_kernel(r, s, c);
   rotate_quadrant(qm, s, c, s_out, c_out);
 }
@@ -139,7 +134,7 @@ inline void sincos_reduced_float(float x, float& s_out, float& c_out) {
   constexpr float pio2_1 = 1.5703125f;
   constexpr float pio2_2 = 4.837512969970703125e-4f;
   constexpr float pio2_3 = 7.54978995489188216e-8f;
-  constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23: round to nearest
+  constexpr float round_magic = FloatBits<float>::round_magic;
   const float qm = x * two_over_pi + round_magic;
   const float q = qm - round_magic;
   const float r = ((x - q * pio2_1) - q * pio2_2) - q * pio2_3;
@@ -155,12 +150,12 @@ inline void sincos_reduced_float(float x, float& s_out, float& c_out) {
 // Bit manipulation and integer compares only: an ordered float compare may trap,
 // which stops GCC from if-converting, and so vectorising, a loop around it.
 inline double log_positive(double x) {
-  const int64_t b = bits_of(x);
-  const int64_t mantissa = b & 0x000fffffffffffffll;
-  double m = double_of(mantissa | 0x3ff0000000000000ll);           // m in [1, 2)
-  double e = double_of(0x4330000000000000ll | (b >> 52));          // 2^52 + biased exponent
+  const uint64_t b = bits_of(x);
+  const uint64_t mantissa = b & 0x000fffffffffffffull;
+  double m = value_of<double>(mantissa | 0x3ff0000000000000ull);   // m in [1, 2)
+  double e = value_of<double>(0x4330000000000000ull | (b >> 52));  // 2^52 + biased exponent
   e -= 4503599627370496.0 + 1023.0;
-  const double big = mantissa > 0x6a09e667f3bcdll ? 1.0 : 0.0;    // m > sqrt(2)
+  const double big = mantissa > 0x6a09e667f3bcdull ? 1.0 : 0.0;   // m > sqrt(2)
   m *= 1.0 - 0.5 * big;
   e += big;
   const double s = (m - 1.0) / (m + 1.0), z = s * s;
@@ -177,14 +172,15 @@ inline double log_positive(double x) {
 }
 
 // The same in float, for finite normal x > 0: the odd series of atanh cut after s^9/9 (the
-// next term is below 4e-10 relative), ln 2 split as fdlibm's logf splits it.
+// first omitted term of log m, 2 s^11/11, is below 2e-9 relative), ln 2 split as fdlibm's
+// logf splits it.
 inline float log_positive(float x) {
-  const int32_t b = bits_of(x);
-  const int32_t mantissa = b & 0x007fffff;
-  float m = float_of(mantissa | 0x3f800000);                      // m in [1, 2)
-  float e = float_of(0x4b000000 | (b >> 23));                     // 2^23 + biased exponent
+  const uint32_t b = bits_of(x);
+  const uint32_t mantissa = b & 0x007fffffu;
+  float m = value_of<float>(mantissa | 0x3f800000u);              // m in [1, 2)
+  float e = value_of<float>(0x4b000000u | (b >> 23));             // 2^23 + biased exponent
   e -= 8388608.0f + 127.0f;
-  const float big = mantissa > 0x3504f3 ? 1.0f : 0.0f;            // m > sqrt(2)
+  const float big = mantissa > 0x3504f3u ? 1.0f : 0.0f;           // m > sqrt(2)
   m *= 1.0f - 0.5f * big;
   e += big;
   const float s = (m - 1.0f) / (m + 1.0f), z = s * s;
@@ -192,7 +188,7 @@ inline float log_positive(float x) {
   p = p * z + 1.0f / 7;
   p = p * z + 1.0f / 5;
   p = p * z + 1.0f / 3;
-  constexpr float ln2_hi = 6.9313812256e-01f;  // 16 significant bits: e * ln2_hi is exact
+  constexpr float ln2_hi = 6.9313812256e-01f;  // 17 significant bits: e * ln2_hi is exact (|e| <= 128)
   constexpr float ln2_lo = 9.0580006145e-06f;
   return e * ln2_hi + (2.0f * s + 2.0f * s * z * p + e * ln2_lo);
 }
