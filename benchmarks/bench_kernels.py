@@ -18,7 +18,9 @@ For every problem (kernel, dtype, batch, lattice) the same run times
 Row 'fourier+fft' is the end-to-end Matsubara action+grad (from_fourier, kernel, to_fourier) against
 the same twin; it has no bandwidth figure. Each time is the minimum (the JSON also has the median)
 over samples filling a ~0.2 s budget (>= 5 samples after a warm-up; tiny calls are looped so that a
-sample lasts ~1 ms, so small problems measure cache, not memory, bandwidth).
+sample lasts ~1 ms, so small problems measure cache, not memory, bandwidth). A problem's kernel,
+twin and copy are sampled in four alternating rounds, so that all three see the same spells of
+the machine.
 The kernels use torch.get_num_threads() threads (--threads N to set it); on a shared machine other
 processes make OpenMP threads wait for scheduler slices: the script warns when the load is high.
 On CUDA, samples are timed with CUDA events, --quick adds one 2**24-site problem per kernel, and
@@ -95,15 +97,30 @@ class Timer:
             fn()
         return (time.perf_counter() - t) / n
 
-    def __call__(self, fn) -> tuple:
-        fn()  # warm-up (and compilation for torch.compile)
+    def _plan(self, fn) -> tuple:
+        """Warms fn up (and compiles it, for torch.compile); returns (calls per sample, samples)."""
+        fn()
         if self.cuda:
             torch.cuda.synchronize()
         t0 = max(self._run(fn, 1), 1e-9)
         inner = min(1000, max(1, int(1e-3 / t0)))
-        samples = max(3 if t0 > self.budget else 5, min(200, int(self.budget / (inner * t0))))
-        times = [self._run(fn, inner) for _ in range(samples)]
-        return min(times), statistics.median(times)
+        return inner, max(3 if t0 > self.budget else 5, min(200, int(self.budget / (inner * t0))))
+
+    def __call__(self, fn) -> tuple:
+        return self.paired([fn])[0]
+
+    def paired(self, fns, rounds: int = 4) -> list:
+        """(min, median) for each of fns, their samples taken in alternating rounds: the kernel,
+        its twin and the copy then see the same spells of a shared machine (a busy neighbour
+        slows compute-bound code more than memory-bound code, so timing them one after the
+        other moved their ratios)."""
+        plans = [self._plan(fn) for fn in fns]
+        times = [[] for _ in fns]
+        for r in range(rounds):
+            for fn, (inner, samples), ts in zip(fns, plans, times):
+                share = samples // rounds + (r < samples % rounds)
+                ts += [self._run(fn, inner) for _ in range(share)]
+        return [(min(ts), statistics.median(ts)) for ts in times]
 
 
 def setup(name: str, batch: int, shape: tuple, dtype, device):
@@ -143,12 +160,12 @@ def setup(name: str, batch: int, shape: tuple, dtype, device):
     raise ValueError(f"unknown kernel {name!r}")
 
 
-def copy_time(timer, nbytes: int, dtype, device) -> float:
-    """Seconds for dst.copy_(src) moving nbytes (read + write), preallocated dst."""
+def make_copy(nbytes: int, dtype, device):
+    """dst.copy_(src) moving nbytes (read + write), preallocated dst."""
     n = max(1, nbytes // (2 * (torch.finfo(dtype).bits // 8)))
     src = torch.ones(n, dtype=dtype, device=device)
     dst = torch.empty_like(src)
-    return timer(lambda: dst.copy_(src))[0]
+    return lambda: dst.copy_(src)
 
 
 def compiled_time(timer, twin):
@@ -164,8 +181,10 @@ def bench_one(timer, name, batch, shape, dtype, device, use_compile) -> dict:
     kernel, twin, nbytes = setup(name, batch, shape, dtype, device)
     row = {"kernel": name, "dtype": str(dtype).replace("torch.", ""), "batch": batch,
            "shape": list(shape), "sites": batch * math.prod(shape), "bytes": nbytes}
-    tk, tk_med = timer(kernel)
-    tt, tt_med = timer(lambda: twin[0](*twin[1])) if twin else (None, None)
+    fns = [kernel] + ([lambda: twin[0](*twin[1])] if twin else [])
+    fns += [make_copy(nbytes, dtype, device)] if nbytes else []
+    measured = timer.paired(fns)
+    (tk, tk_med), (tt, tt_med) = measured[0], (measured[1] if twin else (None, None))
     row["kernel_ms"], row["kernel_median_ms"] = 1e3 * tk, 1e3 * tk_med
     row["twin_ms"], row["twin_median_ms"] = (1e3 * tt, 1e3 * tt_med) if twin else (None, None)
     row["compiled_ms"] = None
@@ -177,7 +196,7 @@ def bench_one(timer, name, batch, shape, dtype, device, use_compile) -> dict:
     row["kernel_GBps"] = row["copy_GBps"] = row["pct_copy"] = None
     if nbytes:
         row["kernel_GBps"] = nbytes / row["kernel_ms"] / 1e6
-        row["copy_GBps"] = nbytes / copy_time(timer, nbytes, dtype, device) / 1e3 / 1e6
+        row["copy_GBps"] = nbytes / measured[-1][0] / 1e3 / 1e6
         row["pct_copy"] = 100 * row["kernel_GBps"] / row["copy_GBps"]
     return row
 
