@@ -38,6 +38,10 @@ CASES = [
     (lftaccel.Phi4(0.15, 0.3), (3, 2, 3, 2, 8)),
     (lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4), (4, 32)),
     (lftaccel.XY(0.9), (2, 3, 64)),  # XY slices of whole vectors
+    # XY's other walks, all with the fused kick-drift: rows of >= 512 bytes that are not whole
+    # vectors (row by row), and 1D (a slice is one site)
+    (lftaccel.XY(0.9), (2, 3, 66)),
+    (lftaccel.XY(0.8), (3, 7)),
 ]
 
 

@@ -24,9 +24,12 @@ void energy(const OscillatorSite<T>& p, const Lattice& lat, int64_t batch, const
 // A leapfrog step from the force, fused into one pass over the lattice (stencil_kick_drift,
 // stencil.hpp): p <- p - kick dS/dx(x), then, where xn is not null, xn <- x + eps p, and the
 // action of x in double where action is not null. xn overlaps neither x nor p. The theories
-// that have it say so in kHasKickDrift; XY takes energy() and a separate update.
+// that have it say so in kHasKickDrift.
 template <class T>
 void kick_drift(const Phi4Site<T>& p, const Lattice& lat, int64_t batch, const T* x, double* action, T* mom,
+                T* xn, T kick, T eps, int nthreads);
+template <class T>
+void kick_drift(const XYSite<T>& p, const Lattice& lat, int64_t batch, const T* x, double* action, T* mom,
                 T* xn, T kick, T eps, int nthreads);
 template <class T>
 void kick_drift(const OscillatorSite<T>& p, const Lattice& lat, int64_t batch, const T* x, double* action,
@@ -38,6 +41,8 @@ template <class T>
 constexpr bool kHasKickDrift<Phi4Site<T>> = true;
 template <class T>
 constexpr bool kHasKickDrift<OscillatorSite<T>> = true;
+template <class T>
+constexpr bool kHasKickDrift<XYSite<T>> = true;
 
 }  // namespace cpu
 }  // namespace lftaccel

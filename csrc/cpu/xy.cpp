@@ -80,9 +80,9 @@ struct SliceRows {
 // 1.9 ns per site, 16 x 16^4 5.5-5.9 -> 3.6-3.8, float32 4 x 256^2 1.26 -> 0.99, 16 x 16^4 2.2-2.5
 // -> 1.8; short float32 rows about even (64 x 16^2 1.7, 1024 x 32^2 1.4 -> 1.2).
 #if LFT_HAVE_SIMD
-template <int D, bool A, bool G, class T, class Sums>
-void xy_slice_vectors(const XYSite<T>& site, const Lattice& lat, const T* C, const T* S, int64_t V0, T* grad,
-                      Sums& sums) {
+template <int D, bool A, bool G, class T, class Out, class Sums>
+void xy_slice_vectors(const XYSite<T>& site, const Lattice& lat, const T* C, const T* S, const T* X, int64_t V0,
+                      const Out& out, Sums& sums) {
   using V = Simd<T>;
   constexpr int W = V::kWidth;
   const auto lanes = site.template rebind<V>();
@@ -101,7 +101,7 @@ void xy_slice_vectors(const XYSite<T>& site, const Lattice& lat, const T* C, con
       }
       fc[D - 1] = successors(c_cur, c_next), fs[D - 1] = successors(s_cur, s_next);
       bc[D - 1] = predecessors(c_prev, c_cur), bs[D - 1] = predecessors(s_prev, s_cur);
-      if (G) lanes.template grad<D>(c_cur, s_cur, fc, fs, bc, bs).store(grad + base + i);
+      if (G) out(base + i, lanes.template grad<D>(c_cur, s_cur, fc, fs, bc, bs), V::load(X + base + i));
       if (A) sums.add(lanes.template action<D>(c_cur, s_cur, fc, fs));
       c_prev = c_cur, c_cur = c_next, s_prev = s_cur, s_cur = s_next;
     }
@@ -122,13 +122,13 @@ constexpr bool xy_vector_rows(int64_t L) {
 
 // One slice (all sites at one coordinate of dimension 0) whose cos/sin sit at
 // C, S in the slab buffer, with the neighbouring slices at C -/+ V0.
-template <int D, bool A, bool G, class T>
-double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* S, int64_t V0,
-                T* grad) {
+template <int D, bool A, bool G, class T, class Out>
+double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* S, const T* X, int64_t V0,
+                const Out& out) {
   double acc = 0;
   if (D == 1) {  // the slice is one site; its neighbours are the halo entries
     T fc[1] = {C[1]}, fs[1] = {S[1]}, bc[1] = {C[-1]}, bs[1] = {S[-1]};
-    if (G) grad[0] = site.template grad<1>(C[0], S[0], fc, fs, bc, bs);
+    if (G) out(0, site.template grad<1>(C[0], S[0], fc, fs, bc, bs), X[0]);
     if (A) acc += site.template action<1>(C[0], S[0], fc, fs);
     return acc;
   }
@@ -136,14 +136,15 @@ double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* 
   for (int64_t base = 0; base < V0; base += L) {
     const SliceRows<D, T> nb(lat, C, S, V0, base);
     const T *c = C + base, *s = S + base;
-    T* g = G ? grad + base : nullptr;
+    const T* x = X + base;
+    const Out o = out.at(base);
     auto body = [&](int64_t i, int64_t ip, int64_t im) -> T {
       T fc[D], fs[D], bc[D], bs[D];
       for (int mu = 0; mu < D - 1; ++mu) {
         fc[mu] = nb.fc[mu][i], fs[mu] = nb.fs[mu][i], bc[mu] = nb.bc[mu][i], bs[mu] = nb.bs[mu][i];
       }
       fc[D - 1] = c[ip], fs[D - 1] = s[ip], bc[D - 1] = c[im], bs[D - 1] = s[im];
-      if (G) g[i] = site.template grad<D>(c[i], s[i], fc, fs, bc, bs);
+      if (G) o(i, site.template grad<D>(c[i], s[i], fc, fs, bc, bs), x[i]);
       return A ? site.template action<D>(c[i], s[i], fc, fs) : T(0);
     };
     if (L == 1) {
@@ -197,12 +198,12 @@ const Coord<T>* slab_coords(const Lattice& lat, int64_t n_sites) {
 // dimension 0 from -/+ V0, each in-slice dimension from its inner or its wrapped neighbour by
 // the site's coordinate. Both candidates are loaded (each lies in the slab buffer, within V0
 // of the site), so the select is a blend, not a masked load chaining the iterations.
-template <int D, bool A, bool G, class Sum, class T>
-double xy_slab(const XYSite<T>& site, const Lattice& lat, const T* C, const T* S, int64_t n,
-               const Coord<T>* coords, int64_t coords_stride, T* grad) {
+template <int D, bool A, bool G, class Sum, class T, class Out>
+double xy_slab(const XYSite<T>& site, const Lattice& lat, const T* C, const T* S, const T* X, int64_t n,
+               const Coord<T>* coords, int64_t coords_stride, const Out& out) {
   const int64_t V0 = lat.volume / lat.extent[0];
-  const XYSite<T> site_ = site;  // a local copy: no store to grad can alias its parameters
-  T* __restrict g = grad;        // never overlaps the slab buffer
+  const XYSite<T> site_ = site;  // local copies: no store through out can alias them
+  const Out o = out;
   const Coord<T>* co[D] = {};
   int64_t st[D] = {}, wrap[D] = {};
   Coord<T> last[D] = {};
@@ -224,7 +225,7 @@ double xy_slab(const XYSite<T>& site, const Lattice& lat, const T* C, const T* S
       bc[mu] = k == 0 ? bco : bci;
       bs[mu] = k == 0 ? bso : bsi;
     }
-    if (G) g[i] = site_.template grad<D>(C[i], S[i], fc, fs, bc, bs);
+    if (G) o(i, site_.template grad<D>(C[i], S[i], fc, fs, bc, bs), X[i]);
     return A ? site_.template action<D>(C[i], S[i], fc, fs) : T(0);
   };
   return blocked_sum<Sum>(0, n, body);
@@ -240,9 +241,11 @@ T* slab_buffer(int which, size_t n) {
   return buf[which].data();
 }
 
-template <int D, bool A, bool G, class T, class Acc>
+// The gradient goes to out (GradientOut, or the leapfrog's KickDriftOut, which also takes the
+// site's angle for the drift); every site is handed over once.
+template <int D, bool A, bool G, class T, class Acc, class Out>
 void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* theta, Acc* action,
-            T* grad, int nthreads) {
+            const Out& out, int nthreads) {
   const int64_t L0 = lat.extent[0], V0 = lat.volume / L0, V = lat.volume;
   const int64_t per_slab = std::min(L0, std::max<int64_t>(1, kSlabSites / V0));
   const int64_t n_slabs = (L0 + per_slab - 1) / per_slab;
@@ -290,21 +293,21 @@ void xy_run(const XYSite<T>& site, const Lattice& lat, int64_t batch, const T* t
       }
       double acc = 0;
       if (flat) {
-        acc = xy_slab<D, A, G, Sum>(site, lat, cbuf + V0, sbuf + V0, n * V0, coords,
-                                    per_slab * V0, G ? grad + b * V + t0 * V0 : nullptr);
+        acc = xy_slab<D, A, G, Sum>(site, lat, cbuf + V0, sbuf + V0, xb + t0 * V0, n * V0, coords,
+                                    per_slab * V0, out.at(b * V + t0 * V0));
       } else if (vectors) {
 #if LFT_HAVE_SIMD
         LaneSums<Sum, Simd<T>::kWidth> sums;  // over the work item: fixed by the shape
         for (int64_t k = 1; k <= n; ++k)
-          xy_slice_vectors<D, A, G>(site, lat, cbuf + k * V0, sbuf + k * V0, V0,
-                                    G ? grad + b * V + (t0 + k - 1) * V0 : nullptr, sums);
+          xy_slice_vectors<D, A, G>(site, lat, cbuf + k * V0, sbuf + k * V0, xb + (t0 + k - 1) * V0, V0,
+                                    out.at(b * V + (t0 + k - 1) * V0), sums);
         sums.flush();
         acc = sums.total;
 #endif
       } else {
         for (int64_t k = 1; k <= n; ++k)
-          acc += xy_slice<D, A, G>(site, lat, cbuf + k * V0, sbuf + k * V0, V0,
-                                   G ? grad + b * V + (t0 + k - 1) * V0 : nullptr);
+          acc += xy_slice<D, A, G>(site, lat, cbuf + k * V0, sbuf + k * V0, xb + (t0 + k - 1) * V0, V0,
+                                   out.at(b * V + (t0 + k - 1) * V0));
       }
       if (A) partial[it] = acc;
     }
@@ -351,8 +354,8 @@ void xy_any(const Lattice& lat, int64_t batch, const T* theta, Acc* action, T* g
     return;
   }
   dispatch_variant(lat.ndim, action, grad, [&](auto dim, auto a, auto g) {
-    xy_run<decltype(dim)::value, decltype(a)::value, decltype(g)::value>(p, lat, batch, theta,
-                                                                          action, grad, nthreads);
+    xy_run<decltype(dim)::value, decltype(a)::value, decltype(g)::value>(p, lat, batch, theta, action,
+                                                                          GradientOut<T>{grad}, nthreads);
   });
 }
 
@@ -370,11 +373,32 @@ void energy(const XYSite<T>& p, const Lattice& lat, int64_t batch, const T* x, d
   xy_any(lat, batch, x, action, grad, p, nthreads);
 }
 
+template <class T>
+void kick_drift(const XYSite<T>& p, const Lattice& lat, int64_t batch, const T* x, double* action, T* mom, T* xn,
+                T kick, T eps, int nthreads) {
+  if (lat.volume / lat.extent[0] > kMaxSliceSites) {
+    stencil_kick_drift(XYDirectSite<T>{p}, lat, batch, x, action, mom, xn, kick, eps, nthreads);
+    return;
+  }
+  auto run = [&](auto out) {
+    dispatch_variant(lat.ndim, action, true, [&](auto dim, auto a, auto g) {
+      xy_run<decltype(dim)::value, decltype(a)::value, decltype(g)::value>(p, lat, batch, x, action, out,
+                                                                            nthreads);
+    });
+  };
+  if (xn) run(KickDriftOut<T, true>{mom, xn, kick, eps});
+  else run(KickDriftOut<T, false>{mom, nullptr, kick, eps});
+}
+
 template void xy<float>(const Lattice&, int64_t, const float*, float*, float*, const XYSite<float>&, int);
 template void xy<double>(const Lattice&, int64_t, const double*, double*, double*, const XYSite<double>&, int);
 template void energy<float>(const XYSite<float>&, const Lattice&, int64_t, const float*, double*, float*, int);
 template void energy<double>(const XYSite<double>&, const Lattice&, int64_t, const double*, double*, double*,
                              int);
+template void kick_drift<float>(const XYSite<float>&, const Lattice&, int64_t, const float*, double*, float*, float*,
+                                float, float, int);
+template void kick_drift<double>(const XYSite<double>&, const Lattice&, int64_t, const double*, double*, double*,
+                                 double*, double, double, int);
 
 }  // namespace cpu
 }  // namespace lftaccel
