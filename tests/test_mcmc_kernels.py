@@ -203,8 +203,9 @@ def test_langevin_matches_twin(theory, shape, device):
                                                 (lftaccel.XY(1.0), (2, 4, 520), 5e3),
                                                 (lftaccel.XY(1.0), (2, 4, 520), 3e5)], ids=lambda v: repr(v))
 def test_metropolis_matches_twin(theory, shape, scale, dtype, device):
-    """On the CPU, the sites whose row neighbours wrap update one by one and the rest in
-    vectorised runs (rows of 600 and 520: more sites of one parity than one run of 256 holds).
+    """On the CPU every site of a parity, the row's ends included, takes the vectorised runs
+    (the row copied between its wrap-around neighbours; rows of 600 and 520: more sites of one
+    parity than one run of 256 holds; 1D rows of 10: runs shorter than a vector).
     XY angles beyond the vectorised sincos's range keep libm's throughout: scale 5e3 crosses
     float32's bound (8192) and stays inside float64's (2^19), scale 3e5 crosses float64's
     (float32 angles that large are not compared: the float32 twin's own cos is off there)."""

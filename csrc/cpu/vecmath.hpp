@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "lftaccel/config.hpp"
+
 namespace lftaccel {
 namespace cpu {
 
@@ -149,7 +151,7 @@ inline void sincos_reduced_float(float x, float& s_out, float& c_out) {
 // two FMAs fewer than the odd series to s^19/19 it replaces, as accurate).
 // Bit manipulation and integer compares only: an ordered float compare may trap,
 // which stops GCC from if-converting, and so vectorising, a loop around it.
-inline double log_positive(double x) {
+LFT_FORCE_INLINE double log_positive(double x) {
   const uint64_t b = bits_of(x);
   const uint64_t mantissa = b & 0x000fffffffffffffull;
   double m = value_of<double>(mantissa | 0x3ff0000000000000ull);   // m in [1, 2)
@@ -174,7 +176,7 @@ inline double log_positive(double x) {
 // The same in float, for finite normal x > 0: the odd series of atanh cut after s^9/9 (the
 // first omitted term of log m, 2 s^11/11, is below 2e-9 relative), ln 2 split as fdlibm's
 // logf splits it.
-inline float log_positive(float x) {
+LFT_FORCE_INLINE float log_positive(float x) {
   const uint32_t b = bits_of(x);
   const uint32_t mantissa = b & 0x007fffffu;
   float m = value_of<float>(mantissa | 0x3f800000u);              // m in [1, 2)
