@@ -138,7 +138,7 @@ double xy_slice(const XYSite<T>& site, const Lattice& lat, const T* C, const T* 
     const T *c = C + base, *s = S + base;
     const T* x = X + base;
     const Out o = out.at(base);
-    auto body = [&](int64_t i, int64_t ip, int64_t im) -> T {
+    auto body = [&](int64_t i, int64_t ip, int64_t im) LFT_INLINE_LAMBDA -> T {  // (see config.hpp)
       T fc[D], fs[D], bc[D], bs[D];
       for (int mu = 0; mu < D - 1; ++mu) {
         fc[mu] = nb.fc[mu][i], fs[mu] = nb.fs[mu][i], bc[mu] = nb.bc[mu][i], bs[mu] = nb.bs[mu][i];

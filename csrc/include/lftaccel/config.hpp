@@ -27,6 +27,15 @@
 #define LFT_FORCE_INLINE inline
 #endif
 
+// The same for a lambda, written after its parameter list: GCC compiled a row walk's site
+// lambda out of line for the row's two end sites, where it fused multiply-adds differently,
+// so the same action came out 1 ulp apart from another path's.
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#define LFT_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define LFT_INLINE_LAMBDA
+#endif
+
 #define LFTACCEL_VERSION_STRING "0.1.0"
 
 namespace lftaccel {
