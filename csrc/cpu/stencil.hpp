@@ -134,6 +134,14 @@ struct KickDriftOut {
   void restore(int64_t i, T v) const { p[i] = v; }
 };
 
+// Calls run with the KickDriftOut of a leapfrog step: with the drift into xn, or, where xn is
+// null, the kick alone.
+template <class T, class Run>
+void with_kick_drift_out(T* p, T* xn, T kick, T eps, const Run& run) {
+  if (xn) run(KickDriftOut<T, true>{p, xn, kick, eps});
+  else run(KickDriftOut<T, false>{p, nullptr, kick, eps});
+}
+
 // Site i's action term (A), its gradient handed to out (G), from the field value phi and
 // the forward and backward neighbours f, b.
 template <int D, bool A, bool G, class Site, class T, class Out>
@@ -563,8 +571,7 @@ void stencil_kick_drift(const Site& site, const Lattice& lat, int64_t batch, con
                                                                                 nthreads);
     });
   };
-  if (xn) run(KickDriftOut<T, true>{p, xn, kick, eps});
-  else run(KickDriftOut<T, false>{p, nullptr, kick, eps});
+  with_kick_drift_out(p, xn, kick, eps, run);
 }
 
 }  // namespace cpu

@@ -18,18 +18,23 @@ namespace cpu {
 
 constexpr double kSincosMaxArg = 524288.0;  // 2^19: q * pio2_{1,2} stay exact
 
-// Bit patterns as unsigned integers of the same width, and the constant 1.5 * 2^(mantissa
-// bits) whose addition rounds a value to an integer held in its low mantissa bits.
+// Bit patterns as unsigned integers of the same width, the format's mantissa bits, exponent
+// bias and the mantissa of sqrt(2), and the constant 1.5 * 2^(mantissa bits) whose addition
+// rounds a value to an integer held in its low mantissa bits.
 template <class T>
 struct FloatBits;
 template <>
 struct FloatBits<double> {
   using U = uint64_t;
+  static constexpr int kMantissaBits = 52, kBias = 1023;
+  static constexpr U kSqrt2Mantissa = 0x6a09e667f3bcdull;
   static constexpr double round_magic = 6755399441055744.0;  // 1.5 * 2^52
 };
 template <>
 struct FloatBits<float> {
   using U = uint32_t;
+  static constexpr int kMantissaBits = 23, kBias = 127;
+  static constexpr U kSqrt2Mantissa = 0x3504f3u;
   static constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23
 };
 
@@ -145,22 +150,33 @@ inline void sincos_reduced_float(float x, float& s_out, float& c_out) {
   rotate_quadrant(qm, s, c, s_out, c_out);
 }
 
-// log(x) for finite x > 0 (normal, not subnormal): x = m 2^e with m in
-// [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) = 2 s + s R(s^2), s = (m - 1)/(m + 1),
-// |s| < 0.1716, with fdlibm's minimax R (__ieee754_log's Lg1..Lg7, error below 2^-58;
-// two FMAs fewer than the odd series to s^19/19 it replaces, as accurate).
-// Bit manipulation and integer compares only: an ordered float compare may trap,
-// which stops GCC from if-converting, and so vectorising, a loop around it.
-LFT_FORCE_INLINE double log_positive(double x) {
-  const uint64_t b = bits_of(x);
-  const uint64_t mantissa = b & 0x000fffffffffffffull;
-  double m = value_of<double>(mantissa | 0x3ff0000000000000ull);   // m in [1, 2)
-  double e = value_of<double>(0x4330000000000000ull | (b >> 52));  // 2^52 + biased exponent
-  e -= 4503599627370496.0 + 1023.0;
-  const double big = mantissa > 0x6a09e667f3bcdull ? 1.0 : 0.0;   // m > sqrt(2)
-  m *= 1.0 - 0.5 * big;
+// log(x) for finite x > 0 (normal, not subnormal): x = m 2^e with m in [sqrt(1/2), sqrt(2)),
+// log x = e ln 2 + 2 atanh(s), s = (m - 1)/(m + 1), |s| < 0.1716. log_reduce gives s and e;
+// the two precisions differ only in the series for atanh. Bit manipulation and integer
+// compares only: an ordered float compare may trap, which stops GCC from if-converting, and
+// so vectorising, a loop around it.
+template <class T>
+LFT_FORCE_INLINE void log_reduce(T x, T& s, T& e) {
+  using B = FloatBits<T>;
+  using U = typename B::U;
+  constexpr int k = B::kMantissaBits;
+  const U b = bits_of(x);
+  const U mantissa = b & ((U(1) << k) - 1);
+  T m = value_of<T>(mantissa | (U(B::kBias) << k));                   // m in [1, 2)
+  e = value_of<T>((U(B::kBias + k) << k) | (b >> k));                  // 2^k + biased exponent
+  e -= T(U(1) << k) + T(B::kBias);
+  const T big = mantissa > B::kSqrt2Mantissa ? T(1) : T(0);           // m > sqrt(2)
+  m *= T(1) - T(0.5) * big;
   e += big;
-  const double s = (m - 1.0) / (m + 1.0), z = s * s;
+  s = (m - T(1)) / (m + T(1));
+}
+
+// Double: 2 atanh(s) = 2 s + s R(s^2) with fdlibm's minimax R (__ieee754_log's Lg1..Lg7,
+// error below 2^-58; two FMAs fewer than the odd series to s^19/19 it replaces, as accurate).
+LFT_FORCE_INLINE double log_positive(double x) {
+  double s, e;
+  log_reduce(x, s, e);
+  const double z = s * s;
   double R = 1.479819860511658591e-01;
   R = R * z + 1.531383769920937332e-01;
   R = R * z + 1.818357216161805012e-01;
@@ -173,19 +189,12 @@ LFT_FORCE_INLINE double log_positive(double x) {
   return e * ln2_hi + (2.0 * s + s * (z * R) + e * ln2_lo);
 }
 
-// The same in float, for finite normal x > 0: the odd series of atanh cut after s^9/9 (the
-// first omitted term of log m, 2 s^11/11, is below 2e-9 relative), ln 2 split as fdlibm's
-// logf splits it.
+// Float: the odd series of atanh cut after s^9/9 (the first omitted term of log m,
+// 2 s^11/11, is below 2e-9 relative), ln 2 split as fdlibm's logf splits it.
 LFT_FORCE_INLINE float log_positive(float x) {
-  const uint32_t b = bits_of(x);
-  const uint32_t mantissa = b & 0x007fffffu;
-  float m = value_of<float>(mantissa | 0x3f800000u);              // m in [1, 2)
-  float e = value_of<float>(0x4b000000u | (b >> 23));             // 2^23 + biased exponent
-  e -= 8388608.0f + 127.0f;
-  const float big = mantissa > 0x3504f3u ? 1.0f : 0.0f;           // m > sqrt(2)
-  m *= 1.0f - 0.5f * big;
-  e += big;
-  const float s = (m - 1.0f) / (m + 1.0f), z = s * s;
+  float s, e;
+  log_reduce(x, s, e);
+  const float z = s * s;
   float p = 1.0f / 9;
   p = p * z + 1.0f / 7;
   p = p * z + 1.0f / 5;

@@ -386,8 +386,7 @@ void kick_drift(const XYSite<T>& p, const Lattice& lat, int64_t batch, const T* 
                                                                             nthreads);
     });
   };
-  if (xn) run(KickDriftOut<T, true>{mom, xn, kick, eps});
-  else run(KickDriftOut<T, false>{mom, nullptr, kick, eps});
+  with_kick_drift_out(mom, xn, kick, eps, run);
 }
 
 template void xy<float>(const Lattice&, int64_t, const float*, float*, float*, const XYSite<float>&, int);
