@@ -61,6 +61,8 @@ PARAM_CASES = [
     (lftaccel.Phi4.from_standard, dict(m2=1.0, lam=1.0, ndim=0), ValueError, "ndim"),
     (lftaccel.Phi4.from_standard, dict(m2=1.0, lam=1.0, ndim=5), ValueError, "ndim"),
     (lftaccel.Phi4.from_standard, dict(m2=1.0, lam=1.0, ndim="2"), BAD, "ndim"),
+    # kappa ~ 1e-200 is fine, but lambda = lam kappa^2 underflows: not the same theory
+    (lftaccel.Phi4.from_standard, dict(m2=1e200, lam=1.0), ValueError, "m2"),
     # Finite arguments whose derived quantities overflow a float.
     (lftaccel.Phi4, dict(kappa=10**400, lam=0.1), BAD, "kappa"),
     (lftaccel.Oscillator, dict(beta=1.0, f=1e200), BAD, "f|c0|c2"),
@@ -234,8 +236,16 @@ RANDOM_CASES = [
     (dict(seed=2**32), ValueError, "seed"),
     (dict(seed=2**70), BAD, "seed"),
     (dict(seed=None), TypeError, "seed"),
+    (dict(seed=1.5), TypeError, "seed"),
+    (dict(seed=True), TypeError, "seed"),
     (dict(step=-1), ValueError, "step"),
+    (dict(step=2**63), ValueError, "step"),
+    (dict(step=0.5), TypeError, "step"),
     (dict(purpose=-1), ValueError, "purpose"),
+    (dict(purpose=2**32), ValueError, "purpose"),
+    # more than 2^32 sites per chain: refused before anything is allocated
+    (dict(sites=(2**20, 2**20)), ValueError, "sites"),
+    (dict(sites=(2**31, 2**31)), ValueError, "sites"),
     (dict(chain_offset=2**32), ValueError, "chain_offset"),
 ]
 

@@ -313,6 +313,67 @@ def test_bad_sampler_kernel_arguments():
                          seed=0, step=0, accepted=torch.zeros(2, dtype=torch.int64))
 
 
+def test_derived_coefficients_and_step_sizes_are_checked():
+    """Finite parameters whose derived coefficients overflow (in float64 too), a float32 step
+    that rounds to 0, and buffers aliasing the Fourier HMC's read-only inputs are refused."""
+    x = torch.zeros(2, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="SDE coefficient"):
+        K.sde_step(x, x.clone(), t=1.0, dt=1.0, seed=0, step=0, sigma=1e200)
+    with pytest.raises(ValueError, match="eps"):
+        K.langevin_steps(lftaccel.Phi4(0.2, 0.1), torch.zeros(2, 4, 4, dtype=torch.float64), eps=1e308,
+                         n_steps=1, seed=0, step=0)
+    with pytest.raises(ValueError, match="eps"):
+        K.langevin_steps(lftaccel.Phi4(0.2, 0.1), torch.zeros(2, 4, 4, dtype=torch.float32), eps=2e38,
+                         n_steps=1, seed=0, step=0)
+    with pytest.raises(ValueError, match=r"eps = 1e-50 rounds to 0 in float32"):
+        K.hmc_trajectory(lftaccel.Phi4(0.2, 0.1), torch.zeros(2, 4, 4, dtype=torch.float32), eps=1e-50,
+                         n_steps=2, seed=0, step=0)
+    with pytest.raises(ValueError, match="delta"):
+        K.metropolis_sweeps(lftaccel.Phi4(0.2, 0.1), torch.zeros(2, 4, 4, dtype=torch.float32), delta=1e-50,
+                            n_sweeps=1, seed=0, step=0)
+    with pytest.raises(ValueError, match="extent"):
+        K.sde_step(torch.zeros(2, 0), torch.zeros(2, 0), t=0.5, dt=0.1, seed=0, step=0)
+    # energies (4, 2) sharing memory with inv_mass (4,) or basis (4, 4)
+    c, shared = torch.zeros(2, 4, dtype=torch.float64), torch.ones(16, dtype=torch.float64)
+    for name, value in (("inv_mass", shared[:4]), ("basis", shared.view(4, 4))):
+        with pytest.raises(ValueError, match=f"{name} and energies must not overlap"):
+            K.hmc_fourier_trajectory(lftaccel.Oscillator(10.0), c, eps=0.1, n_steps=2, seed=0, step=0,
+                                     energies=shared[:8].view(4, 2), **{name: value})
+
+
+def test_kernels_refuse_to_overwrite_what_autograd_records():
+    """The fused kernels write raw memory, which autograd cannot see: a buffer they overwrite
+    may not require grad (outside no_grad), and its version counter moves, so a graph that
+    saved it refuses to backpropagate through the stale value (as after torch's in-place ops)."""
+    theory = lftaccel.Phi4(0.2, 0.1)
+    phi = torch.randn(2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    leaf = phi.clone().requires_grad_()
+    calls = {
+        "hmc": lambda y, **kw: K.hmc_trajectory(theory, y, eps=0.1, n_steps=2, seed=0, step=0, **kw),
+        "langevin": lambda y, **kw: K.langevin_steps(theory, y, eps=0.01, n_steps=1, seed=0, step=0, **kw),
+        "metropolis": lambda y, **kw: K.metropolis_sweeps(theory, y, delta=0.5, n_sweeps=1, seed=0, step=0, **kw),
+        "sde": lambda y, **kw: K.sde_step(y, torch.zeros_like(y), t=0.5, dt=0.1, seed=0, step=0, **kw),
+    }
+    for call in calls.values():
+        with pytest.raises(ValueError, match="x requires grad"):
+            call(leaf)
+        y, w = phi.clone(), torch.ones_like(phi, requires_grad=True)
+        S = (w * y).sum()  # saves y for the gradient in w
+        call(y)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            S.backward()
+    with pytest.raises(ValueError, match="work requires grad"):
+        calls["hmc"](phi.clone(), work=torch.zeros((3, *phi.shape), dtype=torch.float64, requires_grad=True))
+    with pytest.raises(ValueError, match="grad_out requires grad"):
+        theory.action_and_grad(phi, grad_out=torch.zeros_like(phi).requires_grad_())
+    with pytest.raises(ValueError, match="out requires grad"):
+        lftaccel._kernels.philox_fill(torch.zeros(2, 4, dtype=torch.float64, requires_grad=True), "normal", seed=0)
+    with torch.no_grad():  # as torch's optimisers update leaves: allowed, and the version moves
+        version = leaf._version
+        calls["hmc"](leaf)
+        assert leaf._version > version
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_float32_hmc_dH_is_accurate(device):
     """dH is a small difference of large actions: with float32 fields the sums still run in

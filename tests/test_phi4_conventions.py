@@ -45,3 +45,11 @@ def test_bad_conversions():
         lftaccel.Phi4.from_standard(-4.0, 8.0, ndim=5)
     with pytest.raises(ValueError, match="kappa"):
         lftaccel.Phi4(-0.1, 0.5).to_standard(2)
+
+
+def test_extreme_standard_parameters_round_trip():
+    """|m2| far beyond 1e154, where b^2 overflows, still gives the right kappa (it gave 0)."""
+    theory = lftaccel.Phi4.from_standard(1e155, 1e150, ndim=2)
+    assert theory.kappa == pytest.approx(1e-155, rel=1e-12)
+    m2, lam = theory.to_standard(2)
+    assert m2 == pytest.approx(1e155, rel=1e-12) and lam == pytest.approx(1e150, rel=1e-12)

@@ -1,6 +1,7 @@
 #include "buffers.hpp"
 
 #include <cmath>
+#include <cstdio>
 
 #ifdef LFTACCEL_WITH_CUDA
 #include "lftaccel/cuda.hpp"
@@ -158,7 +159,13 @@ void check_disjoint(const Buffer& a, const std::string& name_a, const Buffer& b,
 }
 
 void check_finite(double v, const std::string& name) {
-  if (!std::isfinite(v)) throw py::value_error(name + " must be finite, got " + std::to_string(v));
+  if (!std::isfinite(v)) throw py::value_error(name + " must be finite, got " + format_real(v));
+}
+
+std::string format_real(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.6g", v);
+  return text;
 }
 
 }  // namespace lftaccel

@@ -59,4 +59,8 @@ void check_float(const Buffer& x, const std::string& name);
 
 void check_finite(double v, const std::string& name);
 
+// A real number for an error message, to 6 significant digits (std::to_string prints 1e-50 as
+// 0.000000).
+std::string format_real(double v);
+
 }  // namespace lftaccel

@@ -74,10 +74,25 @@ inline void check_nthreads(int nthreads) {
 }
 
 // A float64 parameter must stay finite when the kernel runs in float32.
+// (A value derived from finite parameters, such as an SDE coefficient, may already have
+// overflowed in double.)
 inline void check_fits(const Buffer& x, double v, const char* name) {
+  if (!std::isfinite(v))
+    throw py::value_error(std::string(name) + " overflows: the parameters are too large (got " +
+                          format_real(v) + ")");
   if (x.dtype == DType::F32 && std::fabs(v) > double(std::numeric_limits<float>::max()))
-    throw py::value_error(std::string(name) + " = " + std::to_string(v) +
+    throw py::value_error(std::string(name) + " = " + format_real(v) +
                           " overflows float32; use float64 buffers");
+}
+
+// A step size: finite, > 0, and neither overflowing nor rounding to 0 in the buffer's precision
+// (a float32 step that rounds to 0 would leave every chain where it is, reported as accepted).
+inline void check_step_size(const Buffer& x, double v, const char* name) {
+  check_finite(v, name);
+  if (v <= 0) throw py::value_error(std::string(name) + " must be > 0, got " + format_real(v));
+  check_fits(x, v, name);
+  if (x.dtype == DType::F32 && float(v) == 0.0f)
+    throw py::value_error(std::string(name) + " = " + format_real(v) + " rounds to 0 in float32");
 }
 
 #ifdef LFTACCEL_WITH_CUDA

@@ -27,7 +27,7 @@ Stream parse_stream(int64_t seed, int64_t step, int64_t chain_offset, int64_t ba
 
 void check_positive(double v, const char* name) {
   check_finite(v, name);
-  if (v <= 0) throw py::value_error(std::string(name) + " must be > 0, got " + std::to_string(v));
+  if (v <= 0) throw py::value_error(std::string(name) + " must be > 0, got " + format_real(v));
 }
 
 void check_count(int n, const char* name, int low) {
@@ -106,8 +106,9 @@ void with_site(const Theory& t, const F& f) {
   else f(cast<T>(t.osc));
 }
 
-HmcSettings<double> hmc_settings(double eps, int n_steps, const Stream& st, bool refresh, bool accept_reject) {
-  check_positive(eps, "eps");
+HmcSettings<double> hmc_settings(const Buffer& x, double eps, int n_steps, const Stream& st, bool refresh,
+                                 bool accept_reject) {
+  check_step_size(x, eps, "eps");
   check_count(n_steps, "n_steps", 1);
   return HmcSettings<double>{eps, n_steps, st.seed, st.chain_offset, st.step, refresh, accept_reject};
 }
@@ -143,7 +144,7 @@ void bind_mcmc(py::module_& m) {
         const Theory t = parse_theory(theory, params, s);
         Buffer w = parse_work(work, s, 3), e, a;
         parse_outputs(s, w, energies, accepted, e, a);
-        const auto hs = hmc_settings(eps, n_steps, parse_stream(seed, step, chain_offset, s.batch), refresh,
+        const auto hs = hmc_settings(s.x, eps, n_steps, parse_stream(seed, step, chain_offset, s.batch), refresh,
                                      accept_reject);
         auto* E = static_cast<double*>(e.ptr);
         auto* A = static_cast<uint32_t*>(a.ptr);
@@ -189,13 +190,15 @@ void bind_mcmc(py::module_& m) {
           if (b->dtype != s.x.dtype) throw py::type_error(std::string(name) + " must have the dtype of coeffs");
           check_disjoint(*b, name, w, "work");
           check_disjoint(*b, name, s.x, "coeffs");
+          check_disjoint(*b, name, e, "energies");
+          check_disjoint(*b, name, a, "accepted");
         }
         if (B.shape != std::vector<int64_t>{N, N})
           throw py::value_error("basis must have shape (" + std::to_string(N) + ", " + std::to_string(N) + "), got " +
                                 B.shape_str());
         if (im.shape != std::vector<int64_t>{N})
           throw py::value_error("inv_mass must have shape (" + std::to_string(N) + ",), got " + im.shape_str());
-        const auto hs = hmc_settings(eps, n_steps, parse_stream(seed, step, chain_offset, s.batch), refresh,
+        const auto hs = hmc_settings(s.x, eps, n_steps, parse_stream(seed, step, chain_offset, s.batch), refresh,
                                      accept_reject);
         auto* E = static_cast<double*>(e.ptr);
         auto* A = static_cast<uint32_t*>(a.ptr);
@@ -227,8 +230,8 @@ void bind_mcmc(py::module_& m) {
         State s = parse_state(x, "x", 4);
         const Theory t = parse_theory(theory, params, s);
         Buffer w = parse_work(work, s, 2);
-        check_positive(eps, "eps");
-        check_fits(s.x, eps, "eps");
+        check_step_size(s.x, eps, "eps");
+        check_fits(s.x, 2 * eps, "2 eps");  // the noise's sqrt(2 eps), formed in the buffer's precision
         check_count(n_steps, "n_steps", 0);
         const Stream st = parse_stream(seed, step, chain_offset, s.batch);
         run(s.x, stream,
@@ -265,8 +268,7 @@ void bind_mcmc(py::module_& m) {
         check_checkerboard(s.lat);  // before any work; std::invalid_argument reaches Python as ValueError
         Buffer a = parse_buffer(accepted, "accepted", true);
         check_output(a, "accepted", s.x, DType::F64, {s.batch});
-        check_positive(delta, "delta");
-        check_fits(s.x, delta, "delta");
+        check_step_size(s.x, delta, "delta");
         check_count(n_sweeps, "n_sweeps", 0);
         const Stream st = parse_stream(seed, step, chain_offset, s.batch);
         if (st.step > (uint64_t(1) << 62)) throw py::value_error("step must be < 2^62");
@@ -307,6 +309,8 @@ void bind_mcmc(py::module_& m) {
         check_float(xb, "x");
         if (xb.shape.size() < 2 || xb.shape[0] < 1)
           throw py::value_error("x must have shape (batch, *sites) with batch >= 1, got " + xb.shape_str());
+        for (size_t i = 1; i < xb.shape.size(); ++i)
+          if (xb.shape[i] < 1) throw py::value_error("x has an extent < 1: shape " + xb.shape_str());
         Buffer sb = parse_buffer(score, "score", false);
         if (sb.cuda != xb.cuda || sb.device != xb.device)
           throw py::value_error("score must be on the same device as x");
@@ -332,7 +336,7 @@ void bind_mcmc(py::module_& m) {
         } else {
           throw py::value_error("schedule must be 've' or 'vp', got '" + schedule + "'");
         }
-        for (double v : {c.drift_x, c.score, c.noise}) check_fits(xb, v, "the SDE coefficients");
+        for (double v : {c.drift_x, c.score, c.noise}) check_fits(xb, v, "an SDE coefficient");
         const int64_t batch = xb.shape[0], n = xb.numel() / batch;
         if (n > int64_t(0xffffffffu)) throw py::value_error("x has more than 2^32 sites per sample");
         const Stream st = parse_stream(seed, step, chain_offset, batch);

@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 import torch
+from torch.autograd.graph import increment_version
 
 from . import _C
 
@@ -92,6 +93,30 @@ def finite_result(value: float, name: str) -> float:
     return value
 
 
+def _written(*pairs) -> list:
+    """The torch tensors among (buffer, name) pairs that a kernel is about to overwrite, once
+    none of them is recording autograd history: the kernel writes raw memory, which autograd
+    cannot see, so a gradient through such a tensor would silently use the new values (torch
+    refuses an in-place op on a tensor that requires grad the same way, outside no_grad).
+    Hand the list to _mark_written after the call."""
+    tensors = []
+    for x, name in pairs:
+        if isinstance(x, torch.Tensor):
+            if x.requires_grad and torch.is_grad_enabled():
+                raise ValueError(f"{name} requires grad, and the kernel overwrites it in place, which autograd "
+                                 f"cannot record: pass {name}.detach(), or call under torch.no_grad()")
+            tensors.append(x)
+    return tensors
+
+
+def _mark_written(tensors) -> None:
+    """Bumps autograd's version counter of tensors a kernel has overwritten, as torch's own
+    in-place ops do: a graph that saved one of them then refuses to backpropagate through
+    the stale value instead of using the new one."""
+    if tensors:
+        increment_version(tensors)
+
+
 def _raw(x, name: str):
     """The object handed to _C: a numpy view of a CPU tensor, the CUDA tensor itself
     (read through __cuda_array_interface__), a numpy array as it is. _C validates
@@ -107,6 +132,8 @@ def _raw(x, name: str):
             try:
                 return x.numpy()
             except (TypeError, RuntimeError) as err:  # e.g. bfloat16 has no numpy twin
+                if x.layout != torch.strided:
+                    raise ValueError(f"{name} must be a dense (strided) tensor, got layout {x.layout}") from err
                 if x.is_neg() or x.is_conj():
                     raise ValueError(f"{name} carries a lazy negation/conjugation bit; "
                                      f"call .resolve_neg() / .resolve_conj() first") from err
@@ -173,6 +200,7 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
     xr = _raw(x, "x")
     a = _out(action_out, "action_out", x, x.shape[:1]) if action else None
     g = _out(grad_out, "grad_out", x, x.shape) if grad else None
+    written = _written((action_out, "action_out"), (grad_out, "grad_out"))  # the caller's outputs
     try:
         # Positional: pybind11's keyword matching costs microseconds per call.
         fn(xr, None if a is None else _raw(a, "action_out"), None if g is None else _raw(g, "grad_out"),
@@ -187,6 +215,7 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
         if msg != str(err):
             raise type(err)(msg) from None
         raise
+    _mark_written(written)
     return a, g
 
 
@@ -202,9 +231,11 @@ def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=T
         raise TypeError("coeffs and path must both be torch tensors or both numpy arrays")
     if isinstance(coeffs, torch.Tensor) and coeffs.device != path.device:
         raise ValueError(f"coeffs is on {coeffs.device} but path is on {path.device}")
+    written = []
     if out is not None:
         a, gc, gx = (_out(o, n, coeffs, None) if o is not None else None
                      for o, n in zip(out, ("action", "grad_coeffs", "grad_path")))
+        written = _written((a, "action"), (gc, "grad_coeffs"), (gx, "grad_path"))
     else:
         a = _new(coeffs, coeffs.shape[:1]) if action else None
         gc = _new(coeffs, tuple(coeffs.shape)) if grad_coeffs else None
@@ -214,11 +245,14 @@ def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=T
                           None if gc is None else _raw(gc, "grad_coeffs"),
                           None if gx is None else _raw(gx, "grad_path"),
                           nthreads=_nthreads(), stream=_stream(coeffs), **params)
+    _mark_written(written)
     return a, gc, gx
 
 
 def philox_fill(out, kind: str, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0):
     """Fills ``out`` (batch, *sites) from lftaccel's Philox streams; see philox.hpp."""
+    written = _written((out, "out"))
     _C.philox_fill(_raw(out, "out"), kind, seed=seed, step=step, purpose=purpose,
                    chain_offset=chain_offset, nthreads=_nthreads(), stream=_stream(out))
+    _mark_written(written)
     return out

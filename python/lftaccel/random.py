@@ -10,6 +10,7 @@ chain = chain_offset + b. Purposes separate independent uses within one step
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -35,16 +36,23 @@ def philox4x32_10(counter, key) -> tuple:
     return tuple(_C.philox4x32_10(_words(counter, 4, "counter"), _words(key, 2, "key")))
 
 
-def _count(v, name: str, low: int) -> int:
+def _count(v, name: str, low: int, high: int = 2**32, high_text: str = "2^32") -> int:
     if isinstance(v, bool):
         raise TypeError(f"{name} must be an integer, got bool")
     try:
         v = operator.index(v)
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
-    if not low <= v < 2**32:
-        raise ValueError(f"{name} must be in [{low}, 2^32), got {v}")
+    if not low <= v < high:
+        raise ValueError(f"{name} must be in [{low}, {high_text}), got {v}")
     return v
+
+
+def _stream_words(seed, step, purpose) -> None:
+    """seed and purpose are Philox words, step a 64-bit counter (the kernels take it below 2^63)."""
+    _count(seed, "seed", 0)
+    _count(step, "step", 0, 2**63, "2^63")
+    _count(purpose, "purpose", 0)
 
 
 def _check_chains(batch: int, chain_offset) -> None:
@@ -55,9 +63,14 @@ def _check_chains(batch: int, chain_offset) -> None:
 
 
 def _shape(batch, sites):
+    """(batch, *sites), checked before anything is allocated: the kernels draw at most 2^32
+    sites per chain (the site is one Philox counter word)."""
     if not isinstance(sites, (tuple, list)):
         sites = (sites,)
-    return (_count(batch, "batch", 1), *(_count(s, "sites", 0) for s in sites))
+    shape = (_count(batch, "batch", 1), *(_count(s, "sites", 0) for s in sites))
+    if math.prod(shape[1:]) > 2**32 - 1:
+        raise ValueError(f"sites must number at most 2^32 - 1 per chain, got {math.prod(shape[1:])}")
+    return shape
 
 
 def bits(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain_offset: int = 0,
@@ -66,6 +79,7 @@ def bits(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain
     (torch's uint32 supports few operations)."""
     shape = _shape(batch, sites) + (4,)
     _check_chains(shape[0], chain_offset)
+    _stream_words(seed, step, purpose)
     if torch.device(device).type == "cpu":
         out = np.empty(shape, dtype=np.uint32)
         _kernels.philox_fill(out, "bits", seed=seed, step=step, purpose=purpose, chain_offset=chain_offset)
@@ -78,6 +92,7 @@ def bits(batch: int, sites, *, seed: int, step: int = 0, purpose: int = 0, chain
 def _variates(kind, batch, sites, seed, step, purpose, chain_offset, dtype, device):
     shape = _shape(batch, sites)
     _check_chains(shape[0], chain_offset)
+    _stream_words(seed, step, purpose)
     out = torch.empty(shape, dtype=dtype, device=device)
     return _kernels.philox_fill(out, kind, seed=seed, step=step, purpose=purpose,
                                 chain_offset=chain_offset)

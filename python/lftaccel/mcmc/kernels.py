@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import _C
-from .._kernels import _new, _nthreads, _raw, _stream, check_array, check_param
+from .._kernels import _mark_written, _new, _nthreads, _raw, _stream, _written, check_array, check_param
 from ..fourier import from_fourier
 from ..theories import XY, Oscillator, Phi4
 
@@ -74,9 +74,11 @@ def hmc_trajectory(theory, x, *, eps: float, n_steps: int, seed: int, step: int,
     work = _new(x, (3, *x.shape)) if work is None else work
     energies = _new(x, (4, x.shape[0]), np.float64) if energies is None else energies
     accepted = _new(x, (x.shape[0],), np.uint32) if accepted is None else accepted
+    written = _written((x, "x"), (work, "work"), (energies, "energies"), (accepted, "accepted"))
     _C.hmc(_raw(x, "x"), _raw(work, "work"), _raw(energies, "energies"), _raw(accepted, "accepted"), kind,
            params, check_param(eps, "eps"), _int(n_steps, "n_steps", 1), _int(seed, "seed"), _int(step, "step"),
            _int(chain_offset, "chain_offset"), bool(refresh), bool(accept_reject), _nthreads(), _stream(x))
+    _mark_written(written)
     return energies, accepted
 
 
@@ -128,12 +130,14 @@ def hmc_fourier_trajectory(theory: Oscillator, coeffs, *, eps: float, n_steps: i
     work = _new(coeffs, (5, *coeffs.shape)) if work is None else work
     energies = _new(coeffs, (4, coeffs.shape[0]), np.float64) if energies is None else energies
     accepted = _new(coeffs, (coeffs.shape[0],), np.uint32) if accepted is None else accepted
+    written = _written((coeffs, "coeffs"), (work, "work"), (energies, "energies"), (accepted, "accepted"))
     _C.hmc_fourier(_raw(coeffs, "coeffs"), _raw(work, "work"), _raw(energies, "energies"),
                    _raw(accepted, "accepted"), _raw(basis, "basis"), _raw(inv_mass, "inv_mass"),
                    [float(v) for v in theory._params().values()], check_param(eps, "eps"),
                    _int(n_steps, "n_steps", 1), _int(seed, "seed"), _int(step, "step"),
                    _int(chain_offset, "chain_offset"), bool(refresh), bool(accept_reject), _nthreads(),
                    _stream(coeffs))
+    _mark_written(written)
     return energies, accepted
 
 
@@ -144,9 +148,11 @@ def langevin_steps(theory, x, *, eps: float, n_steps: int, seed: int, step: int,
     kind, params = _theory_args(theory)
     _check_field(theory, x)
     work = _new(x, (2, *x.shape)) if work is None else work
+    written = _written((x, "x"), (work, "work"))
     _C.langevin(_raw(x, "x"), _raw(work, "work"), kind, params, check_param(eps, "eps"),
                 _int(n_steps, "n_steps"), _int(seed, "seed"), _int(step, "step"),
                 _int(chain_offset, "chain_offset"), _nthreads(), _stream(x))
+    _mark_written(written)
     return x
 
 
@@ -158,9 +164,11 @@ def metropolis_sweeps(theory, x, *, delta: float, n_sweeps: int, seed: int, step
     kind, params = _theory_args(theory)
     _check_field(theory, x)
     accepted = _new(x, (x.shape[0],), np.float64) if accepted is None else accepted
+    written = _written((x, "x"), (accepted, "accepted"))
     _C.metropolis(_raw(x, "x"), _raw(accepted, "accepted"), kind, params, check_param(delta, "delta"),
                   _int(n_sweeps, "n_sweeps"), _int(seed, "seed"), _int(step, "step"),
                   _int(chain_offset, "chain_offset"), _nthreads(), _stream(x))
+    _mark_written(written)
     return accepted
 
 
@@ -186,7 +194,9 @@ def sde_step(x, score, *, t: float, dt: float, seed: int, step: int, schedule: s
         raise ValueError(f"schedule must be 've' or 'vp', got {schedule!r}")
     if isinstance(x, torch.Tensor) != isinstance(score, torch.Tensor):
         raise TypeError("x and score must both be torch tensors or both numpy arrays")
+    written = _written((x, "x"))
     _C.sde_step(_raw(x, "x"), _raw(score, "score"), schedule, params, check_param(t, "t"),
                 check_param(dt, "dt"), bool(noise), _int(seed, "seed"), _int(step, "step"),
                 _int(chain_offset, "chain_offset"), _nthreads(), _stream(x))
+    _mark_written(written)
     return x

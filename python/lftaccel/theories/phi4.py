@@ -49,10 +49,15 @@ class Phi4(LatticeTheory):
                 raise ValueError(f"the free theory needs m2 > -2*ndim, got m2={m2} in {ndim}D")
             kappa = 1.0 / b
         else:
-            # Stable form of the positive root of 2 lam k^2 + b k - 1 = 0.
-            disc = math.sqrt(b * b + 8.0 * lam)
+            # Stable form of the positive root of 2 lam k^2 + b k - 1 = 0 (hypot: b^2 would
+            # overflow for |m2| above ~1e154 and give kappa = 0).
+            disc = math.hypot(b, math.sqrt(8.0 * lam))
             kappa = 2.0 / (b + disc) if b >= 0 else (disc - b) / (4.0 * lam)
-        return cls(kappa, lam * kappa * kappa)
+        lam_hop = lam * kappa * kappa
+        if not (0.0 < kappa < math.inf) or (lam > 0 and lam_hop == 0.0) or not math.isfinite(lam_hop):
+            raise ValueError(f"m2={m2}, lam={lam} in {ndim}D has no hopping form in double precision "
+                             f"(kappa = {kappa}, lambda = {lam_hop})")
+        return cls(kappa, lam_hop)
 
     def to_standard(self, ndim: int = 2) -> tuple:
         """(m2, lam) of the standard form in ``ndim`` dimensions (needs kappa > 0)."""
