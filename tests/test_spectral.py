@@ -320,6 +320,74 @@ def test_spectral_command_bad_data(tmp_path, capsys, rows, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_spectral_command_reads_columns_by_their_header(tmp_path):
+    """The header names the columns (any order, any case); a file without one is refused, not
+    read with its first data row taken for the header."""
+    from lftaccel.cli import main
+
+    D, sigma = data(1e-3)
+    outs = []
+    for k, (header, cols) in enumerate((("p,D,sigma", (P25, D, sigma)), ('"sigma", "p", "d"', (sigma, P25, D)))):
+        csv, out = tmp_path / f"d{k}.csv", tmp_path / f"o{k}.csv"
+        np.savetxt(csv, np.column_stack(cols), delimiter=",", header=header, comments="")
+        assert main(["spectral", str(csv), "--method", "tsvd", "-o", str(out)]) == 0
+        outs.append(np.genfromtxt(out, delimiter=",", names=True)["rho"])
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("text,samples,message", [
+    ("1,2,0.1\n2,1,0.1\n3,0.5,0.1\n4,0.2,0.1\n", False,
+     "must be the header naming the columns p, D, sigma, got numbers"),
+    ("p,D,err\n1,2,0.1\n2,1,0.1\n3,0.5,0.1\n", False, "must be the header"),
+    ("p,D,sigma,x\n1,2,0.1,0\n2,1,0.1,0\n3,0.5,0.1,0\n", False, "must be the header"),
+    ("", False, "no data"),
+    ("p,D,sigma\n", False, "a header and no data"),
+    ("p,D,sigma\n1,2,0.1\n2,x,0.1\n3,0.5,0.1\n", False, "line 3: 'x' is not a number"),
+    # every sample equal at p = 2: that point has no error
+    ("1,2,3\n" + "".join(f"{1 + 0.01 * k},0.7,{0.3 - 0.001 * k * k}\n" for k in range(6)), True,
+     "do not vary at p = 2"),
+])
+def test_spectral_command_bad_files(tmp_path, capsys, text, samples, message):
+    from lftaccel.cli import main
+
+    csv = tmp_path / "bad.csv"
+    csv.write_text(text)
+    assert main(["spectral", str(csv), "-o", str(tmp_path / "o.csv")] + (["--samples"] if samples else [])) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-o", "{tmp}/missing/rho.csv"], "does not exist"),
+    (["-o", "{tmp}"], "is a directory"),
+    (["--plot", "{tmp}/rho.xyz"], "must end in one of"),
+])
+def test_spectral_command_checks_its_outputs_before_the_fit(tmp_path, capsys, args, message):
+    from lftaccel.cli import main
+
+    D, sigma = data(1e-3)
+    csv = tmp_path / "data.csv"
+    np.savetxt(csv, np.column_stack([P25, D, sigma]), delimiter=",", header="p,D,sigma", comments="")
+    args = [a.format(tmp=tmp_path) for a in args]
+    assert main(["spectral", str(csv), "--method", "tsvd", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rho.csv").exists()
+
+
+def test_kallen_lehmann_needs_non_negative_momenta_and_frequencies():
+    D, sigma = data()
+    with pytest.raises(ValueError, match="p must be >= 0"):
+        S.reconstruct(-P25, D, sigma, OMEGA, "tsvd")
+    with pytest.raises(ValueError, match="omega must be >= 0"):
+        S.reconstruct(P25, D, sigma, np.linspace(-1, 20, 500), "tsvd")
+    with pytest.raises(ValueError, match="below 1e150"):
+        S.reconstruct(P25, D, sigma, np.linspace(0.04, 1e200, 50), "tsvd")
+    with pytest.raises(ValueError, match="quadrature"):
+        S.reconstruct(P25, D, sigma, OMEGA, "tsvd", kernel=S.kernels.forward_matrix(P25, OMEGA),
+                      quadrature="simpson")
+
+
 def test_nn_list_recovers_a_broad_peak_with_an_ensemble_band():
     D, sigma = data(1e-3)
     res = S.reconstruct(P25, D, sigma, OMEGA, "nn", iters=1000, stages=2, n_ensemble=2)

@@ -267,30 +267,83 @@ def _measure(args):
     _print(_report(ens, measure(ens)), args.json)
 
 
+COLUMNS = ("p", "D", "sigma")
+
+
 def _read_csv(path, samples: bool):
+    """(p, D, sigma, cov) from the command's input: a header naming the columns p, D, sigma (in
+    any order) then one row per momentum; or, with samples, the momenta in the first row and
+    one sample of D(p) in every further row (mean and covariance of the mean). Lines that are
+    blank or start with # are skipped."""
     import numpy as np
 
     try:
-        raw = np.genfromtxt(path, delimiter=",", dtype=np.float64, skip_header=0 if samples else 1)
-    except OSError as err:
+        with open(path, newline="") as f:
+            lines = [(k, line) for k, line in enumerate(f.read().splitlines(), 1)
+                     if line.strip() and not line.lstrip().startswith("#")]
+    except (OSError, UnicodeDecodeError) as err:
         raise FileNotFoundError(f"cannot read {path}: {err}") from None
-    except ValueError as err:
-        detail = " ".join(line.strip() for line in str(err).splitlines()[1:2])
-        raise ValueError(f"{path}: rows of different lengths ({detail})") from None
-    raw = np.atleast_2d(raw)
+    if not lines:
+        raise ValueError(f"{path}: the file has no data")
+    order = None
+    if not samples:
+        k, header = lines.pop(0)
+        names = [c.strip().strip("\"'") for c in header.split(",")]
+        if sorted(n.lower() for n in names) != sorted(c.lower() for c in COLUMNS):
+            what = "numbers: add the header line" if _is_numeric(names) else f"{header.strip()!r}"
+            raise ValueError(f"{path}: the first line must be the header naming the columns p, D, sigma, "
+                             f"got {what}")
+        order = [[n.lower() for n in names].index(c.lower()) for c in COLUMNS]
+        if not lines:
+            raise ValueError(f"{path}: the file has a header and no data")
+    rows = []
+    for k, line in lines:
+        cells = line.split(",")
+        try:
+            rows.append([float(c) for c in cells])
+        except ValueError:
+            bad = next(c for c in cells if not _is_numeric([c]))
+            raise ValueError(f"{path}, line {k}: {bad.strip()!r} is not a number") from None
+        if len(rows[-1]) != len(rows[0]):
+            raise ValueError(f"{path}, line {k}: rows of different lengths ({len(rows[-1])} values, the "
+                             f"first row has {len(rows[0])})")
+    raw = np.array(rows)
     if samples:
         if raw.shape[0] < 3:
             raise ValueError(f"{path}: need the momenta row and at least 2 sample rows")
         p, S = raw[0], raw[1:]
         if not np.all(np.isfinite(S)):
-            raise ValueError(f"{path}: the samples contain NaN or missing values")
+            raise ValueError(f"{path}: the samples contain NaN or inf")
         if S.shape[0] <= S.shape[1]:
             raise ValueError(f"{path}: {S.shape[0]} samples cannot estimate a covariance of {S.shape[1]} points "
                              f"(need more samples than points)")
+        flat = np.flatnonzero(np.ptp(S, axis=0) == 0)
+        if flat.size:
+            raise ValueError(f"{path}: the samples do not vary at p = {p[flat[0]]:g} (every sample equal): "
+                             f"that point has no error to weight it by")
         return p, S.mean(0), None, np.cov(S, rowvar=False) / S.shape[0]
     if raw.shape[1] != 3:
         raise ValueError(f"{path}: expected 3 columns p, D, sigma, got {raw.shape[1]}")
-    return raw[:, 0], raw[:, 1], raw[:, 2], None
+    return raw[:, order[0]], raw[:, order[1]], raw[:, order[2]], None
+
+
+def _is_numeric(cells) -> bool:
+    try:
+        [float(c) for c in cells]
+    except ValueError:
+        return False
+    return True
+
+
+def _check_writable(path, option):
+    """An output file the command can create: checked before a fit of up to minutes."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a directory")
+    if not path.parent.is_dir():
+        raise ValueError(f"{option} {path}: the directory {path.parent} does not exist")
 
 
 def _spectral(args):
@@ -301,6 +354,18 @@ def _spectral(args):
     p, D, sigma, cov = _read_csv(args.data, args.samples)
     if not args.omega_max > 0.04:
         raise ValueError(f"--omega-max must be > 0.04, got {args.omega_max}")
+    _check_writable(args.output, "-o")
+    if args.plot:
+        _check_writable(args.plot, "--plot")
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        suffix = os.path.splitext(args.plot)[1].lstrip(".").lower()
+        formats = Figure().canvas.get_supported_filetypes()
+        if suffix not in formats:
+            raise ValueError(f"--plot {args.plot}: the file name must end in one of "
+                             f"{', '.join('.' + f for f in sorted(formats))}")
     omega = np.linspace(0.04, args.omega_max, args.n_omega)
     res = reconstruct(p, D, sigma, omega, args.method, cov=cov)
     band = res.band if res.band is not None else np.full_like(res.rho, np.nan)
@@ -308,8 +373,6 @@ def _spectral(args):
                header="omega,rho,rho_err", comments="")
     print(f"{args.method}: chi2/N_p = {res.chi2_per_point:.3f} on {res.n_data} points; rho written to {args.output}")
     if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -14,6 +14,8 @@ numpy/scipy and torch only: nothing here calls the compiled kernels.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import classical, kernels, mem, mock, nn
 from .kernels import Kernel, finite_temperature, kallen_lehmann, singular_values
 from .problem import Problem, Reconstruction
@@ -36,4 +38,8 @@ def reconstruct(p, D, sigma=None, omega=None, method: str = "tikhonov", *, kerne
     except KeyError:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}") from None
     prob = Problem.build(p, D, sigma, omega, kernel, cov, quadrature)
-    return fn(prob, **options)
+    res = fn(prob, **options)
+    if not (np.all(np.isfinite(res.rho)) and np.isfinite(res.chi2)):
+        raise ValueError(f"method {method!r} gave a non-finite rho: the grid or the data overflow in double "
+                         f"precision (omega up to {prob.omega[-1]:g})")
+    return res

@@ -110,6 +110,8 @@ class Kernel:
         Gauss-Legendre in every cell: accurate, so the map does not add its own
         discretisation error to the data's noise. 'riemann': K(p_i, omega_j) dw_j, the
         published approach's sum (its error at small p exceeds small noise levels)."""
+        if quadrature not in ("linear", "riemann"):
+            raise ValueError(f"quadrature must be 'linear' or 'riemann', got {quadrature!r}")
         if self.matrix_ is not None:
             if self.matrix_.shape != (len(p), len(omega)):
                 raise ValueError(f"the kernel matrix has shape {self.matrix_.shape}, the data need "
@@ -123,8 +125,6 @@ class Kernel:
             if K.shape != (len(p), len(omega)) or not np.all(np.isfinite(K)):
                 raise ValueError("the kernel must return a finite (n_p, n_omega) array")
             return K * weights[None, :]
-        if quadrature != "linear":
-            raise ValueError(f"quadrature must be 'linear' or 'riemann', got {quadrature!r}")
         x, w = np.polynomial.legendre.leggauss(8)
         lo, h = omega[:-1], np.diff(omega)
         nodes = lo[:, None] + 0.5 * h[:, None] * (x[None, :] + 1)          # (cells, 8)

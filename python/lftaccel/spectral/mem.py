@@ -33,6 +33,10 @@ alpha:
     chi^2/N 3.5e7). If no logistic fits at all, the kink is the point of largest curvature
     of log chi^2;
   * a positive number: that alpha (reached along the same path of alphas from the top).
+An alpha whose solve does not converge is left out of the posterior and the kink fit (unless
+fewer than 4 converged) and does not start the next alpha: carried on, its residual drove
+rho = m exp(-A^T lam / (alpha dw)) to overflow a few alphas later (fixed alpha = 1e-10, or
+n_alpha = 8-10: "SVD did not converge").
 The default is the one that works best on benchmarks/bench_spectral.py (20 noise seeds, 36
 spectrum x protocol cells): the kink has the smaller mean sum (Delta rho)^2 on 20 cells, the
 marginal average on 16 (the narrow BW, and multi-peak or Lorentzian spectra with noise);
@@ -95,6 +99,10 @@ def _solve(prob, m, dw, alpha, lam0, max_iter=100, polish=4):
     lam = lam0.copy()
     n = len(lam)
     best, settled = None, None
+    with np.errstate(over="ignore"):
+        if not np.all(np.isfinite(m * np.exp(-(prob.A.T @ lam) / c))):
+            # a start that overflows rho (a residual carried from a much larger alpha): rho = m
+            lam = np.zeros(n)
 
     def state(lam):
         with np.errstate(over="ignore"):
@@ -108,8 +116,9 @@ def _solve(prob, m, dw, alpha, lam0, max_iter=100, polish=4):
         rho, grad, U, sb = state(lam)
         s2 = np.zeros(n)
         s2[: len(sb)] = sb**2
-        step = U @ ((U.T @ grad) / (1.0 + s2))
-        dec = float(grad @ step)
+        with np.errstate(over="ignore", invalid="ignore"):  # a runaway start: no ascent, left below
+            step = U @ ((U.T @ grad) / (1.0 + s2))
+            dec = float(grad @ step)
         if settled is None and dec <= 1e-16 * n:
             settled = it
         if settled is not None:  # polishing: keep the iterate with the smallest residual mismatch
@@ -207,7 +216,8 @@ def maxent(prob: Problem, *, alpha: str | float = "chi2-kink", default_model=Non
         alphas = np.concatenate([alphas, lo * 10.0 ** (-step * np.arange(1, int(EXTEND_DECADES / step) + 1))])
     sols = []
     for a in alphas:
-        lam, rho, ok, sb = _solve(prob, m, dw, a, lam)
+        start = lam
+        lam, rho, ok, sb = _solve(prob, m, dw, a, start)
         chi2 = float(lam @ lam)  # the residual at the exact maximum; chi^2(rho) carries rounding (see _solve)
         with np.errstate(divide="ignore", invalid="ignore"):  # rho underflows to 0 far in a tail: 0 ln 0 = 0
             S = float(np.sum(dw * (rho - m - np.where(rho > 0, rho * np.log(rho / m), 0.0))))
@@ -215,6 +225,8 @@ def maxent(prob: Problem, *, alpha: str | float = "chi2-kink", default_model=Non
         log_post = a * S - chi2 / 2 + 0.5 * np.sum(np.log(a / (a + ev))) - np.log(a)
         sols.append({"alpha": a, "lam": lam, "rho": rho, "chi2": chi2, "entropy": S, "log_posterior": log_post,
                      "converged": ok})
+        if not ok:  # the next alpha starts from the last converged residual, not from this one
+            lam = start
         # Smaller alphas only cost time once they cannot matter: for 'marginal' when the
         # posterior has fallen far below its maximum, for 'chi2-kink' when chi^2 has reached
         # its noise plateau (changes of < 1% over four alphas).
@@ -231,32 +243,40 @@ def maxent(prob: Problem, *, alpha: str | float = "chi2-kink", default_model=Non
     diag = {"alphas": alphas, "chi2": chi2s, "log_posterior": logp, "default_level": float(m.mean()),
             "converged_alphas": np.array([x["converged"] for x in sols])}
 
+    # The posterior and the kink are read from the converged solutions (an unconverged one's chi^2
+    # can be 1e12: it moved the kink to alpha = 6e4, chi^2/N 2000, with n_alpha = 10), unless
+    # fewer than 4 converged, when all are used and 'converged' says so.
+    use = np.flatnonzero(diag["converged_alphas"])
+    if len(use) < 4:
+        use = np.arange(len(sols))
     if fixed:
         rho = sols[-1]["rho"]
         band = _band(prob, dw, rho, float(alpha))
         diag.update(alpha=float(alpha), converged=sols[-1]["converged"], lam=sols[-1]["lam"])
     elif alpha == "marginal":
         # P(alpha) on the log grid: d alpha / alpha, so the weights are P(alpha) alpha.
-        w = np.exp(logp + np.log(alphas) - np.max(logp + np.log(alphas)))
+        lw = np.full(len(sols), -np.inf)
+        lw[use] = logp[use] + np.log(alphas[use])
+        w = np.exp(lw - np.max(lw))
         w /= w.sum()
         for edge, name, open_ in ((-1, "smallest", not cut), (0, "largest", True)):
             if open_ and w[edge] > 1e-3 * w.max():  # a tail beyond the scan that still carries weight
                 warnings.warn(f"maxent: the alpha posterior has not fallen off at the {name} alpha scanned "
                               f"({alphas[edge]:.3g}): widen alpha_range", RuntimeWarning, stacklevel=3)
-        rho = sum(wi * x["rho"] for wi, x in zip(w, sols))
+        rho = sum(w[i] * sols[i]["rho"] for i in use)
         keep = w > 1e-4
         band = np.sqrt(sum(wi * _band(prob, dw, x["rho"], x["alpha"]) ** 2 for wi, x, k in zip(w, sols, keep) if k)
                        / w[keep].sum())
         diag.update(weights=w, alpha=float(np.exp(np.sum(w * np.log(alphas)))),
                     converged=all(x["converged"] for x, k in zip(sols, keep) if k))
     else:
-        x = np.log10(alphas)
-        x_kink, fallback = _kink(x, np.log10(chi2s))
+        x = np.log10(alphas[use])
+        x_kink, fallback = _kink(x, np.log10(chi2s[use]))
         if fallback:
             diag.update(kink_fallback=True)
         j = int(np.argmin(np.abs(x - x_kink)))
         j = max(j - 1, 0) if x[j] < x_kink else j  # start from the grid's solution just above the kink
-        lam, rho, ok, _ = _solve(prob, m, dw, 10.0**x_kink, sols[j]["lam"])
+        lam, rho, ok, _ = _solve(prob, m, dw, 10.0**x_kink, sols[use[j]]["lam"])
         band = _band(prob, dw, rho, 10.0**x_kink)
         diag.update(alpha=float(10.0**x_kink), converged=ok, lam=lam)
     return Reconstruction(prob.omega, rho, prob.chi2(rho), prob.n, "mem", band, diag)

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from .._kernels import check_param
-from .kernels import Kernel
+from .kernels import Kernel, kallen_lehmann
 
 __all__ = ["Problem", "Reconstruction", "check_data"]
 
@@ -83,6 +83,15 @@ class Problem:
         if omega.ndim != 1 or len(omega) < 3 or not np.all(np.isfinite(omega)) or np.any(np.diff(omega) <= 0):
             raise ValueError("omega must be a finite, strictly increasing grid of >= 3 points")
         prob = cls(p, D, sigma, omega, Kernel(kernel), cov)
+        if prob.kernel.fn is kallen_lehmann:
+            # D(p) = int_0^inf K(p, w) rho(w) dw: the grid lies in w >= 0, the momenta p >= 0 (K is
+            # even in p, but the flat MEM default takes its level at the smallest p)
+            if omega[0] < 0:
+                raise ValueError(f"omega must be >= 0 for the Kallen-Lehmann kernel, got omega[0] = {omega[0]}")
+            if np.any(p < 0):
+                raise ValueError(f"p must be >= 0 for the Kallen-Lehmann kernel, got p = {p.min()}")
+            if max(omega[-1], p.max()) > 1e150:  # w^2 + p^2 would overflow
+                raise ValueError("omega and p must be below 1e150 for the Kallen-Lehmann kernel")
         prob.K = prob.kernel.matrix(p, omega, quadrature)
         L = np.linalg.cholesky(cov) if cov is not None else np.diag(sigma)
         prob.Linv = np.linalg.inv(L) if cov is not None else np.diag(1.0 / sigma)
