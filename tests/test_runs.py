@@ -223,6 +223,127 @@ def test_interrupted_run_keeps_its_work(tmp_path, monkeypatch):
     assert len(saved.configs) == 2 * 34 and not saved.attrs["complete"]
 
 
+def test_ctrl_c_between_an_update_and_its_tuning_resumes_exactly(tmp_path, monkeypatch):
+    """A Ctrl-C that lands after a thermalisation update but before its step-size tuning saves
+    no checkpoint (the last one stands, here none): resuming then gives the uninterrupted run,
+    not one tuned from a stale step size."""
+    from lftaccel.mcmc import samplers
+
+    def make():
+        return HMC(lftaccel.Phi4(0.21, 0.022), (8, 8), n_chains=2, seed=5)
+
+    ref = run(make(), 16, n_therm=60, spacing=2, path=tmp_path / "ref.h5", progress=False)
+    real_exp, calls = samplers.math.exp, {"n": 0}
+
+    class InterruptedMath:  # math whose exp raises KeyboardInterrupt on its 30th call
+        def __getattr__(self, name):
+            return getattr(__import__("math"), name)
+
+        def exp(self, x):
+            calls["n"] += 1
+            if calls["n"] == 30:
+                raise KeyboardInterrupt
+            return real_exp(x)
+
+    path = tmp_path / "int.h5"
+    monkeypatch.setattr(samplers, "math", InterruptedMath())
+    with pytest.raises(KeyboardInterrupt):
+        run(make(), 16, n_therm=60, spacing=2, path=path, checkpoint_seconds=0, progress=False)
+    monkeypatch.undo()
+    state = read_run(path).state  # the checkpoint of the update before: counters and step size agree
+    assert state["n_updates"] == state["n_tuned"] == 29
+    ens = run(make(), 16, n_therm=60, spacing=2, path=path, resume=True, progress=False)
+    assert np.array_equal(ens.configs, ref.configs) and ens.state["step_size"] == ref.state["step_size"]
+
+
+def test_ctrl_c_while_saving_a_round_keeps_the_arrays_aligned(tmp_path, monkeypatch):
+    """A Ctrl-C while a round of configurations is being recorded leaves all or none of it."""
+    from lftaccel.mcmc import sampling
+
+    real_full, calls = np.full, {"n": 0}
+
+    def full(*a, **k):  # np.full builds the round's update counters, the last of its three parts
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise KeyboardInterrupt
+        return real_full(*a, **k)
+
+    path = tmp_path / "a.h5"
+    make = lambda: HMC(lftaccel.Phi4(0.21, 0.022), (8, 8), n_chains=2, seed=5)  # noqa: E731
+    monkeypatch.setattr(sampling.np, "full", full)
+    with pytest.raises(KeyboardInterrupt):
+        run(make(), 40, n_therm=10, path=path, progress=False)
+    monkeypatch.undo()
+    saved = read_run(path)
+    assert len(saved.configs) == len(saved.update) == len(saved.action) == 2 * 8
+    ens = run(make(), 40, n_therm=10, path=path, resume=True, progress=False)
+    ref = run(make(), 40, n_therm=10, path=tmp_path / "ref.h5", progress=False)
+    assert np.array_equal(ens.configs, ref.configs) and np.array_equal(ens.update, ref.update)
+
+
+def test_measure_a_run_stopped_while_thermalising(tmp_path, capsys):
+    path = tmp_path / "t.h5"
+    sampler = HMC(lftaccel.Phi4(0.2, 0.01), (6, 6), n_chains=2, seed=1)
+    calls = {"n": 0}
+    real_update = sampler.update
+
+    def update():
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        return real_update()
+
+    sampler.update = update
+    with pytest.raises(KeyboardInterrupt):
+        run(sampler, 20, n_therm=50, path=path, checkpoint_seconds=0, progress=False)
+    code, _, err = in_process(capsys, "measure", str(path))
+    assert code == 2 and "no configurations yet" in err and "9 of 50 updates" in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--device", "foo"], "is not a torch device"),
+    (["--device", "meta"], "--device must be cpu or cuda"),
+    (["-n", "64"], "at least 5 (-n >= 80)"),  # 16 chains by default
+    (["-o", "/nonexistent-dir/run.h5"], "does not exist"),
+    (["--eps", "0"], "eps must be > 0"),
+])
+def test_cli_sample_refuses_before_sampling(args, message, capsys):
+    code, _, err = in_process(capsys, "sample", "phi4", "--shape", "4", "4", "--therm", "1", "--no-progress", *args)
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_langevin_resume_needs_the_same_eps_and_resume_starts_a_missing_run(tmp_path, capsys):
+    path = str(tmp_path / "lg.h5")
+    base = ("sample", "phi4", "--shape", "4", "4", "--sampler", "langevin", "--chains", "2", "--therm", "5",
+            "--no-progress", "-o", path)
+    code, _, err = in_process(capsys, *base, "-n", "20", "--eps", "0.01", "--resume")
+    assert code == 0 and "starting the run" in err
+    code, _, err = in_process(capsys, *base, "-n", "40", "--eps", "0.05", "--resume")
+    assert code == 2 and "sampler_identity" in err  # Langevin's eps fixes the run's O(eps) bias
+
+
+def test_langevin_divergence_is_caught_by_the_action():
+    """A chain that runs off to |phi| ~ 1e100 has a finite field but an infinite action: it is
+    restored and counted, never kept."""
+    from lftaccel.mcmc import Langevin
+
+    sampler = Langevin(lftaccel.Phi4(0.21, 0.022), (4, 4), eps=0.6, n_steps=10, n_chains=4, seed=0)
+    for _ in range(20):
+        sampler.update()
+    action = lftaccel.Phi4(0.21, 0.022).action(sampler.field)
+    assert sampler.divergent > 0 and torch.isfinite(action).all()
+
+
+def test_short_oscillator_paths_are_measured_without_gap_estimates(tmp_path, capsys):
+    code, out, err = in_process(capsys, "sample", "oscillator", "--shape", "4", "-n", "64", "--chains", "2",
+                                "--therm", "10", "--no-progress", "--json", "-o", str(tmp_path / "o.h5"))
+    assert code == 0, err
+    obs = json.loads(out)["observables"]
+    assert "<x^2>" in obs and "E1-E0" not in obs
+
+
 # ------------------------------------------------------------------ on a CUDA device
 
 cuda = pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device visible")

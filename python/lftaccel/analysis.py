@@ -58,13 +58,17 @@ class Estimate:
         return dataclasses.asdict(self)
 
 
+MIN_PER_CHAIN = 5  # pyerrors' least number of samples per replica
+
+
 def primary(values, name: str, ensemble: str = "run") -> "pe.Obs":
     """A pyerrors Obs from measurements (n_per_chain, n_chains): one replica per chain."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim == 1:
         v = v[:, None]
-    if v.ndim != 2 or v.shape[0] < 2:
-        raise ValueError(f"{name}: need (n_per_chain >= 2, n_chains) measurements, got shape {v.shape}")
+    if v.ndim != 2 or v.shape[0] < MIN_PER_CHAIN:
+        raise ValueError(f"{name}: the Gamma method needs at least {MIN_PER_CHAIN} measurements per chain, "
+                         f"got shape (n_per_chain, n_chains) = {v.shape}")
     if not np.isfinite(v).all():
         raise ValueError(f"{name}: measurements contain non-finite values")
     obs = pe.Obs([v[:, c] for c in range(v.shape[1])], [f"{ensemble}|r{c}" for c in range(v.shape[1])])
@@ -201,10 +205,11 @@ def oscillator_observables(by_chain: dict, theory: Oscillator, n_slices: int, wi
     half = n_slices // 2
     G2 = [primary(by_chain["g2"][:, :, t], f"G2({t})") for t in range(n_slices)]
     G4 = [primary(by_chain["g4"][:, :, t], f"G4({t})") - x2 * x2 for t in range(n_slices)]
-    t0, t1 = window or (max(1, n_slices // 16), max(2, n_slices // 8))
-    if not 0 <= t0 < t1 < half:
+    t0, t1 = window or (max(1, n_slices // 16), min(max(2, n_slices // 8), half - 1))
+    if window is not None and not 0 <= t0 < t1 < half:
         raise ValueError(f"window must satisfy 0 <= t_min < t_max < N/2 = {half}, got {(t0, t1)}")
-    for name, G in (("E1-E0", G2), ("E2-E0", G4)):
+    # (a path too short for the default window, N < 6, gets no gap estimates)
+    for name, G in (("E1-E0", G2), ("E2-E0", G4)) if t0 < t1 else ():
         # pyerrors' cosh effective mass (root finding with the implicit derivative), per slice.
         # Slices near N/2 (flat correlator) make fsolve warn; only the window is used.
         with warnings.catch_warnings():
@@ -224,6 +229,11 @@ def measure(ens, window=None) -> dict:
     """All observables of an ensemble (lftaccel.io.Ensemble): name -> Estimate."""
     theory = ens.theory
     shape = ens.lattice_shape
+    if len(ens.configs) == 0:
+        a = ens.attrs
+        raise ValueError(f"the run holds no configurations yet: it stopped while thermalising "
+                         f"({len(ens.acceptance_history)} of {a.get('n_therm', '?')} updates); continue it "
+                         f"with --resume")
     if isinstance(theory, Phi4):
         meas = phi4_measurements(ens.configs)
         obs = phi4_observables({k: ens.by_chain(v) for k, v in meas.items()}, shape)

@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="field precision (default float64)")
     r.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     r.add_argument("--threads", type=_positive_int, help="CPU threads (default: torch's)")
-    r.add_argument("--resume", action="store_true", help="continue the run stored in --output")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run stored in --output (or start it there, when there is no file yet)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     r.add_argument("--checkpoint-every", type=_float, default=30.0,
                    help="seconds between checkpoints to --output (default 30)")
@@ -227,7 +228,7 @@ def _print(report, as_json):
 def _sample(args):
     import torch
 
-    from .analysis import measure
+    from .analysis import MIN_PER_CHAIN, measure
     from .mcmc import make_sampler, run
 
     theory = _theory(args)
@@ -236,18 +237,31 @@ def _sample(args):
         torch.set_num_threads(args.threads)
     kw = dict(n_chains=args.chains, seed=args.seed, device=args.device,
               dtype=torch.float32 if args.dtype == "float32" else torch.float64)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise ValueError(f"--device {args.device!r} is not a torch device ({str(err).splitlines()[0]})") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    per_chain = -(-args.n_samples // args.chains)  # whole rounds of all chains
+    if per_chain < MIN_PER_CHAIN:
+        raise ValueError(f"-n {args.n_samples} gives {per_chain} configurations per chain over --chains "
+                         f"{args.chains}; the error analysis needs at least {MIN_PER_CHAIN} (-n >= "
+                         f"{MIN_PER_CHAIN * args.chains})")
     if args.sampler == "hmc":
-        kw.update(eps=args.eps or 0.1, n_leapfrog=args.n_leapfrog, fourier=args.fourier)
+        kw.update(eps=0.1 if args.eps is None else args.eps, n_leapfrog=args.n_leapfrog, fourier=args.fourier)
     elif args.fourier:
         raise ValueError("--fourier applies to --sampler hmc only")
     if args.sampler == "metropolis":
         kw.update(delta=args.delta)
     if args.sampler == "langevin":
-        kw.update(eps=args.eps or 0.01, n_steps=args.langevin_steps)
+        kw.update(eps=0.01 if args.eps is None else args.eps, n_steps=args.langevin_steps)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda, but torch sees no CUDA device")
     sampler = make_sampler(args.sampler, theory, shape, **kw)
     out = args.output or f"{args.theory}.h5"
+    if args.resume and not os.path.exists(out):
+        print(f"no run file {out} yet: starting the run", file=sys.stderr)
     t0 = time.perf_counter()
     ens = run(sampler, args.n_samples, n_therm=args.therm, spacing=args.spacing, path=out, resume=args.resume,
               overwrite=args.overwrite, checkpoint_seconds=args.checkpoint_every, progress=not args.no_progress)

@@ -163,6 +163,10 @@ def read_run(path) -> Ensemble:
             raise ValueError(f"{path} is not an lftaccel ensemble (format attribute "
                              f"{f.attrs.get('format')!r}, expected {FORMAT!r})")
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+        missing = [k for k in ("configs", "chain", "update", "action", "history/acceptance") if k not in f]
+        if missing or ("state" in f) != ("state" in attrs):
+            raise ValueError(f"{path} is an incomplete lftaccel ensemble (missing "
+                             f"{', '.join(missing) or 'the state attribute or group'})")
         state = None
         if "state" in f:
             state = json.loads(attrs.pop("state"))

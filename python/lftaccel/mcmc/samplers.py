@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .. import _C, fourier
-from .._kernels import check_int, check_param
+from .._kernels import check_int, check_param, stencil
 from ..theories import XY, Oscillator, Phi4
 from . import kernels as K
 
@@ -106,21 +106,26 @@ class Sampler(abc.ABC):
 
     def update(self) -> torch.Tensor:
         # While busy, the field may be ahead of the counters: no checkpoint may be taken.
+        outer = self.busy  # (inside thermalize's update-and-tune unit)
         self.busy = True
         acc = self._update()
         self.n_updates += 1
         self.acceptance.append(float(acc.mean()))
-        self.busy = False
+        self.busy = outer
         return acc
 
     def thermalize(self, n: int, *, tune: bool = True, progress=None):
         """n updates; with tune, adapt the step size toward target_acceptance."""
         for _ in range(n):
+            # An update and its tuning step are one unit for a checkpoint: a state saved between
+            # them (Ctrl-C) would resume with the step size of the update before.
+            self.busy = True
             acc = float(self.update().mean())
             if tune and self.tunable:
-                self.n_tuned += 1
-                gain = 1.0 / (1.0 + self.n_tuned / 10.0) ** 0.6
+                gain = 1.0 / (1.0 + (self.n_tuned + 1) / 10.0) ** 0.6
                 self.step_size = self.step_size * math.exp(gain * (acc - self.target_acceptance))
+                self.n_tuned += 1
+            self.busy = False
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(acc=f"{acc:.2f}", step=f"{self.step_size:.3g}", refresh=False)
@@ -296,7 +301,7 @@ class Metropolis(Sampler):
 class Langevin(Sampler):
     """Stochastic quantization: ``n_steps`` Euler steps x <- x - eps dS/dx + sqrt(2 eps) eta per
     update. There is no accept/reject, so the equilibrium is exp(-S) only up to O(eps).
-    A chain that reaches a non-finite value is restored to its state before the update and
+    A chain whose action becomes non-finite is restored to its state before the update and
     counted as divergent."""
 
     name = "langevin"
@@ -323,7 +328,9 @@ class Langevin(Sampler):
         # Philox steps n_updates * n_steps ... : every Langevin step draws fresh noise.
         K.langevin_steps(self.theory, self._x, eps=self.eps, n_steps=self.n_steps, seed=self.seed,
                          step=self.n_updates * self.n_steps, chain_offset=self.chain_offset, work=self._work)
-        bad = ~torch.isfinite(self._x.flatten(1)).all(1)
+        # Divergent: a non-finite action, not only a non-finite field (phi ~ 1e118 is finite, its
+        # phi^4 is not). The action pass costs about one of the update's n_steps force passes.
+        bad = ~torch.isfinite(stencil(self.theory.kernel, self._x, self.theory._params(), grad=False)[0])
         if bool(bad.any()):
             self._x[bad] = before[bad]
             self.divergent += int(bad.sum())

@@ -32,8 +32,10 @@ class RunError(ValueError):
 
 
 def _identity(sampler: Sampler, n_therm: int, spacing: int) -> dict:
-    """What must match for --resume to continue a run."""
-    settings = {k: v for k, v in sampler.settings().items() if k not in ("step_size", "eps", "delta")}
+    """What must match for --resume to continue a run: everything but a tuned step size (a
+    fixed one, Langevin's eps, sets the run's O(eps) bias and must match)."""
+    tuned = ("step_size", "eps", "delta") if sampler.tunable else ("step_size",)
+    settings = {k: v for k, v in sampler.settings().items() if k not in tuned}
     return {"theory_params": json.dumps(theory_to_dict(sampler.theory), sort_keys=True),
             "lattice_shape": list(sampler.shape), "sampler_identity": json.dumps(settings, sort_keys=True),
             "n_therm": n_therm, "spacing": spacing}
@@ -49,7 +51,8 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     up to whole rounds of all chains), one round every ``spacing`` updates.
 
     With ``path``, the run is written to that HDF5 file; ``resume=True`` continues the
-    run stored there (same theory, lattice, sampler and seed) up to ``n_samples``.
+    run stored there (same theory, lattice, sampler and seed) up to ``n_samples``, or starts
+    it where there is no file yet (a run killed before its first checkpoint).
     """
     for name, v, low in (("n_samples", n_samples, 1), ("n_therm", n_therm, 0), ("spacing", spacing, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -62,9 +65,14 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     # Sampling starts after n_therm updates, or where a sampler that arrives already
     # updated stands: saved rounds are always `spacing` fresh updates apart.
     start = max(n_therm, sampler.n_updates)
-    configs, updates, actions = [], [], []
+    # The saved rounds as (configs, actions, updates): one append per round, so that a Ctrl-C
+    # cannot leave the three of different lengths for the save below.
+    saved = []
     wall_before = 0.0  # wall seconds that the resumed file's run had taken up to its last save
     path = Path(path) if path is not None else None
+    if path is not None and (path.is_dir() or not path.parent.is_dir()):  # before any sampling
+        raise RunError(f"cannot write {path}: " + ("it is a directory" if path.is_dir()
+                                                   else f"the directory {path.parent} does not exist"))
     if path is not None and path.exists():
         if resume:
             ens = read_run(path)
@@ -82,13 +90,11 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
             done = len(ens.configs) // nc
             if ens.attrs.get("complete") and done >= rounds:
                 return ens  # nothing to add: the file stands as it is (not rewritten)
-            configs = [ens.configs[i * nc:(i + 1) * nc] for i in range(done)]
-            updates = [ens.update[i * nc:(i + 1) * nc] for i in range(done)]
-            actions = [ens.action[i * nc:(i + 1) * nc] for i in range(done)]
+            saved = [(ens.configs[i * nc:(i + 1) * nc], ens.action[i * nc:(i + 1) * nc],
+                      ens.update[i * nc:(i + 1) * nc]) for i in range(done)]
         elif not overwrite:
             raise RunError(f"{path} exists; pass resume to continue it or overwrite to replace it")
-    elif resume and path is not None:
-        raise RunError(f"cannot resume {path}: no such file")
+    # resume without a file (a run killed before its first checkpoint): a new run, as asked
 
     t0 = time.monotonic()
 
@@ -96,7 +102,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
         return wall_before + time.monotonic() - t0
 
     def save(complete: bool):
-        ens = _ensemble(sampler, configs, updates, actions, ident, start, n_samples, complete, wall())
+        ens = _ensemble(sampler, saved, ident, start, n_samples, complete, wall())
         if path is not None:
             write_run(path, ens)
         return ens
@@ -111,8 +117,8 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
             if path is not None and time.monotonic() - last > checkpoint_seconds:
                 save(False)
                 last = time.monotonic()
-        while len(configs) < rounds:
-            target = start + (len(configs) + 1) * spacing
+        while len(saved) < rounds:
+            target = start + (len(saved) + 1) * spacing
             # A resumed run may stop between saves: finish that round's updates.
             while sampler.n_updates < target:
                 acc = float(sampler.update().mean())
@@ -120,9 +126,8 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
                 bar.set_postfix(acc=f"{acc:.2f}", refresh=False)
             x = sampler.field
             a, _ = stencil(sampler.theory.kernel, x, sampler.theory._params(), grad=False)
-            configs.append(x.detach().cpu().numpy().copy())
-            actions.append(a.detach().cpu().to(torch.float64).numpy())
-            updates.append(np.full(nc, sampler.n_updates, dtype=np.int64))
+            saved.append((x.detach().cpu().numpy().copy(), a.detach().cpu().to(torch.float64).numpy(),
+                          np.full(nc, sampler.n_updates, dtype=np.int64)))
             if path is not None and time.monotonic() - last > checkpoint_seconds:
                 save(False)
                 last = time.monotonic()
@@ -137,11 +142,12 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     return save(True)  # what is returned is what the file holds
 
 
-def _ensemble(sampler, configs, updates, actions, ident, start, n_target, complete, wall_seconds) -> Ensemble:
-    """The run so far as an Ensemble. ``wall_seconds``: the wall time spent on it, summed over
-    a killed run and its resumptions (the part after a kill's last checkpoint is redone, and
-    counted once, when it is)."""
+def _ensemble(sampler, saved, ident, start, n_target, complete, wall_seconds) -> Ensemble:
+    """The run so far as an Ensemble, from its saved rounds (configs, actions, updates).
+    ``wall_seconds``: the wall time spent on it, summed over a killed run and its resumptions
+    (the part after a kill's last checkpoint is redone, and counted once, when it is)."""
     nc = sampler.n_chains
+    configs, actions, updates = (list(part) for part in zip(*saved)) if saved else ([], [], [])
     shape = (0, *sampler.shape)
     acc_hist = np.asarray(sampler.acceptance, dtype=np.float64)
     sampling = acc_hist[start:]
