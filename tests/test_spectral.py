@@ -327,12 +327,21 @@ def test_spectral_command_reads_columns_by_their_header(tmp_path):
 
     D, sigma = data(1e-3)
     outs = []
-    for k, (header, cols) in enumerate((("p,D,sigma", (P25, D, sigma)), ('"sigma", "p", "d"', (sigma, P25, D)))):
+    # plain; reordered and quoted; numpy.savetxt's default '# ' header with a byte-order mark and
+    # trailing comments
+    for k, (header, cols, comments) in enumerate((("p,D,sigma", (P25, D, sigma), ""),
+                                                 ('"sigma", "p", "d"', (sigma, P25, D), ""),
+                                                 ("p,D,sigma", (P25, D, sigma), "# "))):
         csv, out = tmp_path / f"d{k}.csv", tmp_path / f"o{k}.csv"
-        np.savetxt(csv, np.column_stack(cols), delimiter=",", header=header, comments="")
+        np.savetxt(csv, np.column_stack(cols), delimiter=",", header=header, comments=comments)
+        if comments:
+            lines = csv.read_text().splitlines()
+            csv.write_text("\ufeff" + "\n".join(lines[:3] + [lines[3] + "  # a note"] + lines[4:]) + "\n",
+                           encoding="utf-8")
         assert main(["spectral", str(csv), "--method", "tsvd", "-o", str(out)]) == 0
         outs.append(np.genfromtxt(out, delimiter=",", names=True)["rho"])
     np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
 
 
 @pytest.mark.parametrize("text,samples,message", [
@@ -360,7 +369,8 @@ def test_spectral_command_bad_files(tmp_path, capsys, text, samples, message):
 @pytest.mark.parametrize("args,message", [
     (["-o", "{tmp}/missing/rho.csv"], "does not exist"),
     (["-o", "{tmp}"], "is a directory"),
-    (["--plot", "{tmp}/rho.xyz"], "must end in one of"),
+    (["-o", "{tmp}/rho.csv", "--plot", "{tmp}/rho.xyz"], "must end in one of"),
+    (["-o", "{tmp}/rho.csv", "--plot", "{tmp}/missing/rho.png"], "does not exist"),
 ])
 def test_spectral_command_checks_its_outputs_before_the_fit(tmp_path, capsys, args, message):
     from lftaccel.cli import main

@@ -143,11 +143,11 @@ inline OscillatorSite<double> oscillator_params(int64_t n, double beta, double m
   check_finite(c0, "c0");
   check_finite(c2, "c2");
   check_finite(c4, "c4");
-  if (beta <= 0) throw py::value_error("beta must be > 0, got " + std::to_string(beta));
-  if (m <= 0) throw py::value_error("m must be > 0, got " + std::to_string(m));
-  if (c4 < 0) throw py::value_error("c4 must be >= 0 (potential bounded below), got " + std::to_string(c4));
+  if (beta <= 0) throw py::value_error("beta must be > 0, got " + format_real(beta));
+  if (m <= 0) throw py::value_error("m must be > 0, got " + format_real(m));
+  if (c4 < 0) throw py::value_error("c4 must be >= 0 (potential bounded below), got " + format_real(c4));
   if (c4 == 0 && c2 < 0)
-    throw py::value_error("c2 must be >= 0 when c4 == 0 (potential bounded below), got " + std::to_string(c2));
+    throw py::value_error("c2 must be >= 0 when c4 == 0 (potential bounded below), got " + format_real(c2));
   return OscillatorSite<double>{beta / double(n), m, c0, c2, c4};
 }
 

@@ -319,10 +319,10 @@ void bind_mcmc(py::module_& m) {
           throw py::value_error("score must have the shape of x " + xb.shape_str() + ", got " + sb.shape_str());
         check_disjoint(sb, "score", xb, "x");
         check_finite(t, "t");
-        if (t < 0 || t > 1) throw py::value_error("t must be in [0, 1], got " + std::to_string(t));
+        if (t < 0 || t > 1) throw py::value_error("t must be in [0, 1], got " + format_real(t));
         check_positive(dt, "dt");
         if (dt > t) throw py::value_error("dt must be <= t (the step goes from t to t - dt >= 0), got dt = " +
-                                          std::to_string(dt) + ", t = " + std::to_string(t));
+                                          format_real(dt) + ", t = " + format_real(t));
         SdeCoefficients c;
         if (schedule == "ve") {
           if (params.size() != 1) throw py::value_error("params for schedule 've' must be (sigma,)");

@@ -58,7 +58,7 @@ PYBIND11_MODULE(_C, m) {
          uintptr_t stream) {
         check_finite(kappa, "kappa");
         check_finite(lam, "lam");
-        if (lam < 0) throw py::value_error("lam must be >= 0 (action bounded below), got " + std::to_string(lam));
+        if (lam < 0) throw py::value_error("lam must be >= 0 (action bounded below), got " + format_real(lam));
         check_nthreads(nthreads);
         Field f = parse_field(x, action, grad, "x", 1, 4);
         check_fits(f.x, kappa, "kappa");

@@ -112,9 +112,11 @@ def _written(*pairs) -> list:
 def _mark_written(tensors) -> None:
     """Bumps autograd's version counter of tensors a kernel has overwritten, as torch's own
     in-place ops do: a graph that saved one of them then refuses to backpropagate through
-    the stale value instead of using the new one."""
-    if tensors:
-        increment_version(tensors)
+    the stale value instead of using the new one. (One tensor a call: torch before 2.5 takes
+    no list. Inference tensors have no counter.)"""
+    for t in tensors:
+        if not t.is_inference():
+            increment_version(t)
 
 
 def _raw(x, name: str):

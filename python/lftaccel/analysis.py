@@ -230,10 +230,8 @@ def measure(ens, window=None) -> dict:
     theory = ens.theory
     shape = ens.lattice_shape
     if len(ens.configs) == 0:
-        a = ens.attrs
-        raise ValueError(f"the run holds no configurations yet: it stopped while thermalising "
-                         f"({len(ens.acceptance_history)} of {a.get('n_therm', '?')} updates); continue it "
-                         f"with --resume")
+        raise ValueError(f"the run holds no configurations yet: it stopped after {len(ens.acceptance_history)} "
+                         f"updates (thermalisation: {ens.attrs.get('n_therm', '?')}); continue it with --resume")
     if isinstance(theory, Phi4):
         meas = phi4_measurements(ens.configs)
         obs = phi4_observables({k: ens.by_chain(v) for k, v in meas.items()}, shape)

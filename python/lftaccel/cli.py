@@ -286,20 +286,28 @@ COLUMNS = ("p", "D", "sigma")
 
 def _read_csv(path, samples: bool):
     """(p, D, sigma, cov) from the command's input: a header naming the columns p, D, sigma (in
-    any order) then one row per momentum; or, with samples, the momenta in the first row and
-    one sample of D(p) in every further row (mean and covariance of the mean). Lines that are
-    blank or start with # are skipped."""
+    any order; numpy.savetxt's '# p,D,sigma' too) then one row per momentum; or, with samples,
+    the momenta in the first row and one sample of D(p) in every further row (mean and
+    covariance of the mean). Text after a # is a comment; blank lines are skipped."""
     import numpy as np
 
     try:
-        with open(path, newline="") as f:
-            lines = [(k, line) for k, line in enumerate(f.read().splitlines(), 1)
-                     if line.strip() and not line.lstrip().startswith("#")]
+        with open(path, newline="", encoding="utf-8-sig") as f:  # (-sig: the byte-order mark of Excel's CSV)
+            text = f.read().splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise FileNotFoundError(f"cannot read {path}: {err}") from None
+    order = None
+    if not samples:
+        # a first line written as a comment that names the columns is the header too
+        first = next((k for k, line in enumerate(text) if line.strip()), None)
+        if first is not None and text[first].lstrip().startswith("#"):
+            named = [c.strip().strip("\"'").lower() for c in text[first].lstrip()[1:].split(",")]
+            if sorted(named) == sorted(c.lower() for c in COLUMNS):
+                text[first] = text[first].lstrip()[1:]
+    lines = [(k, line.split("#", 1)[0]) for k, line in enumerate(text, 1)]
+    lines = [(k, line) for k, line in lines if line.strip()]
     if not lines:
         raise ValueError(f"{path}: the file has no data")
-    order = None
     if not samples:
         k, header = lines.pop(0)
         names = [c.strip().strip("\"'") for c in header.split(",")]

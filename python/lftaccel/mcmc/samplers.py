@@ -106,26 +106,21 @@ class Sampler(abc.ABC):
 
     def update(self) -> torch.Tensor:
         # While busy, the field may be ahead of the counters: no checkpoint may be taken.
-        outer = self.busy  # (inside thermalize's update-and-tune unit)
         self.busy = True
         acc = self._update()
         self.n_updates += 1
         self.acceptance.append(float(acc.mean()))
-        self.busy = outer
+        self.busy = False
         return acc
 
     def thermalize(self, n: int, *, tune: bool = True, progress=None):
         """n updates; with tune, adapt the step size toward target_acceptance."""
         for _ in range(n):
-            # An update and its tuning step are one unit for a checkpoint: a state saved between
-            # them (Ctrl-C) would resume with the step size of the update before.
-            self.busy = True
             acc = float(self.update().mean())
             if tune and self.tunable:
-                gain = 1.0 / (1.0 + (self.n_tuned + 1) / 10.0) ** 0.6
-                self.step_size = self.step_size * math.exp(gain * (acc - self.target_acceptance))
                 self.n_tuned += 1
-            self.busy = False
+                gain = 1.0 / (1.0 + self.n_tuned / 10.0) ** 0.6
+                self.step_size = self.step_size * math.exp(gain * (acc - self.target_acceptance))
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(acc=f"{acc:.2f}", step=f"{self.step_size:.3g}", refresh=False)
@@ -329,7 +324,7 @@ class Langevin(Sampler):
         K.langevin_steps(self.theory, self._x, eps=self.eps, n_steps=self.n_steps, seed=self.seed,
                          step=self.n_updates * self.n_steps, chain_offset=self.chain_offset, work=self._work)
         # Divergent: a non-finite action, not only a non-finite field (phi ~ 1e118 is finite, its
-        # phi^4 is not). The action pass costs about one of the update's n_steps force passes.
+        # phi^4 is not). The action pass costs less than one of the update's n_steps Langevin steps.
         bad = ~torch.isfinite(stencil(self.theory.kernel, self._x, self.theory._params(), grad=False)[0])
         if bool(bad.any()):
             self._x[bad] = before[bad]

@@ -111,9 +111,14 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     bar = tqdm(total=total, initial=min(sampler.n_updates, total), disable=not progress, unit="upd",
                desc=f"{sampler.name} {type(sampler.theory).__name__}", dynamic_ncols=True)
     last = time.monotonic()
+    # A thermalisation update and its step-size tuning are one unit for a checkpoint: a state
+    # saved between them (a Ctrl-C) would resume with the step size of the update before.
+    between_units = True
     try:
         while sampler.n_updates < n_therm:
+            between_units = False
             sampler.thermalize(1, tune=True, progress=bar)
+            between_units = True
             if path is not None and time.monotonic() - last > checkpoint_seconds:
                 save(False)
                 last = time.monotonic()
@@ -134,7 +139,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     except BaseException:
         # Ctrl-C or an error: keep what was done, if the sampler stands between updates
         # (otherwise the last checkpoint stands, as after a SIGKILL).
-        if path is not None and _consistent(sampler):
+        if path is not None and between_units and _consistent(sampler):
             save(False)
         raise
     finally:

@@ -40,6 +40,6 @@ def reconstruct(p, D, sigma=None, omega=None, method: str = "tikhonov", *, kerne
     prob = Problem.build(p, D, sigma, omega, kernel, cov, quadrature)
     res = fn(prob, **options)
     if not (np.all(np.isfinite(res.rho)) and np.isfinite(res.chi2)):
-        raise ValueError(f"method {method!r} gave a non-finite rho: the grid or the data overflow in double "
-                         f"precision (omega up to {prob.omega[-1]:g})")
+        raise ValueError(f"method {method!r} gave a non-finite rho or chi^2 on these data and this grid "
+                         f"(omega {prob.omega[0]:g} .. {prob.omega[-1]:g})")
     return res

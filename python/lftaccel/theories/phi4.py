@@ -49,9 +49,10 @@ class Phi4(LatticeTheory):
                 raise ValueError(f"the free theory needs m2 > -2*ndim, got m2={m2} in {ndim}D")
             kappa = 1.0 / b
         else:
-            # Stable form of the positive root of 2 lam k^2 + b k - 1 = 0 (hypot: b^2 would
-            # overflow for |m2| above ~1e154 and give kappa = 0).
-            disc = math.hypot(b, math.sqrt(8.0 * lam))
+            # Stable form of the positive root of 2 lam k^2 + b k - 1 = 0. b^2 overflows for |m2|
+            # above ~1e154 (kappa came out 0): hypot there, and the plain sum, rounded as it
+            # always was, elsewhere.
+            disc = math.sqrt(b * b + 8.0 * lam) if abs(b) < 1e150 else math.hypot(b, math.sqrt(8.0 * lam))
             kappa = 2.0 / (b + disc) if b >= 0 else (disc - b) / (4.0 * lam)
         lam_hop = lam * kappa * kappa
         if not (0.0 < kappa < math.inf) or (lam > 0 and lam_hop == 0.0) or not math.isfinite(lam_hop):
