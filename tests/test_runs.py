@@ -204,19 +204,24 @@ def test_a_sampler_updated_beyond_n_therm_saves_fresh_configurations():
     np.testing.assert_array_equal(ens.configs, np.concatenate(expected))
 
 
-def test_interrupted_run_keeps_its_work(tmp_path, monkeypatch):
-    path = tmp_path / "i.h5"
-    sampler = HMC(lftaccel.Phi4(0.2, 0.01), (6, 6), n_chains=2, seed=1)
+def interrupted_at(sampler, n, monkeypatch):
+    """The sampler, whose n-th update raises KeyboardInterrupt (a Ctrl-C) before it runs."""
     calls = {"n": 0}
     real_update = sampler.update
 
     def update():
         calls["n"] += 1
-        if calls["n"] == 40:
+        if calls["n"] == n:
             raise KeyboardInterrupt
         return real_update()
 
     monkeypatch.setattr(sampler, "update", update)
+    return sampler
+
+
+def test_interrupted_run_keeps_its_work(tmp_path, monkeypatch):
+    path = tmp_path / "i.h5"
+    sampler = interrupted_at(HMC(lftaccel.Phi4(0.2, 0.01), (6, 6), n_chains=2, seed=1), 40, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(sampler, 2 * 100, n_therm=5, spacing=1, path=path, checkpoint_seconds=1e9, progress=False)
     saved = read_run(path)
@@ -281,19 +286,9 @@ def test_ctrl_c_while_saving_a_round_keeps_the_arrays_aligned(tmp_path, monkeypa
     assert np.array_equal(ens.configs, ref.configs) and np.array_equal(ens.update, ref.update)
 
 
-def test_measure_a_run_stopped_while_thermalising(tmp_path, capsys):
+def test_measure_a_run_stopped_while_thermalising(tmp_path, capsys, monkeypatch):
     path = tmp_path / "t.h5"
-    sampler = HMC(lftaccel.Phi4(0.2, 0.01), (6, 6), n_chains=2, seed=1)
-    calls = {"n": 0}
-    real_update = sampler.update
-
-    def update():
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise KeyboardInterrupt
-        return real_update()
-
-    sampler.update = update
+    sampler = interrupted_at(HMC(lftaccel.Phi4(0.2, 0.01), (6, 6), n_chains=2, seed=1), 10, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(sampler, 20, n_therm=50, path=path, checkpoint_seconds=0, progress=False)
     code, _, err = in_process(capsys, "measure", str(path))

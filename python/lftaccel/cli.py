@@ -357,28 +357,18 @@ def _is_numeric(cells) -> bool:
     return True
 
 
-def _check_writable(path, option):
-    """An output file the command can create: checked before a fit of up to minutes."""
-    from pathlib import Path
-
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{option} {path} is a directory")
-    if not path.parent.is_dir():
-        raise ValueError(f"{option} {path}: the directory {path.parent} does not exist")
-
-
 def _spectral(args):
     import numpy as np
 
+    from .io import check_writable
     from .spectral import reconstruct
 
     p, D, sigma, cov = _read_csv(args.data, args.samples)
     if not args.omega_max > 0.04:
         raise ValueError(f"--omega-max must be > 0.04, got {args.omega_max}")
-    _check_writable(args.output, "-o")
+    check_writable(args.output, "-o")
     if args.plot:
-        _check_writable(args.plot, "--plot")
+        check_writable(args.plot, "--plot")
         import matplotlib
         matplotlib.use("Agg")
         from matplotlib.figure import Figure

@@ -101,6 +101,16 @@ def atomic_path(path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def check_writable(path, what: str) -> None:
+    """A ValueError unless a file can be created at ``path`` (named ``what`` in the message):
+    for commands to check before minutes of work, not after."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory")
+    if not path.parent.is_dir():
+        raise ValueError(f"{what} {path}: the directory {path.parent} does not exist")
+
+
 def write_atomic(path, write) -> None:
     """Calls write(tmp) on a temporary file beside ``path``, then makes it ``path`` atomically.
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from .._kernels import stencil
-from ..io import Ensemble, read_run, theory_to_dict, write_run
+from ..io import Ensemble, check_writable, read_run, theory_to_dict, write_run
 from .samplers import Sampler
 
 __all__ = ["run", "RunError"]
@@ -70,9 +70,11 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     saved = []
     wall_before = 0.0  # wall seconds that the resumed file's run had taken up to its last save
     path = Path(path) if path is not None else None
-    if path is not None and (path.is_dir() or not path.parent.is_dir()):  # before any sampling
-        raise RunError(f"cannot write {path}: " + ("it is a directory" if path.is_dir()
-                                                   else f"the directory {path.parent} does not exist"))
+    if path is not None:  # before any sampling
+        try:
+            check_writable(path, "path")
+        except ValueError as err:
+            raise RunError(str(err)) from None
     if path is not None and path.exists():
         if resume:
             ens = read_run(path)
