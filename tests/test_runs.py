@@ -139,12 +139,21 @@ def test_cli_sample_and_measure_json(tmp_path, capsys):
     (["sample", "oscillator", "--shape", "8", "8"], "shape"),
     (["sample", "phi4", "--shape", "5", "5", "--sampler", "metropolis"], "even"),
     (["measure", "/nonexistent.h5"], "no such ensemble file"),
+    (["measure", "/"], "is a directory"),
 ])
 def test_cli_bad_options_give_one_line(args, message, capsys):
     code, _, err = in_process(capsys, *args)
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_measure_on_a_file_that_is_not_hdf5_gives_one_line(tmp_path, capsys):
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not an ensemble\n")
+    code, _, err = in_process(capsys, "measure", str(junk))
+    assert code == 2
+    assert "is not an HDF5 file" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_cli_bad_option_in_a_fresh_process_has_no_traceback():

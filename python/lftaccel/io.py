@@ -164,10 +164,12 @@ def read_run(path) -> Ensemble:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such ensemble file: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not an ensemble file")
     try:
         f = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(f"{path} is not an HDF5 file ({err})") from None
+    except OSError as err:  # HDF5's message spans lines: the command prints errors on one
+        raise ValueError(f"{path} is not an HDF5 file ({' '.join(str(err).split())})") from None
     with f:
         if f.attrs.get("format") != FORMAT:
             raise ValueError(f"{path} is not an lftaccel ensemble (format attribute "
