@@ -146,8 +146,9 @@ def test_pareto_k_flat_weights_and_bad_input():
 def test_chain_errors_hold_at_low_ess_where_the_gamma_window_does_not():
     """p = N(0, 1)^16, q = N(0, 0.8^2)^16 (too narrow: heavy-tailed weights, ESS ~ 0.1), O = mean x^2
     (exact 1), 8 streams of 512, 40 repetitions: chain_observables' errors (the larger of the Gamma
-    method's and the streams' spread, burn-in dropped) match the estimates' actual spread; the Gamma
-    method's alone are 30 % too small."""
+    method's and the streams' spread, burn-in dropped) match the estimates' actual spread, and so
+    do the Gamma method's alone, its fluctuations taken about the mean of all streams (about each
+    stream's own mean they were 30 % too small: 0.71 of the spread here)."""
     from lftaccel.reproduce.common import chain_observables
 
     d, s, n_streams, n = 16, 0.8, 8, 512
@@ -166,5 +167,5 @@ def test_chain_errors_hold_at_low_ess_where_the_gamma_window_does_not():
     spread = np.std(values, ddof=1)
     assert 0.05 < np.mean(esses) < 0.2
     assert 0.8 < math.sqrt(np.mean(np.square(errors))) / spread < 1.3
-    assert math.sqrt(np.mean(np.square(gamma_errors))) / spread < 0.85
+    assert 0.8 < math.sqrt(np.mean(np.square(gamma_errors))) / spread < 1.3
     assert abs(np.mean(values) - 1.0) < 3 * spread / math.sqrt(len(values))

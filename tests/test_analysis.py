@@ -1,0 +1,127 @@
+"""lftaccel.analysis on synthetic measurements whose answers are known exactly: the
+Gamma-method errors over several chains, the derived phi^4 observables' limits, and the
+oscillator's effective-mass gaps where the correlator does not decay."""
+import numpy as np
+import pyerrors as pe
+import pytest
+
+from lftaccel import analysis
+from lftaccel.theories import Oscillator
+
+
+def ar1(rng, n, chains, a):
+    """Independent stationary AR(1) chains (n, chains) of unit variance and mean 0; the
+    mean's tau_int is (1 + a) / (2 (1 - a))."""
+    x = np.empty((n, chains))
+    x[0] = rng.standard_normal(chains)
+    for t in range(1, n):
+        x[t] = a * x[t - 1] + np.sqrt(1 - a * a) * rng.standard_normal(chains)
+    return x
+
+
+def pulls(n, chains, a, reps, seed):
+    rng = np.random.default_rng(seed)
+    out, taus = [], []
+    for _ in range(reps):
+        e = analysis.estimate(analysis.primary(ar1(rng, n, chains, a), "x"), "x")
+        out.append(e.value / e.error)
+        taus.append(e.tau_int)
+    return np.array(out), np.array(taus)
+
+
+@pytest.mark.parametrize("n,chains", [(62, 16), (40, 50), (1000, 1)])
+def test_errors_hold_over_many_short_chains(n, chains):
+    # tau_int = 9.5. About each chain's own mean (pyerrors' replica default) the spread of the
+    # pulls was 1.73 for 16 chains of 62 and 2.4 for 50 of 40; it must be ~1 (200 repetitions:
+    # the spread of a spread is ~0.05).
+    p, taus = pulls(n, chains, 0.9, 200, seed=n + chains)
+    assert 0.85 < p.std() < 1.2, p.std()
+    assert abs(p.mean()) < 0.25
+    assert 6.5 < taus.mean() < 12.5, taus.mean()
+
+
+def test_one_chain_is_pyerrors_plain():
+    x = ar1(np.random.default_rng(3), 500, 1, 0.6)
+    ours = analysis.estimate(analysis.primary(x, "x"), "x")
+    plain = pe.Obs([x[:, 0]], ["run|r0"])
+    plain.gamma_method()
+    assert ours.value == pytest.approx(plain.value, rel=1e-14)
+    assert ours.error == pytest.approx(plain.dvalue, rel=1e-12)
+    assert ours.tau_int == pytest.approx(plain.e_tauint["run"], rel=1e-12)
+
+
+def test_chains_offset_from_each_other_widen_the_error():
+    # Two chains that sit apart (not thermalised, or a broken phase) must show it in the error:
+    # about each chain's mean the offset vanished from the error altogether.
+    rng = np.random.default_rng(4)
+    x = 0.01 * rng.standard_normal((100, 2)) + np.array([-1.0, 1.0])
+    e = analysis.estimate(analysis.primary(x, "x"), "x")
+    assert e.error > 0.2
+
+
+def phi4_obs(M_per_config, chains=2, L=4):
+    """phi^4 observables from constant fields phi(x) = M (one per configuration)."""
+    M = np.asarray(M_per_config, dtype=float)
+    configs = np.broadcast_to(M[:, None, None], (len(M), L, L)).copy()
+    meas = analysis.phi4_measurements(configs)
+    n = len(M) // chains
+    return analysis.phi4_observables({k: v.reshape(n, chains, *v.shape[1:]) for k, v in meas.items()}, (L, L))
+
+
+def test_binder_two_state_and_degenerate_limits():
+    # |M| fixed: <M^4> = <M^2>^2, U_L = 2/3 exactly; chi2 = V (m0^2 - <M>^2).
+    rng = np.random.default_rng(5)
+    M = 0.7 * rng.choice([-1.0, 1.0], size=40)
+    obs = phi4_obs(M)
+    U = analysis.estimate(obs["U_L"], "U_L")
+    assert U.value == pytest.approx(2 / 3, abs=1e-12)
+    chi2 = analysis.estimate(obs["chi2"], "chi2")
+    assert chi2.value == pytest.approx(16 * (0.49 - M.mean() ** 2), rel=1e-10)
+    # M = 0 everywhere: U_L is 0/0, omitted (it was NaN); the rest are 0.
+    obs = phi4_obs(np.zeros(20))
+    assert "U_L" not in obs
+    assert analysis.estimate(obs["chi2"], "chi2").value == 0
+
+
+def osc_obs(paths, n_slices, chains=1, window=None):
+    th = Oscillator(beta=8.0, m=0.5, lam=1.0, f=1.0)
+    meas = analysis.oscillator_measurements(paths)
+    n = len(paths) // chains
+    return analysis.oscillator_observables({k: v.reshape(n, chains, *v.shape[1:]) for k, v in meas.items()},
+                                           th, n_slices, window)
+
+
+def test_constant_paths_have_no_gap_and_do_not_raise():
+    # (pyerrors raised 'm_eff is undefined at all timeslices' from inside measure)
+    for value in (0.0, 1.0):
+        obs = osc_obs(np.full((10, 16), value), 16)
+        assert "E1-E0" not in obs and "E2-E0" not in obs and "E0" in obs
+
+
+def test_a_correlator_rising_in_the_window_gives_no_gap():
+    # G2(t) = cosh(m (t - N/2)) (times per-configuration noise), m = 0.5 per slice: the gap is
+    # m / a = 1 with a = beta / N = 0.5. With G2(3) raised above G2(2) the cosh effective mass
+    # has no root at t = 2; fsolve used to return a non-root there and it was averaged in.
+    N, rng = 16, np.random.default_rng(6)
+    C = np.cosh(0.5 * (np.arange(N) - N / 2))
+    noise = 1 + 1e-3 * rng.standard_normal((40, 1, 1))
+    meas = {"x2": rng.uniform(0.5, 1.5, (40, 1)), "x4": rng.uniform(0.5, 2.5, (40, 1)), "g2": C * noise,
+            "g4": C * noise}
+    th = Oscillator(beta=8.0, m=0.5, lam=1.0, f=1.0)
+    gap = analysis.estimate(analysis.oscillator_observables(meas, th, N, window=(1, 4))["E1-E0"], "gap")
+    assert gap.value == pytest.approx(1.0, abs=1e-3)
+    bumped = C.copy()
+    bumped[3] = 1.1 * C[2]
+    meas["g2"] = bumped * noise
+    assert "E1-E0" not in analysis.oscillator_observables(meas, th, N, window=(1, 4))
+
+
+def test_bad_measurements_are_named():
+    with pytest.raises(ValueError, match="n_slices = 8 does not match"):
+        osc_obs(np.random.default_rng(7).standard_normal((10, 16)), 8)
+    with pytest.raises(TypeError, match="x: measurements must be real"):
+        analysis.primary(np.ones(6) * 1j, "x")
+    with pytest.raises(TypeError, match="x: measurements must be real"):
+        analysis.primary(["a"] * 6, "x")
+    with pytest.raises(ValueError, match="one chain"):
+        analysis.primary(np.zeros((10, 0)), "x")
