@@ -21,8 +21,8 @@ Part 2 (critical slowing down). 2D phi^4 at lambda = 0.022, kappa = 0.2695 (the 
 the L = 16 and L = 32 Binder cumulants, measured with this code: U_L = 0.41 / 0.30 at kappa =
 0.2675 and 0.53 / 0.56 at 0.27). For L = 8, 16, 32 (and 64 with --full) HMC (10 leapfrog
 steps, eps tuned to 80% acceptance) and Metropolis (one sweep per update, delta tuned to 50%)
-run 16 chains; tau_int of |M| and of the action density (the energy) comes from the Gamma
-method, in units of updates (one trajectory = 11 force evaluations; one sweep = V local
+run 16 chains of 20000 updates (50000 with --full), measured after every update; tau_int of
+|M| and of the action density (the energy) comes from the Gamma method, in units of updates (one trajectory = 11 force evaluations; one sweep = V local
 updates). The plot benchmarks/results/critical_slowing_down.png shows tau_int against L on
 log-log axes with the fitted dynamic exponent z (tau ~ L^z) between the two largest L.
 Results go to benchmarks/results/samplers-<device>.json.
@@ -156,28 +156,39 @@ def throughput(device, dtype, quick):
 
 def scaling(device, dtype, quick):
     from lftaccel import analysis  # pyerrors
-    from lftaccel.mcmc import run  # h5py, tqdm
 
+    # Chains long against tau_int: Metropolis at L = 32 has tau_int(|M|) ~ 400 sweeps, and
+    # chains of 2000 (this benchmark's earlier length) gave 150-375 depending on the analysis.
+    # |M| and S/V are measured after every update, so nothing is stored but two numbers a chain.
     sizes = (8, 16, 32) if quick else (8, 16, 32, 64)
-    n_per_chain = 2000 if quick else 6000
+    n_per_chain = 20000 if quick else 50000
     theory = lftaccel.Phi4(KAPPA_C, LAM)
     out = []
     for L in sizes:
         for cls, kw in ((HMC, {"eps": 0.2, "n_leapfrog": 10}), (Metropolis, {"delta": 1.5})):
             t0 = time.perf_counter()
             s = cls(theory, (L, L), n_chains=16, seed=L, device=device, dtype=dtype, **kw)
-            ens = run(s, 16 * n_per_chain, n_therm=500, spacing=1, progress=False)
-            est = analysis.measure(ens)
-            row = {"sampler": cls.name, "L": L, "step_size": s.step_size,
+            s.thermalize(500)
+            M = torch.empty((n_per_chain, 16), dtype=torch.float64, device=device)
+            E = torch.empty_like(M)
+            for i in range(n_per_chain):
+                s.update()
+                M[i] = s.field.flatten(1).mean(1)
+                E[i] = theory.action(s.field) / (L * L)
+            M, E = M.cpu().numpy(), E.cpu().numpy()
+            absm, m2, m4 = (analysis.primary(np.abs(M) ** k, name) for k, name in ((1, "|M|"), (2, "M^2"), (4, "M^4")))
+            est = {"|M|": analysis.estimate(absm, "|M|"), "action/V": analysis.estimate(analysis.primary(E, "S/V"), "S/V"),
+                   "U_L": analysis.estimate(1 - m4 / (3 * m2 * m2), "U_L")}
+            row = {"sampler": cls.name, "L": L, "n_per_chain": n_per_chain, "step_size": s.step_size,
                    "acceptance": float(np.mean(s.acceptance[500:])), "seconds": time.perf_counter() - t0}
             for name, key in (("|M|", "tau_absM"), ("action/V", "tau_energy")):
                 row[key], row[key + "_err"] = est[name].tau_int, est[name].tau_int_error
-            row["U_L"] = est["U_L"].value
+            row["U_L"], row["U_L_err"] = est["U_L"].value, est["U_L"].error
             out.append(row)
             print(f"{cls.name:<11} L={L:<3} acc={row['acceptance']:.2f} step={s.step_size:.3f} "
                   f"tau(|M|)={row['tau_absM']:.1f}+-{row['tau_absM_err']:.1f} "
-                  f"tau(E)={row['tau_energy']:.1f}+-{row['tau_energy_err']:.1f}  U_L={row['U_L']:.3f} "
-                  f"({row['seconds']:.0f} s)", flush=True)
+                  f"tau(E)={row['tau_energy']:.1f}+-{row['tau_energy_err']:.1f}  "
+                  f"U_L={row['U_L']:.3f}+-{row['U_L_err']:.3f} ({row['seconds']:.0f} s)", flush=True)
     return out
 
 
