@@ -212,7 +212,9 @@ def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500
         settings = {"sampler": "diffusion-exact", "ode_steps": ode_steps, "log_q": "map", "ess": chain.ess,
                     "n_proposals": n}
     else:
-        # Philox streams keyed by the sample's index (chain_offset): batching changes nothing
+        # Philox streams keyed by the sample's index (chain_offset): batching changes no noise
+        # (the float32 network's outputs may move in the last bits: torch picks its convolution
+        # algorithm by batch size and thread count)
         y = torch.cat([reverse_sample(score, sde, (min(batch_size, n - start), *shape), n_steps=sde_steps, seed=seed,
                                       device=device, chain_offset=start, progress=progress)
                        for start in range(0, n, batch_size)])
