@@ -22,8 +22,8 @@ the L = 16 and L = 32 Binder cumulants, measured with this code: U_L = 0.41 / 0.
 0.2675 and 0.53 / 0.56 at 0.27). For L = 8, 16, 32 (and 64 with --full) HMC (10 leapfrog
 steps, eps tuned to 80% acceptance) and Metropolis (one sweep per update, delta tuned to 50%)
 run 16 chains of 20000 updates (50000 with --full), measured after every update; tau_int of
-|M| and of the action density (the energy) comes from the Gamma method, in units of updates (one trajectory = 11 force evaluations; one sweep = V local
-updates). The plot benchmarks/results/critical_slowing_down.png shows tau_int against L on
+|M| and of the action density (the energy) comes from the Gamma method, in units of updates
+(one trajectory = 11 force evaluations; one sweep = V local updates). The plot benchmarks/results/critical_slowing_down.png shows tau_int against L on
 log-log axes with the fitted dynamic exponent z (tau ~ L^z) between the two largest L.
 Results go to benchmarks/results/samplers-<device>.json.
 """
@@ -176,8 +176,10 @@ def scaling(device, dtype, quick):
                 M[i] = s.field.flatten(1).mean(1)
                 E[i] = theory.action(s.field) / (L * L)
             M, E = M.cpu().numpy(), E.cpu().numpy()
-            absm, m2, m4 = (analysis.primary(np.abs(M) ** k, name) for k, name in ((1, "|M|"), (2, "M^2"), (4, "M^4")))
-            est = {"|M|": analysis.estimate(absm, "|M|"), "action/V": analysis.estimate(analysis.primary(E, "S/V"), "S/V"),
+            absm, m2, m4 = (analysis.primary(np.abs(M) ** k, name)
+                            for k, name in ((1, "|M|"), (2, "M^2"), (4, "M^4")))
+            est = {"|M|": analysis.estimate(absm, "|M|"),
+                   "action/V": analysis.estimate(analysis.primary(E, "S/V"), "S/V"),
                    "U_L": analysis.estimate(1 - m4 / (3 * m2 * m2), "U_L")}
             row = {"sampler": cls.name, "L": L, "n_per_chain": n_per_chain, "step_size": s.step_size,
                    "acceptance": float(np.mean(s.acceptance[500:])), "seconds": time.perf_counter() - t0}
