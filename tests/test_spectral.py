@@ -225,6 +225,37 @@ STALLED_CHI2 = np.array([8.806e8, 3.417e8, 9.671e7, 5.227e7, 2.207e7, 8.396e6, 2
                          566.3, 463.1, 395.4, 382.5, 360.6, 323.9, 316.0])
 
 
+def test_maxent_band_is_the_propagated_noise():
+    """At a fixed alpha the band is the linear response of the maximum to the whitened data:
+    it equals the finite-difference Jacobian's row norms, and the spread of rho over noise
+    seeds (the posterior width it replaced was ~20x that spread)."""
+    import copy
+
+    from lftaccel.spectral import mem
+    from lftaccel.spectral.kernels import grid_weights
+
+    D0 = mock.bw_propagator(P25)
+    sigma = mock.relative_noise_sigma(D0, P25, 1e-3) + 1e-12
+    res = S.reconstruct(P25, mock.add_noise(D0, sigma, 0), sigma, OMEGA, "mem", alpha=10.0)
+    prob = S.Problem.build(P25, mock.add_noise(D0, sigma, 0), sigma, OMEGA)
+    m, lam, h = np.full(len(OMEGA), res.diagnostics["default_level"]), res.diagnostics["lam"], 1e-3
+    J = []
+    for i in range(len(P25)):
+        rho = []
+        for sign in (1, -1):
+            q = copy.copy(prob)
+            q.b = prob.b.copy()
+            q.b[i] += sign * h
+            _, r, ok, _ = mem._solve(q, m, grid_weights(OMEGA), 10.0, lam)
+            assert ok
+            rho.append(r)
+        J.append((rho[0] - rho[1]) / (2 * h))
+    np.testing.assert_allclose(res.band, np.sqrt(np.sum(np.square(J), axis=0)), rtol=1e-6, atol=1e-6 * res.band.max())
+    rhos = [S.reconstruct(P25, mock.add_noise(D0, sigma, s), sigma, OMEGA, "mem", alpha=10.0).rho for s in range(1, 41)]
+    ratio = np.sqrt(np.mean(res.band ** 2) / np.mean(np.std(rhos, axis=0, ddof=1) ** 2))
+    assert 0.75 < ratio < 1.3, ratio  # 1.01 measured
+
+
 def test_maxent_chi2_kink_fit():
     """The kink of a clean logistic is d - 2.5 / c; on a curve without a plateau the bounded fit
     keeps the step's centre inside the scan, and the kink below the steep fall."""
@@ -406,6 +437,8 @@ def test_nn_list_recovers_a_broad_peak_with_an_ensemble_band():
     assert np.linalg.norm(res.rho - truth) / np.linalg.norm(truth) < 0.5
     assert abs(OMEGA[np.argmax(res.rho)] - OMEGA[np.argmax(truth)]) < 0.3
     assert res.band is not None and (res.band > 0).all() and res.diagnostics["members"].shape == (2, 500)
+    # the mean of 2 members on resampled data: their spread, and 1/2 of the resampling noise besides
+    np.testing.assert_allclose(res.band, res.diagnostics["members"].std(0, ddof=1) * np.sqrt(1.5), rtol=1e-12)
     assert res.chi2_per_point < 10
 
 

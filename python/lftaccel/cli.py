@@ -114,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("spectral", help="reconstruct rho(omega) from a propagator D(p)",
                         description="Reconstruct a spectral function from Euclidean propagator data through "
-                                    "the Kallen-Lehmann kernel and write omega, rho, rho_err as CSV.")
+                                    "the Kallen-Lehmann kernel and write omega, rho, rho_err as CSV. rho_err "
+                                    "is the data's noise propagated to rho (the spread of rho over noise "
+                                    "realisations; an estimate from the ensemble of 2 for nn and p2p); it "
+                                    "leaves out the regulator's bias, often the larger error. Tikhonov with "
+                                    "positivity has none (NaN).")
     sp.add_argument("data", help="CSV with a header and columns p, D, sigma; with --samples, the first row holds "
                                  "the momenta and every further row one sample of D(p)")
     sp.add_argument("--samples", action="store_true",
