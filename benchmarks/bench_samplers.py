@@ -23,8 +23,9 @@ the L = 16 and L = 32 Binder cumulants, measured with this code: U_L = 0.41 / 0.
 steps, eps tuned to 80% acceptance) and Metropolis (one sweep per update, delta tuned to 50%)
 run 16 chains of 20000 updates (50000 with --full), measured after every update; tau_int of
 |M| and of the action density (the energy) comes from the Gamma method, in units of updates
-(one trajectory = 11 force evaluations; one sweep = V local updates). The plot benchmarks/results/critical_slowing_down.png shows tau_int against L on
-log-log axes with the fitted dynamic exponent z (tau ~ L^z) between the two largest L.
+(one trajectory = 11 force evaluations; one sweep = V local updates). The plot
+benchmarks/results/critical_slowing_down.png shows tau_int against L on log-log axes with
+the fitted dynamic exponent z (tau ~ L^z) between the two largest L.
 Results go to benchmarks/results/samplers-<device>.json.
 """
 
