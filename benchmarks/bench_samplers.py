@@ -160,7 +160,7 @@ def scaling(device, dtype, quick):
 
     # Chains long against tau_int: Metropolis at L = 32 has tau_int(|M|) ~ 400 sweeps, and
     # chains of 2000 (this benchmark's earlier length) gave 150-375 depending on the analysis.
-    # |M| and S/V are measured after every update, so nothing is stored but two numbers a chain.
+    # |M| and S/V are measured after every update: two numbers per chain and update are kept.
     sizes = (8, 16, 32) if quick else (8, 16, 32, 64)
     n_per_chain = 20000 if quick else 50000
     theory = lftaccel.Phi4(KAPPA_C, LAM)

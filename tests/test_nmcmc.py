@@ -143,7 +143,7 @@ def test_pareto_k_flat_weights_and_bad_input():
         nmcmc.pareto_k(np.zeros(10))
 
 
-def test_chain_errors_hold_at_low_ess_where_the_gamma_window_does_not():
+def test_chain_and_gamma_errors_hold_at_low_ess():
     """p = N(0, 1)^16, q = N(0, 0.8^2)^16 (too narrow: heavy-tailed weights, ESS ~ 0.1), O = mean x^2
     (exact 1), 8 streams of 512, 40 repetitions: chain_observables' errors (the larger of the Gamma
     method's and the streams' spread, burn-in dropped) match the estimates' actual spread, and so

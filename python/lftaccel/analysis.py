@@ -73,7 +73,14 @@ def primary(values, name: str, ensemble: str = "run") -> "pe.Obs":
     correction over all N does not restore), and many short chains gave too small errors:
     16 AR(1) chains of 62 at tau_int = 9.5, the pull (estimate - truth) / error had a spread
     of 1.73 and tau_int came out 3.5; about the global mean 1.0 and 9.4 (1 chain of 1000: the
-    same either way)."""
+    same either way).
+
+    Every replica's value (r_values) is therefore the global mean, and the chains' offsets sit
+    in the deltas. pyerrors' arithmetic, derived_observable, m_eff and covariance keep them,
+    and pickle does; functions that rebuild an Obs from raw replica samples re-centre each
+    replica and drop the offsets again (json dump/load, merge_obs, pe.reweight, correlate),
+    plot_rep_dist shows nothing, and such an Obs must not be combined with one built the
+    plain way on the same replica names."""
     if np.iscomplexobj(values):
         raise TypeError(f"{name}: measurements must be real, got complex values")
     try:
