@@ -125,3 +125,14 @@ def test_bad_measurements_are_named():
         analysis.primary(["a"] * 6, "x")
     with pytest.raises(ValueError, match="one chain"):
         analysis.primary(np.zeros((10, 0)), "x")
+
+
+def test_table_marks_errors_from_few_effective_samples():
+    rng = np.random.default_rng(8)
+    short = analysis.estimate(analysis.primary(ar1(rng, 100, 1, 0.9), "x"), "x")  # ~7 effective samples
+    long = analysis.estimate(analysis.primary(ar1(rng, 250, 40, 0.9), "y"), "y")  # ~500
+    assert short.n_samples == 100 and short.n_effective == pytest.approx(100 / (2 * short.tau_int))
+    assert short.n_effective < analysis.FEW_EFFECTIVE < long.n_effective
+    table = analysis.format_table({"x": short, "y": long}).splitlines()
+    assert table[1].endswith(" *") and not table[2].endswith("*") and "effective samples" in table[-1]
+    assert "effective" not in analysis.format_table({"y": long})

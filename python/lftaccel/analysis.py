@@ -54,6 +54,12 @@ class Estimate:
     tau_int: float | None = None
     tau_int_error: float | None = None
     stream_error: float | None = None  # from the spread of independent streams, where computed
+    n_samples: int | None = None  # measurements behind a primary observable (all chains)
+
+    @property
+    def n_effective(self) -> float | None:
+        """N / (2 tau_int): the number of independent measurements the error rests on."""
+        return self.n_samples / (2 * self.tau_int) if self.n_samples and self.tau_int else None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,11 +115,11 @@ def estimate(obs, name: str) -> Estimate:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         obs.gamma_method()
-    tau = dtau = None
+    tau = dtau = n = None
     if getattr(obs, "e_tauint", None):
         key = next(iter(obs.e_tauint))
-        tau, dtau = float(obs.e_tauint[key]), float(obs.e_dtauint[key])
-    return Estimate(name, float(obs.value), float(obs.dvalue), tau, dtau)
+        tau, dtau, n = float(obs.e_tauint[key]), float(obs.e_dtauint[key]), int(obs.N)
+    return Estimate(name, float(obs.value), float(obs.dvalue), tau, dtau, n_samples=n)
 
 
 def _per_config(configs, chunk: int, fn):
@@ -282,12 +288,26 @@ def measure(ens, window=None) -> dict:
     return {k: estimate(o, k) for k, o in obs.items()}
 
 
+FEW_EFFECTIVE = 20  # below this many effective samples the table marks an error as rough
+
+
 def format_table(estimates: dict, *, skip_prefixes=("G(", "G2(", "G4(")) -> str:
-    """A plain-text table of value(error) and tau_int."""
+    """A plain-text table of value(error) and tau_int. A primary observable with fewer than
+    FEW_EFFECTIVE effective samples N / (2 tau_int) is marked: its error is itself uncertain.
+    (Measured on AR(1) chains at tau_int = 9.5, 300 repetitions: the pull's spread is 1.54,
+    1.33, 1.23, 1.14 for one chain of 5, 11, 21, 53 effective samples, and 1.0-1.1 for 8 to 40
+    chains of 10-53 in all.)"""
     rows = [f"{'observable':<14} {'value':>14} {'error':>11} {'tau_int':>9}"]
+    rough = False
     for name, e in estimates.items():
         if name.startswith(skip_prefixes):
             continue
         tau = f"{e.tau_int:9.2f}" if e.tau_int is not None else f"{'-':>9}"
-        rows.append(f"{name:<14} {e.value:14.6g} {e.error:11.3g} {tau}")
+        mark = ""
+        if e.n_effective is not None and e.n_effective < FEW_EFFECTIVE:
+            mark, rough = " *", True
+        rows.append(f"{name:<14} {e.value:14.6g} {e.error:11.3g} {tau}{mark}")
+    if rough:
+        rows.append(f"* fewer than {FEW_EFFECTIVE} effective samples N / (2 tau_int): the error and tau_int are "
+                    f"rough; sample longer")
     return "\n".join(rows)
