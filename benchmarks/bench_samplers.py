@@ -177,11 +177,9 @@ def scaling(device, dtype, quick):
                 M[i] = s.field.flatten(1).mean(1)
                 E[i] = theory.action(s.field) / (L * L)
             M, E = M.cpu().numpy(), E.cpu().numpy()
-            absm, m2, m4 = (analysis.primary(np.abs(M) ** k, name)
-                            for k, name in ((1, "|M|"), (2, "M^2"), (4, "M^4")))
-            est = {"|M|": analysis.estimate(absm, "|M|"),
-                   "action/V": analysis.estimate(analysis.primary(E, "S/V"), "S/V"),
-                   "U_L": analysis.estimate(1 - m4 / (3 * m2 * m2), "U_L")}
+            obs = analysis.magnetisation_observables(M, L * L)
+            obs["action/V"] = analysis.primary(E, "action/V")
+            est = {k: analysis.estimate(obs[k], k) for k in ("|M|", "action/V", "U_L")}
             row = {"sampler": cls.name, "L": L, "n_per_chain": n_per_chain, "step_size": s.step_size,
                    "acceptance": float(np.mean(s.acceptance[500:])), "seconds": time.perf_counter() - t0}
             for name, key in (("|M|", "tau_absM"), ("action/V", "tau_energy")):

@@ -40,8 +40,8 @@ with warnings.catch_warnings():
 
 from .theories import XY, Oscillator, Phi4
 
-__all__ = ["Estimate", "primary", "estimate", "measure", "phi4_observables", "xy_observables",
-           "oscillator_observables", "format_table"]
+__all__ = ["Estimate", "primary", "estimate", "measure", "magnetisation_observables", "phi4_observables",
+           "xy_observables", "oscillator_observables", "format_table"]
 
 
 @dataclasses.dataclass
@@ -142,15 +142,22 @@ def phi4_measurements(configs) -> dict:
     return _per_config(configs, 512, fn)
 
 
+def magnetisation_observables(M, volume: int) -> dict:
+    """Obs of M, |M|, chi2, chi2_abs and U_L from the magnetisation per configuration,
+    (n_per_chain, n_chains)."""
+    m, am, m2, m4 = (primary(M, "M"), primary(np.abs(M), "|M|"), primary(M**2, "M^2"), primary(M**4, "M^4"))
+    out = {"M": m, "|M|": am, "chi2": volume * (m2 - m * m), "chi2_abs": volume * (m2 - am * am)}
+    if m2.value > 0:  # (M = 0 in every configuration leaves U_L as 0/0: omitted)
+        out["U_L"] = 1 - m4 / (3 * m2 * m2)
+    return out
+
+
 def phi4_observables(by_chain: dict, lattice_shape) -> dict:
     """Obs of phi^4 from measurements reshaped (n_per_chain, n_chains, ...)."""
     V = math.prod(lattice_shape)
     Vs = V // lattice_shape[0]
-    M = by_chain["M"]
-    m, am, m2, m4 = (primary(M, "M"), primary(np.abs(M), "|M|"), primary(M**2, "M^2"), primary(M**4, "M^4"))
-    out = {"M": m, "|M|": am, "chi2": V * (m2 - m * m), "chi2_abs": V * (m2 - am * am)}
-    if m2.value > 0:  # (M = 0 in every configuration leaves U_L as 0/0: omitted)
-        out["U_L"] = 1 - m4 / (3 * m2 * m2)
+    out = magnetisation_observables(by_chain["M"], V)
+    m = out["M"]
     corr = by_chain["slice_corr"]
     G = [primary(corr[:, :, t], f"C({t})") - Vs * m * m for t in range(corr.shape[2])]
     out["chi_2pt"] = sum(G[1:], G[0])

@@ -317,9 +317,11 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, **fit):
         rhos.append(rho)
         histories.append(hist)
     rhos = np.array(rhos)
-    # sqrt(1 + 1/n): the mean of the members carries, besides the data's noise (which each
-    # member's resample mimics), 1/n of the members' own resampling noise (module docstring)
-    band = rhos.std(0, ddof=1) * (np.sqrt(1.0 + 1.0 / len(rhos)) if resampled else 1.0) if len(rhos) > 1 else None
+    band = rhos.std(0, ddof=1) if len(rhos) > 1 else None
+    if band is not None and resampled:
+        # the mean of the members carries, besides the data's noise (which each member's
+        # resample mimics), 1/n of the members' own resampling noise (module docstring)
+        band *= np.sqrt(1.0 + 1.0 / len(rhos))
     return rhos.mean(0), band, {"members": rhos, "history": histories, "target_chi2": target}
 
 
