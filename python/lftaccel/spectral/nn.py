@@ -83,19 +83,44 @@ Gaussian eps 1e-3 0.33 / - / 0.11 / - (11.2; 1.03 at scale 0.25); two Gaussians 
 BW eps 1e-3 34.4 / 34.1 / 33.8 / 35.8 (49.8). At omega_max the fits stalled far above the
 data (chi^2/N 2.3-12 at eps 1e-2, 68-1640 at 1e-3). Where the features sit far below omega_max / 5,
 set ``scale`` near their frequency.
-At eps <= 1e-4 p2p still stops far above the data (chi^2/N 5 to 6e4), and which member fits
-depends on its initialisation (two Gaussians, eps 1e-4: one member at chi^2/N 1.3, the other
-at 5.7e3). Restarting a member that ends above the target from up to two more initialisations
-(the lowest chi^2 kept) was tried on seed 0 of four such cells: two Gaussians eps 1e-4 14.5 ->
-9.7, BW eps 1e-4 1.81 -> 1.53, two BW eps 1e-5 3.1 -> 2.5, Lorentzian eps 1e-4 3.8 -> 4.4 (the
-last two 'before' are 3-seed means, not seed 0, so only indicative; MEM 7.0, 0.74, 1.1, 3.1),
-at 3-4x the time; not adopted. The smoothness weight, retuned at scale 4 on seed 0 (smooth
-10 / 100 / 1000): BW eps 1e-3 2.14 / 2.18 / 2.15, two Gaussians eps 1e-3 11.7 / 14.7 / 12.4,
-two BW N_p = 100 noisy 0.49 / 0.41 / 1.21, Lorentzian eps 1e-4 3.54 / 3.8 (3-seed mean) /
-5.03: no value is better throughout, 100 stays.
+The scale and smoothness figures here were measured before the warm-up below, when p2p stalled
+at eps <= 1e-4. The smoothness weight, retuned then at scale 4 on seed 0 (smooth 10 / 100 /
+1000): BW eps 1e-3 2.14 / 2.18 / 2.15, two Gaussians eps 1e-3 11.7 / 14.7 / 12.4, two BW
+N_p = 100 noisy 0.49 / 0.41 / 1.21, Lorentzian eps 1e-4 3.54 / 3.8 (3-seed mean) / 5.03: no value
+is better throughout, 100 stays.
+
+Warm-up (``warmup``; p2p's default). On the N_p = 25 protocol the point at p = 0.001 has
+sigma = eps D p / 0.8, about 1e-3 of its neighbours' (D(0) = int rho / (pi omega) domega, known
+to 1.25e-8 relative at eps = 1e-5), so its whitened row is ~1e3 times the others. From its
+random start p2p fitted that point first and then could not move: on BW at eps = 1e-5 (seed 0,
+one member) L-BFGS's line search found no decrease through every relaxation (chi^2 3.66e5, i.e.
+chi^2/N 1.5e4, residuals of 100-200 sigma at the other points), while the same fit without that
+point reached chi^2/N 1.06. Restarts from other initialisations (two more, the lowest chi^2
+kept) had helped little at 3-4x the time, and Levenberg-Marquardt stalled as well. So each
+member first fits its data (resample included) weighed by the softened covariance C + q^2 1,
+q^2 the median variance, which caps the rows' range without changing the data, and then, from
+there, the data with their own covariance and the same schedule (``diagnostics['warmup_history']``
+holds the first fit's stages). sum (Delta rho)^2 of p2p without ->
+with the warm-up (means over 20 seeds -> 3 seeds unless marked; MEM's 20-seed mean in parentheses), N_p = 25:
+  eps 1e-3: BW 2.02 -> 1.36 (0.96), two BW 3.67 -> 2.71 (3.41), narrow BW 33.2 -> 31.0 (29.5),
+    Gaussian 0.11 -> 0.26 (0.55), two Gaussians 13.5 -> 9.8 (17.2), Lorentzian 3.61 -> 3.84 (4.48);
+  eps 1e-4: BW 1.86 -> 0.51 (0.74), two BW 3.19 -> 1.00 (2.45), narrow BW 31.9 -> 26.0 (24.9),
+    Gaussian 0.21 -> 0.027 (0.13), two Gaussians 10.5 -> 3.7 (7.0), Lorentzian 3.78 [3 seeds] -> 2.98 (3.14);
+  eps 1e-5: BW 1.86 -> 0.10 (0.33), two BW 3.20 -> 0.19 (1.11), narrow BW 32.1 -> 13.9 (18.9),
+    Gaussian 0.18 -> 0.0041 (0.010), two Gaussians 9.9 [3] -> 1.01 (1.03), Lorentzian 3.01 [3] -> 2.16 (2.20);
+and chi^2/N went from 8.5 - 3.7e4 to 0.64 - 1.9 on those eps 1e-4 and 1e-5 cells (narrow BW at eps
+1e-5: 12). On the other cells it moves within the spread over seeds or either way: N_p = 100
+exact BW 0.070 -> 0.141, two BW 0.38 -> 0.53, narrow BW 14.5 -> 17.6, Gaussian 0.0145 -> 0.0076,
+two Gaussians 1.25 -> 1.66, Lorentzian 2.79 -> 1.94; noisy BW 0.16 -> 0.09, two BW 0.58 -> 0.69,
+Lorentzian 1.56 -> 2.05. The list has no such stall (it fits the stiff point through the grid
+values near omega_0) and the warm-up costs it the regularisation its early stop provides: BW
+N_p = 25 eps 1e-3 0.58 -> 1.97, eps 1e-4 0.46 -> 1.25, eps 1e-5 0.68 -> 0.33, N_p = 100 exact
+0.28 -> 0.44, two BW exact 0.38 -> 0.54 (20 -> 3 seeds); it is off by default for 'nn'.
 
 Defaults (measured on benchmarks/bench_spectral.py): depth 0 (the list), smooth = 100,
-f0 = -3, rtol = 1e-3, iters = 5000 per stage, 4 stages, an ensemble of 2.
+f0 = -3, rtol = 1e-3, iters = 5000 per stage, 4 stages, an ensemble of 2, no warm-up; p2p:
+depth 3, width 64, scale omega_max / 5, smooth = 100, l2 = 1e-3, iters = 2000 per stage, the
+warm-up.
 
 Band: an ensemble of ``n_ensemble`` fits, each on the data resampled within its errors
 (b + z in whitened form; p2p's networks also from their own initialisation, while every
@@ -141,6 +166,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import linalg
 
 from .._kernels import check_int
 from .classical import discrepancy_target
@@ -209,14 +235,14 @@ class PointNet(torch.nn.Module):
 CHUNK = 250  # optimiser iterations between convergence checks
 
 
-def _fit(model, prob: Problem, b, omega, target, significant, *, optimizer, l2, smooth, stages, iters, lr, rtol,
+def _fit(model, A, b, omega, target, significant, *, optimizer, l2, smooth, stages, iters, lr, rtol,
          smoothness="rho"):
     """Fit one member to whitened data b. Stage k weighs the regulators by 10^-k; a stage ends
     when the loss stops improving (relative decrease < rtol over CHUNK iterations) or after
     ``iters`` iterations; the stages stop as soon as chi^2 <= target (early stopping on chi^2),
     or when a relaxation neither reaches the target nor lowers chi^2 by ``significant`` (undone).
     With network weights and l2 > 0, a fine-tuning stage without the L2 term follows."""
-    A = torch.as_tensor(prob.A)
+    A = torch.as_tensor(A)
     bt = torch.as_tensor(b)
     weights = [p for n, p in model.named_parameters() if "bias" not in n and n != "f"]
     history = []
@@ -289,8 +315,18 @@ def _fit(model, prob: Problem, b, omega, target, significant, *, optimizer, l2, 
     return rho.numpy().copy(), history
 
 
-def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, **fit):
+def _softened(prob: Problem):
+    """Cholesky factors of the data's covariance C and of the warm-up's C + q^2 1, q^2 the median
+    variance (module docstring: the warm-up)."""
+    C = prob.cov if prob.cov is not None else np.diag(prob.sigma ** 2)
+    L = np.linalg.cholesky(C) if prob.cov is not None else np.diag(prob.sigma)
+    return L, np.linalg.cholesky(C + np.median(np.diag(C)) * np.eye(prob.n))
+
+
+def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, **fit):
     check_int(n_ensemble, "n_ensemble")
+    if not isinstance(warmup, bool):
+        raise TypeError(f"warmup must be True or False, got {warmup!r}")
     if fit["optimizer"] not in ("lbfgs", "adam"):
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {fit['optimizer']!r}")
     if fit["smoothness"] not in ("rho", "log"):
@@ -309,11 +345,18 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, **fit):
     factor = 2.0 if resampled else 1.0
     target = discrepancy_target(prob.n, None) * factor
     significant = 2.0 * np.sqrt(2.0 * prob.n) * factor  # 2 sigma of chi^2_{N_p}, doubled if resampled
-    rhos, histories = [], []
+    if warmup:
+        L, L_soft = _softened(prob)
+        A_soft = linalg.solve_triangular(L_soft, prob.K, lower=True)
+    rhos, histories, warmups = [], [], []
     for k in range(n_ensemble):
-        b = prob.b + (rng.standard_normal(prob.n) if resampled else 0.0)
+        z = rng.standard_normal(prob.n) if resampled else np.zeros(prob.n)
         torch.manual_seed(seed + k)
-        rho, hist = _fit(make(), prob, b, omega, target, significant, **fit)
+        model = make()
+        if warmup:  # the same data (resample included), weighed by the softened covariance
+            b_soft = linalg.solve_triangular(L_soft, prob.D + L @ z, lower=True)
+            warmups.append(_fit(model, A_soft, b_soft, omega, target, significant, **fit)[1])
+        rho, hist = _fit(model, prob.A, prob.b + z, omega, target, significant, **fit)
         rhos.append(rho)
         histories.append(hist)
     rhos = np.array(rhos)
@@ -322,19 +365,22 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, **fit):
         # the mean of the members carries, besides the data's noise (which each member's
         # resample mimics), 1/n of the members' own resampling noise (module docstring)
         band *= np.sqrt(1.0 + 1.0 / len(rhos))
-    return rhos.mean(0), band, {"members": rhos, "history": histories, "target_chi2": target}
+    diag = {"members": rhos, "history": histories, "target_chi2": target}
+    if warmup:
+        diag["warmup_history"] = warmups
+    return rhos.mean(0), band, diag
 
 
 def nn(prob: Problem, *, depth: int = 0, width: int = 64, activation: str = "elu", f0: float = -3.0,
        optimizer: str = "lbfgs", smooth: float = 100.0, l2: float = 1e-2, stages: int = 4, iters: int = 5000,
        rtol: float = 1e-3, lr: float = 1e-3, n_ensemble: int = 2, resample: bool = True,
-       seed: int = 0, smoothness: str = "rho") -> Reconstruction:
+       seed: int = 0, smoothness: str = "rho", warmup: bool = False) -> Reconstruction:
     """The 'NN' representation rho_a = omega_a softplus(net(const)_a); defaults measured on the
     benchmark (see the module docstring)."""
     n = len(prob.omega)
     rho, band, diag = _ensemble(lambda: ListNet(n, depth, width, activation, f0), prob, n_ensemble=n_ensemble,
-                                seed=seed, resample=resample, optimizer=optimizer, l2=l2, smooth=smooth,
-                                stages=stages, iters=iters, rtol=rtol, lr=lr, smoothness=smoothness)
+                                seed=seed, resample=resample, warmup=warmup, optimizer=optimizer, l2=l2,
+                                smooth=smooth, stages=stages, iters=iters, rtol=rtol, lr=lr, smoothness=smoothness)
     diag.update(depth=depth, activation=activation, optimizer=optimizer, n_ensemble=n_ensemble)
     return Reconstruction(prob.omega, rho, prob.chi2(rho), prob.n, "nn", band, diag)
 
@@ -342,10 +388,10 @@ def nn(prob: Problem, *, depth: int = 0, width: int = 64, activation: str = "elu
 def p2p(prob: Problem, *, depth: int = 3, width: int = 64, scale: float | None = None,
         optimizer: str = "lbfgs", smooth: float = 100.0, l2: float = 1e-3, stages: int = 4, iters: int = 2000,
         rtol: float = 1e-3, lr: float = 1e-3, n_ensemble: int = 2, resample: bool = True, seed: int = 0,
-        smoothness: str = "rho") -> Reconstruction:
+        smoothness: str = "rho", warmup: bool = True) -> Reconstruction:
     """The 'NN-P2P' representation rho(omega) = omega softplus(net(omega / scale)). A network pass
     costs ~10x the list's, so ``iters`` per stage is 2000; a benchmark reconstruction (an
-    ensemble of 2) takes 6-50 s on one core. ``scale``: None for omega_max / 5."""
+    ensemble of 2, each member with its warm-up) takes 20-100 s on one core. ``scale``: None for omega_max / 5."""
     if scale is None:
         if not prob.omega.max() > 0:
             raise ValueError("p2p needs a grid with omega_max > 0 for its default scale (omega_max / 5)")
@@ -354,7 +400,7 @@ def p2p(prob: Problem, *, depth: int = 3, width: int = 64, scale: float | None =
     if not np.isfinite(float(prob.omega.max()) / scale):
         raise ValueError(f"scale is too small: omega_max / scale overflows, got {scale!r}")
     rho, band, diag = _ensemble(lambda: PointNet(depth, width, scale), prob, n_ensemble=n_ensemble, seed=seed,
-                                resample=resample, optimizer=optimizer, l2=l2, smooth=smooth, stages=stages,
-                                iters=iters, rtol=rtol, lr=lr, smoothness=smoothness)
+                                resample=resample, warmup=warmup, optimizer=optimizer, l2=l2, smooth=smooth,
+                                stages=stages, iters=iters, rtol=rtol, lr=lr, smoothness=smoothness)
     diag.update(depth=depth, scale=scale, optimizer=optimizer, n_ensemble=n_ensemble)
     return Reconstruction(prob.omega, rho, prob.chi2(rho), prob.n, "p2p", band, diag)
