@@ -1,7 +1,8 @@
 """Spectral-reconstruction benchmark: every method on the same mock data.
 
-    python benchmarks/bench_spectral.py --quick       # 3 seeds, the N_p = 100 protocols: ~2 min
-    python benchmarks/bench_spectral.py --jobs 2      # 20 seeds, every protocol (hours: nn ~10 s, p2p ~25 s
+    python benchmarks/bench_spectral.py --quick       # 3 seeds, the N_p = 100 protocols: ~30 CPU-min
+                                                      # (p2p 21 of them; --methods to choose)
+    python benchmarks/bench_spectral.py --jobs 2      # 20 seeds, every protocol (hours: nn ~10 s, p2p ~40 s
                                                       # per fit); --resume continues a killed run
     python benchmarks/bench_spectral.py --methods tsvd,mem --spectra two-bw
 
@@ -20,7 +21,7 @@ Outside peer: ana-cont's maximum entropy (``pip install cython`` then ``pip inst
 --no-build-isolation ana-cont``), run as method "ana-cont" when it imports: its bosonic
 Matsubara kernel w^2/(w^2 + p^2) times A(w) = rho(w) / (pi w) is exactly the Kallen-Lehmann
 kernel times rho, with a flat default model of weight D(p_min) and alpha by its chi^2-kink.
-The full run takes longer than one sitting (~10 CPU-hours, p2p the most), so its finished cells
+The full run takes longer than one sitting (~13 CPU-hours, p2p the most), so its finished cells
 are kept in git: benchmarks/reference/spectral-cells.jsonl, with the table they give
 (spectral.md). To continue the run:
 ``mkdir -p benchmarks/results && cp benchmarks/reference/spectral-cells.jsonl benchmarks/results/``

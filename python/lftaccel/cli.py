@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--samples", action="store_true",
                     help="the rows are samples: use their mean and the full covariance of the mean")
     sp.add_argument("--method", choices=["nn", "p2p", "mem", "tikhonov", "tsvd"], default="nn",
-                    help="nn (list network, L-BFGS, ensemble of 2: default, ~20 s), p2p (point-to-point network), "
+                    help="nn (list network, L-BFGS, ensemble of 2: default, ~10-60 s), p2p (point-to-point network), "
                          "mem (maximum entropy, alpha at the chi^2 kink), tikhonov (second derivative, positive), tsvd")
     sp.add_argument("--omega-max", type=_float, default=20.0, help="top of the omega grid (default 20)")
     sp.add_argument("--n-omega", type=_positive_int, default=500, help="grid points (default 500)")
