@@ -340,11 +340,10 @@ def _fit(model, A, b, omega, target, significant, *, optimizer, l2, smooth, stag
 
 
 def _softened(prob: Problem):
-    """Cholesky factors of the data's covariance C and of the warm-up's C + q^2 1, q^2 the median
-    variance (module docstring: the warm-up)."""
+    """Cholesky factors of the data's covariance C (the problem's own) and of the warm-up's
+    C + q^2 1, q^2 the median variance (module docstring: the warm-up)."""
     C = prob.cov if prob.cov is not None else np.diag(prob.sigma ** 2)
-    L = np.linalg.cholesky(C) if prob.cov is not None else np.diag(prob.sigma)
-    return L, np.linalg.cholesky(C + np.median(np.diag(C)) * np.eye(prob.n))
+    return prob.L, np.linalg.cholesky(C + np.median(np.diag(C)) * np.eye(prob.n))
 
 
 def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, **fit):
@@ -393,10 +392,10 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, **fit)
     for k in range(n_ensemble):
         z = rng.standard_normal(prob.n) if resampled else np.zeros(prob.n)
         rho, hist, warm_hist, chi2 = member(k, z, warmup is True)
-        tried.append(warmup is True)
-        if warmup == "auto" and chi2 > target:  # the plain fit ended above the target: try the warm-up
+        refit = warmup == "auto" and chi2 > target  # the plain fit ended above the target: try the warm-up
+        tried.append(warmup is True or refit)
+        if refit:
             warm = member(k, z, True)
-            tried[-1] = True
             if warm[3] < chi2:
                 rho, hist, warm_hist, chi2 = warm
         rhos.append(rho)

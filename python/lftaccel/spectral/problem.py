@@ -93,8 +93,8 @@ class Problem:
             if max(omega[-1], p.max()) > 1e150:  # w^2 + p^2 would overflow
                 raise ValueError("omega and p must be below 1e150 for the Kallen-Lehmann kernel")
         prob.K = prob.kernel.matrix(p, omega, quadrature)
-        L = np.linalg.cholesky(cov) if cov is not None else np.diag(sigma)
-        prob.Linv = np.linalg.inv(L) if cov is not None else np.diag(1.0 / sigma)
+        prob.L = np.linalg.cholesky(cov) if cov is not None else np.diag(sigma)  # cov = L L^T
+        prob.Linv = np.linalg.inv(prob.L) if cov is not None else np.diag(1.0 / sigma)
         prob.A = prob.Linv @ prob.K
         prob.b = prob.Linv @ D
         return prob
