@@ -145,7 +145,11 @@ Lorentzian 4.45 -> 3.98). A refit costs a second fit: these cells took 12-90 s p
 beside other work, against 5-44 s. Against MEM at eps <= 1e-3 (benchmarks/reference/spectral.md)
 the neural methods went from 18 / 17 / 10 cells of 30 no worse (nn / nn-log / p2p) to 20 / 21 /
 22, and at least one of them is no worse than MEM on every cell but the exact-data N_p = 100 narrow
-BW, Gaussian and two Gaussians (see below).
+BW, Gaussian and two Gaussians (see below). At 20 seeds (benchmarks/reference/spectral.md; the
+narrow BW and two Gaussians at eps 1e-4 and 1e-5 under the rule that a refit must meet the
+target) nn reads BW 0.58 / 0.49 / 0.355 at eps 1e-3 / 1e-4 / 1e-5 (MEM 0.96 / 0.74 / 0.325),
+Lorentzian 4.45 / 2.41 / 2.59 (4.48 / 3.14 / 2.20), narrow BW 29.2 / 11.2 / 11.3 (29.5 / 24.9 /
+18.9), two Gaussians 12.2 / 4.79 / 2.11 (17.2 / 7.04 / 1.03): 20 of the 30 cells no worse than MEM.
 
 Defaults (measured on benchmarks/bench_spectral.py): depth 0 (the list), smooth = 100,
 f0 = -3, rtol = 1e-3, iters = 5000 per stage, 4 stages, an ensemble of 2, warmup='auto'; p2p:
