@@ -23,11 +23,13 @@ Matsubara kernel w^2/(w^2 + p^2) times A(w) = rho(w) / (pi w) is exactly the Kal
 kernel times rho, with a flat default model of weight D(p_min) and alpha by its chi^2-kink.
 The full run takes longer than one sitting (~13 CPU-hours, p2p the most), so its finished cells
 are kept in git: benchmarks/reference/spectral-cells.jsonl, with the table they give
-(spectral.md). To continue the run:
-``mkdir -p benchmarks/results && cp benchmarks/reference/spectral-cells.jsonl benchmarks/results/``
-then the run with ``--resume`` (it computes only the cells missing from the file, for the
+(spectral.md), and the data sets of cells not yet finished in spectral-seeds.jsonl (each fit is
+written there as it ends: a killed run loses only the fits running). To continue the run:
+``mkdir -p benchmarks/results && cp benchmarks/reference/spectral-{cells,seeds}.jsonl benchmarks/results/``
+then the run with ``--resume`` (it computes only the data sets missing from the files, for the
 --methods and --spectra given; --quick has other protocols and seeds, so use it apart), or
-with ``--report-only`` to redraw the table and plots from the file alone.
+with ``--report-only`` to redraw the table and plots from the cells file alone. To redo cells,
+delete their lines from both files first.
 Published reference on the two-BW case (N_p = 100, eps = 1e-4), sum (Delta rho)^2 with exact
 central values / with noise: NN 0.66 / 1.22, MEM 0.89 / 9.3.
 """
@@ -139,38 +141,52 @@ def metrics(rho, truth, res, seconds):
             "seconds": seconds}
 
 
-def run_cell(task):
-    """One (spectrum, protocol, method) cell over its seeds: the aggregated row, and the seed-0
-    reconstruction of the N_p = 100 noisy protocol for the plot."""
-    sname, pname, mname, n_seeds, quick = task
+def cell_seeds(pname, n_seeds, quick):
+    """The noise seeds of a cell: 0..n-1 with noise, [None] (one data set) with exact values."""
+    noisy = next(pr for pr in protocols(quick) if pr[0] == pname)[3]
+    return list(range(n_seeds)) if noisy else [None]
+
+
+def run_seed(task):
+    """One reconstruction: a cell's data set for one noise seed (None: the exact central values).
+    Its metrics (None where the outside peer failed on these data), and for seed 0 of the
+    N_p = 100 noisy protocol the reconstruction itself, for the plot."""
+    sname, pname, mname, seed, quick = task
     torch_threads(1)
     spec = SPECTRA[sname]()
     truth = spec(OMEGA)
-    _, p, eps, noisy = next(pr for pr in protocols(quick) if pr[0] == pname)
+    _, p, eps, _ = next(pr for pr in protocols(quick) if pr[0] == pname)
     D0 = mock.propagator(spec, p)
     sigma = mock.relative_noise_sigma(D0, p, eps)
     method, opts = METHODS[mname]
-    per_seed, failed, example = [], 0, None
-    for seed in (range(n_seeds) if noisy else [None]):
-        D = D0 if seed is None else mock.add_noise(D0, sigma, 1000 * list(SPECTRA).index(sname) + seed)
-        t0 = time.perf_counter()
-        try:
-            res = (ana_cont_mem(p, D, sigma, OMEGA) if method == "peer"
-                   else S.reconstruct(p, D, sigma, OMEGA, method, **opts))
-        except Exception as exc:  # a peer failing on one data set is a result, not a crash
-            if method != "peer":
-                raise
-            print(f"  ana-cont failed on {sname} {pname} seed {seed}: {exc}", flush=True)
-            failed += 1
-            continue
-        per_seed.append(metrics(res.rho, truth, res, time.perf_counter() - t0))
-        if pname == "Np100 eps1e-4 noisy" and seed == 0:
-            example = (res.rho.tolist(), None if res.band is None else res.band.tolist())
-    agg = {k: (float(np.mean([m[k] for m in per_seed])), float(np.std([m[k] for m in per_seed])))
-           if per_seed else (float("nan"), float("nan")) for k in METRICS}
+    D = D0 if seed is None else mock.add_noise(D0, sigma, 1000 * list(SPECTRA).index(sname) + seed)
+    row = {"spectrum": sname, "protocol": pname, "method": mname, "seed": seed, "metrics": None, "example": None}
+    t0 = time.perf_counter()
+    try:
+        res = (ana_cont_mem(p, D, sigma, OMEGA) if method == "peer"
+               else S.reconstruct(p, D, sigma, OMEGA, method, **opts))
+    except Exception as exc:  # a peer failing on one data set is a result, not a crash
+        if method != "peer":
+            raise
+        print(f"  ana-cont failed on {sname} {pname} seed {seed}: {exc}", flush=True)
+        return row
+    row["metrics"] = metrics(res.rho, truth, res, time.perf_counter() - t0)
+    if pname == "Np100 eps1e-4 noisy" and seed == 0:
+        row["example"] = (res.rho.tolist(), None if res.band is None else res.band.tolist())
+    return row
+
+
+def aggregate(sname, pname, mname, seed_rows):
+    """A cell's row from its seeds' rows: mean and standard deviation over the data sets that
+    ran, how many ran and how many failed (the outside peer), and the plot's reconstruction."""
+    per_seed = [r["metrics"] for r in seed_rows if r["metrics"] is not None]
+    values = {k: [float("nan") if m[k] is None else m[k] for m in per_seed] for k in METRICS}  # null: NaN
+    agg = {k: (float(np.mean(v)), float(np.std(v))) if per_seed else (float("nan"), float("nan"))
+           for k, v in values.items()}
+    example = next((r["example"] for r in seed_rows if r.get("example")), None)
     # failed seeds are part of the result: the table shows them beside the seeds that ran
-    return {"spectrum": sname, "protocol": pname, "method": mname, "n": len(per_seed), "failed": failed, **agg,
-            "example": example}
+    return {"spectrum": sname, "protocol": pname, "method": mname, "n": len(per_seed),
+            "failed": len(seed_rows) - len(per_seed), **agg, "example": example}
 
 
 def torch_threads(n):
@@ -187,7 +203,8 @@ def main(argv=None):
     ap.add_argument("--methods", help=f"comma list of {','.join(METHODS)}")
     ap.add_argument("--spectra", help=f"comma list of {','.join(SPECTRA)}")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (one torch thread each)")
-    ap.add_argument("--resume", action="store_true", help="keep the cells already in OUT/spectral-cells.jsonl")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the cells and data sets already in OUT/spectral-{cells,seeds}.jsonl")
     ap.add_argument("--report-only", action="store_true",
                     help="compute nothing: the table and plots from the cells in OUT/spectral-cells.jsonl")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -213,21 +230,26 @@ def main(argv=None):
         seeds_for[name] = int(n)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cells = out / "spectral-cells.jsonl"  # one line per finished cell: a killed run loses one cell
-    done = {}
+    cells = out / "spectral-cells.jsonl"  # one line per finished cell
+    seed_file = out / "spectral-seeds.jsonl"  # one line per finished data set: a killed run loses only those running
+    done, seed_rows = {}, {}
     if args.report_only and not cells.exists():
         ap.error(f"--report-only needs {cells}")
-    if (args.resume or args.report_only) and cells.exists():
-        for line in cells.read_text().splitlines():
-            row = json.loads(line)
+    if args.resume or args.report_only:
+        for row in read_rows(cells):
             for k in METRICS:  # null (every seed failed) back to NaN
                 row[k] = [float("nan") if v is None else v for v in row[k]]
             done[(row["spectrum"], row["protocol"], row["method"])] = row
-    elif cells.exists():
-        cells.unlink()
-    tasks = [(sname, pname, mname, seeds_for.get(mname, n_seeds), args.quick)
-             for sname in spectra for pname, *_ in protocols(args.quick) for mname in methods
-             if (sname, pname, mname) not in done and not args.report_only]
+        for row in read_rows(seed_file):
+            seed_rows.setdefault((row["spectrum"], row["protocol"], row["method"]), {})[row["seed"]] = row
+    else:
+        for f in (cells, seed_file):
+            f.unlink(missing_ok=True)
+    todo = {(sname, pname, mname): cell_seeds(pname, seeds_for.get(mname, n_seeds), args.quick)
+            for sname in spectra for pname, *_ in protocols(args.quick) for mname in methods
+            if (sname, pname, mname) not in done and not args.report_only}
+    tasks = [(*key, seed, args.quick) for key, wanted in todo.items() for seed in wanted
+             if seed not in seed_rows.get(key, {})]
     pool = None
     if args.jobs > 1:
         import multiprocessing
@@ -236,11 +258,11 @@ def main(argv=None):
         # SIGTERM must reach the finally below, or the workers outlive a killed run
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         pool = multiprocessing.get_context("spawn").Pool(args.jobs)
-        results = pool.imap(run_cell, tasks)
+        results = pool.imap_unordered(run_seed, tasks)  # each recorded as it finishes
     else:
-        results = map(run_cell, tasks)
+        results = map(run_seed, tasks)
     try:
-        record(results, cells, done)
+        record(results, todo, seed_rows, seed_file, cells, done, total=len(tasks))
     finally:
         if pool is not None:
             pool.terminate()
@@ -257,16 +279,58 @@ def main(argv=None):
     return 0
 
 
-def record(results, cells, done):
-    """Appends each finished cell to the cells file (so --resume keeps it) and prints it."""
-    for row in results:
-        with cells.open("a") as f:
-            f.write(json.dumps(json_safe(row)) + "\n")
-        done[(row["spectrum"], row["protocol"], row["method"])] = row
-        a = row["sum_drho2"]
-        print(f"{row['spectrum']:<14}{row['protocol']:<22}{row['method']:<14} sum(drho^2) {a[0]:9.3f} +- {a[1]:7.3f}"
-              f"   chi2/N {row['chi2_per_point'][0]:8.3f}   {row['seconds'][0]:.2f} s   ({seeds(row)} seeds)",
-              flush=True)
+def read_rows(path):
+    """The JSON lines of a cells or seeds file. A run killed while it appended a line leaves it cut
+    short: it is dropped (that data set is computed again), and a file not ending in a newline
+    gets one, so that the next line starts on its own."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i + 1 < len(lines):
+                raise ValueError(f"{path}, line {i + 1}, is not JSON: {line[:80]!r}") from None
+            print(f"{path}: dropped its last line, cut short: {line[:80]!r}", flush=True)
+            path.write_text("".join(x + "\n" for x in lines[:i]))
+            return rows
+    if text and not text.endswith("\n"):
+        with path.open("a") as f:
+            f.write("\n")
+    return rows
+
+
+def record(results, todo, seed_rows, seed_file, cells, done, total):
+    """Appends each finished data set to the seeds file and each cell whose seeds are all in to
+    the cells file (so --resume keeps both), printing the cell."""
+
+    def finish_complete_cells():
+        for key, wanted in list(todo.items()):
+            have = seed_rows.get(key, {})
+            if all(s in have for s in wanted):
+                row = aggregate(*key, [have[s] for s in wanted])
+                with cells.open("a") as f:
+                    f.write(json.dumps(json_safe(row)) + "\n")
+                done[key] = row
+                del todo[key]
+                a = row["sum_drho2"]
+                bar.write(f"{key[0]:<14}{key[1]:<22}{key[2]:<14} sum(drho^2) {a[0]:9.3f} +- {a[1]:7.3f}   "
+                          f"chi2/N {row['chi2_per_point'][0]:8.3f}   {row['seconds'][0]:.2f} s   ({seeds(row)} seeds)")
+
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="data sets", unit="fit", disable=total == 0) as bar:
+        finish_complete_cells()  # cells whose seeds were all in the seeds file (killed before their row)
+        for row in results:
+            with seed_file.open("a") as f:
+                f.write(json.dumps({**row, "metrics": row["metrics"] and {
+                    k: None if np.isnan(v) else v for k, v in row["metrics"].items()}}) + "\n")
+            seed_rows.setdefault((row["spectrum"], row["protocol"], row["method"]), {})[row["seed"]] = row
+            bar.update()
+            finish_complete_cells()
 
 
 def json_safe(row):
