@@ -23,13 +23,16 @@ Matsubara kernel w^2/(w^2 + p^2) times A(w) = rho(w) / (pi w) is exactly the Kal
 kernel times rho, with a flat default model of weight D(p_min) and alpha by its chi^2-kink.
 The full run takes longer than one sitting (~13 CPU-hours, p2p the most), so its finished cells
 are kept in git: benchmarks/reference/spectral-cells.jsonl, with the table they give
-(spectral.md), and the data sets of cells not yet finished in spectral-seeds.jsonl (each fit is
-written there as it ends: a killed run loses only the fits running). To continue the run:
-``mkdir -p benchmarks/results && cp benchmarks/reference/spectral-{cells,seeds}.jsonl benchmarks/results/``
-then the run with ``--resume`` (it computes only the data sets missing from the files, for the
---methods and --spectra given; --quick has other protocols and seeds, so use it apart), or
-with ``--report-only`` to redraw the table and plots from the cells file alone. To redo cells,
-delete their lines from both files first.
+(spectral.md), and, where a run stopped inside cells, their finished fits in
+spectral-seeds.jsonl (each fit is written there as it ends: a killed run loses only the fits
+running). To continue the run, copy both files (the seeds file where there is one) to
+benchmarks/results/ and run with ``--resume``: it keeps the cells whose seeds are those asked
+for (a cell of 3 seeds is extended when 20 are asked for) and computes only the fits missing
+from the files, for the --methods and --spectra given (--quick has other protocols and seeds,
+so use it apart). A fit is reused only if the code of lftaccel.spectral (docstrings and
+comments aside) and the method's options are those it was made with (its "code" fingerprint);
+finished cells are kept as they are: to redo cells, delete their lines from the cells file.
+``--report-only`` redraws the table and plots from the cells file alone.
 Published reference on the two-BW case (N_p = 100, eps = 1e-4), sum (Delta rho)^2 with exact
 central values / with noise: NN 0.66 / 1.22, MEM 0.89 / 9.3.
 """
@@ -37,6 +40,9 @@ central values / with noise: NN 0.66 / 1.22, MEM 0.89 / 9.3.
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
+import hashlib
 import json
 import os
 import sys
@@ -147,20 +153,43 @@ def cell_seeds(pname, n_seeds, quick):
     return list(range(n_seeds)) if noisy else [None]
 
 
+@functools.lru_cache(maxsize=None)
+def cell_data(sname, pname, quick):
+    """The truth on the grid, the momenta, the exact propagator and the noise's sigma of a cell
+    (the adaptive quadrature takes up to 0.6 s: once per worker, not once per fit)."""
+    spec = SPECTRA[sname]()
+    _, p, eps, _ = next(pr for pr in protocols(quick) if pr[0] == pname)
+    D0 = mock.propagator(spec, p)
+    return spec(OMEGA), p, D0, mock.relative_noise_sigma(D0, p, eps)
+
+
+def code_fingerprint(mname):
+    """What a fit depends on besides its data: the code of lftaccel.spectral with docstrings and
+    comments left out (its syntax tree) and the method's options. A fit in the seeds file is
+    reused only under the same fingerprint, so no cell mixes fits of two versions of a method."""
+    h = hashlib.sha256(json.dumps(METHODS[mname], sort_keys=True).encode())
+    for path in sorted(Path(S.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(path.name.encode() + ast.dump(tree).encode())
+    return h.hexdigest()[:16]
+
+
 def run_seed(task):
     """One reconstruction: a cell's data set for one noise seed (None: the exact central values).
     Its metrics (None where the outside peer failed on these data), and for seed 0 of the
     N_p = 100 noisy protocol the reconstruction itself, for the plot."""
     sname, pname, mname, seed, quick = task
     torch_threads(1)
-    spec = SPECTRA[sname]()
-    truth = spec(OMEGA)
-    _, p, eps, _ = next(pr for pr in protocols(quick) if pr[0] == pname)
-    D0 = mock.propagator(spec, p)
-    sigma = mock.relative_noise_sigma(D0, p, eps)
+    truth, p, D0, sigma = cell_data(sname, pname, quick)
     method, opts = METHODS[mname]
     D = D0 if seed is None else mock.add_noise(D0, sigma, 1000 * list(SPECTRA).index(sname) + seed)
-    row = {"spectrum": sname, "protocol": pname, "method": mname, "seed": seed, "metrics": None, "example": None}
+    row = {"spectrum": sname, "protocol": pname, "method": mname, "seed": seed, "metrics": None, "example": None,
+           "code": code_fingerprint(mname)}
     t0 = time.perf_counter()
     try:
         res = (ana_cont_mem(p, D, sigma, OMEGA) if method == "peer"
@@ -176,6 +205,14 @@ def run_seed(task):
     return row
 
 
+def row_seeds(row):
+    """The seeds a cell row was made from (rows from before the seeds were recorded: 0..n-1 with
+    noise, counting failed ones, or the one exact data set)."""
+    if "seeds" in row:
+        return row["seeds"]
+    return [None] if "exact" in row["protocol"] else list(range(row["n"] + row.get("failed", 0)))
+
+
 def aggregate(sname, pname, mname, seed_rows):
     """A cell's row from its seeds' rows: mean and standard deviation over the data sets that
     ran, how many ran and how many failed (the outside peer), and the plot's reconstruction."""
@@ -186,7 +223,8 @@ def aggregate(sname, pname, mname, seed_rows):
     example = next((r["example"] for r in seed_rows if r.get("example")), None)
     # failed seeds are part of the result: the table shows them beside the seeds that ran
     return {"spectrum": sname, "protocol": pname, "method": mname, "n": len(per_seed),
-            "failed": len(seed_rows) - len(per_seed), **agg, "example": example}
+            "failed": len(seed_rows) - len(per_seed), **agg, "example": example,
+            "seeds": [r["seed"] for r in seed_rows], "code": seed_rows[0]["code"]}
 
 
 def torch_threads(n):
@@ -235,19 +273,31 @@ def main(argv=None):
     done, seed_rows = {}, {}
     if args.report_only and not cells.exists():
         ap.error(f"--report-only needs {cells}")
+    wanted = {(sname, pname, mname): cell_seeds(pname, seeds_for.get(mname, n_seeds), args.quick)
+              for sname in spectra for pname, *_ in protocols(args.quick) for mname in methods}
+    kept = {}  # every cell row read, the last of each cell, to write the file back in order
     if args.resume or args.report_only:
-        for row in read_rows(cells):
+        for row in read_rows(cells, repair=args.resume):
             for k in METRICS:  # null (every seed failed) back to NaN
                 row[k] = [float("nan") if v is None else v for v in row[k]]
-            done[(row["spectrum"], row["protocol"], row["method"])] = row
-        for row in read_rows(seed_file):
+            key = (row["spectrum"], row["protocol"], row["method"])
+            kept[key] = row
+            # a cell of other seeds than those asked for is made again (from the seeds file where it can)
+            if args.report_only or key not in wanted or row_seeds(row) == wanted[key]:
+                done[key] = row
+    if args.resume:
+        stale, codes = 0, {m: code_fingerprint(m) for m in methods}
+        for row in read_rows(seed_file, repair=True):
+            if row.get("code") != codes.get(row["method"], row.get("code")):
+                stale += 1
+                continue
             seed_rows.setdefault((row["spectrum"], row["protocol"], row["method"]), {})[row["seed"]] = row
-    else:
+        if stale:
+            print(f"{seed_file}: {stale} fits made by other code or options are not reused", flush=True)
+    elif not args.report_only:
         for f in (cells, seed_file):
             f.unlink(missing_ok=True)
-    todo = {(sname, pname, mname): cell_seeds(pname, seeds_for.get(mname, n_seeds), args.quick)
-            for sname in spectra for pname, *_ in protocols(args.quick) for mname in methods
-            if (sname, pname, mname) not in done and not args.report_only}
+    todo = {key: seeds_ for key, seeds_ in wanted.items() if key not in done and not args.report_only}
     tasks = [(*key, seed, args.quick) for key, wanted in todo.items() for seed in wanted
              if seed not in seed_rows.get(key, {})]
     pool = None
@@ -266,6 +316,8 @@ def main(argv=None):
     finally:
         if pool is not None:
             pool.terminate()
+    if not args.report_only:
+        rewrite_in_order(cells, {**kept, **done})
     rows = [done[(s_, p_, m_)] for s_ in spectra for p_, *_ in protocols(args.quick) for m_ in methods
             if (s_, p_, m_) in done]
     for sname in spectra:
@@ -279,25 +331,30 @@ def main(argv=None):
     return 0
 
 
-def read_rows(path):
-    """The JSON lines of a cells or seeds file. A run killed while it appended a line leaves it cut
-    short: it is dropped (that data set is computed again), and a file not ending in a newline
-    gets one, so that the next line starts on its own."""
+def rewrite_in_order(cells, rows):
+    """The cells file with one line per cell (the newest), in the order of SPECTRA, the protocols
+    and METHODS, so the copy kept in git changes only where cells do; replaced atomically."""
+    order = {key: i for i, key in enumerate((s, p[0], m) for s in SPECTRA for p in protocols(False) for m in METHODS)}
+    tmp = cells.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(json_safe(rows[k])) + "\n"
+                           for k in sorted(rows, key=lambda k: (order.get(k, len(order)), k))))
+    os.replace(tmp, cells)
+
+
+def read_rows(path, repair):
+    """The JSON lines of a cells or seeds file. A line cut short (a run killed while it appended
+    it) is skipped with a warning, so that fit is computed again; with repair, a file that does
+    not end in a newline gets one, so that the next line starts on its own."""
     if not path.exists():
         return []
     text = path.read_text()
-    lines = text.splitlines()
     rows = []
-    for i, line in enumerate(lines):
+    for i, line in enumerate(text.splitlines()):
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            if i + 1 < len(lines):
-                raise ValueError(f"{path}, line {i + 1}, is not JSON: {line[:80]!r}") from None
-            print(f"{path}: dropped its last line, cut short: {line[:80]!r}", flush=True)
-            path.write_text("".join(x + "\n" for x in lines[:i]))
-            return rows
-    if text and not text.endswith("\n"):
+            print(f"{path}, line {i + 1}: not JSON (cut short?), skipped: {line[:80]!r}", flush=True)
+    if repair and text and not text.endswith("\n"):
         with path.open("a") as f:
             f.write("\n")
     return rows
