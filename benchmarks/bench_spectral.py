@@ -163,10 +163,12 @@ def cell_data(sname, pname, quick):
     return spec(OMEGA), p, D0, mock.relative_noise_sigma(D0, p, eps)
 
 
+@functools.lru_cache(maxsize=None)
 def code_fingerprint(mname):
     """What a fit depends on besides its data: the code of lftaccel.spectral with docstrings and
     comments left out (its syntax tree) and the method's options. A fit in the seeds file is
-    reused only under the same fingerprint, so no cell mixes fits of two versions of a method."""
+    reused only under the same fingerprint, so no cell mixes fits of two versions of a method.
+    (Read once per process, as the code was imported once.)"""
     h = hashlib.sha256(json.dumps(METHODS[mname], sort_keys=True).encode())
     for path in sorted(Path(S.__file__).parent.glob("*.py")):
         tree = ast.parse(path.read_text())

@@ -150,6 +150,10 @@ narrow BW and two Gaussians at eps 1e-4 and 1e-5 under the rule that a refit mus
 target) nn reads BW 0.58 / 0.49 / 0.355 at eps 1e-3 / 1e-4 / 1e-5 (MEM 0.96 / 0.74 / 0.325),
 Lorentzian 4.45 / 2.41 / 2.59 (4.48 / 3.14 / 2.20), narrow BW 29.2 / 11.2 / 11.3 (29.5 / 24.9 /
 18.9), two Gaussians 12.2 / 4.79 / 2.11 (17.2 / 7.04 / 1.03): 20 of the 30 cells no worse than MEM.
+nn-log at 20 seeds under that rule reads BW 0.84 / 0.35 / 1.95, two BW 3.57 / 2.40 / 0.42 (MEM
+3.41 / 2.45 / 1.11), narrow BW 26.5 / 15.9 / 13.5, Gaussian 1.01 / 1.06 / 0.39 (0.55 / 0.13 /
+0.010), two Gaussians 16.8 / 3.35 / 2.95, Lorentzian 3.82 / 2.23 / 0.72: 21 of 30 no worse,
+as at 3 seeds, though its BW at eps 1e-5 went from 1.01 (3 seeds) to 1.95 +- 0.59.
 
 Defaults (measured on benchmarks/bench_spectral.py): depth 0 (the list), smooth = 100,
 f0 = -3, rtol = 1e-3, iters = 5000 per stage, 4 stages, an ensemble of 2, warmup='auto'; p2p:
