@@ -290,7 +290,7 @@ def main(argv=None):
     if args.resume:
         stale, codes = 0, {m: code_fingerprint(m) for m in methods}
         for row in read_rows(seed_file, repair=True):
-            if row.get("code") != codes.get(row["method"], row.get("code")):
+            if row["method"] in codes and row.get("code") != codes[row["method"]]:
                 stale += 1
                 continue
             seed_rows.setdefault((row["spectrum"], row["protocol"], row["method"]), {})[row["seed"]] = row
@@ -300,7 +300,7 @@ def main(argv=None):
         for f in (cells, seed_file):
             f.unlink(missing_ok=True)
     todo = {key: seeds_ for key, seeds_ in wanted.items() if key not in done and not args.report_only}
-    tasks = [(*key, seed, args.quick) for key, wanted in todo.items() for seed in wanted
+    tasks = [(*key, seed, args.quick) for key, seeds_ in todo.items() for seed in seeds_
              if seed not in seed_rows.get(key, {})]
     pool = None
     if args.jobs > 1:
@@ -366,30 +366,31 @@ def record(results, todo, seed_rows, seed_file, cells, done, total):
     """Appends each finished data set to the seeds file and each cell whose seeds are all in to
     the cells file (so --resume keeps both), printing the cell."""
 
-    def finish_complete_cells():
-        for key, wanted in list(todo.items()):
-            have = seed_rows.get(key, {})
-            if all(s in have for s in wanted):
-                row = aggregate(*key, [have[s] for s in wanted])
-                with cells.open("a") as f:
-                    f.write(json.dumps(json_safe(row)) + "\n")
-                done[key] = row
-                del todo[key]
-                a = row["sum_drho2"]
-                bar.write(f"{key[0]:<14}{key[1]:<22}{key[2]:<14} sum(drho^2) {a[0]:9.3f} +- {a[1]:7.3f}   "
-                          f"chi2/N {row['chi2_per_point'][0]:8.3f}   {row['seconds'][0]:.2f} s   ({seeds(row)} seeds)")
-
     from tqdm import tqdm
 
+    def finish_if_complete(key, bar):
+        have = seed_rows.get(key, {})
+        if key not in todo or not all(s in have for s in todo[key]):
+            return
+        row = aggregate(*key, [have[s] for s in todo.pop(key)])
+        with cells.open("a") as f:
+            f.write(json.dumps(json_safe(row)) + "\n")
+        done[key] = row
+        a = row["sum_drho2"]
+        bar.write(f"{key[0]:<14}{key[1]:<22}{key[2]:<14} sum(drho^2) {a[0]:9.3f} +- {a[1]:7.3f}   "
+                  f"chi2/N {row['chi2_per_point'][0]:8.3f}   {row['seconds'][0]:.2f} s   ({seeds(row)} seeds)")
+
     with tqdm(total=total, desc="data sets", unit="fit", disable=total == 0) as bar:
-        finish_complete_cells()  # cells whose seeds were all in the seeds file (killed before their row)
+        for key in list(todo):  # cells whose seeds were all in the seeds file (killed before their row)
+            finish_if_complete(key, bar)
         for row in results:
             with seed_file.open("a") as f:
                 f.write(json.dumps({**row, "metrics": row["metrics"] and {
                     k: None if np.isnan(v) else v for k, v in row["metrics"].items()}}) + "\n")
-            seed_rows.setdefault((row["spectrum"], row["protocol"], row["method"]), {})[row["seed"]] = row
+            key = (row["spectrum"], row["protocol"], row["method"])
+            seed_rows.setdefault(key, {})[row["seed"]] = row
             bar.update()
-            finish_complete_cells()
+            finish_if_complete(key, bar)
 
 
 def json_safe(row):
