@@ -206,6 +206,26 @@ and on the three exact-data cells where the list trails its chi^2 kink fits to c
 (chi^2/N 0.02-0.3) with its regulator's shape. On the N_p = 25 Gaussian at eps 1e-5 the list fits
 (chi^2/N 1.3) with a peak too tall and narrow (+0.14 in height, -0.21 in FWHM;
 benchmarks/reference/spectral.md).
+A prior that is zero on any Gaussian was tried as well, and not adopted: the list with
+rho = omega exp(f) and the regulator smooth * sum (third difference of ln rho)^2, fitted by
+Levenberg-Marquardt (Gauss-Newton with Marquardt's damping; the Jacobian A diag(rho) is exact,
+so the fit converges where L-BFGS stalls) along smooth = 1e5, 1e4, ..., 1e-2, each weight
+warm-started from the last, one fit of the data themselves (scratch script, seed 0). On the
+exact N_p = 100 cells it ties MEM where the list trailed: Gaussian 9.25e-6 at every weight
+(MEM 8.14e-6), two Gaussians 0.12 / 0.048 / 0.037 at smooth 100 / 10 / 1 (MEM 0.046), narrow
+BW 11.3 / 10.2 / 9.91 (MEM 9.89); and beats it on the others at smooth 100: BW 0.042 (0.042),
+two BW 0.11 (0.64), Lorentzian 0.48 (1.25), each getting worse at smaller weights (BW 0.15 at
+0.01). These ties sit on a floor: under the grid's forward map the truth itself has chi^2/N
+0.046 (Gaussian), 0.071 (two Gaussians), 0.18 (narrow BW), so a fit to chi^2/N 1e-13 (MEM's,
+and these) fits the quadrature's error, and sum (Delta rho)^2 below ~1e-5 on the Gaussian, or
+a 1 % difference on the narrow BW, says nothing about the prior. No one weight serves all six
+(the Gaussians want it small, the Breit-Wigners 100), and no rule on chi^2 tells them apart. On
+noisy data the first weight already meets the discrepancy target (N_p = 100 noisy, seed 0:
+two BW 0.15, MEM 2.30; Gaussian 0.0048, 0.145; Lorentzian 0.92, 3.03). At N_p = 25 the fit
+from the flat start crawls (accepted steps of ~1e-2 in f): at eps 1e-3, capped at 500 steps a
+weight, the Gaussian ended at chi^2/N 15-84 (4.1-6.5, MEM 0.55) and the two Gaussians at 4-9
+(27, MEM 17.2), while BW met its target at 2.4 (MEM 0.96); uncapped, the Gaussian at smooth 1e4 reaches chi^2 13.9 (target 39) and 0.13 in 4500
+steps (~25 s). A lead for the N_p = 100 protocols, not a method yet.
 """
 
 from __future__ import annotations
