@@ -115,7 +115,11 @@ and chi^2/N went from 8.5 - 3.7e4 to 0.64 - 2.2 on those eps 1e-4 and 1e-5 cells
 1e-5: 12). On the other cells it moves within the spread over seeds or either way: N_p = 100
 exact BW 0.070 -> 0.141, two BW 0.38 -> 0.53, narrow BW 14.5 -> 17.6, Gaussian 0.0145 -> 0.0076,
 two Gaussians 1.25 -> 1.66, Lorentzian 2.79 -> 1.94; noisy BW 0.16 -> 0.09, two BW 0.58 -> 0.69,
-Lorentzian 1.56 -> 2.05.
+Lorentzian 1.56 -> 2.05. With the warm-up, at 20 seeds on every cell
+(benchmarks/reference/spectral.md), p2p reads at eps 1e-3 / 1e-4 / 1e-5: BW 1.29 / 0.50 /
+0.098, two BW 2.82 / 0.94 / 0.34, narrow BW 31.0 / 26.4 / 16.3, Gaussian 0.28 / 0.025 / 0.0052,
+two Gaussians 11.1 / 3.79 / 1.08, Lorentzian 3.70 / 2.41 / 1.70: 21 of the 30 cells at
+eps <= 1e-3 no worse than MEM, 1 within errors.
 The list fits the stiff point through its grid values near omega_0, but on precise data it too
 ended far above the target (20-seed benchmark, eps = 1e-5: chi^2/N 46 on BW, 90 on two
 Gaussians, 130 on the Lorentzian, 924 on the narrow BW). Always on,
@@ -224,8 +228,9 @@ noisy data the first weight already meets the discrepancy target (N_p = 100 nois
 two BW 0.15, MEM 2.30; Gaussian 0.0048, 0.145; Lorentzian 0.92, 3.03). At N_p = 25 the fit
 from the flat start crawls (accepted steps of ~1e-2 in f): at eps 1e-3, capped at 500 steps a
 weight, the Gaussian ended at chi^2/N 15-84 (4.1-6.5, MEM 0.55) and the two Gaussians at 4-9
-(27, MEM 17.2), while BW met its target at 2.4 (MEM 0.96); uncapped, the Gaussian at smooth 1e4 reaches chi^2 13.9 (target 39) and 0.13 in 4500
-steps (~25 s). A lead for the N_p = 100 protocols, not a method yet.
+(27, MEM 17.2), while BW met its target at 2.4 (MEM 0.96); uncapped, the Gaussian at smooth
+1e4 reaches chi^2 13.9 (target 39) and 0.13 in 4500 steps (~25 s). A lead for the N_p = 100
+protocols, not a method yet.
 """
 
 from __future__ import annotations
