@@ -386,17 +386,21 @@ def record(results, todo, seed_rows, seed_file, cells, done, total):
         for row in results:
             with seed_file.open("a") as f:
                 f.write(json.dumps({**row, "metrics": row["metrics"] and {
-                    k: None if np.isnan(v) else v for k, v in row["metrics"].items()}}) + "\n")
+                    k: nan_to_none(v) for k, v in row["metrics"].items()}}) + "\n")
             key = (row["spectrum"], row["protocol"], row["method"])
             seed_rows.setdefault(key, {})[row["seed"]] = row
             bar.update()
             finish_if_complete(key, bar)
 
 
+def nan_to_none(v):
+    """Strict JSON has no NaN: a failed metric is written as null."""
+    return None if isinstance(v, float) and np.isnan(v) else v
+
+
 def json_safe(row):
-    """NaN metrics (a cell where every seed failed) as null: strict JSON has no NaN."""
-    return {k: [None if isinstance(v, float) and np.isnan(v) else v for v in val] if k in METRICS else val
-            for k, val in row.items()}
+    """A cell row with NaN metrics (a cell where every seed failed) as null."""
+    return {k: [nan_to_none(v) for v in val] if k in METRICS else val for k, val in row.items()}
 
 
 def seeds(row):

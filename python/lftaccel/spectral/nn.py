@@ -213,8 +213,9 @@ benchmarks/reference/spectral.md).
 A prior that is zero on any Gaussian was tried as well, and not adopted: the list with
 rho = omega exp(f) and the regulator smooth * sum (third difference of ln rho)^2, fitted by
 Levenberg-Marquardt (Gauss-Newton with Marquardt's damping; the Jacobian A diag(rho) is exact,
-so the fit converges where L-BFGS stalls) along smooth = 1e5, 1e4, ..., 1e-2, each weight
-warm-started from the last, one fit of the data themselves (scratch script, seed 0). On the
+so the fit converges where L-BFGS stalls; damping mu diag(H), mu / 3 on an accepted step, x 4
+on a rejected one) from f = -3 along smooth = 1e5, 1e4, ..., 1e-2, up to 2000 steps a weight,
+each weight warm-started from the last, one fit of the data themselves (seed 0). On the
 exact N_p = 100 cells it ties MEM where the list trailed: Gaussian 9.25e-6 at every weight
 (MEM 8.14e-6), two Gaussians 0.12 / 0.048 / 0.037 at smooth 100 / 10 / 1 (MEM 0.046), narrow
 BW 11.3 / 10.2 / 9.91 (MEM 9.89); and beats it on the others at smooth 100: BW 0.042 (0.042),
