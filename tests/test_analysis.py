@@ -136,3 +136,64 @@ def test_table_marks_errors_from_few_effective_samples():
     table = analysis.format_table({"x": short, "y": long}).splitlines()
     assert table[1].endswith(" *") and not table[2].endswith("*") and "effective samples" in table[-1]
     assert "effective" not in analysis.format_table({"y": long})
+
+
+def _cosh_meas(N, m1, m2, noise2, n=40, seed=3):
+    """Synthetic measurements: G2 = cosh(m1 (t - N/2)) with 0.1 % noise, G4 = cosh(m2 (t - N/2)) /
+    cosh(m2 N/2) plus additive noise of size noise2, <x^2> = 0 (so G4 is the connected one)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(N)
+    g2 = np.cosh(m1 * (t - N / 2)) * (1 + 1e-3 * rng.standard_normal((n, 1, 1)))
+    g4 = np.cosh(m2 * (t - N / 2)) / np.cosh(m2 * N / 2) + noise2 * rng.standard_normal((n, 1, N))
+    return {"x2": np.zeros((n, 1)), "x4": np.ones((n, 1)), "g2": g2, "g4": g4}
+
+
+def test_each_gap_takes_its_own_window():
+    # N = 64: the default window is t = 4..7 (N/16 to N/8). G4 decays by e^-1.5 a slice from
+    # ~e^-42 at t = 4; with noise 3 % of G4(4) per configuration (0.5 % on the mean of 40) it is
+    # significant (> 5 errors) up to t = 6 only, so E2 - E0 takes t = 4, 5; E1 - E0 all four.
+    N, m1, m2 = 64, 0.3, 1.5
+    G4_4 = np.cosh(m2 * (4 - N / 2)) / np.cosh(m2 * N / 2)
+    meas = _cosh_meas(N, m1, m2, 0.03 * G4_4)
+    th = Oscillator(beta=8.0, m=0.5, lam=1.0, f=1.0)
+    a = th.spacing(N)
+    notes = []
+    obs = analysis.oscillator_observables(meas, th, N, notes=notes)
+    assert notes == ["E1-E0: cosh effective masses at t = 4..7, inverse-variance weighted",
+                     "E2-E0: cosh effective masses at t = 4..5, inverse-variance weighted"]
+    e1, e2 = (analysis.estimate(obs[k], k) for k in ("E1-E0", "E2-E0"))
+    assert e1.value == pytest.approx(m1 / a, rel=1e-3)
+    assert abs(e2.value - m2 / a) < 3 * e2.error and e2.error < 0.05 * m2 / a
+    # The old shared window (4, 8) reaches slices where G4 is noise: no root, no estimate.
+    assert "E2-E0" not in analysis.oscillator_observables(meas, th, N, window=(4, 8))
+
+
+def test_a_gap_falls_back_to_earlier_slices_or_says_why():
+    N, m1, m2 = 64, 0.3, 1.5
+    th = Oscillator(beta=8.0, m=0.5, lam=1.0, f=1.0)
+    # Noise at 20 % of G4(3) (3.2 % on the mean of 40): G4(4) = 0.22 G4(3) is 7 errors, G4(5) 1.5,
+    # so the window from t = 4 is empty, and the latest usable slice before it, t = 3, is taken.
+    G4_3 = np.cosh(m2 * (3 - N / 2)) / np.cosh(m2 * N / 2)
+    notes = []
+    obs = analysis.oscillator_observables(_cosh_meas(N, m1, m2, 0.2 * G4_3), th, N, notes=notes)
+    assert notes[1] == "E2-E0: cosh effective masses at t = 3"
+    e2 = analysis.estimate(obs["E2-E0"], "E2-E0")
+    assert abs(e2.value - m2 / th.spacing(N)) < 3 * e2.error
+    # Pure noise: no slice is usable, and the note says so.
+    meas = _cosh_meas(N, m1, m2, 0.0)
+    meas["g4"] = np.random.default_rng(4).standard_normal((40, 1, N))
+    notes = []
+    assert "E2-E0" not in analysis.oscillator_observables(meas, th, N, notes=notes)
+    assert notes[1].startswith("E2-E0: no estimate (the correlator is not above 5 errors and decaying")
+
+
+def test_split_rhat_flags_a_chain_that_sits_elsewhere():
+    rng = np.random.default_rng(11)
+    x = ar1(rng, 400, 8, 0.5)  # tau_int 1.5, 400 per chain: the chains agree
+    assert analysis.split_rhat(x) < 1.02
+    stuck = x.copy()
+    stuck[:, 3] += 2.0  # one chain in another sector, two standard deviations away
+    assert analysis.split_rhat(stuck) > 1.1
+    drifting = x + np.linspace(0, 3, 400)[:, None]  # still thermalising: the halves differ
+    assert analysis.split_rhat(drifting) > 1.1
+    assert analysis.split_rhat(x[:3]) is None and analysis.split_rhat(np.ones((10, 4))) is None

@@ -45,10 +45,12 @@ PARAM_CASES = [
     (lftaccel.Oscillator, dict(beta=1.0, m=0.0), ValueError, "m"),
     (lftaccel.Oscillator, dict(beta=1.0, m=-0.5), ValueError, "m"),
     (lftaccel.Oscillator, dict(beta=1.0, lam=-1.0), ValueError, "lam"),
+    (lftaccel.Oscillator, dict(beta=1.0, lam=0.0), ValueError, "free particle"),  # V = 0: Z diverges
     (lftaccel.Oscillator, dict(beta=1.0, f=float("nan")), ValueError, "f"),
     (lftaccel.Oscillator, dict(beta=None), TypeError, "beta"),
     (lftaccel.Oscillator.quartic, dict(beta=1.0, m=0.5, c0=0.0, c2=0.0, c4=-1.0), ValueError, "c4"),
     (lftaccel.Oscillator.quartic, dict(beta=1.0, m=0.5, c0=0.0, c2=-1.0, c4=0.0), ValueError, "c2"),
+    (lftaccel.Oscillator.quartic, dict(beta=1.0, m=0.5, c0=1.0, c2=0.0, c4=0.0), ValueError, "c2 must be > 0"),
     (lftaccel.Oscillator.quartic, dict(beta=1.0, m=0.5, c0=float("inf")), ValueError, "c0"),
     (lftaccel.Oscillator.quartic, dict(beta=1.0, m=0.5, c0="a"), TypeError, "c0"),
     (lftaccel.Oscillator.quartic, dict(beta=0.0, m=0.5), ValueError, "beta"),

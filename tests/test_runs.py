@@ -128,6 +128,19 @@ def test_cli_sample_and_measure_json(tmp_path, capsys):
     code, out, _ = in_process(capsys, "measure", str(path), "--json")
     m = json.loads(out)
     assert m["observables"]["E0"] == obs["E0"]
+    assert [n.split(":")[0] for n in m["notes"]] == ["E1-E0", "E2-E0"] and m["notes"] == rep["notes"]
+
+
+def test_cli_cold_start(tmp_path, capsys):
+    # XY at low temperature from ordered fields (a hot start can leave a chain with a winding)
+    path = tmp_path / "xy.h5"
+    code, out, err = in_process(capsys, "sample", "xy", "--beta", "5", "--shape", "8", "8", "--chains", "4",
+                                "-n", "40", "--therm", "0", "--start", "cold", "--sampler", "metropolis",
+                                "--no-progress", "--json", "-o", str(path))
+    assert code == 0, err
+    assert json.loads(out)["sampler"]["start"] == "cold"
+    with h5py.File(path, "r") as f:  # one sweep from theta = 0 at beta = 5 stays near order
+        assert np.abs(np.angle(np.exp(1j * f["configs"][:4]))).max() < 1.5
 
 
 @pytest.mark.parametrize("args,message", [

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_argument_group("theory parameters")
     g.add_argument("--kappa", type=_float, help="phi4 hopping parameter (default 0.21)")
     g.add_argument("--lam", type=_float, help="phi4 quartic coupling lambda (default 0.022; 0 is the free field); "
-                                             "oscillator double-well lam (default 1.0)")
+                                             "oscillator double-well lam (default 1.0; must be > 0)")
     g.add_argument("--beta", type=_float, help="xy inverse temperature (default 1.0); oscillator Euclidean time "
                                               "extent beta = N a (default 10)")
     g.add_argument("--m", type=_float, help="oscillator mass (default 0.5)")
@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--delta", type=_float, default=1.0, help="Metropolis proposal width (initial, tuned; default 1)")
     r.add_argument("--langevin-steps", type=_positive_int, default=10, help="Langevin steps per update (default 10)")
     r.add_argument("--seed", type=_nonneg_int, default=0, help="Philox seed (default 0)")
+    r.add_argument("--start", choices=["hot", "cold"], default="hot",
+                   help="initial fields: hot (random, default) or cold (ordered; e.g. xy at low temperature, "
+                        "where a hot start can leave a chain stuck with a winding)")
     r.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="field precision (default float64)")
     r.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
@@ -203,14 +206,15 @@ def _report(ens, estimates, seconds=None) -> dict:
     from .analysis import format_table
 
     a = ens.attrs
+    notes = list(getattr(estimates, "notes", ()))
     return {
         "theory": a["theory"],
         "params": {k: v for k, v in json.loads(a["theory_params"]).items() if k != "name"},
         "lattice_shape": list(ens.lattice_shape),
         "sampler": json.loads(a["sampler_settings"]), "n_samples": int(len(ens.configs)),
         "n_chains": ens.n_chains, "acceptance": a["acceptance"], "divergent": int(a["divergent"]),
-        "seconds": seconds, "observables": {k: e.as_dict() for k, e in estimates.items()},
-        "_table": format_table(estimates),
+        "seconds": seconds, "observables": {k: e.as_dict() for k, e in estimates.items()}, "notes": notes,
+        "_table": "\n".join([format_table(estimates)] + notes),
     }
 
 
@@ -239,7 +243,7 @@ def _sample(args):
     shape = args.shape or DEFAULTS[args.theory]["shape"]
     if args.threads:
         torch.set_num_threads(args.threads)
-    kw = dict(n_chains=args.chains, seed=args.seed, device=args.device,
+    kw = dict(n_chains=args.chains, seed=args.seed, device=args.device, start=args.start,
               dtype=torch.float32 if args.dtype == "float32" else torch.float64)
     try:
         device = torch.device(args.device)

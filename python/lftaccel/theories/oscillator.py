@@ -34,6 +34,9 @@ class Oscillator(LatticeTheory):
 
     def __init__(self, beta: float, m: float = 0.5, lam: float = 1.0, f: float = 1.0):
         lam = check_param(lam, "lam", low=0.0)
+        if lam == 0.0:  # V = 0: see _set
+            raise ValueError("lam must be > 0 for the double well: lam = 0 leaves V = 0, a free particle, whose "
+                             "path integral does not converge (use Oscillator.harmonic for a confined quadratic V)")
         f = check_param(f, "f")
         try:
             c0 = finite_result(lam * f**4, "f")
@@ -50,6 +53,11 @@ class Oscillator(LatticeTheory):
         self.c4 = check_param(c4, "c4", low=0.0)
         if self.c4 == 0.0 and self.c2 < 0.0:
             raise ValueError(f"c2 must be >= 0 when c4 == 0 (potential bounded below), got c2={self.c2}")
+        if self.c4 == 0.0 and self.c2 == 0.0:
+            # exp(-S) is flat along the constant paths x_n = c: Z diverges, and a sampler's <x^2>
+            # and "gaps" would be those of a random walk (the kernels still take it: S is finite)
+            raise ValueError("c2 must be > 0 when c4 == 0: V = c0 is a free particle, whose path integral "
+                             "does not converge")
         self.lam = self.f = None
 
     @classmethod
