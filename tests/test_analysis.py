@@ -4,6 +4,7 @@ oscillator's effective-mass gaps where the correlator does not decay."""
 import numpy as np
 import pyerrors as pe
 import pytest
+import torch
 
 from lftaccel import analysis
 from lftaccel.theories import Oscillator
@@ -139,11 +140,11 @@ def test_table_marks_errors_from_few_effective_samples():
 
 
 def _cosh_meas(N, m1, m2, noise2, n=40, seed=3):
-    """Synthetic measurements: G2 = cosh(m1 (t - N/2)) with 0.1 % noise, G4 = cosh(m2 (t - N/2)) /
+    """Synthetic measurements: G2 = cosh(m1 (t - N/2)) with 0.1 % noise per slice, G4 = cosh(m2 (t - N/2)) /
     cosh(m2 N/2) plus additive noise of size noise2, <x^2> = 0 (so G4 is the connected one)."""
     rng = np.random.default_rng(seed)
     t = np.arange(N)
-    g2 = np.cosh(m1 * (t - N / 2)) * (1 + 1e-3 * rng.standard_normal((n, 1, 1)))
+    g2 = np.cosh(m1 * (t - N / 2)) * (1 + 1e-3 * rng.standard_normal((n, 1, N)))
     g4 = np.cosh(m2 * (t - N / 2)) / np.cosh(m2 * N / 2) + noise2 * rng.standard_normal((n, 1, N))
     return {"x2": np.zeros((n, 1)), "x4": np.ones((n, 1)), "g2": g2, "g4": g4}
 
@@ -162,10 +163,20 @@ def test_each_gap_takes_its_own_window():
     assert notes == ["E1-E0: cosh effective masses at t = 4..7, inverse-variance weighted",
                      "E2-E0: cosh effective masses at t = 4..5, inverse-variance weighted"]
     e1, e2 = (analysis.estimate(obs[k], k) for k in ("E1-E0", "E2-E0"))
-    assert e1.value == pytest.approx(m1 / a, rel=1e-3)
+    assert e1.value == pytest.approx(m1 / a, rel=1e-2)
+    # the plateau average weighs each slice's mass by its inverse variance
+    G2 = [analysis.primary(meas["g2"][:, :, t], "G2") for t in range(N)]
+    masses = [pe.Corr(G2).m_eff(variant="cosh")[t] for t in range(4, 8)]
+    for m in masses:
+        m.gamma_method()
+    w = np.array([1 / m.dvalue**2 for m in masses])
+    assert np.ptp([m.value for m in masses]) > 3 * e1.error * a  # slices that differ: the weights matter
+    assert e1.value == pytest.approx(np.dot(w, [m.value for m in masses]) / w.sum() / a, rel=1e-12)
     assert abs(e2.value - m2 / a) < 3 * e2.error and e2.error < 0.05 * m2 / a
-    # The old shared window (4, 8) reaches slices where G4 is noise: no root, no estimate.
-    assert "E2-E0" not in analysis.oscillator_observables(meas, th, N, window=(4, 8))
+    # The old shared window (4, 8) reached G4(8), which here is noise
+    g4_8 = analysis.primary(meas["g4"][:, :, 8], "G4(8)")
+    g4_8.gamma_method()
+    assert abs(g4_8.value) < 2 * g4_8.dvalue
 
 
 def test_a_gap_falls_back_to_earlier_slices_or_says_why():
@@ -197,3 +208,28 @@ def test_split_rhat_flags_a_chain_that_sits_elsewhere():
     drifting = x + np.linspace(0, 3, 400)[:, None]  # still thermalising: the halves differ
     assert analysis.split_rhat(drifting) > 1.1
     assert analysis.split_rhat(x[:3]) is None and analysis.split_rhat(np.ones((10, 4))) is None
+
+
+def test_measure_notes_a_chain_that_disagrees():
+    import json
+
+    import lftaccel
+    from lftaccel.io import Ensemble, theory_to_dict
+
+    rng = np.random.default_rng(13)
+    n, chains, shape = 64, 4, (4, 4)
+    x = rng.standard_normal((n * chains, *shape))
+    x[2::chains] += 1.5  # chain 2 sits elsewhere
+    th = lftaccel.Phi4(0.1, 0.0)
+    attrs = {"theory_params": json.dumps(theory_to_dict(th)), "lattice_shape": np.array(shape),
+             "n_chains": chains, "sampler": "hmc"}
+    ens = Ensemble(configs=x, chain=np.tile(np.arange(chains), n), update=np.repeat(np.arange(n), chains),
+                   action=th.action(torch.from_numpy(x)).numpy(), acceptance_history=np.ones(1), attrs=attrs)
+    notes = analysis.measure(ens).notes
+    assert len(notes) == 1 and notes[0].startswith("chains disagree (split R-hat > 1.1): ") and " M " in notes[0]
+    x[2::chains] -= 1.5  # all four alike: no note
+    ens.action = th.action(torch.from_numpy(x)).numpy()
+    assert analysis.measure(ens).notes == []
+    # chains frozen at different values: R-hat is infinite, not undefined
+    frozen = np.repeat(np.arange(4.0)[None], 10, 0)
+    assert analysis.split_rhat(frozen) == np.inf and analysis.split_rhat(np.ones((10, 4))) is None

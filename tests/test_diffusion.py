@@ -463,7 +463,7 @@ def test_bad_sde_arguments():
         diffusion.ScoreUNet((8, 8), diffusion.VESDE(), channels=(8,))(torch.zeros(2, 4, 8), 0.5)
 
 
-def test_train_generate_measure_commands(tmp_path, capsys):
+def test_train_generate_measure_commands(tmp_path, capsys, monkeypatch):
     """lftaccel sample -> train diffusion -> generate [--exact] -> measure, on 4x4 phi^4: the
     model file is self-contained, generated ensembles are ordinary ensemble files, a killed
     training resumes, and a wrong input gets a one-line error."""
@@ -515,12 +515,48 @@ def test_train_generate_measure_commands(tmp_path, capsys):
             np.testing.assert_allclose(read_run(one).configs, ens.configs, rtol=2e-5, atol=1e-6)
         capsys.readouterr()
         assert main(["measure", str(dm_file)]) == 0
-        assert "|M|" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "|M|" in out
+        # independence-Metropolis chains: burn-in dropped (1 of 16), chains' spread in the errors
+        assert ("independence Metropolis: the first 1 of each chain's 16 dropped" in out) == bool(extra)
+    # killed after its first batch, generate --exact resumes to the file of the uninterrupted run
+    from lftaccel.models.diffusion import flow_ode
+
+    sample, calls = flow_ode.ODESampler.sample, []
+
+    def dies_on_the_second_batch(self, k):
+        calls.append(k)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return sample(self, k)
+
+    killed = tmp_path / "killed.h5"
+    args = ["generate", str(model), "-n", "32", "-o", str(killed), "--no-progress", "--batch-size", "12", "--exact",
+            "--ode-steps", "8", "--chains", "2"]
+    monkeypatch.setattr(flow_ode.ODESampler, "sample", dies_on_the_second_batch)
+    assert main(args) == 130 and not killed.exists() and (tmp_path / "killed.h5.partial").exists()
+    monkeypatch.undo()
+    assert main(args) == 2 and "--resume" in capsys.readouterr().err  # not silently restarted
+    assert main(args + ["--resume"]) == 0
+    np.testing.assert_array_equal(read_run(killed).configs, read_run(tmp_path / "diffusion-exact.h5").configs)
+    assert not (tmp_path / "killed.h5.partial").exists()
     assert main(["generate", str(model), "-n", "8", "-o", str(dm_file)]) == 2  # no silent overwrite
     assert main(["generate", str(model), "-n", "9", "--exact", "-o", str(tmp_path / "z.h5")]) == 2
     assert "--chains" in capsys.readouterr().err
     assert main(["generate", str(run), "-n", "8", "-o", str(tmp_path / "x.h5")]) == 2
     assert "not a diffusion model file" in capsys.readouterr().err
+    # refused before any sampling, in one line naming the option
+    for args, message in ((["-n", "8", "-o", str(model)], "is the model file"),
+                          (["-n", "4", "-o", str(tmp_path / "n4.h5")], "-n 4 must give at least 5"),
+                          (["-n", "8", "-o", str(tmp_path / "nodir" / "x.h5")], "does not exist"),
+                          (["-n", "8", "-o", str(tmp_path / "d.h5"), "--device", "bogus"], "--device 'bogus'")):
+        assert main(["generate", str(model), *args]) == 2
+        assert message in capsys.readouterr().err
+    assert model.exists() and not (tmp_path / "n4.h5").exists()
+    for args, message in ((["--emb-dim", "7"], "--emb-dim must be even"),
+                          (["-o", str(tmp_path / "nodir" / "m.pt")], "does not exist")):
+        assert main(["train", "diffusion", str(run), "-o", str(tmp_path / "m2.pt"), *args]) == 2
+        assert message in capsys.readouterr().err
     assert main(["train", "diffusion", str(model), "-o", str(tmp_path / "y.pt")]) == 2
     assert "not an HDF5 file" in capsys.readouterr().err
     assert main(train) == 2 and "exists" in capsys.readouterr().err  # no silent overwrite

@@ -184,6 +184,20 @@ def test_train_rejects_bad_arguments(kwargs, match):
         flows.train(model, action=th.action, progress=False, **kwargs)
 
 
+def test_resume_from_a_foreign_file_is_named(tmp_path):
+    th = lftaccel.Phi4(kappa=0.2, lam=0.5)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    model = flows.lattice_flow((4, 4), n_layers=1, hidden=(2,))
+    with pytest.raises(ValueError, match="junk.pt: not a training checkpoint"):
+        flows.train(model, action=th.action, steps=2, checkpoint=junk, resume=True, progress=False)
+    other = tmp_path / "other.pt"  # a checkpoint of a wider network
+    flows.train(flows.lattice_flow((4, 4), n_layers=1, hidden=(4,)), action=th.action, steps=1, batch_size=8,
+                checkpoint=other, progress=False)
+    with pytest.raises(ValueError, match="other.pt: its network is not this one"):
+        flows.train(model, action=th.action, steps=2, checkpoint=other, resume=True, progress=False)
+
+
 def test_flow_builders_reject_bad_arguments():
     th = lftaccel.Oscillator(beta=10.0)
     with pytest.raises(ValueError, match="shape"):

@@ -1,11 +1,13 @@
 """Neural MCMC: exact on a known Gaussian target with a deliberately imperfect proposal."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
+import lftaccel
 from lftaccel.analysis import estimate, primary
 from lftaccel.mcmc import nmcmc
 
@@ -169,3 +171,45 @@ def test_chain_and_gamma_errors_hold_at_low_ess():
     assert 0.8 < math.sqrt(np.mean(np.square(errors))) / spread < 1.3
     assert 0.8 < math.sqrt(np.mean(np.square(gamma_errors))) / spread < 1.3
     assert abs(np.mean(values) - 1.0) < 3 * spread / math.sqrt(len(values))
+
+
+def test_measure_of_an_independence_metropolis_file():
+    """A file as `lftaccel generate --exact` writes it (independence-Metropolis chains, step-major)
+    is measured with each chain's burn-in dropped and errors no smaller than the chains' spread:
+    free field 4x4 at kappa = 0.1 from the product proposal N(0, 1/2) per site."""
+    from lftaccel import analysis, exact
+    from lftaccel.io import Ensemble, theory_to_dict
+
+    theory, shape, n, n_chains, s = lftaccel.Phi4(0.1, 0.0), (4, 4), 4096, 8, math.sqrt(0.5)
+    rng = np.random.default_rng(12)
+    x = rng.normal(0.0, s, size=(n, *shape))
+    S = theory.action(torch.from_numpy(x)).numpy()
+    log_q = (-0.5 * (x**2).sum((1, 2)) / s**2 - 16 * math.log(s * math.sqrt(2 * math.pi)))
+    chain = nmcmc.independence_metropolis(S, log_q, seed=3, n_chains=n_chains)
+    order = chain.index.reshape(-1)
+    settings = {"sampler": "diffusion-exact", "ess": chain.ess, "pareto_k": chain.pareto_k}
+    attrs = {"theory_params": json.dumps(theory_to_dict(theory)), "lattice_shape": np.array(shape),
+             "n_chains": n_chains, "sampler": "diffusion-exact", "sampler_settings": json.dumps(settings)}
+    per_chain = n // n_chains
+    ens = Ensemble(configs=x[order], chain=np.tile(np.arange(n_chains), per_chain),
+                   update=np.repeat(np.arange(per_chain), n_chains), action=S[order],
+                   acceptance_history=np.ones(1), attrs=attrs)
+    est = analysis.measure(ens)
+    assert est["chi2"].n_samples == n - n_chains * analysis.exact_discard(per_chain)
+    assert est["chi2"].stream_error is not None and est["chi2"].error >= est["chi2"].stream_error
+    assert est.notes[0].startswith(f"independence Metropolis: the first {per_chain // 10} of each chain's")
+    chi2 = exact.free_field(0.1, shape)["chi2"]
+    assert abs(est["chi2"].value - chi2) < 3 * est["chi2"].error, (est["chi2"], chi2, chain.ess)
+    # a low ESS is flagged
+    ens.attrs["sampler_settings"] = json.dumps({**settings, "ess": 0.1})
+    assert any(note.startswith("ESS 0.1") for note in analysis.measure(ens).notes)
+
+
+def test_weights_refuse_inf_and_complex():
+    assert nmcmc.ess([0.0, np.nan, 0.0]) == pytest.approx(2 / 3)  # NaN: a zero weight, as in log_weights
+    with pytest.raises(ValueError, match=r"\+inf"):
+        nmcmc.ess([np.inf, 0.0])
+    with pytest.raises(TypeError, match="log_w must be real"):
+        nmcmc.ess(np.array([1 + 1j, 0.0]))
+    with pytest.raises(TypeError, match="action must be real"):
+        nmcmc.log_weights(torch.tensor([1 + 1j]), [0.0])

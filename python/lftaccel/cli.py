@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 
 from .reproduce import REPRODUCTIONS
 from .runtime import steady_malloc
@@ -174,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--ode-steps", type=_positive_int, default=32, help="RK4 steps with --exact (default 32)")
     gen.add_argument("--chains", type=_positive_int, default=8, help="Metropolis chains with --exact (default 8)")
     gen.add_argument("--batch-size", type=_positive_int, default=256, help="configurations per batch (default 256)")
-    gen.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    gen.add_argument("--overwrite", action="store_true", help="replace an existing --output (and start again)")
+    gen.add_argument("--resume", action="store_true",
+                     help="continue a killed run from OUTPUT.partial (saved after every batch)")
     gen.add_argument("--seed", type=_nonneg_int, default=0)
     gen.add_argument("--device", help="torch device (default: cuda when available)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -233,6 +236,26 @@ def _print(report, as_json):
     print(table)
 
 
+def _check_device(device):
+    """A one-line ValueError for a --device that is not cpu or an available cuda[:N] (None: the
+    command's default)."""
+    import torch
+
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"--device {device!r} is not a torch device ({str(err).splitlines()[0]})") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda[:N], got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}, but torch sees no CUDA device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+
+
 def _sample(args):
     import torch
 
@@ -245,12 +268,7 @@ def _sample(args):
         torch.set_num_threads(args.threads)
     kw = dict(n_chains=args.chains, seed=args.seed, device=args.device, start=args.start,
               dtype=torch.float32 if args.dtype == "float32" else torch.float64)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        raise ValueError(f"--device {args.device!r} is not a torch device ({str(err).splitlines()[0]})") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    _check_device(args.device)
     per_chain = -(-args.n_samples // args.chains)  # whole rounds of all chains
     if per_chain < MIN_PER_CHAIN:
         raise ValueError(f"-n {args.n_samples} gives {per_chain} configurations per chain over --chains "
@@ -264,8 +282,6 @@ def _sample(args):
         kw.update(delta=args.delta)
     if args.sampler == "langevin":
         kw.update(eps=0.01 if args.eps is None else args.eps, n_steps=args.langevin_steps)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda, but torch sees no CUDA device")
     sampler = make_sampler(args.sampler, theory, shape, **kw)
     out = args.output or f"{args.theory}.h5"
     if args.resume and not os.path.exists(out):
@@ -410,12 +426,16 @@ def _reproduce(args):
     from .reproduce import reproduce
 
     out = args.out or f"reproduce-{args.name}"
+    _check_device(args.device)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
     summary = reproduce(args.name, out, quick=args.quick, device=args.device)
     print(json.dumps(summary, indent=1, default=float))
     print(f"report: {out}/report.md")
 
 
 def _train(args):
+    from .io import check_writable
     from .models.diffusion.model_file import train_from_ensemble
 
     try:
@@ -426,6 +446,10 @@ def _train(args):
         raise ValueError(f"--minutes must be finite and > 0, got {args.minutes}")
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise ValueError(f"--lr must be finite and > 0, got {args.lr}")
+    if args.emb_dim % 2:
+        raise ValueError(f"--emb-dim must be even (sin and cos of each frequency), got {args.emb_dim}")
+    _check_device(args.device)
+    check_writable(args.output, "-o")
     s = train_from_ensemble(args.ensemble, args.output, test_chains=args.test_chains, channels=channels,
                             emb_dim=args.emb_dim, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
                             lr=args.lr, seed=args.seed, device=args.device, resume=args.resume,
@@ -443,17 +467,28 @@ def _train(args):
 
 
 def _generate(args):
-    from .analysis import measure
+    from .analysis import MIN_PER_CHAIN, exact_discard, measure
+    from .io import check_writable
     from .models.diffusion.model_file import generate
 
-    if args.exact and (args.n % args.chains or args.n // args.chains < 2):
-        raise ValueError(f"-n {args.n} must split into --chains {args.chains} chains of at least 2 proposals")
+    chains = args.chains if args.exact else 1
+    if args.n % chains or args.n // chains < MIN_PER_CHAIN + exact_discard(args.n // chains):
+        raise ValueError(f"-n {args.n} must give {'--chains ' + str(chains) + ' chains of ' if args.exact else ''}"
+                         f"at least {MIN_PER_CHAIN} configurations" + (" after the burn-in" if args.exact else "")
+                         + " for the error analysis")
+    _check_device(args.device)
+    check_writable(args.output, "-o")
+    if Path(args.output).resolve() == Path(args.model).resolve():
+        raise ValueError(f"-o {args.output} is the model file: the ensemble would replace the model")
     ens = generate(args.model, args.n, args.output, exact=args.exact, sde_steps=args.sde_steps,
                    ode_steps=args.ode_steps, n_chains=args.chains, batch_size=args.batch_size, seed=args.seed,
-                   device=args.device, progress=not args.no_progress, overwrite=args.overwrite)
+                   device=args.device, progress=not args.no_progress, overwrite=args.overwrite,
+                   resume=args.resume)
     settings = json.loads(ens.attrs["sampler_settings"])
     if args.exact:
-        print(f"ESS of the proposals {settings['ess']:.3f}, acceptance {ens.attrs['acceptance']:.3f}")
+        khat = settings.get("pareto_k")
+        print(f"ESS of the proposals {settings['ess']:.3f}, Pareto k-hat "
+              f"{'-' if khat is None else format(khat, '.2f')}, acceptance {ens.attrs['acceptance']:.3f}")
     _print(_report(ens, measure(ens), ens.attrs["seconds"]), False)
     print(f"ensemble: {args.output}")
 
@@ -468,7 +503,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("lftaccel: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+    except (ValueError, TypeError, FileNotFoundError, OSError, FloatingPointError) as err:
         print(f"lftaccel: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -72,7 +72,11 @@ __all__ = ["log_weights", "ess", "pareto_k", "gpd_shape", "Chain", "independence
 
 def _as_1d(values, name):
     if isinstance(values, torch.Tensor):
+        if values.is_complex():
+            raise TypeError(f"{name} must be real, got a complex tensor")
         values = values.detach().cpu().double().numpy()
+    if np.iscomplexobj(values):
+        raise TypeError(f"{name} must be real, got complex values")
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or len(v) < 1:
         raise ValueError(f"{name} must be a non-empty 1-d array, got shape {v.shape}")
@@ -93,8 +97,12 @@ def log_weights(action, log_q) -> np.ndarray:
 
 
 def ess(log_w) -> float:
-    """Normalised effective sample size (sum w)^2 / (N sum w^2)."""
+    """Normalised effective sample size (sum w)^2 / (N sum w^2). Zero weights (log w = -inf
+    or NaN) count in N; +inf is an error, as in log_weights."""
     lw = _as_1d(log_w, "log_w")
+    if np.any(lw == np.inf):
+        raise ValueError("log weight +inf: a proposal with S = -inf or log q = -inf")
+    lw = np.where(np.isnan(lw), -np.inf, lw)
     if not np.any(np.isfinite(lw)):
         return 0.0
     w = np.exp(lw - lw[np.isfinite(lw)].max())

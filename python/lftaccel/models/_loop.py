@@ -70,10 +70,20 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
         if path is None:
             raise ValueError("resume=True needs a checkpoint path")
         if path.exists():
-            state = torch.load(path, weights_only=False, map_location=device)
+            try:
+                state = torch.load(path, weights_only=False, map_location=device)
+            except Exception as err:  # not a torch file: pickle, zip or EOF errors, whatever the bytes
+                raise ValueError(f"cannot resume {path}: not a training checkpoint "
+                                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+            if not isinstance(state, dict) or "model" not in state:
+                raise ValueError(f"cannot resume {path}: not a training checkpoint")
             if state.get("objective") != tag:
                 raise ValueError(f"cannot resume {path}: it was trained with objective {state.get('objective')!r}")
-            model.load_state_dict(state["model"])
+            try:
+                model.load_state_dict(state["model"])
+            except RuntimeError as err:  # another architecture: missing, unexpected or mis-shaped weights
+                raise ValueError(f"cannot resume {path}: its network is not this one "
+                                 f"({str(err).splitlines()[0]})") from None
             opt.load_state_dict(state["optimizer"])
             step, elapsed, history = state["step"], state["seconds"], state["history"]
             torch.set_rng_state(state["torch_rng"].cpu())
@@ -118,7 +128,8 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
                     group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * progress_fraction()))
             loss, metrics = loss_step(step)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {float(loss)} at step {step}: lower lr or clip")
+                raise FloatingPointError(f"training loss became {float(loss)} at step {step}: lower lr or clip, "
+                                         "and check the training data are finite")
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()

@@ -59,7 +59,7 @@ def pull(a, b) -> float:
     return (va - vb) / den if den > 0 else float("inf")
 
 
-DISCARD = 0.1  # fraction of each neural-MCMC stream dropped as burn-in
+DISCARD = analysis.NMCMC_DISCARD  # fraction of each neural-MCMC stream dropped as burn-in
 
 
 def chain_observables(measurements: dict, chain: nmcmc.Chain, fn, *args, discard: float = DISCARD) -> dict:

@@ -167,18 +167,22 @@ def load_model(path, device=None):
 
 def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500, ode_steps: int = 32,
              n_chains: int = 8, batch_size: int = 256, seed: int = 0, device=None, progress: bool = True,
-             overwrite: bool = False):
+             overwrite: bool = False, resume: bool = False):
     """Samples ``n`` configurations from a model file into the ensemble file ``output`` and
     returns the lftaccel.io.Ensemble. ``exact``: independence Metropolis over ``n``
     probability-flow proposals (``ode_steps`` RK4 steps, the map's log-density), ``n_chains``
     chains; otherwise the reverse SDE in ``sde_steps`` Euler-Maruyama steps. Both run in
     batches of ``batch_size``. ``exact`` costs n_sites backward passes per RK4 step (the
     Jacobian of each step), so it grows as V^2: on 2 CPU cores ~0.05 s per proposal and
-    step on 8x8; larger lattices want a GPU."""
+    step on 8x8; larger lattices want a GPU.
+
+    After each batch the batches so far (and the random state) are saved, atomically, to
+    ``output`` + '.partial'; ``resume`` continues from there after a kill, with the draws the
+    uninterrupted run would have made, and the file goes when the ensemble is written."""
     import time
 
     from ... import __version__
-    from ...io import Ensemble, theory_from_dict, write_run
+    from ...io import Ensemble, theory_from_dict, write_atomic, write_run
     from ...mcmc import nmcmc
     from .flow_ode import ODESampler
     from .sde import reverse_sample
@@ -188,38 +192,79 @@ def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500
     check_int(batch_size, "batch_size")
     if Path(output).exists() and not overwrite:
         raise ValueError(f"{output} exists: remove it or pass --overwrite")
+    partial = Path(str(output) + ".partial")
+    if partial.exists() and not resume and not overwrite:
+        raise ValueError(f"{partial} holds an interrupted run: pass --resume to continue it or --overwrite "
+                         f"to start again")
     score, sde, c, meta = load_model(model, device)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     theory = theory_from_dict(json.loads(meta["theory_params"]))
     shape = tuple(meta["lattice_shape"])
+    if exact and (n % n_chains or n // n_chains < 2):
+        raise ValueError(f"n = {n} must split into n_chains = {n_chains} chains of >= 2 configurations")
+    identity = {"model_sha256": hashlib.sha256(Path(model).read_bytes()).hexdigest(), "n": n, "exact": exact,
+                "steps": ode_steps if exact else sde_steps, "batch_size": batch_size, "seed": seed}
     t0 = time.perf_counter()
+    torch.manual_seed(seed)  # the probability flow's prior draws
+    sampler = ODESampler(score, sde, shape, scale=c, n_steps=ode_steps, divergence="map", seed=seed,
+                         device=device) if exact else None
+    batches, spent = [], 0.0
+    if resume and partial.exists():
+        state = torch.load(partial, weights_only=False)
+        if state["identity"] != identity:
+            diff = sorted(k for k in identity if state["identity"].get(k) != identity[k])
+            raise ValueError(f"cannot resume {partial}: it was started with other {', '.join(diff)}")
+        batches, spent = state["batches"], state["seconds"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        if exact:
+            sampler.calls = len(batches)
+    n_batches = -(-n // batch_size)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_batches, initial=len(batches), desc="generate", unit="batch")
+    for b in range(len(batches), n_batches):
+        start, k = b * batch_size, min(batch_size, n - b * batch_size)
+        if exact:
+            try:
+                x, log_q = sampler.sample(k)
+            except RuntimeError as err:
+                if "folds" not in str(err):
+                    raise
+                raise ValueError(f"an RK4 step folds the space at {ode_steps} steps: increase --ode-steps") from None
+            batches.append({"x": x.cpu(), "log_q": log_q.double().cpu(), "S": theory.action(x).double().cpu()})
+        else:
+            # Philox streams keyed by the sample's index (chain_offset): batching changes no noise
+            # (the float32 network's outputs may move in the last bits: torch picks its convolution
+            # algorithm by batch size and thread count)
+            y = reverse_sample(score, sde, (k, *shape), n_steps=sde_steps, seed=seed, device=device,
+                               chain_offset=start, progress=progress)
+            phi = (y * c).double()
+            batches.append({"x": phi.cpu(), "S": theory.action(phi).double().cpu()})
+        state = {"identity": identity, "batches": batches, "seconds": spent + time.perf_counter() - t0,
+                 "torch_rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+        write_atomic(partial, lambda tmp, state=state: torch.save(state, tmp))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    x = torch.cat([bt["x"] for bt in batches])
+    S = torch.cat([bt["S"] for bt in batches])
     if exact:
-        if n % n_chains or n // n_chains < 2:
-            raise ValueError(f"n = {n} must split into n_chains = {n_chains} chains of >= 2 configurations")
-        torch.manual_seed(seed)  # the prior draws
-        sampler = ODESampler(score, sde, shape, scale=c, n_steps=ode_steps, divergence="map", seed=seed,
-                             device=device)
-        try:
-            x, log_q, S = nmcmc.draw(sampler, theory.action, n, batch_size=batch_size, progress=progress)
-        except RuntimeError as err:
-            if "folds" not in str(err):
-                raise
-            raise ValueError(f"an RK4 step folds the space at {ode_steps} steps: increase --ode-steps") from None
-        chain = nmcmc.independence_metropolis(S.cpu(), log_q.cpu(), seed=seed, n_chains=n_chains)
+        log_q = torch.cat([bt["log_q"] for bt in batches])
+        chain = nmcmc.independence_metropolis(S, log_q, seed=seed, n_chains=n_chains)
         order = chain.index.reshape(-1)  # step-major: every chain at each step, as the file wants
-        configs, action = x.cpu().numpy()[order], S.cpu().double().numpy()[order]
+        configs, action = x.numpy()[order], S.numpy()[order]
         chains, acceptance = n_chains, chain.acceptance
+        khat = chain.pareto_k
         settings = {"sampler": "diffusion-exact", "ode_steps": ode_steps, "log_q": "map", "ess": chain.ess,
-                    "n_proposals": n}
+                    "pareto_k": khat if np.isfinite(khat) else None, "n_proposals": n}
     else:
-        # Philox streams keyed by the sample's index (chain_offset): batching changes no noise
-        # (the float32 network's outputs may move in the last bits: torch picks its convolution
-        # algorithm by batch size and thread count)
-        y = torch.cat([reverse_sample(score, sde, (min(batch_size, n - start), *shape), n_steps=sde_steps, seed=seed,
-                                      device=device, chain_offset=start, progress=progress)
-                       for start in range(0, n, batch_size)])
-        phi = (y * c).double()
-        configs, action = phi.cpu().numpy(), theory.action(phi).cpu().double().numpy()
+        configs, action = x.numpy(), S.numpy()
         chains, acceptance = 1, 1.0
         settings = {"sampler": "diffusion", "sde_steps": sde_steps}
     settings.update(model=str(Path(model).resolve()), seed=seed)
@@ -228,9 +273,10 @@ def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500
              "lattice_shape": np.asarray(shape, dtype=np.int64), "n_chains": chains, "seed": seed,
              "sampler": settings["sampler"], "sampler_settings": json.dumps(settings, sort_keys=True),
              "n_therm": 0, "spacing": 1, "n_target": n, "complete": True, "acceptance": float(acceptance),
-             "divergent": 0, "device": str(device), "seconds": time.perf_counter() - t0}
+             "divergent": 0, "device": str(device), "seconds": spent + time.perf_counter() - t0}
     ens = Ensemble(configs=configs, chain=np.tile(np.arange(chains, dtype=np.int32), per_chain),
                    update=np.repeat(np.arange(per_chain, dtype=np.int64), chains), action=action,
                    acceptance_history=np.full(1, float(acceptance)), attrs=attrs)
     write_run(output, ens)
+    partial.unlink(missing_ok=True)
     return ens
