@@ -421,6 +421,8 @@ def test_bad_arguments(kw, match):
     model = can.CAN((4, 4))
     with pytest.raises(ValueError, match="theta"):
         model.log_prob(torch.zeros(2, 4, 5))
+    with pytest.raises(ValueError, match="non-finite"):  # it returned NaN
+        model.log_prob(torch.full((2, 4, 4), float("nan")))
     with pytest.raises(ValueError, match="beta"):
         can.train(model, -1.0, steps=1, progress=False)
     with pytest.raises(ValueError, match="anneal"):

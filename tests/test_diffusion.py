@@ -549,7 +549,10 @@ def test_train_generate_measure_commands(tmp_path, capsys, monkeypatch):
     for args, message in ((["-n", "8", "-o", str(model)], "is the model file"),
                           (["-n", "4", "-o", str(tmp_path / "n4.h5")], "-n 4 must give at least 5"),
                           (["-n", "8", "-o", str(tmp_path / "nodir" / "x.h5")], "does not exist"),
-                          (["-n", "8", "-o", str(tmp_path / "d.h5"), "--device", "bogus"], "--device 'bogus'")):
+                          (["-n", "8", "-o", str(tmp_path / "d.h5"), "--device", "bogus"], "--device 'bogus'"),
+                          (["-n", "8", "-o", str(tmp_path / "d.h5"), "--chains", "2"], "--chains applies with --exact"),
+                          (["-n", "8", "-o", str(tmp_path / "d.h5"), "--exact", "--chains", "2", "--sde-steps", "9"],
+                           "--sde-steps applies without --exact")):
         assert main(["generate", str(model), *args]) == 2
         assert message in capsys.readouterr().err
     assert model.exists() and not (tmp_path / "n4.h5").exists()

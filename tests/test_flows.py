@@ -184,6 +184,16 @@ def test_train_rejects_bad_arguments(kwargs, match):
         flows.train(model, action=th.action, progress=False, **kwargs)
 
 
+def test_forward_training_data_are_checked():
+    model = flows.lattice_flow((4, 4), n_layers=1, hidden=(2,))
+    with pytest.raises(ValueError, match=r"data of shape \(32, 5, 5\) do not fit the model"):
+        flows.train(model, objective="forward", data=torch.zeros(32, 5, 5), steps=2, batch_size=16, progress=False)
+    bad = torch.zeros(32, 4, 4)
+    bad[3, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        flows.train(model, objective="forward", data=bad, steps=2, batch_size=16, progress=False)
+
+
 def test_resume_from_a_foreign_file_is_named(tmp_path):
     th = lftaccel.Phi4(kappa=0.2, lam=0.5)
     junk = tmp_path / "junk.pt"

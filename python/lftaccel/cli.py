@@ -171,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--exact", action="store_true",
                      help="independence Metropolis over probability-flow proposals: exact samples of exp(-S); "
                           "n_sites backward passes per RK4 step (8x8: ~0.05 s per proposal and step on a CPU)")
-    gen.add_argument("--sde-steps", type=_positive_int, default=500, help="reverse-SDE steps (default 500)")
-    gen.add_argument("--ode-steps", type=_positive_int, default=32, help="RK4 steps with --exact (default 32)")
-    gen.add_argument("--chains", type=_positive_int, default=8, help="Metropolis chains with --exact (default 8)")
+    gen.add_argument("--sde-steps", type=_positive_int, help="reverse-SDE steps, without --exact (default 500)")
+    gen.add_argument("--ode-steps", type=_positive_int, help="RK4 steps with --exact (default 32)")
+    gen.add_argument("--chains", type=_positive_int, help="Metropolis chains with --exact (default 8)")
     gen.add_argument("--batch-size", type=_positive_int, default=256, help="configurations per batch (default 256)")
     gen.add_argument("--overwrite", action="store_true", help="replace an existing --output (and start again)")
     gen.add_argument("--resume", action="store_true",
@@ -471,6 +471,12 @@ def _generate(args):
     from .io import check_writable
     from .models.diffusion.model_file import generate
 
+    given = [f"--{k.replace('_', '-')}" for k in ("chains", "ode_steps", "sde_steps") if getattr(args, k) is not None]
+    wrong = [g for g in given if (g == "--sde-steps") == args.exact]
+    if wrong:
+        raise ValueError(f"{' and '.join(wrong)} appl{'y' if len(wrong) > 1 else 'ies'} "
+                         f"{'without' if args.exact else 'with'} --exact only")
+    args.chains, args.ode_steps, args.sde_steps = args.chains or 8, args.ode_steps or 32, args.sde_steps or 500
     chains = args.chains if args.exact else 1
     if args.n % chains or args.n // chains < MIN_PER_CHAIN + exact_discard(args.n // chains):
         raise ValueError(f"-n {args.n} must give {'--chains ' + str(chains) + ' chains of ' if args.exact else ''}"

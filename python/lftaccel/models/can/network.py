@@ -146,6 +146,8 @@ class CAN(torch.nn.Module):
         if not isinstance(theta, torch.Tensor) or theta.dim() != 3 or tuple(theta.shape[1:]) != self.shape:
             got = tuple(theta.shape) if isinstance(theta, torch.Tensor) else type(theta).__name__
             raise ValueError(f"theta must be a tensor (batch, {self.shape[0]}, {self.shape[1]}), got {got}")
+        if not torch.isfinite(theta).all():
+            raise ValueError("theta contains non-finite angles")
 
     # ---- sampling ----------------------------------------------------------------------
     @torch.no_grad()

@@ -115,6 +115,14 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
         data = data.to(dtype=model.dtype, device=next(model.parameters()).device)
         if len(data) < batch_size:
             raise ValueError(f"data has {len(data)} configurations, fewer than batch_size = {batch_size}")
+        if not torch.isfinite(data).all():
+            raise ValueError("data contain non-finite values")
+        try:  # log_prob draws no random numbers: the training's streams are unchanged
+            with torch.no_grad():
+                model.log_prob(data[:1])
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(f"data of shape {tuple(data.shape)} do not fit the model "
+                             f"({str(err).splitlines()[0]})") from None
 
         def loss_step(step):
             idx = torch.randint(len(data), (batch_size,), generator=gen)
