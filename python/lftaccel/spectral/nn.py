@@ -64,7 +64,8 @@ meets the target (``diagnostics['warmup_tried']`` marks the members refitted). W
 member meets its target nothing changes, bit for bit.
 
 Defaults (measured on benchmarks/bench_spectral.py): depth 0 (the list), smooth = 100,
-f0 = -3, rtol = 1e-3, iters = 5000 per stage, 4 stages, an ensemble of 2, warmup='auto'; p2p:
+f0 = -3, rtol = 1e-3, iters = 5000 per stage, 4 stages, an ensemble of 2, warmup='auto'
+(with hidden layers: activation 'elu', l2 = 1e-2, Adam's lr = 1e-3 where chosen); p2p:
 depth 3, width 64, scale omega_max / 5, smooth = 100, l2 = 1e-3, iters = 2000 per stage, the
 warm-up.
 
