@@ -455,6 +455,12 @@ def test_bad_sde_arguments():
         diffusion.make_sde("sub-vp")
     with pytest.raises(ValueError, match="eps"):
         diffusion.reverse_sample(lambda x, t: x, diffusion.VESDE(), (2, 2), eps=1.0)
+    with pytest.raises(TypeError, match="shape must be"):
+        diffusion.reverse_sample(lambda x, t: x, diffusion.VESDE(), 4)
+    with pytest.raises(TypeError, match="score_fn must return a torch tensor shaped like x"):
+        diffusion.reverse_sample(lambda x, t: x.numpy(), diffusion.VESDE(), (2, 2), n_steps=2)
+    with pytest.raises(TypeError, match="score_fn must return a torch tensor shaped like x"):
+        diffusion.reverse_sample(lambda x, t: x[:1], diffusion.VESDE(), (2, 2), n_steps=2)
     with pytest.raises(ValueError, match="divisible"):
         diffusion.ScoreUNet((6, 8), diffusion.VESDE(), channels=(8, 8, 8))
     with pytest.raises(ValueError, match="channels"):

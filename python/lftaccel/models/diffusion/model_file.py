@@ -234,7 +234,9 @@ def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500
             except RuntimeError as err:
                 if "folds" not in str(err):
                     raise
-                raise ValueError(f"an RK4 step folds the space at {ode_steps} steps: increase --ode-steps") from None
+                raise ValueError(f"an RK4 step folds the space at {ode_steps} steps: increase --ode-steps (if doubling "
+                                 f"it does not help, the learnt flow itself folds there, as seen on 2x2 at every step "
+                                 f"count: train it longer or on a larger lattice)") from None
             batches.append({"x": x.cpu(), "log_q": log_q.double().cpu(), "S": theory.action(x).double().cpu()})
         else:
             # Philox streams keyed by the sample's index (chain_offset): batching changes no noise

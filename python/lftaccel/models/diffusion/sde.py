@@ -115,8 +115,19 @@ def reverse_sample(score_fn, sde, shape, *, n_steps: int = 500, eps: float = 1e-
     eps = check_param(eps, "eps", low=0.0, low_open=True)
     if eps >= 1.0:
         raise ValueError(f"eps must be in (0, 1), got {eps!r}")
+    if not (isinstance(shape, (tuple, list)) and len(shape) >= 2
+            and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k > 0 for k in shape)):
+        raise TypeError(f"shape must be (batch, *lattice_shape) of positive integers, got {shape!r}")
     n = shape[0]
     sites = int(np.prod(shape[1:]))
+
+    def score_at(y, t):
+        score = score_fn(y, t)
+        if not isinstance(score, torch.Tensor) or score.shape != y.shape:
+            got = tuple(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__
+            raise TypeError(f"score_fn must return a torch tensor shaped like x {tuple(y.shape)}, got {got}")
+        return score.to(dtype)
+
     x = normal(n, sites, seed=seed, purpose=PRIOR_PURPOSE, chain_offset=chain_offset, dtype=dtype, device=device)
     x = (x * sde.prior_std()).reshape(shape).contiguous()
     dt = (1.0 - eps) / n_steps
@@ -127,12 +138,12 @@ def reverse_sample(score_fn, sde, shape, *, n_steps: int = 500, eps: float = 1e-
         steps = tqdm(steps, desc="reverse SDE", unit="step", leave=False)
     for k in steps:
         t = 1.0 - k * dt
-        score = score_fn(x, t).to(dtype).contiguous()
+        score = score_at(x, t).contiguous()
         kernels.sde_step(x, score, t=t, dt=dt, seed=seed, step=k, noise=k < n_steps - 1,
                          chain_offset=chain_offset, **sde.kernel_args())
         for j in range(corrector_steps if k < n_steps - 1 else 0):
             t_next = t - dt
-            score = score_fn(x, t_next).to(dtype)
+            score = score_at(x, t_next)
             z = normal(n, sites, seed=seed, step=k * corrector_steps + j, purpose=CORRECTOR_PURPOSE,
                        chain_offset=chain_offset, dtype=dtype, device=device).reshape(x.shape)
             ratio = z.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1).clamp_min(1e-30)
