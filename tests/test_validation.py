@@ -147,6 +147,27 @@ def test_transfer_matrix_approaches_the_continuum():
     assert errs[2] < 0.2 * errs[0]  # O(a^2): halving a twice divides the error by ~16
 
 
+def test_exact_references_on_harmonic_paths():
+    """The transfer matrix and the continuum spectrum against closed forms, on soft, light and
+    heavy harmonic oscillators whose widths the old fixed grids cut off (<x^2> 17 % low at
+    m = 0.5, omega = 0.1), and the cosh mass at odd N (centred on N // 2 it was 41 % off)."""
+    for m, omega, N in ((1.0, 0.15, 32), (0.5, 0.1, 32), (0.05, 0.5, 32), (10.0, 0.1, 33), (1.0, 1.0, 15)):
+        th = lftaccel.Oscillator.harmonic(8.0, m, omega)
+        tm = exact.TransferMatrix(th, N)
+        a = 8.0 / N
+        gap = math.acosh(1 + (a * omega) ** 2 / 2) / a  # the lattice's exact gap
+        assert tm.expect(lambda x: x**2) == pytest.approx(exact.harmonic_path_x2(8.0, N, m, th.c2), rel=1e-10)
+        assert tm.gap(1) == pytest.approx(gap, rel=1e-10)
+        assert [tm.cosh_mass(t) for t in (1, N // 2 - 1)] == pytest.approx([gap, gap], rel=1e-9)
+        levels = exact.continuum_spectrum(th)
+        np.testing.assert_allclose(levels, (np.arange(4) + 0.5) * omega, rtol=2e-5)
+    th = lftaccel.Oscillator.harmonic(8.0, 0.5, 0.1)
+    with pytest.raises(ValueError, match="x_max = 3.0 cuts the density off"):
+        exact.TransferMatrix(th, 16, x_max=3.0)
+    with pytest.raises(ValueError, match="x_max = 6.0 cuts the wave functions off"):
+        exact.continuum_spectrum(th, x_max=6.0)
+
+
 def _slow_double_well(f, seed):
     theory = lftaccel.Oscillator(10.0, 0.5, 1.0, f)
     N = 64

@@ -47,10 +47,28 @@ class TransferMatrix:
         self.theory = theory
         self.a = theory.spacing(n_slices)
         self.n = n_slices
-        if x_max is None:
-            # Far enough that V a and the kinetic spread both make the wave function negligible.
-            f2 = max(-theory.c2 / (2 * theory.c4), 0.0) if theory.c4 > 0 else 0.0
-            x_max = math.sqrt(f2) + 6.0 / max(theory.m * 0.5, 0.2) ** 0.5
+        auto = x_max is None
+        if auto:
+            # The old reach (set for the tests' double wells), or 10 thermal widths beyond the
+            # minimum where the potential is soft or the particle light, whichever is further.
+            f2 = _well_position2(theory)
+            x_max = max(math.sqrt(f2) + 6.0 / max(theory.m * 0.5, 0.2) ** 0.5,
+                        math.sqrt(f2) + 10.0 * _thermal_width(theory))
+        for _ in range(4):
+            self._build(x_max, n_grid)
+            rho = (self.U**2 * self._weights()[None, :]).sum(1)  # the path's marginal density of x
+            if max(rho[0], rho[-1]) < 1e-14 * rho.max():
+                break
+            if not auto:
+                raise ValueError(f"x_max = {x_max} cuts the density off: at the edges it is "
+                                 f"{max(rho[0], rho[-1]) / rho.max():.1e} of its peak; widen it")
+            # widen at the same spacing
+            x_max, n_grid = 1.5 * x_max, int(1.5 * (n_grid - 1)) + 1
+        else:
+            raise ValueError("could not find an x-grid wide enough for this theory; pass x_max and n_grid")
+
+    def _build(self, x_max, n_grid):
+        theory = self.theory
         x = np.linspace(-x_max, x_max, n_grid)
         h = x[1] - x[0]
         V = theory.c0 + theory.c2 * x**2 + theory.c4 * x**4
@@ -95,7 +113,7 @@ class TransferMatrix:
             raise ValueError(f"t must be in [0, N/2), got {t}")
         fn = fn or (lambda x: x)
         mean = self.expect(fn)
-        half = self.n // 2
+        half = self.n / 2  # as pyerrors' cosh mass (odd N too): the cosh centred on N/2
         r = (self.correlator(fn, t + 1) - mean**2) / (self.correlator(fn, t) - mean**2)
 
         def f(m):  # cosh(a) / cosh(b) - r, in a form that cannot overflow
@@ -108,13 +126,51 @@ class TransferMatrix:
         return float(self.energies[k] - self.energies[0])
 
 
-def continuum_spectrum(theory, *, n_levels: int = 4, x_max: float = 6.0, n_grid: int = 4001) -> np.ndarray:
+def continuum_spectrum(theory, *, n_levels: int = 4, x_max: float | None = None, n_grid: int = 4001) -> np.ndarray:
     """Lowest eigenvalues of H = p^2/(2m) + V(x) (Dirichlet walls at +-x_max, second-order
-    finite differences)."""
-    x = np.linspace(-x_max, x_max, n_grid)
-    h = x[1] - x[0]
-    V = theory.c0 + theory.c2 * x**2 + theory.c4 * x**4
-    diag = 1 / (theory.m * h * h) + V
-    off = -np.ones(n_grid - 1) / (2 * theory.m * h * h)
+    finite differences). By default the walls start beyond the n_levels-th level's turning
+    points and move out until its wave function is negligible there."""
     from scipy.linalg import eigh_tridiagonal
-    return eigh_tridiagonal(diag, off, select="i", select_range=(0, n_levels - 1))[0]
+
+    auto = x_max is None
+    if auto:
+        f2 = _well_position2(theory)
+        omega = _omega(theory)
+        width = math.sqrt((2 * n_levels + 1) / (theory.m * omega))  # the harmonic turning point
+        x_max = max(6.0, math.sqrt(f2) + 3.0 * width)
+        n_grid = max(n_grid, int(round(x_max / 6.0 * (n_grid - 1))) + 1)  # the spacing of walls at +-6
+    for _ in range(6):
+        x = np.linspace(-x_max, x_max, n_grid)
+        h = x[1] - x[0]
+        V = theory.c0 + theory.c2 * x**2 + theory.c4 * x**4
+        diag = 1 / (theory.m * h * h) + V
+        off = -np.ones(n_grid - 1) / (2 * theory.m * h * h)
+        E, psi = eigh_tridiagonal(diag, off, select="i", select_range=(0, n_levels - 1))
+        edge = np.abs(psi[[1, -2]]).max(0) / np.abs(psi).max(0)  # next to the walls
+        if edge.max() < 1e-7:
+            return E
+        if not auto:
+            raise ValueError(f"x_max = {x_max} cuts the wave functions off ({edge.max():.1e} of their peak "
+                             f"next to the walls); widen it")
+        x_max, n_grid = 1.5 * x_max, int(1.5 * (n_grid - 1)) + 1
+    raise ValueError("could not find walls far enough for this theory; pass x_max and n_grid")
+
+
+def _well_position2(theory) -> float:
+    """x^2 at the minimum of V (0 for a single well)."""
+    return max(-theory.c2 / (2 * theory.c4), 0.0) if theory.c4 > 0 else 0.0
+
+
+def _omega(theory) -> float:
+    """The harmonic frequency at the minimum of V, or the quartic's ground-state scale
+    (m c4)^(1/3) / m where the curvature vanishes."""
+    curvature = 2 * theory.c2 + 12 * theory.c4 * _well_position2(theory)
+    if curvature > 0:
+        return math.sqrt(curvature / theory.m)
+    return (theory.m * theory.c4) ** (1 / 3) / theory.m
+
+
+def _thermal_width(theory) -> float:
+    """sqrt(<(x - x_min)^2>) of the harmonic approximation at the minimum, at beta."""
+    omega = _omega(theory)
+    return math.sqrt(1 / (math.tanh(theory.beta * omega / 2) * 2 * theory.m * omega))
