@@ -5,7 +5,8 @@ C). Whitening: with C = L L^T (Cholesky; L = diag(sigma) for independent errors)
 problem becomes || L^-1 (K rho - D) ||^2 = chi^2, so every method works with
 A = L^-1 K and b = L^-1 D, and chi^2 is the sum of squared whitened residuals. For
 data consistent with the truth, E[chi^2] = N_p: "chi^2/N_p ~ 1" is the fit the noise
-allows, and the discrepancy principle chooses regularisation so that chi^2 = N_p.
+allows, and the discrepancy principle chooses regularisation so that chi^2 meets a target a
+little above it, N_p + 2 sqrt(2 N_p) by default (classical.discrepancy_target).
 """
 
 from __future__ import annotations
