@@ -203,6 +203,8 @@ def test_measure_of_an_independence_metropolis_file():
     # a low ESS is flagged
     ens.attrs["sampler_settings"] = json.dumps({**settings, "ess": 0.1})
     assert any(note.startswith("ESS 0.1") for note in analysis.measure(ens).notes)
+    ens.attrs["sampler_settings"] = json.dumps({**settings, "ess": None, "pareto_k": 0.7})  # k-hat alone
+    assert any(note.startswith("k-hat 0.70: below") for note in analysis.measure(ens).notes)
 
 
 def test_weights_refuse_inf_and_complex():

@@ -47,7 +47,7 @@ from .theories import XY, Oscillator, Phi4
 
 __all__ = ["Estimate", "primary", "estimate", "measure", "magnetisation_observables", "phi4_observables",
            "xy_observables", "oscillator_observables", "format_table", "Measurements",
-           "split_rhat"]
+           "split_rhat", "with_stream_errors"]
 
 
 @dataclasses.dataclass
@@ -369,7 +369,8 @@ def exact_discard(n_per_chain: int) -> int:
     return int(NMCMC_DISCARD * n_per_chain)
 
 
-def _observables(theory, by_chain: dict, action, shape, window, notes) -> dict:
+def _observables(theory, by_chain: dict, shape, window, notes) -> dict:
+    """The Obs of a theory's measurements (n_per_chain, n_chains, ...), by_chain["action"] included."""
     if isinstance(theory, Phi4):
         obs = phi4_observables(by_chain, shape)
     elif isinstance(theory, XY):
@@ -378,7 +379,7 @@ def _observables(theory, by_chain: dict, action, shape, window, notes) -> dict:
         obs = oscillator_observables(by_chain, theory, shape[0], window, notes)
     else:  # pragma: no cover
         raise TypeError(f"no observables for {type(theory).__name__}")
-    obs["action/V"] = primary(action / math.prod(shape), "action/V")
+    obs["action/V"] = primary(by_chain["action"] / math.prod(shape), "action/V")
     return obs
 
 
@@ -412,20 +413,20 @@ def measure(ens, window=None) -> Measurements:
     start = exact_discard(n_per_chain) if independence else 0
     if start:
         series = {k: v[start:] for k, v in series.items()}
-    action = series.pop("action")
-    obs = _observables(theory, series, action, shape, window, notes)
-    out = {k: estimate(o, k) for k, o in obs.items()}
+    out = {k: estimate(o, k) for k, o in _observables(theory, series, shape, window, notes).items()}
     if independence:
-        out = _with_stream_errors(out, theory, series, action, shape, window)
+        out = with_stream_errors(out, lambda c: _observables(theory, {k: v[:, c:c + 1] for k, v in series.items()},
+                                                             shape, window, None), n_chains)
         settings = json.loads(ens.attrs.get("sampler_settings", "{}"))
         ess, khat = settings.get("ess"), settings.get("pareto_k")
         notes.append(f"independence Metropolis: the first {start} of each chain's {n_per_chain} dropped as burn-in; "
                      f"errors the larger of the Gamma method's and the {n_chains} chains' spread")
         if (ess is not None and ess < NMCMC_ESS_WARN) or (khat is not None and khat > NMCMC_KHAT_WARN):
-            notes.append(f"ESS {ess:.3g}" + (f", k-hat {khat:.2f}" if khat is not None else "")
-                         + f": below ESS {NMCMC_ESS_WARN} or above k-hat {NMCMC_KHAT_WARN} the errors can still be "
-                           "too small (lftaccel.mcmc.nmcmc); train the model longer or use more chains")
-    series["action"] = action
+            shown = [f"ESS {ess:.3g}"] if ess is not None else []
+            shown += [f"k-hat {khat:.2f}"] if khat is not None else []
+            notes.append(", ".join(shown) + f": below ESS {NMCMC_ESS_WARN} or above k-hat {NMCMC_KHAT_WARN} the "
+                         "errors can still be too small (lftaccel.mcmc.nmcmc); train the model longer or use more "
+                         "chains")
     rhat = {k: split_rhat(v) for k, v in series.items() if np.ndim(v) == 2}
     high = sorted(((r, k) for k, r in rhat.items() if r is not None and r > RHAT_WARN), reverse=True)
     if high:
@@ -435,24 +436,25 @@ def measure(ens, window=None) -> Measurements:
     return Measurements(out, notes)
 
 
-def _with_stream_errors(out: dict, theory, series: dict, action, shape, window) -> dict:
-    """Each error raised to the spread of the chains' own estimates over sqrt(n_chains) where
-    every chain gives the observable (as lftaccel.reproduce.common.chain_observables)."""
-    n_chains = action.shape[1]
-    if n_chains < 2:
+def with_stream_errors(out: dict, observables_of, n_streams: int) -> dict:
+    """Estimates ``out`` (name -> Estimate) with each error raised to the spread of the
+    streams' own estimates, sd / sqrt(n_streams) (kept as ``stream_error``), a check that needs
+    no window where rare heavy weights give a long autocorrelation tail. observables_of(c) gives
+    stream c's Obs (name -> Obs). An observable that a single stream cannot give (it raises, or
+    a non-finite value) keeps the Gamma error alone and ``stream_error`` None."""
+    if n_streams < 2:
         return out
-    per_chain = []
-    for c in range(n_chains):
+    per_stream = []
+    for c in range(n_streams):
         try:
-            obs = _observables(theory, {k: v[:, c:c + 1] for k, v in series.items()}, action[:, c:c + 1], shape,
-                               window, None)
-            per_chain.append({k: float(o.value) for k, o in obs.items()})
-        except (ValueError, ArithmeticError, RuntimeError):  # an observable one chain alone cannot give
-            per_chain.append({})
+            per_stream.append({k: float(o.value) for k, o in observables_of(c).items()})
+        except (ValueError, ArithmeticError, RuntimeError):  # an observable one stream alone cannot give
+            per_stream.append({})
+    out = dict(out)
     for k, est in out.items():
-        values = np.array([p.get(k, np.nan) for p in per_chain])
+        values = np.array([p.get(k, np.nan) for p in per_stream])
         if np.isfinite(values).all():
-            spread = float(values.std(ddof=1) / math.sqrt(n_chains))
+            spread = float(values.std(ddof=1) / math.sqrt(n_streams))
             out[k] = dataclasses.replace(est, error=max(est.error, spread), stream_error=spread)
     return out
 

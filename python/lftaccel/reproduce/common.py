@@ -3,7 +3,6 @@ flow -> neural-MCMC -> observables pipeline."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -80,22 +79,8 @@ def chain_observables(measurements: dict, chain: nmcmc.Chain, fn, *args, discard
     start = int(discard * chain.index.shape[0])
     by_chain = {k: chain.take(v)[start:] for k, v in measurements.items()}
     out = {k: analysis.estimate(o, k) for k, o in fn(by_chain, *args).items()}
-    n_streams = chain.index.shape[1]
-    if n_streams < 2:
-        return out
-    per_stream = []
-    for c in range(n_streams):
-        try:
-            per_stream.append(fn({k: v[:, c:c + 1] for k, v in by_chain.items()}, *args))
-        except (ValueError, ArithmeticError, RuntimeError):  # an observable one stream alone cannot give
-            per_stream.append({})
-    for k, est in out.items():
-        values = np.array([float(p[k].value) if k in p else np.nan for p in per_stream])
-        if not np.isfinite(values).all():
-            continue
-        spread = float(values.std(ddof=1) / math.sqrt(n_streams))
-        out[k] = dataclasses.replace(est, error=max(est.error, spread), stream_error=spread)
-    return out
+    return analysis.with_stream_errors(out, lambda c: fn({k: v[:, c:c + 1] for k, v in by_chain.items()}, *args),
+                                       chain.index.shape[1])
 
 
 def _plt():
