@@ -110,6 +110,11 @@ def test_fourier_action_equals_real_space_action(name, dtype, device):
         assert_close_scaled(theory.fourier_grad(c), R.oscillator_fourier_grad(c, *params(theory)), TOL[dtype])
         # The gradient transforms like a path.
         assert_close_scaled(theory.fourier_grad(c), theory.to_fourier(theory.grad(x)), TOL[dtype] * 10)
+        # The elementwise kernel's three outputs, each against its twin (the benchmark's baseline).
+        path = fourier.from_fourier(c).contiguous()
+        got = lftaccel._kernels.oscillator_fourier(c, path, theory._params())
+        for out, twin in zip(got, R.oscillator_matsubara_terms(c, path, *params(theory))):
+            assert_close_scaled(out, twin, TOL[dtype])
 
 
 @pytest.mark.parametrize("name", THEORIES)

@@ -10,6 +10,7 @@ from .oscillator import (
     oscillator_fourier_action,
     oscillator_fourier_grad,
     oscillator_grad,
+    oscillator_matsubara_terms,
 )
 from .phi4 import phi4_action, phi4_grad, phi4_standard_action
 from .philox import philox4x32_10, philox_bits, philox_normal, philox_uniform
@@ -21,5 +22,6 @@ __all__ = [
     "phi4_action", "phi4_grad", "phi4_standard_action",
     "xy_action", "xy_grad",
     "oscillator_action", "oscillator_grad", "oscillator_fourier_action", "oscillator_fourier_grad",
+    "oscillator_matsubara_terms",
     "philox4x32_10", "philox_bits", "philox_uniform", "philox_normal",
 ]

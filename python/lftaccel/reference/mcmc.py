@@ -110,7 +110,8 @@ def _neighbour_sum(x, f):
 
 
 def phi4_local(phi, nsum, kappa, lam):
-    return -2 * kappa * phi * nsum + (1 - 2 * lam) * phi**2 + lam * phi**4
+    phi2 = phi**2  # phi2**2, not phi**4: see reference/phi4.py
+    return -2 * kappa * phi * nsum + (1 - 2 * lam) * phi2 + lam * phi2**2
 
 
 def xy_local(theta, cos_sum, sin_sum, beta):

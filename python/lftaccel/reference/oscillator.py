@@ -2,11 +2,12 @@
 
 import torch
 
-from ..fourier import from_fourier, to_fourier
+from ..fourier import from_fourier, laplacian_eigenvalues, to_fourier
 
 
 def _potential(x, c0, c2, c4):
-    return c0 + c2 * x**2 + c4 * x**4
+    x2 = x**2  # x2**2, not x**4: see reference/phi4.py
+    return c0 + c2 * x2 + c4 * x2**2
 
 
 def oscillator_action(x, beta, m, c0, c2, c4):
@@ -30,3 +31,14 @@ def oscillator_fourier_action(c, beta, m, c0, c2, c4):
 def oscillator_fourier_grad(c, beta, m, c0, c2, c4):
     """dS/dc = F dS/dx (the basis is orthonormal)."""
     return to_fourier(oscillator_grad(from_fourier(c), beta, m, c0, c2, c4))
+
+
+def oscillator_matsubara_terms(c, path, beta, m, c0, c2, c4):
+    """The elementwise Matsubara kernel's three outputs, given c and its path x = from_fourier(c):
+    the action sum_j m l_j c_j^2 / (2 a) + a sum_n V(x_n), the kinetic gradient m l_j c_j / a
+    in c-space and the potential gradient a V'(x_n) in x-space (dS/dc is the first plus
+    to_fourier of the second)."""
+    a = beta / c.shape[-1]
+    lap = laplacian_eigenvalues(c.shape[-1], c.dtype).to(c.device)
+    action = (m / (2 * a)) * (lap * c**2).sum(-1) + a * _potential(path, c0, c2, c4).sum(-1)
+    return action, (m / a) * lap * c, a * (2 * c2 * path + 4 * c4 * path**3)

@@ -11,8 +11,11 @@ def xy_action(theta: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 def xy_grad(theta: torch.Tensor, beta: float) -> torch.Tensor:
+    """beta sum_mu [sin(theta(x) - theta(x+mu)) + sin(theta(x) - theta(x-mu))]: the second
+    term is minus the first at x - mu, so each link's sine is taken once."""
     dims = tuple(range(1, theta.dim()))
-    return beta * sum(
-        torch.sin(theta - torch.roll(theta, -1, d)) + torch.sin(theta - torch.roll(theta, 1, d))
-        for d in dims
-    )
+    grad = torch.zeros_like(theta)
+    for d in dims:
+        s = torch.sin(theta - torch.roll(theta, -1, d))
+        grad += s - torch.roll(s, 1, d)
+    return beta * grad
