@@ -9,22 +9,24 @@ For every problem (kernel, dtype, batch, lattice) the same run times
   kernel  the compiled call with preallocated outputs: phi4 / xy / oscillator fused action+grad;
           fourier = the elementwise Matsubara kernel (preallocated outputs);
           philox = normal fill of a preallocated tensor;
-  twin    the pure-torch reference (lftaccel.reference) computing the same action + grad, i.e. what a
-          physicist would otherwise run, and with --compile also torch.compile of it (not for philox:
-          inductor takes tens of minutes to build the unrolled int64 Philox rounds on 2 cores);
+  twin    the pure-torch reference (lftaccel.reference) computing the same outputs from the same
+          inputs, i.e. what a physicist would otherwise run (for fourier, the elementwise terms
+          given c and the path: R.oscillator_matsubara_terms), and with --compile also
+          torch.compile of it; for philox, torch's own Tensor.normal_ of the same size (another
+          generator, the same job; the pure-torch Philox is a test oracle, not a baseline);
   copy    dst.copy_(src) moving the same bytes as the kernel: read x + write grad = 2 N itemsize for
           the stencils (the batch action values are ignored), 4 N itemsize for fourier (read c and x,
           write both grads), N itemsize for philox (write only).
 Row 'fourier+fft' is the end-to-end Matsubara action+grad (from_fourier, kernel, to_fourier) against
-the same twin; it has no bandwidth figure. Each time is the minimum (the JSON also has the median)
-over samples filling a ~0.2 s budget (>= 5 samples after a warm-up; tiny calls are looped so that a
-sample lasts ~1 ms, so small problems measure cache, not memory, bandwidth). A problem's kernel,
+the time-domain twin with one transform each way; it has no bandwidth figure. Each time is the
+minimum (the JSON also has the median) over samples filling a ~0.2 s budget (>= 5 samples after a
+warm-up; tiny calls are looped so that a sample lasts ~1 ms, so small problems measure cache, not
+memory, bandwidth). A problem's kernel,
 twin and copy are sampled in four alternating rounds, so that all three see the same spells of
 the machine.
 The kernels use torch.get_num_threads() threads (--threads N to set it); on a shared machine other
 processes make OpenMP threads wait for scheduler slices: the script warns when the load is high.
-On CUDA, samples are timed with CUDA events, --quick adds one 2**24-site problem per kernel, and
-philox has no twin (the reference builds its counters on the CPU).
+On CUDA, samples are timed with CUDA events and --quick adds one 2**24-site problem per kernel.
 The run ends with PASS/MISS lines for the targets: phi4 (batch 64, 64x64, float64) >= 25x faster
 than its twin, and >= 60% of copy bandwidth for every problem with batch*volume >= 2**16 sites
 (on CUDA: >= 80% for >= 2**24 sites). Results go to benchmarks/results/kernels-<device>.json.
@@ -50,11 +52,13 @@ from lftaccel import _kernels
 from lftaccel import reference as R
 from lftaccel.fourier import from_fourier, to_fourier
 
+from provenance import provenance
+
 # the pure-torch references must not page-fault at random (lftaccel/runtime.py)
 STEADY_MALLOC = steady_malloc()
 
 KERNELS = ("phi4", "xy", "oscillator", "fourier", "philox")
-NO_COMPILE = ("philox",)  # see the module docstring
+NO_COMPILE = ("philox",)  # its baseline is a single torch call already
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 _STENCIL_QUICK = [(1, (8, 8)), (64, (64, 64)), (1024, (32, 32)), (1, (1024, 1024)), (16, (16,) * 4)]
@@ -141,10 +145,17 @@ def setup(name: str, batch: int, shape: tuple, dtype, device):
         p = lftaccel.Oscillator(beta=0.1 * shape[-1])._params()
         c = to_fourier(x).contiguous()
         path = from_fourier(c).contiguous()
-        twin = (lambda c: (R.oscillator_fourier_action(c, **p), R.oscillator_fourier_grad(c, **p)), (c,))
         if name == "fourier":
+            # the same three outputs from the same two inputs, in torch: like for like
             bufs = (c.new_empty(batch), torch.empty_like(c), torch.empty_like(c))
+            twin = (lambda c, path: R.oscillator_matsubara_terms(c, path, **p), (c, path))
             return lambda: _kernels.oscillator_fourier(c, path, p, out=bufs), twin, 4 * n * item
+
+        def twin_end_to_end(c):  # one transform each way, as the kernel's caller does
+            x = from_fourier(c)
+            return R.oscillator_action(x, **p), to_fourier(R.oscillator_grad(x, **p))
+
+        twin = (twin_end_to_end, (c,))
 
         def end_to_end():
             a, gc, gx = _kernels.oscillator_fourier(c, from_fourier(c).contiguous(), p)
@@ -153,10 +164,12 @@ def setup(name: str, batch: int, shape: tuple, dtype, device):
     if name == "philox":
         out = torch.empty_like(x)
         kernel = lambda: _kernels.philox_fill(out, "normal", seed=7, step=3)  # noqa: E731
-        # the reference builds its counters on the CPU: no twin on CUDA
-        twin = None if device.type == "cuda" else (
-            lambda: R.philox_normal(batch, n // batch, 7, step=3, dtype=dtype), ())
-        return kernel, twin, n * item
+        # The baseline is what a torch user runs for normals, torch's own generator filling the
+        # same tensor; the pure-torch Philox (lftaccel.reference) is the test oracle, emulating
+        # 32-bit multiplies in int64, and 6-9x slower than normal_ again.
+        gen = torch.Generator(device=device).manual_seed(7)
+        other = torch.empty_like(x)
+        return kernel, (lambda: other.normal_(generator=gen), ()), n * item
     raise ValueError(f"unknown kernel {name!r}")
 
 
@@ -321,8 +334,7 @@ def main(argv=None):
               "torch": torch.__version__, "threads": torch.get_num_threads(),
               "build_info": lftaccel.build_info(), "args": vars(args), "max_sites": max_sites,
               "load_avg_at_start": load, "steady_malloc": STEADY_MALLOC, "wall_s": wall, "rows": rows,
-              "skipped": skipped,
-              "targets": checks}
+              "skipped": skipped, "targets": checks, "provenance": provenance(args)}
     path.write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {path}")
 
