@@ -49,6 +49,7 @@ from lftaccel.models import can
 from lftaccel.reproduce import xy_can
 
 from bench_flows import N_STREAMS, chain_table, sync, tau_and_rate, time_chains, time_nmcmc
+from provenance import provenance
 
 # torch's freed tensors stay in the heap, as under the lftaccel command (lftaccel/runtime.py)
 STEADY_MALLOC = steady_malloc()
@@ -163,7 +164,7 @@ def main(argv=None):
     tag = torch.device(args.device).type
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": args.device,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "build": lftaccel.build_info(),
-            "samples": args.samples}
+            "samples": args.samples, "provenance": provenance(args)}
     (out / f"can-{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     fitted = (f", then fitted {results['fit_steps']} steps in {results['fit_seconds']:.0f} s on HMC data "
               f"({results['fit_data_seconds']:.0f} s to sample)" if args.fit_seconds > 0 else "")

@@ -42,6 +42,7 @@ from lftaccel.models import diffusion as dm
 from lftaccel.models.diffusion.model_file import load_model, train_from_ensemble
 
 from bench_flows import N_STREAMS, chain_table, sync, tau_and_rate, time_chains, time_nmcmc
+from provenance import provenance
 
 # torch's freed tensors stay in the heap, as under the lftaccel command (lftaccel/runtime.py)
 STEADY_MALLOC = steady_malloc()
@@ -191,7 +192,8 @@ def main(argv=None):
     tag = torch.device(args.device).type
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": args.device,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "build": lftaccel.build_info(),
-            "samples": args.samples, "ode_steps": args.ode_steps, "model": str(model_file)}
+            "samples": args.samples, "ode_steps": args.ode_steps, "model": str(model_file),
+            "provenance": provenance(args)}
     (out / f"diffusion-{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     lines = ["Reverse-SDE step on 32x32 (VE): fused kernel against torch.", "",
              "| batch | dtype | fused configs/s | torch configs/s | speed-up | fused GB/s | copy GB/s | of copy |",

@@ -50,6 +50,8 @@ from lftaccel.mcmc import HMC, nmcmc
 from lftaccel.models import flows
 from lftaccel.reproduce import oscillator_fflow, phi4_flow
 
+from provenance import provenance
+
 # torch's freed tensors stay in the heap, as under the lftaccel command (lftaccel/runtime.py)
 STEADY_MALLOC = steady_malloc()
 
@@ -249,7 +251,7 @@ def main(argv=None):
     tag = torch.device(args.device).type
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": args.device,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "build": lftaccel.build_info(),
-            "samples": args.samples, "train_seconds": args.train_seconds}
+            "samples": args.samples, "train_seconds": args.train_seconds, "provenance": provenance(args)}
     (out / f"flows-{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     lines = ["| point | observable | tau_int flow | tau_int HMC | eff/s flow | eff/s HMC | ratio | train s | ESS |",
              "|---|---|---|---|---|---|---|---|---|"]

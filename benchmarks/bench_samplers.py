@@ -25,7 +25,9 @@ run 16 chains of 20000 updates (50000 with --full), measured after every update;
 |M| and of the action density (the energy) comes from the Gamma method, in units of updates
 (one trajectory = 11 force evaluations; one sweep = V local updates). The plot
 benchmarks/results/critical_slowing_down.png shows tau_int against L on log-log axes with
-the fitted dynamic exponent z (tau ~ L^z) between the two largest L.
+the fitted dynamic exponent z (tau ~ L^z) between the two largest L and its error. HMC's
+trajectory length 10 eps shrinks as eps is tuned down with L, so for HMC the JSON also has
+tau_int and z in units of molecular-dynamics time (tau_int x 10 eps).
 Results go to benchmarks/results/samplers-<device>.json.
 """
 
@@ -47,6 +49,8 @@ from lftaccel.runtime import steady_malloc
 from lftaccel.mcmc import HMC, Metropolis
 from lftaccel.mcmc import kernels as K
 from lftaccel.reference import mcmc as RM
+
+from provenance import provenance
 
 # the pure-torch references must not page-fault at random (lftaccel/runtime.py)
 STEADY_MALLOC = steady_malloc()
@@ -182,8 +186,13 @@ def scaling(device, dtype, quick):
             est = {k: analysis.estimate(obs[k], k) for k in ("|M|", "action/V", "U_L")}
             row = {"sampler": cls.name, "L": L, "n_per_chain": n_per_chain, "step_size": s.step_size,
                    "acceptance": float(np.mean(s.acceptance[500:])), "seconds": time.perf_counter() - t0}
+            # HMC's trajectory length n_leapfrog * eps shrinks as eps is tuned down with L: tau_int
+            # is also given in molecular-dynamics time, where HMC's z is usually quoted
+            row["md_time"] = kw["n_leapfrog"] * s.step_size if cls is HMC else None
             for name, key in (("|M|", "tau_absM"), ("action/V", "tau_energy")):
                 row[key], row[key + "_err"] = est[name].tau_int, est[name].tau_int_error
+                if cls is HMC:
+                    row[key + "_md"] = row[key] * row["md_time"]
             row["U_L"], row["U_L_err"] = est["U_L"].value, est["U_L"].error
             out.append(row)
             print(f"{cls.name:<11} L={L:<3} acc={row['acceptance']:.2f} step={s.step_size:.3f} "
@@ -191,6 +200,14 @@ def scaling(device, dtype, quick):
                   f"tau(E)={row['tau_energy']:.1f}+-{row['tau_energy_err']:.1f}  "
                   f"U_L={row['U_L']:.3f}+-{row['U_L_err']:.3f} ({row['seconds']:.0f} s)", flush=True)
     return out
+
+
+def dynamic_exponent(L, tau, err):
+    """z of tau ~ L^z between the two largest L, and its error from their tau_int errors (the
+    runs are independent)."""
+    z = math.log(tau[-1] / tau[-2]) / math.log(L[-1] / L[-2])
+    dz = math.hypot(err[-1] / tau[-1], err[-2] / tau[-2]) / math.log(L[-1] / L[-2])
+    return z, dz
 
 
 def plot_scaling(rows, path):
@@ -206,9 +223,12 @@ def plot_scaling(rows, path):
             L = np.array([x["L"] for x in r])
             tau = np.array([x[key] for x in r])
             err = np.array([x[key + "_err"] for x in r])
-            z = math.log(tau[-1] / tau[-2]) / math.log(L[-1] / L[-2])
-            fits[f"{name}:{key}"] = z
-            ax.errorbar(L, tau, err, marker=marker, capsize=3, label=f"{name} (z = {z:.2f})")
+            z, dz = dynamic_exponent(L, tau, err)
+            fits[f"{name}:{key}"] = {"z": z, "error": dz}
+            if name == "hmc":  # per unit of MD time: the trajectories shorten with L
+                md = np.array([x["md_time"] for x in r])
+                fits[f"{name}:{key}:md_time"] = dict(zip(("z", "error"), dynamic_exponent(L, tau * md, err * md)))
+            ax.errorbar(L, tau, err, marker=marker, capsize=3, label=f"{name} (z = {z:.2f} +- {dz:.2f})")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("L")
@@ -245,7 +265,7 @@ def main(argv=None):
           f"device {device}, {args.dtype}")
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": str(device),
               "dtype": args.dtype, "threads": torch.get_num_threads(), "build": lftaccel.build_info(),
-              "steady_malloc": STEADY_MALLOC}
+              "steady_malloc": STEADY_MALLOC, "provenance": provenance(args)}
     report["throughput"] = throughput(device, dtype, quick)
     target = next(r for r in report["throughput"] if r["update"] == "hmc" and r["theory"] == "Phi4"
                   and r["batch"] == 64 and r["lattice"] == [64, 64])
@@ -257,7 +277,8 @@ def main(argv=None):
         report["scaling"] = scaling(device, dtype, quick)
         png = results / "critical_slowing_down.png"
         report["dynamic_exponents"] = plot_scaling(report["scaling"], png)
-        print(f"dynamic exponents z (two largest L): {report['dynamic_exponents']}; plot: {png}")
+        zs = "; ".join(f"{k} {v['z']:.2f} +- {v['error']:.2f}" for k, v in report["dynamic_exponents"].items())
+        print(f"dynamic exponents z (two largest L): {zs}; plot: {png}")
     out = Path(args.json) if args.json else results / f"samplers-{device.type}.json"
     out.write_text(json.dumps(report, indent=1))
     print(f"results: {out}")
