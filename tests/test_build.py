@@ -28,11 +28,13 @@ def test_build_info_keys():
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _configure(tmp_path, *args, path=None):
+def _configure(tmp_path, *args, path=None, cudacxx=None):
     env = dict(os.environ)
     env.pop("CUDACXX", None)
     if path is not None:
         env["PATH"] = path
+    if cudacxx is not None:
+        env["CUDACXX"] = cudacxx
     return subprocess.run(["cmake", "-S", str(ROOT), "-B", str(tmp_path / "b"), *args],
                           capture_output=True, text=True, env=env, timeout=300)
 
@@ -40,20 +42,31 @@ def _configure(tmp_path, *args, path=None):
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not on PATH")
 def test_cuda_on_without_nvcc_fails_clearly(tmp_path):
     # A PATH with cmake and the C++ compiler but no nvcc.
+    # Where nvcc sits beside cmake, CUDACXX naming no file hides it from CMake instead.
     path = os.pathsep.join(str(pathlib.Path(shutil.which(t)).parent) for t in ("cmake", "c++"))
-    if shutil.which("nvcc", path=path):
-        pytest.skip("nvcc sits beside cmake on this machine")
-    r = _configure(tmp_path, "-DLFTACCEL_CUDA=ON", path=path)
-    assert r.returncode != 0
-    assert "LFTACCEL_CUDA=ON but no CUDA compiler (nvcc) was found" in r.stderr
-    r = _configure(tmp_path, "-DLFTACCEL_CUDA=AUTO", path=path)
-    assert r.returncode == 0 and "building the CPU kernels only" in r.stdout
+    hide = {"path": path} if not shutil.which("nvcc", path=path) else {"cudacxx": str(tmp_path / "no-nvcc")}
+    for on in ("ON", "true"):  # any spelling of a CMake switch
+        r = _configure(tmp_path, f"-DLFTACCEL_CUDA={on}", **hide)
+        assert r.returncode != 0
+        assert "LFTACCEL_CUDA=ON but no CUDA compiler (nvcc) was found" in r.stderr
+        shutil.rmtree(tmp_path / "b")
+    r = _configure(tmp_path, "-DLFTACCEL_CUDA=AUTO", **hide)
+    assert r.returncode == 0 and "nvcc not found, building the CPU kernels only" in r.stdout
 
 
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not on PATH")
-def test_cuda_off_builds_cpu_only(tmp_path):
-    r = _configure(tmp_path, "-DLFTACCEL_CUDA=OFF")
-    assert r.returncode == 0 and "CUDA kernels" not in r.stdout
+@pytest.mark.parametrize("off", ["OFF", "off", "0"])
+def test_cuda_off_builds_cpu_only(tmp_path, off):
+    # (compared as the exact string OFF, "off" used to build the CUDA kernels where nvcc was found)
+    r = _configure(tmp_path, f"-DLFTACCEL_CUDA={off}")
+    assert r.returncode == 0 and "CUDA kernels for" not in r.stdout
+    assert "building the CPU kernels only" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not on PATH")
+def test_cuda_option_refuses_other_values(tmp_path):
+    r = _configure(tmp_path, "-DLFTACCEL_CUDA=maybe")
+    assert r.returncode != 0 and "LFTACCEL_CUDA must be AUTO, ON or OFF, got 'maybe'" in r.stderr
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt thresholds are glibc's")
