@@ -148,6 +148,11 @@ void over_chains(int64_t batch, int64_t volume, int64_t passes, int nthreads, co
 template <class T, class Site>
 void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted,
          const Site& site, const HmcSettings<T>& hs, int nthreads) {
+  checks::field(lat, batch, x, "x");
+  checks::required(work, "work", batch);
+  checks::required(energies, "energies", batch);
+  checks::required(accepted, "accepted", batch);
+  checks::streams(batch, lat.volume, hs.chain_offset);
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   // a force pass per step and one more, the momenta, two kinetic sums, the copy
   const int64_t passes = int64_t(hs.n_steps) + 5;
@@ -159,6 +164,9 @@ void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uin
 template <class T, class Site>
 void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site, T eps, int n_steps,
               uint32_t seed, uint32_t chain_offset, uint64_t step, int nthreads) {
+  checks::field(lat, batch, x, "x");
+  checks::required(work, "work", batch);
+  checks::streams(batch, lat.volume, chain_offset);
   if (n_steps < 0) throw std::invalid_argument("n_steps must be >= 0");
   const int64_t V = lat.volume;
   const T sqrt_2eps = std::sqrt(T(2) * eps);

@@ -21,12 +21,14 @@ namespace cpu {
 template <class T>
 void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
           int nthreads) {
+  checks::field(lat, batch, x, "x");
   stencil(p, lat, batch, x, action, grad, nthreads);
 }
 
 template <class T>
 void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, int nthreads) {
+  checks::path(n_slices, batch, x, "x");
   const Lattice lat = make_lattice(1, &n_slices);
   stencil(p, lat, batch, x, action, grad, nthreads);
 }
@@ -58,6 +60,8 @@ void kick_drift(const OscillatorSite<T>& p, const Lattice& lat, int64_t batch, c
 template <class T>
 void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, int nthreads) {
+  checks::path(n_slices, batch, coeffs, "coeffs");
+  checks::required(path, "path", batch);
   const int64_t N = n_slices;
   std::vector<T> eig(N);
   for (int64_t j = 0; j < N; ++j) eig[j] = matsubara_eigenvalue<T>(j, N);
@@ -93,6 +97,14 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
   });
 }
 
+// The arguments of a Philox fill of `sites` counters per chain.
+inline void check_fill(const void* out, int64_t batch, int64_t sites, uint32_t chain_offset) {
+  checks::at_least(sites, 0, "n_sites");
+  checks::batch(batch, sites);
+  checks::required(out, "out", sites > 0 ? batch : 0);
+  checks::streams(batch, sites, chain_offset);
+}
+
 // Philox fills: work items are (chain, chunk of sites), so a single long chain
 // is spread over the threads too. Every value depends only on its counter.
 template <class F>
@@ -108,6 +120,7 @@ void philox_chunks(int64_t batch, int64_t n_sites, int nthreads, const F& f) {
 
 void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                  uint64_t step, uint32_t purpose, int nthreads) {
+  check_fill(out, batch, n_sites, chain_offset);
   philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const Philox4x32 r = philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose);
@@ -145,6 +158,8 @@ inline void box_muller_uniforms(const PhiloxLanes& r, int64_t n, double* u1, dou
 template <class T>
 void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                    uint64_t step, uint32_t purpose, int nthreads, uint32_t site_offset) {
+  checks::at_least(n_sites, 0, "n_sites");
+  check_fill(out, batch, int64_t(site_offset) + n_sites, chain_offset);
   philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
     PhiloxLanes r;
     T u1[kLanes], u2[kLanes];
@@ -178,6 +193,7 @@ void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32
 template <class T>
 void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                     uint64_t step, uint32_t purpose, int nthreads) {
+  check_fill(out, batch, n_sites, chain_offset);
   philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
     PhiloxLanes r;
     const uint32_t chain = chain_offset + uint32_t(b);

@@ -364,6 +364,7 @@ void xy_any(const Lattice& lat, int64_t batch, const T* theta, Acc* action, T* g
 template <class T>
 void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         int nthreads) {
+  checks::field(lat, batch, theta, "theta");
   xy_any(lat, batch, theta, action, grad, p, nthreads);
 }
 

@@ -275,12 +275,16 @@ void dispatch_stencil(const Site& site, const Lattice& lat, int64_t batch, const
 template <class T>
 void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
           void* stream) {
+  checks::field(lat, batch, x, "x");
+  if (batch == 0) return;
   dispatch_stencil(p, lat, batch, x, action, grad, as_stream(stream));
 }
 
 template <class T>
 void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         void* stream) {
+  checks::field(lat, batch, theta, "theta");
+  if (batch == 0) return;
   if (lat.ndim != 2 || !lat.int32_indices())
     return dispatch_stencil(p, lat, batch, theta, action, grad, as_stream(stream));
   if (!action && !grad) return;
@@ -311,13 +315,17 @@ void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T
 template <class T>
 void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, void* stream) {
+  checks::path(n_slices, batch, x, "x");
+  if (batch == 0) return;
   dispatch_stencil(p, make_lattice(1, &n_slices), batch, x, action, grad, as_stream(stream));
 }
 
 template <class T>
 void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, void* stream) {
-  if (!action && !grad_coeffs && !grad_path) return;
+  checks::path(n_slices, batch, coeffs, "coeffs");
+  checks::required(path, "path", batch);
+  if (batch == 0 || (!action && !grad_coeffs && !grad_path)) return;
   zero_action(action, batch, as_stream(stream));
   const Launch l = launch_for<T>(batch, n_slices);
   fourier_kernel<<<l.grid, l.block, 0, as_stream(stream)>>>(p, n_slices, batch, coeffs, path,
@@ -328,6 +336,11 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
 template <Variate K, class T>
 void launch_philox(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                    uint64_t step, uint32_t purpose, void* stream) {
+  checks::at_least(n_sites, 0, "n_sites");
+  checks::batch(batch, n_sites);
+  checks::required(out, "out", n_sites > 0 ? batch : 0);
+  checks::streams(batch, n_sites, chain_offset);
+  if (batch == 0 || n_sites == 0) return;
   const int64_t threads = K == Variate::Normal ? (n_sites + 1) / 2 : n_sites;
   const int64_t blocks = (threads + kBlock - 1) / kBlock;
   const dim3 grid(unsigned(blocks < 65535 ? blocks : 65535), unsigned(batch < 65535 ? batch : 65535));

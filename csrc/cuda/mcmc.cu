@@ -216,7 +216,13 @@ void force_launch(const Site& site, const Lattice& lat, int64_t batch, const T* 
 template <class T, class Site>
 void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted, const Site& site,
          const HmcSettings<T>& hs, void* stream) {
+  checks::field(lat, batch, x, "x");
+  checks::required(work, "work", batch);
+  checks::required(energies, "energies", batch);
+  checks::required(accepted, "accepted", batch);
+  checks::streams(batch, lat.volume, hs.chain_offset);
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
+  if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
   const int64_t V = lat.volume;
   T* p = work;
@@ -281,7 +287,15 @@ template <class T>
 void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* energies, uint32_t* accepted,
                  const OscillatorSite<T>& site, const T* basis, const T* inv_mass, const HmcSettings<T>& hs,
                  void* stream) {
+  checks::path(n_slices, batch, coeffs, "coeffs");
+  checks::required(work, "work", batch);
+  checks::required(energies, "energies", batch);
+  checks::required(accepted, "accepted", batch);
+  checks::required(basis, "basis", batch);
+  checks::required(inv_mass, "inv_mass", batch);
+  checks::streams(batch, n_slices, hs.chain_offset);
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
+  if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
   const int64_t N = n_slices;
   T* p = work;
@@ -313,7 +327,11 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
 template <class T, class Site>
 void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site, T eps, int n_steps, uint32_t seed,
               uint32_t chain_offset, uint64_t step, void* stream) {
+  checks::field(lat, batch, x, "x");
+  checks::required(work, "work", batch);
+  checks::streams(batch, lat.volume, chain_offset);
   if (n_steps < 0) throw std::invalid_argument("n_steps must be >= 0");
+  if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
   const T sqrt_2eps = sqrt(T(2) * eps);
   for (int s = 0; s < n_steps; ++s) {
@@ -327,7 +345,12 @@ void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site
 template <class T, class Site>
 void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const Site& site, T delta, int n_sweeps,
                 uint32_t seed, uint32_t chain_offset, uint64_t step, void* stream) {
+  checks::field(lat, batch, x, "x");
+  checks::required(accepted, "accepted", batch);
+  checks::at_least(n_sweeps, 0, "n_sweeps");
+  checks::streams(batch, lat.volume, chain_offset);
   check_checkerboard(lat);
+  if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
   check(cudaMemsetAsync(accepted, 0, sizeof(double) * batch, st), "cudaMemsetAsync");
   for (int s = 0; s < n_sweeps; ++s)
@@ -343,6 +366,12 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
 template <class T>
 void sde_step(int64_t batch, int64_t n_sites, T* x, const T* score, const SdeCoefficients& coef, uint32_t seed,
               uint32_t chain_offset, uint64_t step, void* stream) {
+  checks::at_least(n_sites, 1, "n_sites");
+  checks::batch(batch, n_sites);
+  checks::required(x, "x", batch);
+  checks::required(score, "score", batch);
+  checks::streams(batch, n_sites, chain_offset);
+  if (batch == 0) return;
   sde_kernel<<<grid_for(batch, (n_sites + 1) / 2), kBlock, 0, as_stream(stream)>>>(
       x, score, batch, n_sites, T(coef.drift_x), T(coef.score), T(coef.noise), seed, chain_offset, step);
   check(cudaGetLastError(), "sde kernel launch");

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -15,11 +17,11 @@
 
 using namespace lftaccel;
 
-static int failures = 0, checks = 0;
+static int failures = 0, n_checks = 0;
 
 static void expect(bool ok, const char* what) {
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what);
-  ++checks;
+  ++n_checks;
   if (!ok) ++failures;
 }
 
@@ -334,6 +336,61 @@ int main() {
     expect(x1 == x2, "HMC chains bitwise independent of thread count");
   }
 
-  std::printf("%d passed, %d failed\n", checks - failures, failures);
+  // Arguments a lattice code may get wrong: refused with std::invalid_argument naming them
+  // (checks.hpp), never a crash or a silent no-op.
+  {
+    auto refused = [](auto call, const char* needle) {
+      try {
+        call();
+      } catch (const std::invalid_argument& err) {
+        return std::string(err.what()).find(needle) != std::string::npos;
+      }
+      return false;
+    };
+    const int64_t e[2] = {4, 6};
+    const Lattice lat = make_lattice(2, e);
+    const int64_t V = lat.volume;
+    std::vector<double> x(2 * V, 0.1), g(2 * V), work(3 * 2 * V), en(8);
+    std::vector<uint32_t> acc(2);
+    double a[2];
+    const Phi4Site<double> site{0.2, 0.5};
+    const HmcSettings<double> hs{0.1, 2, 1u, 0u, 0, true, true};
+    expect(refused([&] { cpu::phi4<double>(lat, 2, nullptr, a, g.data(), site, 1); }, "x must not be null"),
+           "null field refused");
+    expect(refused([&] { cpu::phi4(lat, -1, x.data(), a, g.data(), site, 1); }, "batch must be >= 0"),
+           "negative batch refused");
+    expect(refused([&] { cpu::phi4(lat, int64_t(1) << 60, x.data(), a, g.data(), site, 1); }, "too large"),
+           "batch * volume overflowing refused");
+    Lattice wrong = lat;
+    wrong.volume = 100;
+    expect(refused([&] { cpu::phi4(wrong, 2, x.data(), a, g.data(), site, 1); }, "lat.volume"),
+           "a hand-filled Lattice with the wrong volume refused");
+    expect(refused([&] { cpu::phi4(Lattice{}, 2, x.data(), a, g.data(), site, 1); }, "lat.ndim"),
+           "an empty Lattice refused");
+    expect(refused([&] { cpu::hmc(lat, 2, x.data(), static_cast<double*>(nullptr), en.data(), acc.data(), site, hs,
+                                  1); }, "work must not be null"),
+           "HMC without a work buffer refused");
+    expect(refused([&] { cpu::hmc(lat, 2, x.data(), work.data(), en.data(), acc.data(), site,
+                                  HmcSettings<double>{0.1, 2, 1u, 0xffffffffu, 0, true, true}, 1); },
+                   "chain_offset + batch"),
+           "chain streams past 2^32 refused");
+    expect(refused([&] { cpu::philox_normal(static_cast<double*>(nullptr), 2, 8, 1u, 0u, 0, 0, 1); },
+                   "out must not be null"),
+           "Philox fill into null refused");
+    expect(refused([&] { cpu::oscillator_fourier(-1, 2, x.data(), x.data(), a, g.data(), g.data(),
+                                                 OscillatorSite<double>{0.1, 0.5, 0, 1, 0}, 1); },
+                   "n_slices must be >= 1"),
+           "negative n_slices refused");
+    expect(refused([&] { cpu::metropolis(lat, 2, x.data(), en.data(), site, 0.5, -1, 1u, 0u, 0, 1); },
+                   "n_sweeps must be >= 0"),
+           "negative n_sweeps refused");
+    // batch 0: nothing to do, and null buffers are fine
+    cpu::phi4<double>(lat, 0, nullptr, nullptr, nullptr, site, 1);
+    cpu::hmc<double>(lat, 0, nullptr, nullptr, nullptr, nullptr, site, hs, 1);
+    cpu::philox_normal(static_cast<double*>(nullptr), 0, 8, 1u, 0u, 0, 0, 1);
+    expect(true, "batch 0 is a no-op");
+  }
+
+  std::printf("%d passed, %d failed\n", n_checks - failures, failures);
   return failures ? 1 : 0;
 }

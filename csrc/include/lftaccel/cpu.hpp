@@ -6,10 +6,13 @@
 // are compiled on that assumption; the Python bindings check it). Results do not depend on the thread count:
 // per-configuration sums are reduced over fixed chunks in a fixed order.
 // nthreads <= 0 means the OpenMP default (one thread without OpenMP).
+// Every entry point checks its arguments first (checks.hpp states the preconditions) and
+// throws std::invalid_argument naming the one it refuses.
 #pragma once
 
 #include <cstdint>
 
+#include "checks.hpp"
 #include "lattice.hpp"
 #include "mcmc.hpp"
 #include "oscillator.hpp"
@@ -41,7 +44,8 @@ template <class T>
 void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, int nthreads = 0);
 
-// Philox streams over a (batch, n_sites) block: chain = chain_offset + b, site = s.
+// Philox streams over a (batch, n_sites) block: chain = chain_offset + b, site = s
+// (n_sites <= 2^32, chain_offset + batch <= 2^32).
 void philox_bits(uint32_t* out /* batch*n_sites*4 */, int64_t batch, int64_t n_sites, uint32_t seed,
                  uint32_t chain_offset, uint64_t step, uint32_t purpose, int nthreads = 0);
 template <class T>

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "checks.hpp"
 #include "lattice.hpp"
 #include "mcmc.hpp"
 #include "oscillator.hpp"

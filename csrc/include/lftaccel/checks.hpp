@@ -1,0 +1,85 @@
+// Argument checks of the entry points in cpu.hpp and cuda.hpp, run on the host when they are
+// called. A lattice code calling them directly gets a std::invalid_argument naming the
+// argument, where a null pointer, a negative batch or a hand-filled Lattice with a wrong
+// volume crashed or wrote nothing. (The Python bindings check the same before they call.)
+//
+// The preconditions: batch >= 0 (0 does nothing, and its pointers may be null); the buffers
+// an entry point reads or writes are not null when batch > 0; a Lattice is what make_lattice
+// builds (rank 1..4, extents >= 1, row-major strides, volume their product, <= 2^40); the
+// values of all chains, and the work buffers' multiples of them, fit 64-bit indices; and where
+// Philox streams are drawn, at most 2^32 sites per chain (the site is one 32-bit counter word)
+// and chain_offset + batch <= 2^32 (the chain is one key word: more would repeat streams).
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "lattice.hpp"
+
+namespace lftaccel {
+namespace checks {
+
+[[noreturn]] inline void fail(const std::string& what) { throw std::invalid_argument(what); }
+
+inline void at_least(int64_t value, int64_t low, const char* name) {
+  if (value < low) fail(std::string(name) + " must be >= " + std::to_string(low) + ", got " + std::to_string(value));
+}
+
+// A buffer the call reads or writes: not null unless there is nothing to touch.
+inline void required(const void* ptr, const char* name, int64_t batch) {
+  if (ptr == nullptr && batch > 0) fail(std::string(name) + " must not be null");
+}
+
+// batch chains of `sites` values: the largest buffer (an HMC work buffer, 5 x) stays far
+// inside int64.
+inline void batch(int64_t batch, int64_t sites) {
+  at_least(batch, 0, "batch");
+  if (sites > 0 && batch > (int64_t(1) << 56) / sites)
+    fail("batch * sites per chain = " + std::to_string(batch) + " * " + std::to_string(sites) +
+         " is too large (at most 2^56 values)");
+}
+
+inline void lattice(const Lattice& lat) {
+  if (lat.ndim < 1 || lat.ndim > kMaxDims) fail("lattice rank (lat.ndim) must be 1..4, got " + std::to_string(lat.ndim));
+  int64_t volume = 1;
+  for (int mu = lat.ndim - 1; mu >= 0; --mu) {
+    const std::string at = "[" + std::to_string(mu) + "]";
+    if (lat.extent[mu] < 1) fail("lat.extent" + at + " must be >= 1, got " + std::to_string(lat.extent[mu]));
+    if (lat.stride[mu] != volume)
+      fail("lat.stride" + at + " must be " + std::to_string(volume) + " (row-major), got " +
+           std::to_string(lat.stride[mu]) + ": build the Lattice with make_lattice");
+    if (volume > (int64_t(1) << 40) / lat.extent[mu]) fail("lattice volume too large (at most 2^40 sites)");
+    volume *= lat.extent[mu];
+  }
+  if (lat.volume != volume)
+    fail("lat.volume must be the product of the extents, " + std::to_string(volume) + ", got " +
+         std::to_string(lat.volume) + ": build the Lattice with make_lattice");
+}
+
+// The lattice and batch of a stencil call or sampler, and its field.
+inline void field(const Lattice& lat, int64_t batch_, const void* x, const char* name) {
+  lattice(lat);
+  batch(batch_, lat.volume);
+  required(x, name, batch_);
+}
+
+// Paths of n_slices time slices (the oscillator's 1D lattice).
+inline void path(int64_t n_slices, int64_t batch_, const void* x, const char* name) {
+  at_least(n_slices, 1, "n_slices");
+  if (n_slices > (int64_t(1) << 40)) fail("n_slices too large (at most 2^40)");
+  batch(batch_, n_slices);
+  required(x, name, batch_);
+}
+
+inline void streams(int64_t batch, int64_t sites, uint32_t chain_offset) {
+  if (sites > (int64_t(1) << 32))
+    fail("at most 2^32 sites per chain take Philox streams (the site is a 32-bit counter word), got " +
+         std::to_string(sites));
+  if (int64_t(chain_offset) + batch > (int64_t(1) << 32))
+    fail("chain_offset + batch must be <= 2^32 (chain streams would repeat), got " + std::to_string(chain_offset) +
+         " + " + std::to_string(batch));
+}
+
+}  // namespace checks
+}  // namespace lftaccel
