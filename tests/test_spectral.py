@@ -40,6 +40,9 @@ def test_finite_temperature_kernel():
     np.testing.assert_allclose(K(np.array([1.0]), w), K(np.array([3.0]), w), rtol=1e-12)
     with pytest.raises(ValueError, match="tau"):
         K(np.array([5.0]), w)
+    # tau = N_t a at T = 1 / (N_t a) rounds past 1/T (N_t = 9, a = 0.1: 0.9 > 0.8999999999999999)
+    K9 = S.finite_temperature(1 / (9 * 0.1))
+    np.testing.assert_allclose(K9(np.arange(10) * 0.1, w)[-1], K9(np.zeros(1), w)[0], rtol=1e-12)
 
 
 def test_singular_values_decay_exponentially():
@@ -311,6 +314,46 @@ def test_linear_quadrature_beats_the_riemann_sum():
         S.kernels.forward_matrix(P25, OMEGA, quadrature="simpson")
 
 
+def test_linear_quadrature_on_a_grid_from_zero():
+    """On a grid from omega = 0 the first cell holds the Kallen-Lehmann peak at w = p for p
+    below its width: a graded rule there gives the hat's integral to 1e-12 (one 8-point rule
+    was 4 % off at p = 0.001). A kernel that diverges at 0 (finite T, or p = 0) is refused:
+    the hat at 0 has no finite integral against it."""
+    from scipy import integrate
+
+    omega = np.linspace(0, 20, 501)
+    p = np.array([0.001, 0.01, 0.5])
+    M = S.kernels.forward_matrix(p, omega)
+    h = omega[1]
+    for i, pi in enumerate(p):
+        exact, _ = integrate.quad(lambda w, pi=pi: S.kallen_lehmann([pi], [w])[0, 0] * (1 - w / h), 0, h,
+                                  points=[pi] if pi < h else None, epsabs=0, epsrel=1e-13, limit=200)
+        assert abs(M[i, 0] / exact - 1) < 1e-12
+    with pytest.raises(ValueError, match="diverges at omega = 0"):
+        S.kernels.forward_matrix([0.0, 1.0], omega)
+    with pytest.raises(ValueError, match="diverges at omega = 0"):
+        S.kernels.forward_matrix([0.5], omega, S.finite_temperature(1.0))
+
+
+def test_user_kernel_must_return_n_p_by_n_omega():
+    transposed = lambda p, w: S.kallen_lehmann(p, w).T  # noqa: E731
+    for quadrature in ("linear", "riemann"):
+        with pytest.raises(ValueError, match=r"\(n_p, n_omega\) array"):
+            S.kernels.forward_matrix(P25, OMEGA, transposed, quadrature)
+
+
+def test_mock_propagator_refuses_a_divergent_integral():
+    """At p = 0 the Kallen-Lehmann kernel is 1/(pi w): D(0) diverges where rho(0) != 0, and
+    the quadrature must say so instead of returning quad's last estimate."""
+    with pytest.raises(ValueError, match="does not converge"):
+        mock.propagator(mock.lorentzian(), [0.0, 1.0])
+    # rho ~ w at 0 (Breit-Wigner): finite, and the closed form
+    np.testing.assert_allclose(mock.propagator(mock.breit_wigner(), [0.0]), mock.bw_propagator(np.zeros(1)),
+                               rtol=1e-11)
+    with pytest.raises(ValueError, match="mu must be finite"):
+        mock.gaussian(mu=float("nan"))
+
+
 def test_spectral_command(tmp_path, capsys):
     from lftaccel.cli import main
 
@@ -329,10 +372,35 @@ def test_spectral_command(tmp_path, capsys):
     np.savetxt(scsv, np.vstack([P25, samples]), delimiter=",")
     assert main(["spectral", str(scsv), "--samples", "--method", "tsvd", "-o", str(out)]) == 0
     rho = np.genfromtxt(out, delimiter=",", names=True)
-    want = S.reconstruct(P25, samples.mean(0), None, OMEGA, "tsvd", cov=np.cov(samples.T) / len(samples))
+    hartlap = (200 - 1) / (200 - 25 - 2)  # the unbiased inverse covariance
+    want = S.reconstruct(P25, samples.mean(0), None, OMEGA, "tsvd", cov=np.cov(samples.T) / 200 * hartlap)
     np.testing.assert_allclose(rho["rho"], want.rho, rtol=1e-6, atol=1e-9)
     diagonal = S.reconstruct(P25, samples.mean(0), samples.std(0, ddof=1) / np.sqrt(len(samples)), OMEGA, "tsvd")
     assert np.abs(rho["rho"] - diagonal.rho).max() > 1e-3  # the off-diagonal covariance enters
+
+
+def test_samples_covariance_gives_the_truth_its_expected_chi2(tmp_path, capsys):
+    """chi^2 of the true propagator under the covariance read from N correlated samples of n
+    points averages n: the inverse of a sample covariance overestimates the true inverse by
+    (N - 1) / (N - n - 2), which the command takes out (at N = 2n the raw one gave ~2.4 n)."""
+    from lftaccel.cli import _read_csv
+
+    n, N, reps = 8, 16, 300
+    rng = np.random.default_rng(3)
+    truth = np.linspace(1.0, 0.2, n)
+    C = 1e-4 * 0.6 ** np.abs(np.subtract.outer(np.arange(n), np.arange(n)))  # correlated points
+    L = np.linalg.cholesky(C)
+    chi2 = []
+    for _ in range(reps):
+        rows = truth + rng.standard_normal((N, n)) @ L.T
+        csv = tmp_path / "s.csv"
+        np.savetxt(csv, np.vstack([np.arange(1, n + 1), rows]), delimiter=",")
+        _, mean, _, cov = _read_csv(csv, True)
+        d = mean - truth
+        chi2.append(d @ np.linalg.solve(cov, d))
+    chi2 = np.array(chi2)
+    assert abs(chi2.mean() - n) < 4 * chi2.std() / np.sqrt(reps)
+    assert "poorly determined" in capsys.readouterr().err  # N = 2n < 4n
 
 
 @pytest.mark.parametrize("rows,message", [
@@ -384,6 +452,8 @@ def test_spectral_command_reads_columns_by_their_header(tmp_path):
     ("p,D,sigma\n", False, "a header and no data"),
     ("p,D,sigma\n1,2,0.1\n2,x,0.1\n3,0.5,0.1\n", False, "line 3: 'x' is not a number"),
     # every sample equal at p = 2: that point has no error
+    ("1,2,3\n" + "".join(f"{1 + 0.01 * k},{0.7 + 0.02 * k},{0.3 - 0.001 * k * k}\n" for k in range(5)), True,
+     "5 samples cannot estimate the inverse covariance of 3 points (need at least 6"),
     ("1,2,3\n" + "".join(f"{1 + 0.01 * k},0.7,{0.3 - 0.001 * k * k}\n" for k in range(6)), True,
      "do not vary at p = 2"),
 ])
@@ -402,6 +472,7 @@ def test_spectral_command_bad_files(tmp_path, capsys, text, samples, message):
     (["-o", "{tmp}"], "is a directory"),
     (["-o", "{tmp}/rho.csv", "--plot", "{tmp}/rho.xyz"], "must end in one of"),
     (["-o", "{tmp}/rho.csv", "--plot", "{tmp}/missing/rho.png"], "does not exist"),
+    (["-o", "{tmp}/rho.csv", "--omega-max", "inf"], "--omega-max must be finite and > 0.04"),
 ])
 def test_spectral_command_checks_its_outputs_before_the_fit(tmp_path, capsys, args, message):
     from lftaccel.cli import main

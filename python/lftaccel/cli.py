@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("data", help="CSV with a header and columns p, D, sigma; with --samples, the first row holds "
                                  "the momenta and every further row one sample of D(p)")
     sp.add_argument("--samples", action="store_true",
-                    help="the rows are samples: use their mean and the full covariance of the mean")
+                    help="the rows are independent samples (bin autocorrelated ones first): use their mean "
+                         "and the full covariance of the mean, its inverse corrected for the finite number "
+                         "of samples (needs at least N_p + 3 of them)")
     sp.add_argument("--method", choices=["nn", "p2p", "mem", "tikhonov", "tsvd"], default="nn",
                     help="nn (list network, L-BFGS, ensemble of 2: default, ~10-60 s), p2p (point-to-point network), "
                          "mem (maximum entropy, alpha at the chi^2 kink), tikhonov (second derivative, positive), tsvd")
@@ -360,14 +362,22 @@ def _read_csv(path, samples: bool):
         p, S = raw[0], raw[1:]
         if not np.all(np.isfinite(S)):
             raise ValueError(f"{path}: the samples contain NaN or inf")
-        if S.shape[0] <= S.shape[1]:
-            raise ValueError(f"{path}: {S.shape[0]} samples cannot estimate a covariance of {S.shape[1]} points "
-                             f"(need more samples than points)")
+        N, n = S.shape
+        if N < n + 3:
+            raise ValueError(f"{path}: {N} samples cannot estimate the inverse covariance of {n} points "
+                             f"(need at least {n + 3}, and several times {n} for a usable one)")
         flat = np.flatnonzero(np.ptp(S, axis=0) == 0)
         if flat.size:
             raise ValueError(f"{path}: the samples do not vary at p = {p[flat[0]]:g} (every sample equal): "
                              f"that point has no error to weight it by")
-        return p, S.mean(0), None, np.cov(S, rowvar=False) / S.shape[0]
+        if N < 4 * n:
+            print(f"lftaccel: warning: {N} samples for {n} points: the covariance is poorly determined and chi^2 "
+                  f"under it scatters widely; use more samples or fewer points", file=sys.stderr)
+        # The inverse of a sample covariance overestimates the true inverse by (N - 1) / (N - n - 2)
+        # (Hartlap, Simon and Schneider 2007): at N = 2n the truth's chi^2 came out twice its
+        # expectation, and a fit to it overfitted. The covariance of the mean is scaled so its
+        # inverse is unbiased.
+        return p, S.mean(0), None, np.cov(S, rowvar=False) / N * ((N - 1) / (N - n - 2))
     if raw.shape[1] != 3:
         raise ValueError(f"{path}: expected 3 columns p, D, sigma, got {raw.shape[1]}")
     return raw[:, order[0]], raw[:, order[1]], raw[:, order[2]], None
@@ -388,8 +398,8 @@ def _spectral(args):
     from .spectral import reconstruct
 
     p, D, sigma, cov = _read_csv(args.data, args.samples)
-    if not args.omega_max > 0.04:
-        raise ValueError(f"--omega-max must be > 0.04, got {args.omega_max}")
+    if not (0.04 < args.omega_max < math.inf):
+        raise ValueError(f"--omega-max must be finite and > 0.04, got {args.omega_max}")
     check_writable(args.output, "-o")
     if args.plot:
         check_writable(args.plot, "--plot")

@@ -53,8 +53,11 @@ def finite_temperature(T: float) -> Callable:
     def K(tau, omega):
         tau = np.asarray(tau, dtype=np.float64)[..., None]
         w = np.asarray(omega, dtype=np.float64)
-        if np.any((tau < 0) | (tau > beta)):
+        # a few ulp of slack: tau = N_t a on a lattice of T = 1 / (N_t a) rounds either side of 1/T
+        slack = 1e-12 * beta
+        if np.any(~np.isfinite(tau) | (tau < -slack) | (tau > beta + slack)):
             raise ValueError(f"tau must lie in [0, 1/T] = [0, {beta}]")
+        tau = np.clip(tau, 0.0, beta)
         return (np.exp(-w * tau) + np.exp(-w * (beta - tau))) / -np.expm1(-w * beta)
 
     K.__name__ = f"finite_temperature(T={T})"
@@ -125,19 +128,45 @@ class Kernel:
             if K.shape != (len(p), len(omega)) or not np.all(np.isfinite(K)):
                 raise ValueError("the kernel must return a finite (n_p, n_omega) array")
             return K * weights[None, :]
+        if omega[0] == 0:
+            # A kernel finite at w = 0 can still peak inside the first cell (Kallen-Lehmann at
+            # p << dw peaks at w = p): that cell takes the graded rule below. One that diverges
+            # there (finite T: 2T/w; Kallen-Lehmann at p = 0: 1/(pi w)) makes the hat at 0
+            # log-divergent, which Gauss-Legendre would turn into an arbitrary finite number.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                K0 = np.asarray(self.fn(p, np.zeros(1)), dtype=np.float64)
+            if not np.all(np.isfinite(K0)):
+                bad = p[np.flatnonzero(~np.all(np.isfinite(K0.reshape(len(p), -1)), axis=1))[0]]
+                raise ValueError(f"the kernel diverges at omega = 0 (p = {bad:g}), where the grid starts: "
+                                 f"start it above 0")
         x, w = np.polynomial.legendre.leggauss(8)
-        lo, h = omega[:-1], np.diff(omega)
-        nodes = lo[:, None] + 0.5 * h[:, None] * (x[None, :] + 1)          # (cells, 8)
-        gw = 0.5 * h[:, None] * w[None, :]
-        Kn = np.asarray(self.fn(p, nodes.ravel()), dtype=np.float64).reshape(len(p), *nodes.shape)
+        # the cells' sub-intervals: each cell whole, but the first one, where omega_0 = 0, split
+        # geometrically at h 2^-k (k = 1..40) to resolve structure at any scale above 1e-12 h
+        lo = omega[:-1]
+        edges = [(c, a, b) for c, (a, b) in enumerate(zip(omega[:-1], omega[1:]))]
+        if omega[0] == 0:
+            h0 = omega[1]
+            cuts = [0.0] + [h0 * 2.0**-k for k in range(40, 0, -1)] + [h0]
+            edges = [(0, a, b) for a, b in zip(cuts[:-1], cuts[1:])] + edges[1:]
+        cell = np.array([c for c, _, _ in edges])
+        a = np.array([e[1] for e in edges])
+        b = np.array([e[2] for e in edges])
+        nodes = a[:, None] + 0.5 * (b - a)[:, None] * (x[None, :] + 1)      # (pieces, 8)
+        gw = 0.5 * (b - a)[:, None] * w[None, :]
+        Kn = np.asarray(self.fn(p, nodes.ravel()), dtype=np.float64)
+        if Kn.shape != (len(p), nodes.size):
+            raise ValueError(f"the kernel must return an (n_p, n_omega) array, K(p, w)[i, j] = K(p_i, w_j): "
+                             f"for {len(p)} p and {nodes.size} w it returned shape {Kn.shape}")
+        Kn = Kn.reshape(len(p), *nodes.shape)
         if not np.all(np.isfinite(Kn)):
             raise ValueError("the kernel must be finite on the grid")
-        t = (nodes - lo[:, None]) / h[:, None]                              # position in the cell
+        h = np.diff(omega)[cell]
+        t = (nodes - lo[cell][:, None]) / h[:, None]                        # position in the cell
         left = (Kn * (gw * (1 - t))[None]).sum(2)                           # weight on omega_c
         right = (Kn * (gw * t)[None]).sum(2)                                # weight on omega_{c+1}
         M = np.zeros((len(p), len(omega)))
-        M[:, :-1] += left
-        M[:, 1:] += right
+        np.add.at(M.T, cell, left.T)
+        np.add.at(M.T, cell + 1, right.T)
         return M
 
 

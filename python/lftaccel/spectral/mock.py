@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -57,8 +58,14 @@ def _positive(name, v):
     return float(v)
 
 
+def _finite(name, v):
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return float(v)
+
+
 def breit_wigner(A: float = 1.0, M: float = 2.0, G: float = 0.5) -> Spectrum:
-    M, G = _positive("M", M), _positive("G", G)
+    A, M, G = _finite("A", A), _positive("M", M), _positive("G", G)
     return Spectrum(lambda w: 4 * A * G * w / ((M * M + G * G - w * w) ** 2 + 4 * G * G * w * w), (M,),
                     f"BW(A={A:g}, M={M:g}, G={G:g})")
 
@@ -70,17 +77,17 @@ def bw_propagator(p, A: float = 1.0, M: float = 2.0, G: float = 0.5):
 
 
 def gaussian(A: float = 1.0, mu: float = 2.5, s: float = 0.4) -> Spectrum:
-    s = _positive("s", s)
+    A, mu, s = _finite("A", A), _finite("mu", mu), _positive("s", s)
     return Spectrum(lambda w: A * np.exp(-((w - mu) ** 2) / (2 * s * s)), (mu,), f"Gauss(mu={mu:g}, s={s:g})")
 
 
 def lorentzian(A: float = 1.0, M: float = 4.0, G: float = 0.3) -> Spectrum:
-    G = _positive("G", G)
+    A, M, G = _finite("A", A), _finite("M", M), _positive("G", G)
     return Spectrum(lambda w: A * G / (np.pi * ((w - M) ** 2 + G * G)), (M,), f"Lorentz(M={M:g}, G={G:g})")
 
 
 def continuum(A: float = 0.2, w0: float = 4.0, d: float = 1.0, W: float = 10.0) -> Spectrum:
-    d, W = _positive("d", d), _positive("W", W)
+    A, w0, d, W = _finite("A", A), _finite("w0", w0), _positive("d", d), _positive("W", W)
 
     def f(w):
         x = np.clip((w - w0) / d, 0.0, None)
@@ -104,7 +111,10 @@ def non_positive() -> Spectrum:
 
 
 def propagator(spectrum, p, kernel="kallen-lehmann", *, omega_max: float = math.inf, tol: float = 1e-13):
-    """D(p_i) = int_0^omega_max K(p_i, w) rho(w) dw by adaptive quadrature."""
+    """D(p_i) = int_0^omega_max K(p_i, w) rho(w) dw by adaptive quadrature. An integral that
+    quad cannot converge is an error, not a number: at p = 0 the Kallen-Lehmann kernel is
+    1/(pi w), so D(0) diverges unless rho vanishes at w = 0 (a Lorentzian or Gaussian with
+    rho(0) != 0 gave a finite value with only a warning)."""
     K = Kernel(kernel)
     p = np.atleast_1d(np.asarray(p, dtype=np.float64))
     peaks = sorted(x for x in getattr(spectrum, "peaks", ()) if 0 < x < omega_max)
@@ -121,7 +131,14 @@ def propagator(spectrum, p, kernel="kallen-lehmann", *, omega_max: float = math.
         for a, b in zip(edges[:-1], edges[1:]):
             if b <= a:
                 continue
-            val, _ = integrate.quad(f, a, b, epsabs=tol * 1e-3, epsrel=tol, limit=500)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", integrate.IntegrationWarning)
+                try:
+                    val, _ = integrate.quad(f, a, b, epsabs=tol * 1e-3, epsrel=tol, limit=500)
+                except integrate.IntegrationWarning as warning:
+                    raise ValueError(f"the integral for p = {pi:g} does not converge on [{a:g}, {b:g}] "
+                                     f"({str(warning).splitlines()[0].strip()}): is K(p, w) rho(w) "
+                                     f"integrable there (rho(0) != 0 at p = 0)?") from None
             total += val
         out[i] = total
     return out
