@@ -341,6 +341,27 @@ def test_langevin_resume_needs_the_same_eps_and_resume_starts_a_missing_run(tmp_
     assert code == 2 and "sampler_identity" in err  # Langevin's eps fixes the run's O(eps) bias
 
 
+def test_file_keeps_the_initial_step_size_and_splits_the_divergences(tmp_path):
+    """The tuning starts from the constructor's step size, which with the seed fixes every
+    saved configuration: the file keeps it, and a resume from another one is refused. The
+    divergences of the thermalisation (eps = 5 diverges until tuned down) are told apart
+    from those of the measured chain. The build that ran it is recorded."""
+    path = tmp_path / "run.h5"
+    theory = lftaccel.Phi4(0.2, 0.5)
+    sampler = HMC(theory, (4, 4), n_chains=4, seed=5, eps=5.0)
+    ens = run(sampler, 8, n_therm=40, path=path, progress=False)
+    settings = json.loads(ens.attrs["sampler_settings"])
+    assert settings["initial_step_size"] == 5.0 and settings["step_size"] < 1.0
+    assert ens.attrs["divergent"] == ens.attrs["divergent_thermalisation"] > 0
+    assert json.loads(ens.attrs["build_info"])["version"] == lftaccel.__version__
+    other = HMC(theory, (4, 4), n_chains=4, seed=5, eps=0.3)
+    with pytest.raises(RunError, match="sampler_identity"):
+        run(other, 16, n_therm=40, path=path, resume=True, progress=False)
+    same = HMC(theory, (4, 4), n_chains=4, seed=5, eps=5.0)
+    more = run(same, 16, n_therm=40, path=path, resume=True, progress=False)
+    assert more.attrs["divergent_thermalisation"] == ens.attrs["divergent_thermalisation"]
+
+
 def test_langevin_divergence_is_caught_by_the_action():
     """At eps = 0.6 chains run off to |phi| beyond 1e77, a finite field whose phi^4 overflows:
     such a chain is restored and counted, so every kept chain has a finite action."""

@@ -218,6 +218,9 @@ def _report(ens, estimates, seconds=None) -> dict:
         "lattice_shape": list(ens.lattice_shape),
         "sampler": json.loads(a["sampler_settings"]), "n_samples": int(len(ens.configs)),
         "n_chains": ens.n_chains, "acceptance": a["acceptance"], "divergent": int(a["divergent"]),
+        # (files from before the split do not say: None)
+        "divergent_sampling": (int(a["divergent"]) - int(a["divergent_thermalisation"])
+                               if "divergent_thermalisation" in a else None),
         "seconds": seconds, "observables": {k: e.as_dict() for k, e in estimates.items()}, "notes": notes,
         "_table": "\n".join([format_table(estimates)] + notes),
     }
@@ -232,7 +235,9 @@ def _print(report, as_json):
     step = {k: s[k] for k in ("eps", "n_leapfrog", "delta", "n_steps") if k in s}
     print(f"{report['theory']} {report['params']} on {'x'.join(map(str, report['lattice_shape']))}: "
           f"{report['n_samples']} configurations from {report['n_chains']} chains")
+    div = report["divergent_sampling"]
     print(f"sampler {s['sampler']} {step}  acceptance {report['acceptance']:.3f}  divergent {report['divergent']}"
+          + (f" ({div} while sampling)" if div is not None and report["divergent"] else "")
           + (f"  time {report['seconds']:.1f} s" if report["seconds"] is not None else ""))
     print("errors: Gamma method (pyerrors); tau_int in units of the saved spacing")
     print(table)

@@ -10,9 +10,12 @@ Layout of a run file::
     state/field      (n_chains, *lattice_shape)     the chains' state, for --resume
                                                     (state/coeffs too for Fourier HMC)
     attrs: format, version, theory, theory_params (JSON), lattice_shape, seed, sampler,
-           sampler_settings (JSON), n_therm, spacing, n_target, complete, acceptance
-           (mean over the sampling phase), divergent, device, wall_seconds (the wall time
-           of the run, summed over resumptions), state (JSON counters)
+           sampler_settings (JSON, with the initial_step_size the tuning started from),
+           n_therm, spacing, n_target, complete, acceptance (mean over the sampling phase),
+           divergent (all rejected non-finite updates) and divergent_thermalisation (those
+           before sampling started), device, wall_seconds (the wall time of the run, summed
+           over resumptions), build_info (JSON: lftaccel.build_info() of the build that ran
+           it), state (JSON counters)
 
 Samples are stored in the order they were taken: for each measurement, all chains.
 Every write goes to a temporary file in the same folder, is flushed to disk, and

@@ -160,7 +160,10 @@ def metropolis_sweeps(theory, x, *, delta: float, n_sweeps: int, seed: int, step
                       accepted=None):
     """``n_sweeps`` checkerboard sweeps of local Metropolis updates x -> x + delta (2u - 1)
     (phi^4 or XY; even extents), in place. Returns the accepted site updates per chain
-    (float64, (batch,)); divide by n_sweeps * volume for the rate."""
+    (float64, (batch,)); divide by n_sweeps * volume for the rate. ``step`` counts sweeps:
+    sweep s of the call draws the Philox step of sweep ``step + s``, so the next call of a
+    chain continues at ``step + n_sweeps`` (advancing by 1 would reuse n_sweeps - 1 sweeps'
+    random numbers)."""
     kind, params = _theory_args(theory)
     _check_field(theory, x)
     accepted = _new(x, (x.shape[0],), np.float64) if accepted is None else accepted

@@ -68,6 +68,8 @@ class Sampler(abc.ABC):
         self.divergent = 0          # rejected non-finite updates, over all chains
         self.acceptance = []        # mean acceptance of each update
         self.busy = False
+        # where the tuning starts: with the seed it fixes the thermalisation, so the file keeps it
+        self.initial_step_size = self.step_size
         self._init_field()
 
     # ---- the state ----
@@ -129,7 +131,8 @@ class Sampler(abc.ABC):
     def settings(self) -> dict:
         return {"sampler": self.name, "n_chains": self.n_chains, "seed": self.seed,
                 "chain_offset": self.chain_offset, "dtype": str(self.dtype).replace("torch.", ""),
-                "start": self.start, "step_size": self.step_size, "target_acceptance": self.target_acceptance}
+                "start": self.start, "initial_step_size": self.initial_step_size, "step_size": self.step_size,
+                "target_acceptance": self.target_acceptance}
 
     def state_dict(self) -> dict:
         return {"field": self._x.detach().cpu().numpy().copy(), "n_updates": self.n_updates,

@@ -68,6 +68,9 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     # The saved rounds as (configs, actions, updates): one append per round, so that a Ctrl-C
     # cannot leave the three of different lengths for the save below.
     saved = []
+    # divergences up to the start of sampling, so that the file tells them from those of the
+    # measured chain (None while thermalising)
+    therm_divergent = None
     wall_before = 0.0  # wall seconds that the resumed file's run had taken up to its last save
     path = Path(path) if path is not None else None
     if path is not None:  # before any sampling
@@ -87,6 +90,9 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
                 raise RunError(f"cannot resume {path}: it holds no sampler state")
             sampler.load_state_dict(ens.state)
             start = int(ens.attrs.get("sampling_start", n_therm))
+            if sampler.n_updates >= start:
+                # (a file from before the split: every divergence counted as the sampling's)
+                therm_divergent = int(ens.attrs.get("divergent_thermalisation", 0))
             # a file written before wall_seconds was recorded: the time it took is unknown
             wall_before = float(ens.attrs.get("wall_seconds", float("nan")))
             done = len(ens.configs) // nc
@@ -104,7 +110,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
         return wall_before + time.monotonic() - t0
 
     def save(complete: bool):
-        ens = _ensemble(sampler, saved, ident, start, n_samples, complete, wall())
+        ens = _ensemble(sampler, saved, ident, start, n_samples, complete, wall(), therm_divergent)
         if path is not None:
             write_run(path, ens)
         return ens
@@ -124,6 +130,8 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
             if path is not None and time.monotonic() - last > checkpoint_seconds:
                 save(False)
                 last = time.monotonic()
+        if therm_divergent is None:
+            therm_divergent = sampler.divergent
         while len(saved) < rounds:
             target = start + (len(saved) + 1) * spacing
             # A resumed run may stop between saves: finish that round's updates.
@@ -149,10 +157,15 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     return save(True)  # what is returned is what the file holds
 
 
-def _ensemble(sampler, saved, ident, start, n_target, complete, wall_seconds) -> Ensemble:
+def _ensemble(sampler, saved, ident, start, n_target, complete, wall_seconds, therm_divergent=None) -> Ensemble:
     """The run so far as an Ensemble, from its saved rounds (configs, actions, updates).
     ``wall_seconds``: the wall time spent on it, summed over a killed run and its resumptions
-    (the part after a kill's last checkpoint is redone, and counted once, when it is)."""
+    (the part after a kill's last checkpoint is redone, and counted once, when it is).
+    ``therm_divergent``: the divergences of the thermalisation (None: it is still running)."""
+    from .. import build_info
+
+    if therm_divergent is None:
+        therm_divergent = sampler.divergent
     nc = sampler.n_chains
     configs, actions, updates = (list(part) for part in zip(*saved)) if saved else ([], [], [])
     shape = (0, *sampler.shape)
@@ -165,7 +178,10 @@ def _ensemble(sampler, saved, ident, start, n_target, complete, wall_seconds) ->
         "sampler_identity": ident["sampler_identity"], "n_therm": ident["n_therm"], "spacing": ident["spacing"],
         "sampling_start": start, "n_target": n_target, "complete": bool(complete),
         "acceptance": float(sampling.mean()) if len(sampling) else float("nan"),
-        "divergent": sampler.divergent, "device": str(sampler.device), "wall_seconds": float(wall_seconds),
+        "divergent": sampler.divergent, "divergent_thermalisation": therm_divergent,
+        "device": str(sampler.device), "wall_seconds": float(wall_seconds),
+        # the build the chain came from: bitwise reproducible on the same build (-march=native)
+        "build_info": json.dumps(build_info(), sort_keys=True, default=str),
     }
     state = sampler.state_dict()
     return Ensemble(
