@@ -570,6 +570,19 @@ def test_p2p_warmup_gets_past_the_stiff_point():
             S.reconstruct(P25, D, sigma, OMEGA, "p2p", warmup=bad, iters=1)
 
 
+def test_neural_fits_show_progress(capsys):
+    """A reconstruction of minutes shows a bar: member, stage weight and chi^2/N_p. The command
+    turns it on for nn and p2p (--no-progress off), the library leaves it off."""
+    D, sigma = data(1e-2)
+    short = dict(iters=50, stages=1, n_ensemble=2)
+    quiet = S.reconstruct(P25, D, sigma, OMEGA, "nn", **short)
+    assert "member" not in capsys.readouterr().err
+    shown = S.reconstruct(P25, D, sigma, OMEGA, "nn", progress=True, **short)
+    err = capsys.readouterr().err
+    assert "nn member 2/2" in err and "chi2_per_point" in err
+    np.testing.assert_array_equal(shown.rho, quiet.rho)
+
+
 def test_list_warms_up_only_a_member_that_ends_above_its_target():
     """The list's default warmup='auto': where the plain fit meets the discrepancy target the
     result is the plain fit's, bit for bit; where it ends above (eps = 1e-5, a short schedule)

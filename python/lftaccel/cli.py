@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--n-omega", type=_positive_int, default=500, help="grid points (default 500)")
     sp.add_argument("-o", "--output", default="rho.csv", help="output CSV (default rho.csv)")
     sp.add_argument("--plot", help="also save a PNG of rho with its band")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar (nn and p2p)")
 
     rp = sub.add_parser("reproduce", help="rerun a published experiment and write a markdown report with PNGs",
                         description="Rerun a published experiment; the report and plots go to --out. Trainings "
@@ -418,7 +419,8 @@ def _spectral(args):
             raise ValueError(f"--plot {args.plot}: the file name must end in one of "
                              f"{', '.join('.' + f for f in sorted(formats))}")
     omega = np.linspace(0.04, args.omega_max, args.n_omega)
-    res = reconstruct(p, D, sigma, omega, args.method, cov=cov)
+    options = {"progress": not args.no_progress} if args.method in ("nn", "p2p") else {}
+    res = reconstruct(p, D, sigma, omega, args.method, cov=cov, **options)
     band = res.band if res.band is not None else np.full_like(res.rho, np.nan)
     np.savetxt(args.output, np.column_stack([res.omega, res.rho, band]), delimiter=",",
                header="omega,rho,rho_err", comments="")

@@ -87,6 +87,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy import linalg
+from tqdm.auto import tqdm
 
 from .._kernels import check_int
 from .classical import discrepancy_target
@@ -156,12 +157,13 @@ CHUNK = 250  # optimiser iterations between convergence checks
 
 
 def _fit(model, A, b, omega, target, significant, *, optimizer, l2, smooth, stages, iters, lr, rtol,
-         smoothness="rho"):
+         smoothness="rho", bar=None):
     """Fit one member to whitened data b. Stage k weighs the regulators by 10^-k; a stage ends
     when the loss stops improving (relative decrease < rtol over CHUNK iterations) or after
     ``iters`` iterations; the stages stop as soon as chi^2 <= target (early stopping on chi^2),
     or when a relaxation neither reaches the target nor lowers chi^2 by ``significant`` (undone).
-    With network weights and l2 > 0, a fine-tuning stage without the L2 term follows."""
+    With network weights and l2 > 0, a fine-tuning stage without the L2 term follows. ``bar``:
+    a tqdm bar advanced by each chunk of iterations, with the stage and chi^2/N_p."""
     A = torch.as_tensor(A)
     bt = torch.as_tensor(b)
     weights = [p for n, p in model.named_parameters() if "bias" not in n and n != "f"]
@@ -210,6 +212,9 @@ def _fit(model, A, b, omega, target, significant, *, optimizer, l2, smooth, stag
             with torch.no_grad():
                 loss, chi2 = (float(v) for v in terms(smooth_now, l2_now))
             history.append((smooth_now, l2_now, chi2, loss))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(smooth=f"{smooth_now:.3g}", chi2_per_point=f"{chi2 / len(bt):.3g}", refresh=False)
             if not np.isfinite(loss) or (previous is not None and previous - loss < rtol * abs(loss)):
                 break
             previous = loss
@@ -242,7 +247,7 @@ def _softened(prob: Problem):
     return prob.L, np.linalg.cholesky(C + np.median(np.diag(C)) * np.eye(prob.n))
 
 
-def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, **fit):
+def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progress=False, label="nn", **fit):
     check_int(n_ensemble, "n_ensemble")
     if isinstance(warmup, (bool, np.bool_)):
         warmup = bool(warmup)
@@ -271,16 +276,22 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, **fit)
         L, L_soft = _softened(prob)
         A_soft = linalg.solve_triangular(L_soft, prob.K, lower=True)
 
+    # chunks of up to CHUNK optimiser iterations, whose number the early stops decide: a bar
+    # without a total
+    bar = tqdm(desc=label, unit=" chunk", disable=not progress, dynamic_ncols=True)
+
     def member(k, z, warm):
         """Member k's fit of data b + z, from its own initialisation; warm: after the warm-up on
         the same data (resample included) weighed by the softened covariance."""
         torch.manual_seed(seed + k)
         model, warm_hist = make(), None
         if warm:
+            bar.set_description(f"{label} member {k + 1}/{n_ensemble} warm-up")
             b_soft = linalg.solve_triangular(L_soft, prob.D + L @ z, lower=True)
-            warm_hist = _fit(model, A_soft, b_soft, omega, target, significant, **fit)[1]
+            warm_hist = _fit(model, A_soft, b_soft, omega, target, significant, bar=bar, **fit)[1]
+        bar.set_description(f"{label} member {k + 1}/{n_ensemble}")
         b = prob.b + z
-        rho, hist = _fit(model, prob.A, b, omega, target, significant, **fit)
+        rho, hist = _fit(model, prob.A, b, omega, target, significant, bar=bar, **fit)
         r = prob.A @ rho - b
         return rho, hist, warm_hist, float(r @ r)  # chi^2 against the data this member fitted
 
@@ -299,6 +310,7 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, **fit)
         rhos.append(rho)
         histories.append(hist)
         warmups.append(warm_hist)
+    bar.close()
     rhos = np.array(rhos)
     band = rhos.std(0, ddof=1) if len(rhos) > 1 else None
     if band is not None and resampled:
@@ -314,13 +326,14 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, **fit)
 def nn(prob: Problem, *, depth: int = 0, width: int = 64, activation: str = "elu", f0: float = -3.0,
        optimizer: str = "lbfgs", smooth: float = 100.0, l2: float = 1e-2, stages: int = 4, iters: int = 5000,
        rtol: float = 1e-3, lr: float = 1e-3, n_ensemble: int = 2, resample: bool = True,
-       seed: int = 0, smoothness: str = "rho", warmup: bool | str = "auto") -> Reconstruction:
+       seed: int = 0, smoothness: str = "rho", warmup: bool | str = "auto", progress: bool = False) -> Reconstruction:
     """The 'NN' representation rho_a = omega_a softplus(net(const)_a); defaults measured on the
-    benchmark (see the module docstring)."""
+    benchmark (see the module docstring). ``progress``: a tqdm bar over the optimiser's chunks."""
     n = len(prob.omega)
     rho, band, diag = _ensemble(lambda: ListNet(n, depth, width, activation, f0), prob, n_ensemble=n_ensemble,
                                 seed=seed, resample=resample, warmup=warmup, optimizer=optimizer, l2=l2,
-                                smooth=smooth, stages=stages, iters=iters, rtol=rtol, lr=lr, smoothness=smoothness)
+                                smooth=smooth, stages=stages, iters=iters, rtol=rtol, lr=lr, smoothness=smoothness,
+                                progress=progress, label="nn")
     diag.update(depth=depth, activation=activation, optimizer=optimizer, n_ensemble=n_ensemble)
     return Reconstruction(prob.omega, rho, prob.chi2(rho), prob.n, "nn", band, diag)
 
@@ -328,10 +341,11 @@ def nn(prob: Problem, *, depth: int = 0, width: int = 64, activation: str = "elu
 def p2p(prob: Problem, *, depth: int = 3, width: int = 64, scale: float | None = None,
         optimizer: str = "lbfgs", smooth: float = 100.0, l2: float = 1e-3, stages: int = 4, iters: int = 2000,
         rtol: float = 1e-3, lr: float = 1e-3, n_ensemble: int = 2, resample: bool = True, seed: int = 0,
-        smoothness: str = "rho", warmup: bool | str = True) -> Reconstruction:
+        smoothness: str = "rho", warmup: bool | str = True, progress: bool = False) -> Reconstruction:
     """The 'NN-P2P' representation rho(omega) = omega softplus(net(omega / scale)). A network pass
     costs ~10x the list's, so ``iters`` per stage is 2000; a benchmark reconstruction (an
-    ensemble of 2, each member with its warm-up) takes 20-100 s on one core. ``scale``: None for omega_max / 5."""
+    ensemble of 2, each member with its warm-up) takes 20-100 s on one core. ``scale``: None for omega_max / 5.
+    ``progress``: a tqdm bar over the optimiser's chunks."""
     if scale is None:
         if not prob.omega.max() > 0:
             raise ValueError("p2p needs a grid with omega_max > 0 for its default scale (omega_max / 5)")
@@ -341,6 +355,7 @@ def p2p(prob: Problem, *, depth: int = 3, width: int = 64, scale: float | None =
         raise ValueError(f"scale is too small: omega_max / scale overflows, got {scale!r}")
     rho, band, diag = _ensemble(lambda: PointNet(depth, width, scale), prob, n_ensemble=n_ensemble, seed=seed,
                                 resample=resample, warmup=warmup, optimizer=optimizer, l2=l2, smooth=smooth,
-                                stages=stages, iters=iters, rtol=rtol, lr=lr, smoothness=smoothness)
+                                stages=stages, iters=iters, rtol=rtol, lr=lr, smoothness=smoothness,
+                                progress=progress, label="p2p")
     diag.update(depth=depth, scale=scale, optimizer=optimizer, n_ensemble=n_ensemble)
     return Reconstruction(prob.omega, rho, prob.chi2(rho), prob.n, "p2p", band, diag)
