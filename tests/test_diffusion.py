@@ -543,6 +543,7 @@ def test_train_generate_measure_commands(tmp_path, capsys, monkeypatch):
     assert main(args) == 130 and not killed.exists() and (tmp_path / "killed.h5.partial").exists()
     monkeypatch.undo()
     assert main(args) == 2 and "--resume" in capsys.readouterr().err  # not silently restarted
+    assert sorted(f.name for f in (tmp_path / "killed.h5.partial").iterdir()) == ["batch-000000.pt", "state.pt"]
     assert main(args + ["--resume"]) == 0
     np.testing.assert_array_equal(read_run(killed).configs, read_run(tmp_path / "diffusion-exact.h5").configs)
     assert not (tmp_path / "killed.h5.partial").exists()

@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--batch-size", type=_positive_int, default=256, help="configurations per batch (default 256)")
     gen.add_argument("--overwrite", action="store_true", help="replace an existing --output (and start again)")
     gen.add_argument("--resume", action="store_true",
-                     help="continue a killed run from OUTPUT.partial (saved after every batch)")
+                     help="continue a killed run from the folder OUTPUT.partial (a file per batch)")
     gen.add_argument("--seed", type=_nonneg_int, default=0)
     gen.add_argument("--device", help="torch device (default: cuda when available)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -176,9 +177,10 @@ def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500
     Jacobian of each step), so it grows as V^2: on 2 CPU cores ~0.05 s per proposal and
     step on 8x8; larger lattices want a GPU.
 
-    After each batch the batches so far (and the random state) are saved, atomically, to
-    ``output`` + '.partial'; ``resume`` continues from there after a kill, with the draws the
-    uninterrupted run would have made, and the file goes when the ensemble is written."""
+    After each batch, that batch and then the random state are saved, atomically, into the
+    folder ``output`` + '.partial' (a file per batch, so a checkpoint costs one batch's
+    bytes, not the run's so far); ``resume`` continues from there after a kill, with the draws
+    the uninterrupted run would have made, and the folder goes when the ensemble is written."""
     import time
 
     from ... import __version__
@@ -210,16 +212,26 @@ def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500
                          device=device) if exact else None
     batches, spent = [], 0.0
     if resume and partial.exists():
-        state = torch.load(partial, weights_only=False)
+        if not (partial / "state.pt").is_file():
+            raise ValueError(f"cannot resume {partial}: it is not a checkpoint folder of this version (an older "
+                             f"lftaccel kept one file); pass --overwrite to start again")
+        state = torch.load(partial / "state.pt", weights_only=False)
         if state["identity"] != identity:
             diff = sorted(k for k in identity if state["identity"].get(k) != identity[k])
             raise ValueError(f"cannot resume {partial}: it was started with other {', '.join(diff)}")
-        batches, spent = state["batches"], state["seconds"]
+        batches = [torch.load(partial / f"batch-{i:06d}.pt", weights_only=False) for i in range(state["done"])]
+        spent = state["seconds"]
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         if exact:
             sampler.calls = len(batches)
+    if not batches:  # a fresh start (or --overwrite): nothing of an older run may be read back
+        if partial.is_dir():
+            shutil.rmtree(partial)
+        else:
+            partial.unlink(missing_ok=True)
+        partial.mkdir()
     n_batches = -(-n // batch_size)
     bar = None
     if progress:
@@ -246,10 +258,13 @@ def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500
                                chain_offset=start, progress=progress)
             phi = (y * c).double()
             batches.append({"x": phi.cpu(), "S": theory.action(phi).double().cpu()})
-        state = {"identity": identity, "batches": batches, "seconds": spent + time.perf_counter() - t0,
+        # the batch first, then the state that counts it: a kill between the two leaves a batch
+        # file the resumed run writes again
+        write_atomic(partial / f"batch-{b:06d}.pt", lambda tmp, bt=batches[-1]: torch.save(bt, tmp))
+        state = {"identity": identity, "done": len(batches), "seconds": spent + time.perf_counter() - t0,
                  "torch_rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-        write_atomic(partial, lambda tmp, state=state: torch.save(state, tmp))
+        write_atomic(partial / "state.pt", lambda tmp, state=state: torch.save(state, tmp))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -280,5 +295,5 @@ def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500
                    update=np.repeat(np.arange(per_chain, dtype=np.int64), chains), action=action,
                    acceptance_history=np.full(1, float(acceptance)), attrs=attrs)
     write_run(output, ens)
-    partial.unlink(missing_ok=True)
+    shutil.rmtree(partial, ignore_errors=True)
     return ens
