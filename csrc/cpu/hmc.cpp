@@ -149,10 +149,7 @@ template <class T, class Site>
 void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted,
          const Site& site, const HmcSettings<T>& hs, int nthreads) {
   checks::field(lat, batch, x, "x");
-  checks::required(work, "work", batch);
-  checks::required(energies, "energies", batch);
-  checks::required(accepted, "accepted", batch);
-  checks::streams(batch, lat.volume, hs.chain_offset);
+  checks::hmc_buffers(batch, lat.volume, work, energies, accepted, hs.chain_offset);
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   // a force pass per step and one more, the momenta, two kinetic sums, the copy
   const int64_t passes = int64_t(hs.n_steps) + 5;

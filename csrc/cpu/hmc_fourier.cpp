@@ -55,12 +55,9 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
                  const OscillatorSite<T>& site, const T* basis, const T* inv_mass, const HmcSettings<T>& hs,
                  int nthreads) {
   checks::path(n_slices, batch, coeffs, "coeffs");
-  checks::required(work, "work", batch);
-  checks::required(energies, "energies", batch);
-  checks::required(accepted, "accepted", batch);
+  checks::hmc_buffers(batch, n_slices, work, energies, accepted, hs.chain_offset);
   checks::required(basis, "basis", batch);
   checks::required(inv_mass, "inv_mass", batch);
-  checks::streams(batch, n_slices, hs.chain_offset);
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   const int64_t N = n_slices;
   std::vector<T> eig(N);

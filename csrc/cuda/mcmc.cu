@@ -217,10 +217,7 @@ template <class T, class Site>
 void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted, const Site& site,
          const HmcSettings<T>& hs, void* stream) {
   checks::field(lat, batch, x, "x");
-  checks::required(work, "work", batch);
-  checks::required(energies, "energies", batch);
-  checks::required(accepted, "accepted", batch);
-  checks::streams(batch, lat.volume, hs.chain_offset);
+  checks::hmc_buffers(batch, lat.volume, work, energies, accepted, hs.chain_offset);
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
@@ -288,12 +285,9 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
                  const OscillatorSite<T>& site, const T* basis, const T* inv_mass, const HmcSettings<T>& hs,
                  void* stream) {
   checks::path(n_slices, batch, coeffs, "coeffs");
-  checks::required(work, "work", batch);
-  checks::required(energies, "energies", batch);
-  checks::required(accepted, "accepted", batch);
+  checks::hmc_buffers(batch, n_slices, work, energies, accepted, hs.chain_offset);
   checks::required(basis, "basis", batch);
   checks::required(inv_mass, "inv_mass", batch);
-  checks::streams(batch, n_slices, hs.chain_offset);
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);

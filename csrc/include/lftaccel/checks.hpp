@@ -81,5 +81,14 @@ inline void streams(int64_t batch, int64_t sites, uint32_t chain_offset) {
          " + " + std::to_string(batch));
 }
 
+// The buffers and streams of an HMC trajectory (hmc, hmc_fourier) over `sites` per chain.
+inline void hmc_buffers(int64_t batch, int64_t sites, const void* work, const void* energies, const void* accepted,
+                        uint32_t chain_offset) {
+  required(work, "work", batch);
+  required(energies, "energies", batch);
+  required(accepted, "accepted", batch);
+  streams(batch, sites, chain_offset);
+}
+
 }  // namespace checks
 }  // namespace lftaccel
