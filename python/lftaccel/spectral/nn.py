@@ -14,7 +14,8 @@ benchmark is benchmarks/reference/spectral.md.
 
 Loss: chi^2 (whitened; the full covariance when given) + smooth R + l2 ||weights||^2 (network
 weights only; the list has none), with the smoothness regulator R chosen by ``smoothness``:
-  * 'rho' (default): sum_a (rho_{a+1} - rho_a)^2;
+  * 'rho' (default): sum_a (rho_{a+1} - rho_a)^2, a plain sum over the grid points (so the
+    same ``smooth`` is a different prior on a finer or a non-uniform grid);
   * 'log': sum_a (f_{a+1} - 2 f_a + f_{a-1})^2, the curvature of the network output f, which
     is log(rho / omega) wherever rho is small (softplus f ~ e^f). It damps ripples in the
     tails, and a Gaussian peak has constant log-curvature, the prior MEM's rho = m exp(...)
@@ -28,7 +29,12 @@ target N_p + 2 sqrt(2 N_p) (doubled for a member fitted to resampled data), both
 weights are relaxed tenfold and a new stage starts from where the last ended, at most
 ``stages`` times; a relaxation that neither reaches the target nor lowers chi^2 by at least
 2 sqrt(2 N_p) (or that diverges) is undone and ends the fit (the data cannot be fitted better
-on this grid, e.g. because of the truncated tail, and relaxing further would fit noise).
+on this grid, e.g. because of the truncated tail, and relaxing further would fit noise). That
+test is weak where chi^2 >> N_p: a stage ends when the loss falls by less than rtol of itself
+per chunk, and on data the grid cannot fit (chi^2/N_p ~ 1e3) the next stage lowers chi^2 by
+more than 2 sqrt(2 N_p) by optimising longer, so every stage is kept. A stage that diverges
+is undone; a first stage that diverges is an error (FloatingPointError), and a reconstruction
+whose chi^2 ends above 10 times the discrepancy target warns (RuntimeWarning).
 With network weights and l2 > 0, a last fine-tuning stage drops the L2 term. The iteration
 count is part of the regularisation: the list started at f = f0 = -3 (rho = 0.049 omega) and
 stopped on the loss plateau lands near the truth well before the unregularised optimum,
@@ -63,6 +69,11 @@ initialisation and the same resample, after the warm-up, and the refit is kept o
 meets the target (``diagnostics['warmup_tried']`` marks the members refitted). Where every
 member meets its target nothing changes, bit for bit.
 
+The fits run on one torch thread, whatever the caller's count (a matrix product's last bits
+differ between thread counts, and L-BFGS amplifies them: a depth-1 list ended at chi^2 16.1 on
+two threads and 20.5 on one), and with their own random state: member k of ``seed`` s is
+initialised from torch seed 1000003 s + k, and the caller's generator is left as it was.
+
 Defaults (measured on benchmarks/bench_spectral.py): depth 0 (the list), smooth = 100,
 f0 = -3, rtol = 1e-3, iters = 5000 per stage, 4 stages, an ensemble of 2, warmup='auto'
 (with hidden layers: activation 'elu', l2 = 1e-2, Adam's lr = 1e-3 where chosen); p2p:
@@ -84,12 +95,15 @@ than the spread (coverage of the truth 22-77 %).
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 import torch
 from scipy import linalg
 from tqdm.auto import tqdm
 
-from .._kernels import check_int
+from .._kernels import check_int, check_param
 from .classical import discrepancy_target
 from .problem import Problem, Reconstruction, check_positive
 
@@ -108,6 +122,8 @@ class ListNet(torch.nn.Module):
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= 3:
             raise ValueError(f"depth must be an integer in 0..3, got {depth!r}")
+        check_int(width, "width")
+        f0 = _finite(f0, "f0")
         if activation not in ("linear", "elu"):
             raise ValueError(f"activation must be 'linear' or 'elu', got {activation!r}")
         if depth == 0:
@@ -138,6 +154,7 @@ class PointNet(torch.nn.Module):
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 4:
             raise ValueError(f"depth must be an integer in 1..4 for p2p, got {depth!r}")
+        check_int(width, "width")
         layers, d_in = [], 1
         for _ in range(depth):
             layers += [torch.nn.Linear(d_in, width, dtype=torch.float64), torch.nn.ELU()]
@@ -154,6 +171,29 @@ class PointNet(torch.nn.Module):
 
 
 CHUNK = 250  # optimiser iterations between convergence checks
+
+
+def _finite(value, name: str) -> float:
+    """A finite real number, as a float; a ValueError naming it otherwise."""
+    try:
+        return check_param(value, name)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _fit_context():
+    """One torch thread and a private random state for the fits: L-BFGS amplifies the last-bit
+    differences a network layer's matrix product has between thread counts (a depth-1 list
+    ended at chi^2 16.1 on 2 threads and 20.5 on one), and the members' seeding must leave the
+    caller's global generator as it was."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _fit(model, A, b, omega, target, significant, *, optimizer, l2, smooth, stages, iters, lr, rtol,
@@ -207,6 +247,7 @@ def _fit(model, A, b, omega, target, significant, *, optimizer, l2, smooth, stag
                     opt.step()
 
         previous = None
+        saved = {n: v.clone() for n, v in model.state_dict().items()}
         for _ in range(-(-iters // chunk)):
             step()
             with torch.no_grad():
@@ -215,12 +256,19 @@ def _fit(model, A, b, omega, target, significant, *, optimizer, l2, smooth, stag
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(smooth=f"{smooth_now:.3g}", chi2_per_point=f"{chi2 / len(bt):.3g}", refresh=False)
-            if not np.isfinite(loss) or (previous is not None and previous - loss < rtol * abs(loss)):
+            if not np.isfinite(loss):
+                model.load_state_dict(saved)  # undone: where a stage diverges, its start stands
+                return float("nan")
+            if previous is not None and previous - loss < rtol * abs(loss):
                 break
             previous = loss
         return chi2
 
     chi2 = stage(smooth, l2, lr)
+    if not np.isfinite(chi2):
+        raise FloatingPointError(
+            "the fit diverged (a non-finite loss) in its first stage"
+            + (f": lower lr (optimizer='adam', lr = {lr:g})" if optimizer == "adam" else ""))
     k = 0
     while chi2 > target and k + 1 < stages:
         # Relax the regulators tenfold only while that buys a significant drop in chi^2: when
@@ -248,7 +296,17 @@ def _softened(prob: Problem):
 
 
 def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progress=False, label="nn", **fit):
+    with _fit_context():
+        return _members(make, prob, n_ensemble=n_ensemble, seed=seed, resample=resample, warmup=warmup,
+                        progress=progress, label=label, **fit)
+
+
+def _members(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progress, label, **fit):
     check_int(n_ensemble, "n_ensemble")
+    check_int(seed, "seed", low=0)
+    for name, flag in (("resample", resample), ("progress", progress)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
     if isinstance(warmup, (bool, np.bool_)):
         warmup = bool(warmup)
     elif not (isinstance(warmup, str) and warmup == "auto"):
@@ -260,8 +318,9 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progre
     for name in ("stages", "iters"):
         check_int(fit[name], name)
     for name in ("smooth", "l2", "rtol"):
-        if not (np.isfinite(fit[name]) and fit[name] >= 0):
+        if not (_finite(fit[name], name) >= 0):
             raise ValueError(f"{name} must be finite and >= 0, got {fit[name]!r}")
+    check_positive(fit["lr"], "lr")
     omega = torch.as_tensor(prob.omega)
     rng = np.random.default_rng(seed)
     resampled = resample and n_ensemble > 1
@@ -283,7 +342,9 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progre
     def member(k, z, warm):
         """Member k's fit of data b + z, from its own initialisation; warm: after the warm-up on
         the same data (resample included) weighed by the softened covariance."""
-        torch.manual_seed(seed + k)
+        # member k of seed s: seeds s 1000003 + k apart, so ensembles of neighbouring seeds share
+        # no member (seed 0's members are 0, 1, ... as before)
+        torch.manual_seed(seed * 1000003 + k)
         model, warm_hist = make(), None
         if warm:
             bar.set_description(f"{label} member {k + 1}/{n_ensemble} warm-up")
@@ -299,7 +360,8 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progre
     for k in range(n_ensemble):
         z = rng.standard_normal(prob.n) if resampled else np.zeros(prob.n)
         rho, hist, warm_hist, chi2 = member(k, z, warmup is True)
-        refit = warmup == "auto" and chi2 > target  # the plain fit ended above the target: try the warm-up
+        # the plain fit ended above the target (or diverged): try the warm-up
+        refit = warmup == "auto" and not chi2 <= target
         tried.append(warmup is True or refit)
         if refit:
             warm = member(k, z, True)
@@ -318,6 +380,13 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progre
         # resample mimics), 1/n of the members' own resampling noise (module docstring)
         band *= np.sqrt(1.0 + 1.0 / len(rhos))
     diag = {"members": rhos, "history": histories, "target_chi2": target}
+    r = prob.A @ rhos.mean(0) - prob.b
+    chi2_mean, plain_target = float(r @ r), discrepancy_target(prob.n, None)
+    if chi2_mean > 10 * plain_target:
+        warnings.warn(f"{label}: the reconstruction ends at chi^2/N_p = {chi2_mean / prob.n:.3g}, "
+                      f"{chi2_mean / plain_target:.3g} times the discrepancy target: it does not fit the data "
+                      f"(too short a schedule, a grid that cannot hold the spectrum, or the optimiser's "
+                      f"settings)", RuntimeWarning, stacklevel=5)
     if warmup:  # per member: the warm-up's stages where the member kept it (else None), and whether it ran
         diag.update(warmup_history=warmups, warmup_tried=tried)
     return rhos.mean(0), band, diag
@@ -330,6 +399,9 @@ def nn(prob: Problem, *, depth: int = 0, width: int = 64, activation: str = "elu
     """The 'NN' representation rho_a = omega_a softplus(net(const)_a); defaults measured on the
     benchmark (see the module docstring). ``progress``: a tqdm bar over the optimiser's chunks."""
     n = len(prob.omega)
+    if depth == 0 and not resample and isinstance(n_ensemble, int) and n_ensemble > 1:
+        raise ValueError(f"n_ensemble = {n_ensemble} with resample=False: every member of the list (depth 0) "
+                         f"starts from f0, so all would be the same fit; resample, or use n_ensemble=1")
     rho, band, diag = _ensemble(lambda: ListNet(n, depth, width, activation, f0), prob, n_ensemble=n_ensemble,
                                 seed=seed, resample=resample, warmup=warmup, optimizer=optimizer, l2=l2,
                                 smooth=smooth, stages=stages, iters=iters, rtol=rtol, lr=lr, smoothness=smoothness,
