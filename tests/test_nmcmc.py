@@ -61,14 +61,25 @@ def test_broken_proposals_get_zero_weight_and_are_never_accepted():
     # first weight would make every later ratio NaN and the chain would stay on proposal 0.
     S = np.array([np.nan, np.inf, 0.0, np.nan, 1.0, np.inf, 0.5, np.nan, 0.2])
     log_q = np.zeros(len(S))
-    lw = nmcmc.log_weights(S, log_q)
+    with pytest.warns(RuntimeWarning):
+        lw = nmcmc.log_weights(S, log_q)
     broken = [0, 1, 3, 5, 7]
     assert np.isneginf(lw[broken]).all() and np.isfinite(np.delete(lw, broken)).all()
     for seed in range(20):
-        chain = nmcmc.independence_metropolis(S, log_q, seed=seed)
+        with pytest.warns(RuntimeWarning, match="3 of 9 proposals have a NaN action"):  # counted, not silent
+            chain = nmcmc.independence_metropolis(S, log_q, seed=seed)
         path = chain.index[:, 0]
-        assert path[2] == 2, (seed, path)  # a zero-weight state is always left
-        assert not np.isin(path[2:], broken).any(), (seed, path)
+        # the chain starts on the first proposal of nonzero weight: a state of probability zero
+        # is never measured (a NaN observable there made the whole analysis fail)
+        assert not np.isin(path, broken).any(), (seed, path)
+        assert (path[:3] == 2).all()
+    values = np.where(np.isin(np.arange(len(S)), broken), np.nan, 1.0)
+    assert np.isfinite(chain.take(values)).all()
+    with pytest.warns(RuntimeWarning):
+        lw = nmcmc.log_weights(S, log_q)
+    assert nmcmc.reweight(values, lw).value == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="chain 0 has no proposal of nonzero weight"):
+        nmcmc.independence_metropolis(np.full(4, np.inf), np.zeros(4), seed=0)
 
 
 def test_chain_is_reproducible_and_seed_dependent():
@@ -90,6 +101,13 @@ def test_bad_arguments_are_named():
         nmcmc.independence_metropolis(np.zeros(10), np.zeros(10), seed=0, n_chains=0)
     with pytest.raises(ValueError, match="values"):
         nmcmc.reweight(np.zeros(3), np.zeros(4))
+    for seed in (None, -1, 1.5):
+        with pytest.raises(ValueError, match="seed"):
+            nmcmc.independence_metropolis(np.zeros(10), np.zeros(10), seed=seed)
+    with pytest.raises(TypeError, match="action must be an array of real numbers"):
+        nmcmc.log_weights([None] * 4, np.zeros(4))
+    with pytest.raises(TypeError, match="log_q must be an array of real numbers"):
+        nmcmc.log_weights(np.zeros(2), ["a", "b"])
     chain = nmcmc.independence_metropolis(np.zeros(10), np.zeros(10), seed=0)
     with pytest.raises(ValueError, match="one entry per proposal"):
         chain.take(np.zeros(9))

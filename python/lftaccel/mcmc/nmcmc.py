@@ -77,20 +77,32 @@ def _as_1d(values, name):
         values = values.detach().cpu().double().numpy()
     if np.iscomplexobj(values):
         raise TypeError(f"{name} must be real, got complex values")
-    v = np.asarray(values, dtype=np.float64)
+    if np.asarray(values).dtype == object:  # None entries would become NaN, i.e. weight 0, silently
+        raise TypeError(f"{name} must be an array of real numbers, got Python objects")
+    try:
+        v = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be an array of real numbers: {err}") from None
     if v.ndim != 1 or len(v) < 1:
         raise ValueError(f"{name} must be a non-empty 1-d array, got shape {v.shape}")
     return v
 
 
 def log_weights(action, log_q) -> np.ndarray:
-    """log w = -S - log q per proposal; NaN (a broken sample) becomes -inf (weight 0)."""
+    """log w = -S - log q per proposal; NaN (a broken sample) becomes -inf (weight 0), with a
+    warning that counts them: dropped samples whose failure correlates with an observable bias
+    its estimate."""
     S = _as_1d(action, "action")
     lq = _as_1d(log_q, "log_q")
     if len(S) != len(lq):
         raise ValueError(f"action and log_q have different lengths ({len(S)} and {len(lq)})")
-    lw = -S - lq
-    lw[np.isnan(lw)] = -np.inf
+    broken = np.isnan(S) | np.isnan(lq) | (lq == np.inf)
+    if broken.any():
+        warnings.warn(f"{int(broken.sum())} of {len(S)} proposals have a NaN action or log q, or log q = +inf: "
+                      f"they get weight 0 (dropped)", RuntimeWarning, stacklevel=2)
+    with np.errstate(invalid="ignore"):
+        lw = -S - lq
+    lw[broken | np.isnan(lw)] = -np.inf
     if np.any(lw == np.inf):
         raise ValueError("log weight +inf: a proposal with S = -inf or log q = -inf")
     return lw
@@ -220,8 +232,11 @@ def independence_metropolis(action, log_q, *, seed: int, n_chains: int = 1) -> C
     """Runs n_chains independence-Metropolis chains over the proposals (in the order drawn).
 
     The accept/reject uniforms come from numpy's PCG64 seeded with ``seed``; the same
-    proposals and seed give the same chain.
+    proposals and seed give the same chain. A chain starts on the first proposal of its stream
+    with a nonzero weight (the proposals before it are rejected moves): started on a weight-0
+    state it would measure a configuration of probability zero.
     """
+    check_int(seed, "seed", low=0)
     lw = log_weights(action, log_q)
     check_int(n_chains, "n_chains")
     if len(lw) % n_chains or len(lw) // n_chains < 2:
@@ -232,9 +247,13 @@ def independence_metropolis(action, log_q, *, seed: int, n_chains: int = 1) -> C
     offset = np.arange(n_chains) * n_steps
     index = np.empty((n_steps, n_chains), dtype=np.int64)
     accepted = np.zeros((n_steps, n_chains), dtype=bool)
-    current = np.zeros(n_chains, dtype=np.int64)
+    finite = np.isfinite(streams)
+    if not finite.any(0).all():
+        c = int(np.flatnonzero(~finite.any(0))[0])
+        raise ValueError(f"chain {c} has no proposal of nonzero weight among its {n_steps}")
+    current = finite.argmax(0)  # the first proposal of nonzero weight in each stream
     accepted[0] = True
-    index[0] = offset
+    index[0] = offset + current
     for t in range(1, n_steps):
         lw_new, lw_cur = streams[t], streams[current, np.arange(n_chains)]
         with np.errstate(invalid="ignore"):  # -inf - -inf: both weights zero, move on
@@ -259,7 +278,9 @@ def reweight(values, log_w, name: str = "O"):
     w = np.exp(lw - lw[np.isfinite(lw)].max())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = primary(w * v, f"w {name}", ensemble="reweight") / primary(w, "w", ensemble="reweight")
+        # weight 0 times a broken (non-finite) value counts as 0
+        wv = np.where(w > 0, w * v, 0.0)
+        out = primary(wv, f"w {name}", ensemble="reweight") / primary(w, "w", ensemble="reweight")
     out.tag = name
     return out
 
