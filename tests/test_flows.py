@@ -216,6 +216,20 @@ def test_flow_builders_reject_bad_arguments():
         flows.lattice_flow((4, 4), n_layers=0)
     with pytest.raises(TypeError, match="dtype"):
         flows.lattice_flow((4, 4), dtype=torch.int32)
+    # from an audit: a float extent was truncated, a zero width built a flow of no channels,
+    # a scalar action broadcast into the loss as batch_size times the action
+    for kwargs, match in (({"shape": (4.5, 4)}, "integer extents"), ({"hidden": (0,)}, "hidden"),
+                          ({"kernel_size": 3.0}, "kernel_size")):
+        with pytest.raises(ValueError, match=match):
+            flows.lattice_flow(**{"shape": (4, 4), **kwargs})
+    flow = flows.lattice_flow((4, 4), n_layers=2)
+    with pytest.raises(ValueError, match="n must be"):
+        flow.sample(-1)
+    with pytest.raises(ValueError, match=r"x must be a \(batch, 4, 4\) tensor"):
+        flow.log_prob(torch.zeros(2, 3, 3, dtype=torch.float64))
+    from lftaccel.models.flows.train import reverse_kl_loss
+    with pytest.raises(ValueError, match="one value per configuration"):
+        reverse_kl_loss(flow, lambda x: x.sum(), 4)
     with pytest.raises(ValueError, match="basis"):
         flows.path_flow(th, 8, basis="wavelet")
     with pytest.raises(TypeError, match="theory"):

@@ -26,6 +26,8 @@ import math
 import torch
 from torch import nn
 
+from ..._kernels import check_int
+
 __all__ = ["AffineCoupling", "CouplingFlow", "GaussianPrior", "DoubleWellZeroModePrior"]
 
 
@@ -145,6 +147,7 @@ class CouplingFlow(nn.Module):
         """(x, log q(x)) for n samples; differentiable in the parameters (reparameterisation).
         with_latent: also return log P of the prior's discrete latent draw (a KinkGasPrior's
         signs; None for a prior without one), whose gradient is the score-function term."""
+        check_int(n, "n")
         if hasattr(self.prior, "sample_with_latent"):
             z, log_p_latent = self.prior.sample_with_latent(n, generator)
         else:
@@ -155,6 +158,11 @@ class CouplingFlow(nn.Module):
 
     def log_prob(self, x):
         """log q(x) through the inverse map."""
+        want = getattr(self.prior, "shape", None)  # (a prior without one: the layers will say)
+        if not isinstance(x, torch.Tensor) or x.dim() < 2 or (want is not None and tuple(x.shape[1:]) != tuple(want)):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            what = ", ".join(map(str, want)) if want is not None else "*lattice"
+            raise ValueError(f"x must be a (batch, {what}) tensor, got {got}")
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for layer in reversed(self.layers):
             x, ld = layer.inverse(x)

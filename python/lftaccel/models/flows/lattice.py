@@ -9,6 +9,7 @@ checkerboard is only a partition of the sites, which is all a coupling layer nee
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,8 +24,10 @@ class ConvConditioner(nn.Module):
 
     def __init__(self, hidden=(16, 16), kernel_size: int = 3, dtype=torch.float64):
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
+        for c in hidden:
+            check_int(c, "hidden widths")
         layers, c_in = [], 1
         for c in hidden:
             layers += [nn.Conv2d(c_in, c, kernel_size, padding=kernel_size // 2, padding_mode="circular",
@@ -49,9 +52,10 @@ def checkerboard(shape, parity: int, dtype=torch.float64) -> torch.Tensor:
 def lattice_flow(shape, *, n_layers: int = 8, hidden=(16, 16), kernel_size: int = 3, equivariant: bool = False,
                  prior_scale: float = 1.0, dtype=torch.float64) -> CouplingFlow:
     """A checkerboard affine coupling flow on a (L0, L1) periodic lattice over N(0, prior_scale^2)."""
+    shape = tuple(shape)
+    if len(shape) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 2 for s in shape):
+        raise ValueError(f"shape must be two integer extents >= 2, got {shape}")
     shape = tuple(int(s) for s in shape)
-    if len(shape) != 2 or min(shape) < 2:
-        raise ValueError(f"shape must be two extents >= 2, got {shape}")
     check_int(n_layers, "n_layers")
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")

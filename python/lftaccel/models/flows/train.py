@@ -56,6 +56,10 @@ def reverse_kl_loss(model, action, batch_size: int, gradient: str = "path", shad
     else:
         (u, log_q), log_p_latent = sample(batch_size), None
     S = action(u)
+    if not (isinstance(S, torch.Tensor) and S.shape == (u.shape[0],)):
+        # a scalar (say x.sum()) would broadcast into the loss: batch_size times the action
+        shape = tuple(S.shape) if isinstance(S, torch.Tensor) else type(S).__name__
+        raise ValueError(f"action must return one value per configuration, shape ({u.shape[0]},), got {shape}")
     if gradient == "path":
         shadow = detached_copy(model) if shadow is None else shadow
         with torch.no_grad():
