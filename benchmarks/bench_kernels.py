@@ -21,9 +21,8 @@ Row 'fourier+fft' is the end-to-end Matsubara action+grad (from_fourier, kernel,
 the time-domain twin with one transform each way; it has no bandwidth figure. Each time is the
 minimum (the JSON also has the median) over samples filling a ~0.2 s budget (>= 5 samples after a
 warm-up; tiny calls are looped so that a sample lasts ~1 ms, so small problems measure cache, not
-memory, bandwidth). A problem's kernel,
-twin and copy are sampled in four alternating rounds, so that all three see the same spells of
-the machine.
+memory, bandwidth). A problem's kernel, twin and copy are sampled in four alternating rounds, so
+that all three see the same spells of the machine.
 The kernels use torch.get_num_threads() threads (--threads N to set it); on a shared machine other
 processes make OpenMP threads wait for scheduler slices: the script warns when the load is high.
 On CUDA, samples are timed with CUDA events and --quick adds one 2**24-site problem per kernel.
@@ -334,7 +333,7 @@ def main(argv=None):
               "torch": torch.__version__, "threads": torch.get_num_threads(),
               "build_info": lftaccel.build_info(), "args": vars(args), "max_sites": max_sites,
               "load_avg_at_start": load, "steady_malloc": STEADY_MALLOC, "wall_s": wall, "rows": rows,
-              "skipped": skipped, "targets": checks, "provenance": provenance(args)}
+              "skipped": skipped, "targets": checks, "provenance": provenance()}
     path.write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {path}")
 

@@ -1,6 +1,6 @@
-"""What a benchmark's JSON needs to say where and from what it was measured: the machine (CPU
-model, core count, load), the build (lftaccel's build_info and the git commit of the source
-tree, since the package version stays 0.1.0 between commits) and the versions of the
+"""What a benchmark's JSON needs, beside the build_info it records itself, to say where and
+from what it was measured: the machine (CPU model, core count, load), the git commit of the
+source tree (the package version stays 0.1.0 between commits) and the versions of the
 libraries whose speed or numbers enter the figures."""
 
 from __future__ import annotations
@@ -43,12 +43,10 @@ def _version(name: str) -> str | None:
 
 
 def provenance(args=None) -> dict:
-    """The machine, the build and the versions, with the script's arguments when given."""
-    import lftaccel
-
+    """The machine, the commit and the versions, with the script's arguments when given."""
     out = {"host": platform.node(), "cpu": _cpu_model(), "cpus": os.cpu_count(),
            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-           "git": _git_commit(), "python": sys.version.split()[0], "build": lftaccel.build_info(),
+           "git": _git_commit(), "python": sys.version.split()[0],
            "versions": {n: _version(n) for n in ("torch", "numpy", "scipy", "pyerrors", "h5py")}}
     if args is not None:
         out["args"] = vars(args)

@@ -140,17 +140,16 @@ class Kernel:
                 raise ValueError(f"the kernel diverges at omega = 0 (p = {bad:g}), where the grid starts: "
                                  f"start it above 0")
         x, w = np.polynomial.legendre.leggauss(8)
-        # the cells' sub-intervals: each cell whole, but the first one, where omega_0 = 0, split
-        # geometrically at h 2^-k (k = 1..40) to resolve structure at any scale above 1e-12 h
+        # the pieces [a, b) of cell `cell` to integrate: each cell whole, but the first one, where
+        # omega_0 = 0, split geometrically at h 2^-k (k = 1..40) to resolve structure at any scale
+        # above 1e-12 h
         lo = omega[:-1]
-        edges = [(c, a, b) for c, (a, b) in enumerate(zip(omega[:-1], omega[1:]))]
+        a, b, cell = lo, omega[1:], np.arange(len(lo))
         if omega[0] == 0:
-            h0 = omega[1]
-            cuts = [0.0] + [h0 * 2.0**-k for k in range(40, 0, -1)] + [h0]
-            edges = [(0, a, b) for a, b in zip(cuts[:-1], cuts[1:])] + edges[1:]
-        cell = np.array([c for c, _, _ in edges])
-        a = np.array([e[1] for e in edges])
-        b = np.array([e[2] for e in edges])
+            cuts = omega[1] * 2.0 ** -np.arange(40.0, -1.0, -1.0)              # h 2^-40 .. h
+            a = np.concatenate([[0.0], cuts[:-1], a[1:]])
+            b = np.concatenate([cuts, b[1:]])
+            cell = np.concatenate([np.zeros(len(cuts), dtype=np.int64), cell[1:]])
         nodes = a[:, None] + 0.5 * (b - a)[:, None] * (x[None, :] + 1)      # (pieces, 8)
         gw = 0.5 * (b - a)[:, None] * w[None, :]
         Kn = np.asarray(self.fn(p, nodes.ravel()), dtype=np.float64)

@@ -103,9 +103,9 @@ import torch
 from scipy import linalg
 from tqdm.auto import tqdm
 
-from .._kernels import check_int, check_param
+from .._kernels import check_int
 from .classical import discrepancy_target
-from .problem import Problem, Reconstruction, check_positive
+from .problem import Problem, Reconstruction, check_positive, check_real
 
 __all__ = ["nn", "p2p"]
 
@@ -123,7 +123,7 @@ class ListNet(torch.nn.Module):
         if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= 3:
             raise ValueError(f"depth must be an integer in 0..3, got {depth!r}")
         check_int(width, "width")
-        f0 = _finite(f0, "f0")
+        f0 = check_real(f0, "f0")
         if activation not in ("linear", "elu"):
             raise ValueError(f"activation must be 'linear' or 'elu', got {activation!r}")
         if depth == 0:
@@ -171,14 +171,6 @@ class PointNet(torch.nn.Module):
 
 
 CHUNK = 250  # optimiser iterations between convergence checks
-
-
-def _finite(value, name: str) -> float:
-    """A finite real number, as a float; a ValueError naming it otherwise."""
-    try:
-        return check_param(value, name)
-    except TypeError as exc:
-        raise ValueError(str(exc)) from None
 
 
 @contextlib.contextmanager
@@ -295,13 +287,8 @@ def _softened(prob: Problem):
     return prob.L, np.linalg.cholesky(C + np.median(np.diag(C)) * np.eye(prob.n))
 
 
+@_fit_context()
 def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progress=False, label="nn", **fit):
-    with _fit_context():
-        return _members(make, prob, n_ensemble=n_ensemble, seed=seed, resample=resample, warmup=warmup,
-                        progress=progress, label=label, **fit)
-
-
-def _members(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progress, label, **fit):
     check_int(n_ensemble, "n_ensemble")
     check_int(seed, "seed", low=0)
     for name, flag in (("resample", resample), ("progress", progress)):
@@ -318,8 +305,7 @@ def _members(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progres
     for name in ("stages", "iters"):
         check_int(fit[name], name)
     for name in ("smooth", "l2", "rtol"):
-        if not (_finite(fit[name], name) >= 0):
-            raise ValueError(f"{name} must be finite and >= 0, got {fit[name]!r}")
+        check_real(fit[name], name, low=0.0)
     check_positive(fit["lr"], "lr")
     omega = torch.as_tensor(prob.omega)
     rng = np.random.default_rng(seed)

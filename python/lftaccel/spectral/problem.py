@@ -21,15 +21,21 @@ from .kernels import Kernel, kallen_lehmann
 __all__ = ["Problem", "Reconstruction", "check_data"]
 
 
-def check_positive(value, name: str) -> float:
-    """A finite real number > 0 (a Python or numpy number or a 0-d array, not a bool), as a
-    float; a ValueError naming it otherwise (the spectral methods' one error type for bad input)."""
+def check_real(value, name: str, **bounds) -> float:
+    """A finite real number (a Python or numpy number or a 0-d array, not a bool), as a float,
+    within check_param's ``bounds``; a ValueError naming it otherwise (the spectral methods' one
+    error type for bad input)."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     try:
-        return check_param(value, name, low=0.0, low_open=True)
+        return check_param(value, name, **bounds)
     except TypeError as exc:
         raise ValueError(str(exc)) from None
+
+
+def check_positive(value, name: str) -> float:
+    """check_real, > 0."""
+    return check_real(value, name, low=0.0, low_open=True)
 
 
 def check_data(p, D, sigma=None, cov=None):
