@@ -311,6 +311,22 @@ def test_phi4_interior_rows_survive_a_huge_wrong_neighbour(dtype, kappa, big, wi
     assert_close_scaled(g, R.phi4_grad(x.double(), kappa, 0.0), TOL[dtype])
 
 
+def test_phi4_action_in_parts_falls_back_where_phi4_overflows():
+    """Rows of whole vectors sum the fused action as sum(phi g) / 2 - lam sum(phi^4) (phi4.hpp).
+    A site whose phi^4 overflows, although lam phi^4 and the action are finite, makes that sum
+    inf - inf: the kernel must then sum the density, and keep the gradient it wrote. (float32,
+    so that the twin, in float64, does not overflow too.)"""
+    dtype, big, lam = torch.float32, 1e11, 1e-30
+    x = sample_field((2, 8, 64), dtype, "cpu", seed=25)
+    x[1, 3, 17] = big
+    s, g = lftaccel.Phi4(0.2, lam).action_and_grad(x)
+    expect = R.phi4_action(x.double(), 0.2, lam)
+    assert torch.isfinite(expect).all() and torch.isfinite(s).all()
+    assert_close_scaled(s, expect, TOL[dtype])
+    assert_close_scaled(g, R.phi4_grad(x.double(), 0.2, lam), TOL[dtype])
+    assert torch.equal(s[0], lftaccel.Phi4(0.2, lam).action(x[:1])[0])  # the other chain: no fallback
+
+
 @pytest.mark.parametrize("name,shape", [("phi4", (2, 1 << 20)), ("xy", (2, 1 << 20)), ("phi4", (2, 3, 70_001))])
 def test_float32_action_of_long_rows_is_accurate(name, shape):
     """float32 sums run in blocks and then in double: long rows keep float32 accuracy."""

@@ -313,12 +313,46 @@ struct LaneSums {
     block += term.template convert<Sum>();
     if (++vectors == kSumBlock / W) flush();
   }
-  void flush() {
+  // Inlined: a call out of line takes the sums' address, and the compiler then reloads them
+  // from memory after every store of a gradient, which might alias them (the fused phi^4 action
+  // + gradient at 64 x 64^2 float64 ran 2.2x slower so).
+  LFT_FORCE_INLINE void flush() {
     total += lane_sum(block);
     block = Sum(0);
     vectors = 0;
   }
 };
+
+// The two sums of a site's action in parts (Site::action_parts_grad), each summed as LaneSums
+// does, on one count.
+template <class Sum, int W>
+struct SplitSums {
+  Simd<Sum, W> u_block = Sum(0), v_block = Sum(0);
+  int64_t vectors = 0;
+  double u = 0, v = 0;
+
+  template <class V>
+  LFT_FORCE_INLINE void add(V u_term, V v_term) {
+    u_block += u_term.template convert<Sum>();
+    v_block += v_term.template convert<Sum>();
+    if (++vectors == kSumBlock / W) flush();
+  }
+  LFT_FORCE_INLINE void flush() {  // inlined, as LaneSums::flush
+    u += lane_sum(u_block);
+    v += lane_sum(v_block);
+    u_block = v_block = Sum(0);
+    vectors = 0;
+  }
+};
+
+// Whether the vector rows sum the action in parts: where both outputs are wanted and the
+// site offers the split (phi^4, where it saves 15 % of the time; see phi4.hpp).
+template <class Site, class = void>
+constexpr bool kHasActionParts = false;
+template <class Site>
+constexpr bool kHasActionParts<Site, std::void_t<decltype(&Site::action_from_parts)>> = true;
+template <bool A, bool G, class Site>
+constexpr bool kSplitAction = A && G && kHasActionParts<Site>;
 
 // Rows whose length is a whole number of SIMD vectors (L = n W sites, W = 64 bytes / sizeof(T)),
 // walked a vector at a time with the site functions themselves evaluated on vectors
@@ -349,8 +383,15 @@ LFT_FORCE_INLINE void stencil_vector_row(const Site& lanes, const T* row, const 
     }
     f[D - 1] = successors(cur, next);
     b[D - 1] = predecessors(prev, cur);
-    const V term = site_terms<D, A, G>(lanes, cur, f, b, out, i);
-    if (A) sums.add(term);
+    if constexpr (kSplitAction<A, G, Site>) {
+      V g, u, v;
+      lanes.template action_parts_grad<D>(cur, f, b, g, u, v);
+      out(i, g, cur);
+      sums.add(u, v);
+    } else {
+      const V term = site_terms<D, A, G>(lanes, cur, f, b, out, i);
+      if (A) sums.add(term);
+    }
     prev = cur;
     cur = next;
   }
@@ -363,7 +404,9 @@ double stencil_vector_rows(const Site& site, const Lattice& lat, const T* x, con
   const int64_t L = lat.extent[D - 1];
   const auto lanes = site.template rebind<V>();  // a local copy: no store through out can alias it
   const Out out_ = out;
-  LaneSums<Sum, V::kWidth> sums;
+  using Sums = std::conditional_t<kSplitAction<A, G, decltype(lanes)>, SplitSums<Sum, V::kWidth>,
+                                  LaneSums<Sum, V::kWidth>>;
+  Sums sums;
   RowWalker<D> walk(lat, r0);
   for (int64_t r = r0; r < r1; ++r, walk.next(lat)) {
     const int64_t base = r * L;
@@ -373,8 +416,16 @@ double stencil_vector_rows(const Site& site, const Lattice& lat, const T* x, con
     stencil_vector_row<D, A, G>(lanes, x + base, fr, br, out_.at(base), L, sums);
   }
   if (!A) return 0.0;
-  sums.flush();
-  return sums.total;
+  if constexpr (kSplitAction<A, G, decltype(lanes)>) {
+    sums.flush();
+    const double s = site.action_from_parts(sums.u, sums.v);
+    if (std::isfinite(s)) return s;
+    // A part overflowed (or the field is not finite): the density's sum, the gradient kept.
+    return stencil_vector_rows<D, true, false, Sum>(site, lat, x, out, r0, r1);
+  } else {
+    sums.flush();
+    return sums.total;
+  }
 }
 #endif
 

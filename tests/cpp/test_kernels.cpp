@@ -290,6 +290,10 @@ int main() {
     cpu::phi4(lat, 8, x.data(), a1.data(), nullptr, Phi4Site<double>{0.2, 0.3}, 1);
     cpu::phi4(lat, 8, x.data(), a2.data(), nullptr, Phi4Site<double>{0.2, 0.3}, 2);
     expect(a1 == a2, "phi4 action bitwise independent of thread count");
+    std::vector<double> g1(x.size()), g2(x.size());  // the fused call sums the action in parts
+    cpu::phi4(lat, 8, x.data(), a1.data(), g1.data(), Phi4Site<double>{0.2, 0.3}, 1);
+    cpu::phi4(lat, 8, x.data(), a2.data(), g2.data(), Phi4Site<double>{0.2, 0.3}, 2);
+    expect(a1 == a2 && g1 == g2, "phi4 action + gradient bitwise independent of thread count");
   }
 
   // HMC: energy conserved to O(eps^2), a reversible integrator, chains independent
