@@ -118,44 +118,50 @@ def test_dsm_loss_of_the_exact_score(schedule):
     assert diffusion.dsm_loss(exact(0.8), sde, x0, t=t).item() > loss + 0.02
 
 
-@pytest.mark.parametrize("divergence", ["hutchinson", "exact", "map"])
-def test_probability_flow_log_q_against_the_linear_pushforward(divergence):
-    """VE with the exact score of N(mu, s0^2) data: the ODE is linear, x - mu scales by
-    sqrt(v(t)), v = s0^2 + s(t)^2, so the prior N(0, s1^2) is pushed to N(mu (1 - r), (s1 r)^2)
-    with r = sqrt(v(eps) / v(1)); x and log q must follow (Hutchinson is exact for this
-    diagonal Jacobian)."""
-    sde = diffusion.VESDE()
-    mu, s0, eps = 0.4, 0.6, 1e-3
-
+def _gaussian_data_score(sde, mu, s0):
+    """The exact score of p_t for data N(mu, s0^2) per site: x_t ~ N(m mu, v), v = m^2 s0^2 + s^2."""
     def score(x, t):
-        return -(x - mu) / (s0 * s0 + float(sde.kernel(t)[1]) ** 2)
+        m, s = (float(a) for a in sde.kernel(t))
+        return -(x - m * mu) / (m * m * s0 * s0 + s * s)
+    return score
 
+
+@pytest.mark.parametrize("schedule", ["ve", "vp"])
+@pytest.mark.parametrize("divergence", ["hutchinson", "exact", "map"])
+def test_probability_flow_log_q_against_the_linear_pushforward(divergence, schedule):
+    """The exact score of N(mu, s0^2) data: the ODE is linear, x - m(t) mu scales by sqrt(v(t)),
+    v = m^2 s0^2 + s^2 (VE: m = 1; VP: both the drift -beta x / 2 and the score move x), so
+    the prior N(0, s1^2) is pushed to N(mu (m(eps) - m(1) r), (s1 r)^2) with
+    r = sqrt(v(eps) / v(1)); x and log q must follow (Hutchinson is exact for this diagonal
+    Jacobian)."""
+    sde = diffusion.make_sde(schedule)
+    mu, s0, eps = 0.4, 0.6, 1e-3
+    score = _gaussian_data_score(sde, mu, s0)
     g = torch.Generator().manual_seed(0)
     x1 = sde.prior_std() * torch.randn(5, 3, 3, generator=g, dtype=torch.float64)
     x, log_q = diffusion.probability_flow(score, sde, x1, n_steps=200, eps=eps, divergence=divergence)
-    v = lambda t: s0 * s0 + float(sde.kernel(t)[1]) ** 2  # noqa: E731
+    m = lambda t: float(sde.kernel(t)[0])  # noqa: E731
+    v = lambda t: m(t) ** 2 * s0 * s0 + float(sde.kernel(t)[1]) ** 2  # noqa: E731
     r = math.sqrt(v(eps) / v(1.0))
-    torch.testing.assert_close(x, mu + (x1 - mu) * r, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(x, m(eps) * mu + (x1 - m(1.0) * mu) * r, rtol=1e-7, atol=1e-7)
     sd = sde.prior_std() * r
-    exact = (-0.5 * ((x - mu * (1 - r)) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+    mean = mu * (m(eps) - m(1.0) * r)
+    exact = (-0.5 * ((x - mean) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
     torch.testing.assert_close(log_q, exact, rtol=0, atol=1e-6)
 
 
-def test_ode_sampler_made_exact_by_neural_mcmc():
+@pytest.mark.parametrize("schedule", ["ve", "vp"])
+def test_ode_sampler_made_exact_by_neural_mcmc(schedule):
     """Data N(mu, s0^2) per site in physical units, a model trained on y = phi / c (here the
     exact score of the scaled data): the sampler's log q includes the Jacobian of phi = c y,
     so its weights against the true density are nearly flat (the prior differs slightly from
     p_1) and reweighting recovers <phi> = mu."""
     from lftaccel.mcmc import nmcmc
 
-    sde = diffusion.VESDE()
+    sde = diffusion.make_sde(schedule)
     mu, s0, c = 0.4, 0.6, 2.0  # physical units; the network sees y = phi / c
-
-    def score_y(y, t):
-        return -(y - mu / c) / ((s0 / c) ** 2 + float(sde.kernel(t)[1]) ** 2)
-
+    score_y = _gaussian_data_score(sde, mu / c, s0 / c)
     sampler = diffusion.ODESampler(score_y, sde, (3, 3), scale=c, n_steps=100)  # log q of the discrete map
-    torch.manual_seed(0)
     phi, log_q, S = nmcmc.draw(sampler, lambda x: (0.5 * ((x - mu) / s0) ** 2).flatten(1).sum(1), 2000,
                                batch_size=500)
     log_z = 9 * math.log(math.sqrt(2 * math.pi) * s0)  # p = exp(-S) / Z
@@ -469,6 +475,67 @@ def test_bad_sde_arguments():
         diffusion.ScoreUNet((8, 8), diffusion.VESDE(), channels=(8,))(torch.zeros(2, 4, 8), 0.5)
 
 
+def test_ode_sampler_seed_fixes_its_proposals():
+    """The prior draws are Philox streams of (seed, call): torch's global generator does not
+    enter, other seeds give other proposals, and each call new ones."""
+    sde = diffusion.VESDE()
+    score = _gaussian_data_score(sde, 0.0, 1.0)
+
+    def proposals(seed, calls=1):
+        sampler = diffusion.ODESampler(score, sde, (2, 2), n_steps=4, divergence="exact", seed=seed)
+        return [sampler.sample(3)[0] for _ in range(calls)]
+
+    torch.manual_seed(0)
+    a = proposals(1)[0]
+    torch.manual_seed(0)
+    b = proposals(2)[0]
+    torch.manual_seed(5)
+    assert torch.equal(proposals(1)[0], a) and not torch.allclose(a, b)
+    first, second = proposals(1, calls=2)
+    assert torch.equal(first, a) and not torch.allclose(first, second)
+
+
+def test_diffusion_options_are_checked_by_name():
+    """Found by an audit: a negative or too-large eps gave NaN losses or trained outside the
+    schedule, a score of one configuration broadcast over the batch in the probability flow
+    and the learnt Langevin, an odd emb_dim failed deep in the network, and ODESampler took
+    any option until its first sample."""
+    from lftaccel.models.diffusion.quantization import learnt_langevin
+
+    sde = diffusion.VESDE()
+    x0 = torch.zeros(4, 4, 4)
+    net = diffusion.ScoreUNet((4, 4), sde, channels=(4,), emb_dim=8)
+    for eps in (-0.5, 0.0, 1.0, 3.0, float("nan")):
+        with pytest.raises(ValueError, match="eps"):
+            diffusion.dsm_loss(net, sde, x0, eps=eps)
+        with pytest.raises(ValueError, match="eps"):
+            diffusion.train(net, torch.zeros(8, 4, 4), steps=1, batch_size=4, eps=eps, progress=False)
+    for t in (0.0, 1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="t must"):
+            diffusion.dsm_loss(net, sde, x0, t=t)
+        with pytest.raises(ValueError, match="t must"):
+            learnt_langevin(lambda x, tt: -x, x0, t=t, eps=0.01, n_steps=1, seed=0)
+    for seed in (None, 1.5, -1):
+        with pytest.raises((ValueError, TypeError), match="seed"):
+            diffusion.train(net, torch.zeros(8, 4, 4), steps=1, batch_size=4, seed=seed, progress=False)
+        with pytest.raises((ValueError, TypeError), match="seed"):
+            diffusion.ODESampler(lambda x, tt: -x, sde, (4, 4), seed=seed)
+    for emb_dim in (7, 0, 2.0, True):
+        with pytest.raises(ValueError, match="emb_dim"):
+            diffusion.ScoreUNet((4, 4), sde, channels=(4,), emb_dim=emb_dim)
+    one = lambda x, tt: -x[:1]  # noqa: E731 - one configuration's score
+    with pytest.raises(TypeError, match="shaped like x"):
+        diffusion.probability_flow(one, sde, torch.ones(3, 2, 2, dtype=torch.float64), n_steps=2)
+    with pytest.raises(TypeError, match="shaped like x"):
+        learnt_langevin(one, x0, t=0.5, eps=0.01, n_steps=1, seed=0)
+    for kw, match in (({"divergence": "mapp"}, "divergence"), ({"n_steps": 0}, "n_steps"), ({"eps": 1.0}, "eps"),
+                      ({"rho": 0.5}, "rho"), ({"scale": 0.0}, "scale")):
+        with pytest.raises(ValueError, match=match):
+            diffusion.ODESampler(lambda x, tt: -x, sde, (4, 4), **kw)
+    with pytest.raises(ValueError, match="shape"):
+        diffusion.ODESampler(lambda x, tt: -x, sde, (4, 0))
+
+
 def test_train_generate_measure_commands(tmp_path, capsys, monkeypatch):
     """lftaccel sample -> train diffusion -> generate [--exact] -> measure, on 4x4 phi^4: the
     model file is self-contained, generated ensembles are ordinary ensemble files, a killed
@@ -519,6 +586,13 @@ def test_train_generate_measure_commands(tmp_path, capsys, monkeypatch):
             one = tmp_path / "one-batch.h5"
             assert main(["generate", str(model), "-n", "32", "-o", str(one), "--no-progress"]) == 0
             np.testing.assert_allclose(read_run(one).configs, ens.configs, rtol=2e-5, atol=1e-6)
+            # and they are the reverse SDE's samples of y = phi / c, scaled back to phi
+            from lftaccel.models.diffusion.model_file import load_model
+
+            score, sde, c, _ = load_model(model)
+            assert abs(c - 1.0) > 0.05  # (else a missing scale would pass unseen)
+            y = diffusion.reverse_sample(score, sde, (32, 4, 4), n_steps=500, seed=0)
+            np.testing.assert_allclose(ens.configs, (c * y).numpy(), rtol=2e-5, atol=1e-6)
         capsys.readouterr()
         assert main(["measure", str(dm_file)]) == 0
         out = capsys.readouterr().out

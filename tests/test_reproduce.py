@@ -97,6 +97,12 @@ def test_phi4_diffusion_pipeline(tmp_path):
     assert "kappa = 0.5 (broken phase)" in text and "Stochastic quantization, kappa = 0.21" in text
     for png in ("hist-M-4x4-k0.21.png", "configs-4x4-k0.5.png", "sq-corr-4x4-k0.21.png"):
         assert (tmp_path / png).stat().st_size > 1000
+    # a rerun into the folder with other training data does not resume the old network (whose
+    # weights were fitted to the old data's scale c)
+    with pytest.raises(ValueError, match="other data_sha256, scale"):
+        reproduce("phi4-diffusion", tmp_path, quick=True, device="cpu", L=4, n_train=320, train_seconds=600.0,
+                  train_steps=1000, dm_samples=64, sde_steps=10, proposals=64, ode_steps=8, sq_steps=40,
+                  sq_record=5, sq_chains=8)
 
 
 def test_unknown_reproduction_is_named(tmp_path, capsys):

@@ -60,6 +60,7 @@ against 2.50 (HMC). Both Langevin chains are unadjusted: each carries an O(eps) 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -136,13 +137,23 @@ def _train(data_phi, L, kappa, cfg, out, device):
     torch.manual_seed(int(round(100 * kappa)))  # initial weights
     model = dm.ScoreUNet((L, L), sde, channels=cfg["channels"], emb_dim=cfg["emb_dim"]).to(device)
     name = f"dm-{L}x{L}-k{kappa}"
-    # the scale and the SDE belong to the model: kept beside its checkpoint
-    (out / f"{name}.json").write_text(json.dumps({"scale": scale.c, **sde.kernel_args(),
-                                                  "channels": list(cfg["channels"]), "emb_dim": cfg["emb_dim"]}))
+    # the scale and the SDE belong to the model: kept beside its checkpoint, with what the
+    # training depends on, so that a rerun into the same folder resumes only the same training
+    identity = {"data_sha256": hashlib.sha256(np.ascontiguousarray(data_phi, dtype=np.float64).tobytes()).hexdigest(),
+                "scale": scale.c, **sde.kernel_args(), "channels": list(cfg["channels"]), "emb_dim": cfg["emb_dim"],
+                "batch": cfg["batch"], "lr": cfg["lr"], "train_steps": cfg.get("train_steps")}
+    checkpoint, described = out / f"{name}.pt", out / f"{name}.json"
+    if checkpoint.exists():
+        old = json.loads(described.read_text()) if described.exists() else {}
+        differ = sorted(k for k in identity if old.get(k) != identity[k])
+        if differ:
+            raise ValueError(f"{checkpoint} holds a training with other {', '.join(differ)} (other data or "
+                             f"settings): remove it, or write to another output folder")
+    described.write_text(json.dumps(identity))
     # train_steps (tests): a fixed step count, so that the model does not depend on the machine's speed
     res, ema = dm.train(model, scale.encode(torch.as_tensor(data_phi, dtype=torch.float32)),
                         steps=cfg.get("train_steps", 10 ** 7),
-                        batch_size=cfg["batch"], lr=cfg["lr"], seed=L, checkpoint=out / f"{name}.pt", resume=True,
+                        batch_size=cfg["batch"], lr=cfg["lr"], seed=L, checkpoint=checkpoint, resume=True,
                         time_limit=cfg["train_seconds"])
     return ema, scale, sde, res
 

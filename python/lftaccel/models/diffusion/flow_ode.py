@@ -51,6 +51,7 @@ import math
 import torch
 
 from ..._kernels import check_int, check_param
+from .sde import PRIOR_PURPOSE, check_eps, checked_score
 
 __all__ = ["probability_flow", "ODESampler"]
 
@@ -91,19 +92,21 @@ def time_grid(n_steps: int, eps: float, rho: float = 2.0) -> list:
     return [eps + (1.0 - eps) * (1.0 - k / n_steps) ** rho for k in range(n_steps + 1)]
 
 
+def _flow_options(n_steps, eps, divergence, rho):
+    check_int(n_steps, "n_steps")
+    if divergence not in ("hutchinson", "exact", "map"):
+        raise ValueError(f"divergence must be 'hutchinson', 'exact' or 'map', got {divergence!r}")
+    return n_steps, check_eps(eps), divergence, check_param(rho, "rho", low=1.0)
+
+
 def probability_flow(score_fn, sde, x1, *, n_steps: int = 200, eps: float = 1e-3, divergence: str = "map",
                      seed: int = 0, rho: float = 2.0):
     """Integrates the probability-flow ODE from x1 (a draw from the prior, (B, H, W)) down to
     t = eps with RK4 on ``time_grid(n_steps, eps, rho)``; returns (x_eps, log q(x_eps)) (log q
     float64, per configuration). ``divergence``: 'hutchinson', 'exact' or 'map' (see the
     module docstring)."""
-    check_int(n_steps, "n_steps")
-    rho = check_param(rho, "rho", low=1.0)
-    eps = check_param(eps, "eps", low=0.0, low_open=True)
-    if eps >= 1.0:
-        raise ValueError(f"eps must be in (0, 1), got {eps!r}")
-    if divergence not in ("hutchinson", "exact", "map"):
-        raise ValueError(f"divergence must be 'hutchinson', 'exact' or 'map', got {divergence!r}")
+    n_steps, eps, divergence, rho = _flow_options(n_steps, eps, divergence, rho)
+    check_int(seed, "seed", low=0)
     x = x1.detach().clone()
     n_sites = x[0].numel()
     s1 = sde.prior_std()
@@ -113,7 +116,7 @@ def probability_flow(score_fn, sde, x1, *, n_steps: int = 200, eps: float = 1e-3
 
     def drift(y, t):
         b = 0.0 if sde.schedule == "ve" else sde.g2(t)  # VP: f = -beta x / 2, g^2 = beta
-        return -0.5 * b * y - 0.5 * sde.g2(t) * score_fn(y, t)
+        return -0.5 * b * y - 0.5 * sde.g2(t) * checked_score(score_fn, y, t)
 
     def velocity(y, t):  # (v, div v); 'map' differentiates through v instead
         if divergence == "map":
@@ -147,21 +150,30 @@ class ODESampler:
 
     ``divergence`` defaults to 'map' (n_sites backward passes per RK4 step): only that log q,
     the density of the discretised flow, makes the Metropolis correction exact (see the
-    module docstring); ``rho`` shapes the time grid (time_grid). The prior draw uses torch's
-    global RNG (seed it); Hutchinson vectors, if chosen, are seeded by ``seed`` plus the call
-    count (so samplers with nearby seeds share streams)."""
+    module docstring); ``rho`` shapes the time grid (time_grid). The prior draw of the k-th
+    call is the Philox stream (``seed``, step k, the prior's purpose), one per configuration:
+    the proposals are a function of ``seed`` and the call count alone. Hutchinson vectors, if
+    chosen, are seeded by ``seed`` plus the call count (so samplers with nearby seeds share
+    those)."""
 
     def __init__(self, score_fn, sde, shape, *, scale: float = 1.0, n_steps: int = 200, eps: float = 1e-3,
                  divergence: str = "map", seed: int = 0, rho: float = 2.0, dtype=torch.float64, device="cpu"):
         self.score_fn, self.sde, self.shape = score_fn, sde, tuple(shape)
+        if not self.shape or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.shape):
+            raise ValueError(f"shape must be the lattice's extents, positive integers, got {shape!r}")
         self.scale = check_param(scale, "scale", low=0.0, low_open=True)
-        self.n_steps, self.eps, self.divergence, self.seed, self.rho = n_steps, eps, divergence, seed, rho
+        self.n_steps, self.eps, self.divergence, self.rho = _flow_options(n_steps, eps, divergence, rho)
+        self.seed = check_int(seed, "seed", low=0)
         self.dtype, self.device, self.calls = dtype, device, 0
 
     @torch.no_grad()
     def sample(self, n: int):
+        from ...random import normal
+
         check_int(n, "n")
-        x1 = self.sde.prior_std() * torch.randn(n, *self.shape, dtype=self.dtype, device=self.device)
+        z = normal(n, math.prod(self.shape), seed=self.seed, step=self.calls, purpose=PRIOR_PURPOSE,
+                   dtype=self.dtype, device=self.device)
+        x1 = self.sde.prior_std() * z.reshape(n, *self.shape)
         y, log_q = probability_flow(self.score_fn, self.sde, x1, n_steps=self.n_steps, eps=self.eps,
                                     divergence=self.divergence, seed=self.seed + self.calls, rho=self.rho)
         self.calls += 1

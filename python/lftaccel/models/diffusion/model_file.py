@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,10 @@ def train_from_ensemble(ensemble, output, *, test_chains: int | None = None, cha
                          f"{'x'.join(map(str, ens.lattice_shape))}")
     if ens.n_chains < 2:
         raise ValueError(f"{ensemble} has one chain: a test set of independent chains needs at least two")
+    if not ens.attrs.get("complete", True):
+        warnings.warn(f"{ensemble} is an unfinished run ({len(ens.configs)} of {ens.attrs.get('n_target')} "
+                      f"configurations): training on what it holds; finish it with lftaccel sample --resume",
+                      stacklevel=2)
     train_phi, test_phi = split_by_chain(ens, test_chains)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     scale = FieldScale.fit(train_phi)
@@ -207,7 +212,7 @@ def generate(model, n: int, output, *, exact: bool = False, sde_steps: int = 500
     identity = {"model_sha256": hashlib.sha256(Path(model).read_bytes()).hexdigest(), "n": n, "exact": exact,
                 "steps": ode_steps if exact else sde_steps, "batch_size": batch_size, "seed": seed}
     t0 = time.perf_counter()
-    torch.manual_seed(seed)  # the probability flow's prior draws
+    torch.manual_seed(seed)  # (the prior draws are Philox streams; this for a score function that draws)
     sampler = ODESampler(score, sde, shape, scale=c, n_steps=ode_steps, divergence="map", seed=seed,
                          device=device) if exact else None
     batches, spent = [], 0.0

@@ -21,6 +21,7 @@ import math
 import torch
 
 from ..._kernels import check_int, check_param
+from .sde import check_time, checked_score
 
 __all__ = ["learnt_langevin"]
 
@@ -38,7 +39,7 @@ def learnt_langevin(score_fn, x, *, t: float, eps: float, n_steps: int, seed: in
     check_int(n_steps, "n_steps")
     check_int(start_step, "start_step", low=0)
     check_int(record_every, "record_every", low=0)
-    t = check_param(t, "t", low=0.0, low_open=True)
+    t = check_time(t)  # the networks learn the score on t in (0, 1] only
     eps = check_param(eps, "eps", low=0.0, low_open=True)
     x = x.clone()
     n, sites = x.shape[0], x[0].numel()
@@ -46,7 +47,7 @@ def learnt_langevin(score_fn, x, *, t: float, eps: float, n_steps: int, seed: in
     for k in range(n_steps):
         z = normal(n, sites, seed=seed, step=start_step + k, purpose=LANGEVIN_PURPOSE, chain_offset=chain_offset,
                    dtype=x.dtype, device=x.device).reshape(x.shape)
-        x = x + eps * score_fn(x, t).to(x.dtype) + math.sqrt(2.0 * eps) * z
+        x = x + eps * checked_score(score_fn, x, t).to(x.dtype) + math.sqrt(2.0 * eps) * z
         if record_every and (k + 1) % record_every == 0:
             records.append(x.clone())
     return (x, torch.stack(records)) if record_every else x

@@ -87,6 +87,33 @@ def make_sde(schedule: str = "ve", **kw):
     raise ValueError(f"schedule must be 've' or 'vp', got {schedule!r}")
 
 
+def checked_score(score_fn, y, t):
+    """score_fn(y, t), refused unless it is a tensor shaped like y: a score of one
+    configuration, (1, H, W), would broadcast over the batch and move every configuration
+    with its drift."""
+    score = score_fn(y, t)
+    if not isinstance(score, torch.Tensor) or score.shape != y.shape:
+        got = tuple(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__
+        raise TypeError(f"score_fn must return a torch tensor shaped like x {tuple(y.shape)}, got {got}")
+    return score
+
+
+def check_time(t, name: str = "t") -> float:
+    """A diffusion time in (0, 1], the range the schedules and the trained networks cover."""
+    t = check_param(t, name, low=0.0, low_open=True)
+    if t > 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {t!r}")
+    return t
+
+
+def check_eps(eps) -> float:
+    """The smallest diffusion time, in (0, 1)."""
+    eps = check_param(eps, "eps", low=0.0, low_open=True)
+    if eps >= 1.0:
+        raise ValueError(f"eps must be in (0, 1), got {eps!r}")
+    return eps
+
+
 @torch.no_grad()
 def reverse_sample(score_fn, sde, shape, *, n_steps: int = 500, eps: float = 1e-3, seed: int = 0,
                    dtype=torch.float64, device="cpu", chain_offset: int = 0, progress: bool = False,
@@ -112,9 +139,7 @@ def reverse_sample(score_fn, sde, shape, *, n_steps: int = 500, eps: float = 1e-
     check_int(n_steps, "n_steps")
     check_int(corrector_steps, "corrector_steps", low=0)
     snr = check_param(snr, "snr", low=0.0, low_open=True)
-    eps = check_param(eps, "eps", low=0.0, low_open=True)
-    if eps >= 1.0:
-        raise ValueError(f"eps must be in (0, 1), got {eps!r}")
+    eps = check_eps(eps)
     if not (isinstance(shape, (tuple, list)) and len(shape) >= 2
             and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k > 0 for k in shape)):
         raise TypeError(f"shape must be (batch, *lattice_shape) of positive integers, got {shape!r}")
@@ -122,11 +147,7 @@ def reverse_sample(score_fn, sde, shape, *, n_steps: int = 500, eps: float = 1e-
     sites = int(np.prod(shape[1:]))
 
     def score_at(y, t):
-        score = score_fn(y, t)
-        if not isinstance(score, torch.Tensor) or score.shape != y.shape:
-            got = tuple(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__
-            raise TypeError(f"score_fn must return a torch tensor shaped like x {tuple(y.shape)}, got {got}")
-        return score.to(dtype)
+        return checked_score(score_fn, y, t).to(dtype)
 
     x = normal(n, sites, seed=seed, purpose=PRIOR_PURPOSE, chain_offset=chain_offset, dtype=dtype, device=device)
     x = (x * sde.prior_std()).reshape(shape).contiguous()

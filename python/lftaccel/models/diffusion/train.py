@@ -33,6 +33,7 @@ import torch
 
 from ..._kernels import check_int
 from .._loop import TrainResult, optimise
+from .sde import check_eps
 from .unet import dsm_loss
 
 __all__ = ["split_by_chain", "FieldScale", "train"]
@@ -99,6 +100,8 @@ def train(model, data, *, steps: int, batch_size: int = 64, lr: float = 2e-4, em
     a ScoreUNet, is what sampling should use. ``extra`` adds objects with state_dict /
     load_state_dict to the checkpoint (the model file's description, say)."""
     check_int(batch_size, "batch_size")
+    check_int(seed, "seed", low=0)
+    check_eps(eps)
     if not (0.0 <= ema < 1.0):
         raise ValueError(f"ema must be in [0, 1), got {ema!r}")
     data = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data)

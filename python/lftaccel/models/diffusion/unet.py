@@ -24,6 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .sde import check_eps
+
 __all__ = ["ScoreUNet", "dsm_loss"]
 
 
@@ -68,6 +70,8 @@ class ScoreUNet(torch.nn.Module):
         if len(shape) != 2 or any(s % 2 ** (levels - 1) for s in shape):
             raise ValueError(f"shape must be two extents divisible by 2^(levels - 1) = {2 ** (levels - 1)}, "
                              f"got {shape!r}")
+        if isinstance(emb_dim, bool) or not isinstance(emb_dim, int) or emb_dim < 2 or emb_dim % 2:
+            raise ValueError(f"emb_dim must be an even integer >= 2 (sin and cos features), got {emb_dim!r}")
         self.shape, self.sde = shape, sde
         self.embed = torch.nn.Sequential(FourierTime(emb_dim), torch.nn.Linear(emb_dim, emb_dim), torch.nn.SiLU(),
                                          torch.nn.Linear(emb_dim, emb_dim))
@@ -127,8 +131,11 @@ def dsm_loss(score_model, sde, x0, *, eps: float = 1e-5, t=None):
     ``t`` (float or (B,)) fixes the times; by default t ~ U(eps, 1) per configuration."""
     B = x0.shape[0]
     if t is None:
+        eps = check_eps(eps)
         t = eps + (1.0 - eps) * torch.rand(B, dtype=torch.float64, device=x0.device)
     t = torch.as_tensor(t, dtype=torch.float64, device=x0.device).expand(B)
+    if not bool(((t > 0) & (t <= 1)).all()):  # (NaN fails too)
+        raise ValueError(f"t must lie in (0, 1], got values from {float(t.min())} to {float(t.max())}")
     m, s = (v.to(x0.dtype)[:, None, None] for v in sde.kernel(t))
     z = torch.randn_like(x0)
     score = score_model(m * x0 + s * z, t)
