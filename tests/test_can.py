@@ -413,7 +413,7 @@ def test_unfinished_annealing_warns():
                                       ({"conditional": "gauss"}, "conditional"), ({"n_components": 0}, "n_components"),
                                       ({"channels": 0}, "channels"), ({"depth": 0}, "depth"),
                                       ({"first_half_width": 0}, "first_half_width"),
-                                      ({"dtype": torch.float16}, "dtype")])
+                                      ({"dtype": torch.float16}, "dtype"), ({"residual": "no"}, "residual")])
 def test_bad_arguments(kw, match):
     args = {"shape": (4, 4), **kw}
     with pytest.raises(ValueError, match=match):
@@ -427,6 +427,56 @@ def test_bad_arguments(kw, match):
         can.train(model, -1.0, steps=1, progress=False)
     with pytest.raises(ValueError, match="anneal"):
         can.train(model, 1.0, steps=1, anneal=1.0, progress=False)
+    with pytest.raises(ValueError, match="empty batch"):
+        model.log_prob(torch.zeros(0, 4, 4))
+    for dtype in (torch.complex128, torch.long):  # complex angles lost their imaginary part
+        with pytest.raises(TypeError, match="real floating-point"):
+            model.log_prob(torch.zeros(2, 4, 4, dtype=dtype))
+    for seed in (None, 1.5, -1):  # 1.9 trained as 1
+        with pytest.raises(ValueError, match="seed"):
+            can.train(model, 1.0, steps=1, seed=seed, progress=False)
+
+
+def test_non_finite_weights_stop_sampling_and_training(monkeypatch):
+    """Found by an audit: a NaN or infinite concentration never passes the von Mises rejection
+    test, so a network with a NaN weight sampled for ever; a NaN gradient behind a finite loss
+    was clipped into NaN weights without a word."""
+    for conditional in ("vonmises", "beta"):
+        model = can.CAN((3, 3), channels=4, depth=1, conditional=conditional)
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] = float("nan")
+        with pytest.raises(ValueError, match="not finite"):
+            model.sample(4)
+    trainer = sys.modules["lftaccel.models.can.train"]
+    real = trainer.free_energy_loss
+
+    def infinite_gradient(model_, beta, batch_size):  # the same finite loss, d sqrt(w - w)/dw = inf
+        loss, metrics = real(model_, beta, batch_size)
+        w = next(model_.parameters()).view(-1)[0]
+        return loss + torch.sqrt(w - w.detach()), metrics
+
+    monkeypatch.setattr(trainer, "free_energy_loss", infinite_gradient)
+    model = can.CAN((3, 3), channels=4, depth=1)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(FloatingPointError, match="gradient became non-finite at step 0"):
+        can.train(model, 1.0, steps=2, batch_size=4, anneal=0.0, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # no step taken
+
+
+def test_resume_with_another_target_is_refused(tmp_path):
+    """The checkpoint keeps what the optimisation depends on: resuming at another beta, anneal,
+    batch size or learning rate would silently continue the old training (its beta history ran
+    on at the old value)."""
+    ckpt = tmp_path / "can.pt"
+    can.train(_small_can(), 0.5, steps=2, batch_size=8, anneal=0.0, checkpoint=ckpt, progress=False)
+    for kw, name in (({"beta": 2.0}, "beta"), ({"anneal": 0.9}, "anneal"), ({"batch_size": 4}, "batch_size"),
+                     ({"lr": 1e-2}, "lr")):
+        args = {"beta": 0.5, "batch_size": 8, "anneal": 0.0, **kw}
+        with pytest.raises(ValueError, match=f"other {name} "):
+            can.train(_small_can(), args.pop("beta"), steps=4, checkpoint=ckpt, resume=True, progress=False, **args)
+    res = can.train(_small_can(), 0.5, steps=4, batch_size=8, anneal=0.0, checkpoint=ckpt, resume=True,
+                    progress=False)
+    assert res.steps == 4
 
 
 def test_exact_chain_and_reweighting_match_quadrature_on_3x2():

@@ -205,6 +205,8 @@ def test_resume_from_a_foreign_file_is_named(tmp_path):
     flows.train(flows.lattice_flow((4, 4), n_layers=1, hidden=(4,)), action=th.action, steps=1, batch_size=8,
                 checkpoint=other, progress=False)
     with pytest.raises(ValueError, match="other.pt: its network is not this one"):
+        flows.train(model, action=th.action, steps=2, batch_size=8, checkpoint=other, resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"other.pt: it was trained with other batch_size \(8, now 256\)"):
         flows.train(model, action=th.action, steps=2, checkpoint=other, resume=True, progress=False)
 
 

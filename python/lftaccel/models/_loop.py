@@ -26,7 +26,7 @@ import torch
 
 from .._kernels import check_int
 
-__all__ = ["TrainResult", "optimise"]
+__all__ = ["TrainResult", "optimise", "data_digest"]
 
 
 @dataclasses.dataclass
@@ -41,15 +41,29 @@ class TrainResult:
         return float(np.mean(tail)) if tail else float("nan")
 
 
+def data_digest(data) -> str:
+    """sha256 of a tensor's or array's values (for ``settings``: a resume on other data fails)."""
+    import hashlib
+
+    if isinstance(data, torch.Tensor):
+        data = data.detach().cpu().numpy()
+    return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+
+
 def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int, checkpoint, checkpoint_every: int,
              resume: bool, time_limit: float | None, progress: bool, schedule: str, tag: str, desc: str,
-             generator: torch.Generator | None = None, after_step=None, extra: dict | None = None) -> TrainResult:
+             generator: torch.Generator | None = None, after_step=None, extra: dict | None = None,
+             settings: dict | None = None) -> TrainResult:
     """Runs loss_step / backward / clip / Adam until ``steps`` or ``time_limit``. ``tag``
     names the objective in the checkpoint: resuming a file written under another tag fails.
+    ``settings`` (plain values: the target's parameters, the batch size, a digest of the data)
+    are kept in the checkpoint with lr, clip and schedule, and a resume with other values fails
+    (a resumed run must continue the same optimisation; steps and time_limit may grow).
     ``after_step()`` runs after each optimiser step (an EMA update, say); ``extra`` maps names
     to objects with state_dict / load_state_dict (the EMA weights) kept in the checkpoint."""
     extra = extra or {}
     check_int(steps, "steps")
+    check_int(seed, "seed", low=0)
     check_int(checkpoint_every, "checkpoint_every")
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be finite and > 0, got {lr!r}")
@@ -60,6 +74,7 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
     if not (clip > 0):
         raise ValueError(f"clip must be > 0, got {clip!r}")
 
+    settings = {"lr": lr, "clip": clip, "schedule": schedule, **(settings or {})}
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = {"step": [], "seconds": []}
     step, elapsed = 0, 0.0
@@ -79,6 +94,11 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
                 raise ValueError(f"cannot resume {path}: not a training checkpoint")
             if state.get("objective") != tag:
                 raise ValueError(f"cannot resume {path}: it was trained with objective {state.get('objective')!r}")
+            saved = state.get("settings")  # (absent from the checkpoints of older versions)
+            if saved is not None and saved != settings:
+                differ = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+                raise ValueError(f"cannot resume {path}: it was trained with other " + ", ".join(
+                    f"{k} ({saved.get(k)!r}, now {settings.get(k)!r})" for k in differ))
             try:
                 model.load_state_dict(state["model"])
             except RuntimeError as err:  # another architecture: missing, unexpected or mis-shaped weights
@@ -104,7 +124,8 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
                  "history": history, "torch_rng": torch.get_rng_state(),
                  "data_rng": generator.get_state() if generator is not None else None,
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                 "objective": tag, "extra": {name: obj.state_dict() for name, obj in extra.items()}}
+                 "objective": tag, "settings": settings,
+                 "extra": {name: obj.state_dict() for name, obj in extra.items()}}
         write_atomic(path, lambda tmp: torch.save(state, tmp))
 
     def progress_fraction():
@@ -131,7 +152,10 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
                 raise FloatingPointError(f"training loss became {float(loss)} at step {step}: lower lr or clip, "
                                          "and check the training data are finite")
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            if not torch.isfinite(norm):  # a step would write NaN weights (the loss was finite)
+                raise FloatingPointError(f"the gradient became non-finite at step {step} (norm {float(norm)}): "
+                                         "lower lr or clip")
             opt.step()
             if after_step is not None:
                 after_step()

@@ -64,6 +64,11 @@ class _Mixture:
         """One phi in [0, 2 pi) per leading index, float64, from torch's global RNG on the
         params' device (seed it with torch.manual_seed)."""
         logits, *rest = self._split(params)
+        if not bool(torch.isfinite(params).all()):
+            # (a NaN or infinite concentration never passes the von Mises rejection test: the
+            # sampler would loop for ever)
+            raise ValueError("the network's conditional parameters are not finite (NaN or infinite weights, "
+                             "or a diverged training): cannot sample")
         u = torch.rand(logits.shape[:-1], dtype=torch.float64, device=logits.device)
         cdf = torch.softmax(logits, -1).cumsum(-1)
         comp = torch.searchsorted(cdf, u[..., None]).clamp_(max=self.k - 1)  # inverse-CDF component choice

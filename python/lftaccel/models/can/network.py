@@ -77,6 +77,8 @@ class CAN(torch.nn.Module):
             check_int(value, name, low=low)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if not isinstance(residual, bool):
+            raise ValueError(f"residual must be True or False, got {residual!r}")
         self.shape, self.n_sites, self.residual = shape, shape[0] * shape[1], residual
         self.reflect, self.point_group, self.translations = reflect, point_group, translations
         self._symmetry_group()  # validates the three
@@ -146,6 +148,10 @@ class CAN(torch.nn.Module):
         if not isinstance(theta, torch.Tensor) or theta.dim() != 3 or tuple(theta.shape[1:]) != self.shape:
             got = tuple(theta.shape) if isinstance(theta, torch.Tensor) else type(theta).__name__
             raise ValueError(f"theta must be a tensor (batch, {self.shape[0]}, {self.shape[1]}), got {got}")
+        if not theta.is_floating_point():  # (complex angles lost their imaginary part, integers were taken)
+            raise TypeError(f"theta must be real floating-point angles, got dtype {theta.dtype}")
+        if theta.shape[0] < 1:
+            raise ValueError(f"theta has an empty batch: shape {tuple(theta.shape)}")
         if not torch.isfinite(theta).all():
             raise ValueError("theta contains non-finite angles")
 

@@ -53,7 +53,7 @@ import torch
 from ..._kernels import check_int, check_param
 from ...mcmc.nmcmc import ess
 from ...theories import XY
-from .._loop import TrainResult, optimise
+from .._loop import TrainResult, data_digest, optimise
 from .network import _symmetry_maps
 
 __all__ = ["train", "fit", "energy", "free_energy_loss"]
@@ -97,7 +97,8 @@ def train(model, beta: float, *, steps: int, batch_size: int = 256, lr: float = 
 
     res = optimise(model, loss_step, steps=steps, lr=lr, clip=clip, seed=seed, checkpoint=checkpoint,
                    checkpoint_every=checkpoint_every, resume=resume, time_limit=time_limit, progress=progress,
-                   schedule=schedule, tag="can-free-energy", desc=f"CAN (beta {beta:g})")
+                   schedule=schedule, tag="can-free-energy", desc=f"CAN (beta {beta:g})",
+                   settings={"beta": beta, "anneal": anneal, "batch_size": batch_size})
     reached = res.history.get("beta", [beta])[-1] if res.steps else 0.0
     if reached < 0.99 * beta:
         warnings.warn(f"training ended at beta_t = {reached:.4g}, below the target beta = {beta:.4g}: the "
@@ -151,4 +152,5 @@ def fit(model, configs, *, steps: int, batch_size: int = 256, lr: float = 1e-3, 
 
     return optimise(model, loss_step, steps=steps, lr=lr, clip=clip, seed=seed, checkpoint=checkpoint,
                     checkpoint_every=checkpoint_every, resume=resume, time_limit=time_limit, progress=progress,
-                    schedule=schedule, tag="can-max-likelihood", desc="CAN (max likelihood)", generator=generator)
+                    schedule=schedule, tag="can-max-likelihood", desc="CAN (max likelihood)", generator=generator,
+                    settings={"batch_size": batch_size, "augment": augment, "data_sha256": data_digest(data)})

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..._kernels import check_int
-from .._loop import TrainResult, optimise
+from .._loop import TrainResult, data_digest, optimise
 from .sde import check_eps
 from .unet import dsm_loss
 
@@ -127,5 +127,7 @@ def train(model, data, *, steps: int, batch_size: int = 64, lr: float = 2e-4, em
                                 checkpoint_every=checkpoint_every, resume=resume, time_limit=time_limit,
                                 progress=progress, schedule=schedule, tag="diffusion-dsm", desc="score network",
                                 generator=gen, after_step=lambda: averaged.update_parameters(model),
-                                extra={"ema": averaged, **(extra or {})})
+                                extra={"ema": averaged, **(extra or {})},
+                                settings={"batch_size": batch_size, "eps": eps, "augment": augment, "ema": ema,
+                                          "data_sha256": data_digest(data)})
     return res, averaged

@@ -31,7 +31,7 @@ import torch
 
 from ..._kernels import check_int
 from ...mcmc.nmcmc import ess
-from .._loop import TrainResult, optimise
+from .._loop import TrainResult, data_digest, optimise
 
 __all__ = ["TrainResult", "train", "reverse_kl_loss", "detached_copy"]
 
@@ -135,4 +135,6 @@ def train(model, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: f
 
     return optimise(model, loss_step, steps=steps, lr=lr, clip=clip, seed=seed, checkpoint=checkpoint,
                     checkpoint_every=checkpoint_every, resume=resume, time_limit=time_limit, progress=progress,
-                    schedule=schedule, tag=objective, desc=f"flow ({objective} KL)", generator=gen)
+                    schedule=schedule, tag=objective, desc=f"flow ({objective} KL)", generator=gen,
+                    settings={"batch_size": batch_size, **({"gradient": gradient} if objective == "reverse"
+                                                          else {"data_sha256": data_digest(data)})})
