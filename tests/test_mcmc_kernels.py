@@ -166,13 +166,65 @@ def test_hmc_fourier_matches_real_space_integrator(dtype, device):
     torch.testing.assert_close(lftaccel.fourier.from_fourier(w_four[1]), w_real[1], rtol=tol, atol=tol)
 
 
-def test_fourier_inverse_masses_make_modes_equally_stiff():
-    theory = lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4)
-    im = K.fourier_inverse_masses(theory, 64)
+@pytest.mark.parametrize("n", [16, 17])
+def test_fourier_inverse_masses_make_modes_equally_stiff(n):
+    """For the harmonic oscillator S(c) = sum_j h_j c_j^2 / 2 exactly: its mode stiffnesses
+    h_j (the Fourier gradient at the unit vectors) times the inverse masses are all h_0, so
+    every mode oscillates at one frequency (the zero, Nyquist and paired modes alike)."""
+    theory = lftaccel.Oscillator.harmonic(4.0, 1.0, 1.3)
+    im = K.fourier_inverse_masses(theory, n)
+    h = torch.diagonal(theory.fourier_grad(torch.eye(n, dtype=torch.float64)))
     assert im[0] == 1.0 and (im > 0).all() and (im <= 1).all()
-    c = start(theory, (8, 64), torch.float64, "cpu")
-    e, acc = K.hmc_fourier_trajectory(theory, c, eps=0.05, n_steps=10, seed=2, step=1, inv_mass=im)
-    assert torch.isfinite(e).all()
+    torch.testing.assert_close(h * im, h[0].expand(n), rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("theory,n", [(lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4), 32),
+                                      (lftaccel.Oscillator.harmonic(4.0, 1.0, 1.3), 17),
+                                      (lftaccel.Oscillator(3.0, 0.5, 1.0, 1.0), 6)], ids=["dw32", "ho17", "dw6"])
+def test_hmc_fourier_with_masses_matches_twin(theory, n):
+    """Fourier acceleration, momenta refreshed in the kernel: the trajectory equals the
+    pure-torch twin (momenta z / sqrt(M^-1) from the same Philox normals, drift eps M^-1 p,
+    kinetic energy p M^-1 p / 2), decision by decision. (An audit's mutant that refreshed the
+    Nyquist mode's momentum with unit mass broke detailed balance and passed every other test.)"""
+    im = K.fourier_inverse_masses(theory, n)
+    c0 = lftaccel.fourier.to_fourier(start(theory, (6, n), torch.float64, "cpu")).contiguous()
+    S = lambda c: theory.action(lftaccel.fourier.from_fourier(c))  # noqa: E731
+    G = lambda c: lftaccel.fourier.to_fourier(theory.grad(lftaccel.fourier.from_fourier(c)))  # noqa: E731
+    decisions = []
+    for eps, n_steps in ((0.3, 7), (0.9, 4), (3.0, 3)):  # (the last near the leapfrog's stability limit)
+        p = rm.momenta(6, n, 5, 11, 2) / im.sqrt()
+        u = rm.accept_uniforms(6, 5, 11, 2)
+        expect, e_expect, acc_expect = rm.hmc_trajectory(c0, p, u, S, G, eps, n_steps, inv_mass=im)
+        c = c0.clone()
+        e, acc = K.hmc_fourier_trajectory(theory, c, eps=eps, n_steps=n_steps, seed=5, step=11, chain_offset=2,
+                                          inv_mass=im)
+        torch.testing.assert_close(e, e_expect, rtol=1e-12, atol=1e-12)
+        assert torch.equal(acc.bool(), acc_expect)
+        torch.testing.assert_close(c, expect, rtol=1e-12, atol=1e-12)
+        decisions += acc_expect.tolist()
+    assert any(decisions) and not all(decisions)
+
+
+def test_hmc_fourier_refuses_another_basis_and_checkpoint_mismatch():
+    """The kernel's kinetic term is the Matsubara one: another basis sampled another action
+    (found by an audit); a checkpoint's coefficients must fit the sampler and its field."""
+    theory = lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4)
+    c = lftaccel.fourier.to_fourier(start(theory, (2, 8), torch.float64, "cpu")).contiguous()
+    for basis in (torch.eye(8, dtype=torch.float64), torch.zeros(8, 7, dtype=torch.float64)):
+        with pytest.raises(ValueError, match="basis must be fourier_basis"):
+            K.hmc_fourier_trajectory(theory, c, eps=0.1, n_steps=2, seed=0, step=0, basis=basis)
+    K.hmc_fourier_trajectory(theory, c, eps=0.1, n_steps=2, seed=0, step=0, basis=K.fourier_basis(8))
+    from lftaccel.mcmc import HMC
+
+    sampler = HMC(theory, shape=(8,), n_chains=2, fourier=True, seed=1)
+    state = sampler.state_dict()
+    for coeffs, match in ((np.zeros((2, 9)), "coeffs have shape"), (np.asfortranarray(state["coeffs"] + 1.0),
+                                                                      "not the Fourier coefficients")):
+        with pytest.raises(ValueError, match=match):
+            HMC(theory, shape=(8,), n_chains=2, fourier=True, seed=1).load_state_dict({**state, "coeffs": coeffs})
+    fortran = HMC(theory, shape=(8,), n_chains=2, fourier=True, seed=1)
+    fortran.load_state_dict({**state, "coeffs": np.asfortranarray(state["coeffs"])})
+    fortran.update()  # (a Fortran-ordered array was refused at the next update, blaming work)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -334,8 +386,10 @@ def test_derived_coefficients_and_step_sizes_are_checked():
     with pytest.raises(ValueError, match="extent"):
         K.sde_step(torch.zeros(2, 0), torch.zeros(2, 0), t=0.5, dt=0.1, seed=0, step=0)
     # energies (4, 2) sharing memory with inv_mass (4,) or basis (4, 4)
-    c, shared = torch.zeros(2, 4, dtype=torch.float64), torch.ones(16, dtype=torch.float64)
-    for name, value in (("inv_mass", shared[:4]), ("basis", shared.view(4, 4))):
+    c = torch.zeros(2, 4, dtype=torch.float64)
+    for name in ("inv_mass", "basis"):  # (the basis must be the Fourier basis itself)
+        shared = torch.ones(16, dtype=torch.float64) if name == "inv_mass" else K.fourier_basis(4).flatten()
+        value = shared[:4] if name == "inv_mass" else shared.view(4, 4)
         with pytest.raises(ValueError, match=f"{name} and energies must not overlap"):
             K.hmc_fourier_trajectory(lftaccel.Oscillator(10.0), c, eps=0.1, n_steps=2, seed=0, step=0,
                                      energies=shared[:8].view(4, 2), **{name: value})

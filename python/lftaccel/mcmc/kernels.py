@@ -88,6 +88,16 @@ def fourier_basis(n: int, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
     return from_fourier(torch.eye(n, dtype=dtype, device=device)).T.contiguous()
 
 
+def _check_basis(basis, n, dtype):
+    b = torch.as_tensor(basis) if isinstance(basis, (torch.Tensor, np.ndarray)) else None
+    if b is None or tuple(b.shape) != (n, n):
+        got = tuple(b.shape) if b is not None else type(basis).__name__
+        raise ValueError(f"basis must be fourier_basis({n}), an ({n}, {n}) matrix, got {got}")
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    if not torch.allclose(b.to(torch.float64), fourier_basis(n, device=b.device), rtol=0, atol=tol):
+        raise ValueError(f"basis must be fourier_basis({n}) (the kernel's kinetic term is the Matsubara one)")
+
+
 def fourier_inverse_masses(theory: Oscillator, n: int, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
     """Fourier acceleration: inverse HMC masses 1/M_j = h_0 / h_j with h_j = m l_j / a + a w2,
     the stiffness of mode j (l_j the Laplacian eigenvalue, w2 the potential's curvature at its
@@ -111,6 +121,9 @@ def hmc_fourier_trajectory(theory: Oscillator, coeffs, *, eps: float, n_steps: i
     of lftaccel.fourier), in place. ``inv_mass`` defaults to ones (plain HMC in rotated
     coordinates); pass :func:`fourier_inverse_masses` for Fourier acceleration (checked to be
     finite and positive unless ``check_masses=False``, for callers that checked them once).
+    ``basis`` defaults to :func:`fourier_basis` (n); one passed in must be that matrix (the
+    kernel's kinetic term is the Matsubara one: another basis would sample another action),
+    which is checked unless ``check_masses=False``.
     ``work`` is (5, batch, N). Returns (energies, accepted) as :func:`hmc_trajectory`."""
     if not isinstance(theory, Oscillator):
         raise TypeError(f"theory must be an Oscillator, got {type(theory).__name__}")
@@ -122,6 +135,8 @@ def hmc_fourier_trajectory(theory: Oscillator, coeffs, *, eps: float, n_steps: i
     if basis is None:
         basis = fourier_basis(n, dtype=dt, device=dev)
         basis = basis if is_torch else basis.numpy()
+    elif check_masses:
+        _check_basis(basis, n, dt)
     if inv_mass is None:
         inv_mass = torch.ones(n, dtype=dt, device=dev)
         inv_mass = inv_mass if is_torch else inv_mass.numpy()

@@ -212,7 +212,16 @@ class HMC(Sampler):
         if self.fourier:
             if "coeffs" not in state:
                 raise ValueError("the checkpoint has no Fourier coefficients (written by a real-space run?)")
-            self._c = torch.as_tensor(np.asarray(state["coeffs"])).to(dtype=self.dtype, device=self.device)
+            coeffs = torch.as_tensor(np.asarray(state["coeffs"]))
+            if tuple(coeffs.shape) != (self.n_chains, *self.shape):
+                raise ValueError(f"checkpoint coeffs have shape {tuple(coeffs.shape)}, the sampler "
+                                 f"{(self.n_chains, *self.shape)}")
+            coeffs = coeffs.to(dtype=self.dtype, device=self.device).contiguous()
+            # the field and its coefficients are saved together: they must be one state
+            tol = 1e-10 if self.dtype == torch.float64 else 1e-4
+            if not torch.allclose(fourier.from_fourier(coeffs), self._x, rtol=tol, atol=tol):
+                raise ValueError("checkpoint coeffs are not the Fourier coefficients of its field")
+            self._c = coeffs
 
     @property
     def step_size(self):

@@ -63,23 +63,25 @@ def _per_config(v):
     return v.flatten(1).to(torch.float64).sum(1)
 
 
-def leapfrog(x, p, grad, eps, n_steps):
-    """n_steps leapfrog steps: half kick, (drift, kick) ..., drift, half kick."""
+def leapfrog(x, p, grad, eps, n_steps, inv_mass=1.0):
+    """n_steps leapfrog steps: half kick, (drift, kick) ..., drift, half kick; the drift is
+    eps M^-1 p (``inv_mass``, per coordinate, for Fourier acceleration)."""
     p = p - 0.5 * eps * grad(x)
     for s in range(n_steps):
-        x = x + eps * p
+        x = x + eps * inv_mass * p
         p = p - (eps if s + 1 < n_steps else 0.5 * eps) * grad(x)
     return x, p
 
 
-def hmc_trajectory(x, p, u, action, grad, eps, n_steps, canonical=None):
-    """One HMC trajectory from momenta ``p`` with accept uniforms ``u`` (batch,).
+def hmc_trajectory(x, p, u, action, grad, eps, n_steps, canonical=None, inv_mass=1.0):
+    """One HMC trajectory from momenta ``p`` with accept uniforms ``u`` (batch,), kinetic
+    energy p M^-1 p / 2 (``inv_mass`` per coordinate; 1: unit masses).
 
     Returns (x_next, energies (4, batch) = (S_old, K_old, S_new, K_new), accepted (batch,) bool).
     """
-    xt, pt = leapfrog(x, p, grad, eps, n_steps)
-    e = torch.stack([action(x).to(torch.float64), 0.5 * _per_config(p * p),
-                     action(xt).to(torch.float64), 0.5 * _per_config(pt * pt)])
+    xt, pt = leapfrog(x, p, grad, eps, n_steps, inv_mass)
+    e = torch.stack([action(x).to(torch.float64), 0.5 * _per_config(inv_mass * p * p),
+                     action(xt).to(torch.float64), 0.5 * _per_config(inv_mass * pt * pt)])
     dH = e[2] + e[3] - e[0] - e[1]
     acc = torch.isfinite(dH) & ((dH <= 0) | (torch.log(u) < -dH))
     if canonical is not None:
