@@ -117,6 +117,31 @@ def test_a_correlator_rising_in_the_window_gives_no_gap():
     assert "E1-E0" not in analysis.oscillator_observables(meas, th, N, window=(1, 4))
 
 
+def test_a_given_window_averages_its_masses_plainly():
+    """With a window the gap is the plain mean of the slices' cosh effective masses, the
+    target an exact reference over the window computes; inverse-variance weights (noise
+    growing with t, as a real correlator's relative error does) made it lean to the first
+    slices (found by an audit of the oscillator reproduction)."""
+    from scipy.optimize import brentq
+
+    N, rng = 16, np.random.default_rng(7)
+    t = np.arange(N)
+    C = np.cosh(0.5 * (t - N / 2)) + 0.02 * np.cosh(1.5 * (t - N / 2))  # masses fall toward 0.5 with t
+    noise = 1 + 1e-3 * rng.standard_normal((400, 1, N)) * (1 + 4 * t)
+    meas = {"x2": rng.uniform(0.5, 1.5, (400, 1)), "x4": rng.uniform(0.5, 2.5, (400, 1)), "g2": C * noise,
+            "g4": C * noise}
+    th = Oscillator(beta=8.0, m=0.5, lam=1.0, f=1.0)
+    a = th.spacing(N)
+
+    def mass(k):  # the noiseless cosh effective mass at slice k
+        return brentq(lambda m: C[k] / C[k + 1] - np.cosh(m * (k - N / 2)) / np.cosh(m * (k + 1 - N / 2)), 1e-6, 5)
+
+    masses = [mass(k) for k in (1, 2, 3)]
+    assert masses[0] - masses[2] > 0.05  # (the masses differ: weights would move the result)
+    gap = analysis.estimate(analysis.oscillator_observables(meas, th, N, window=(1, 4))["E1-E0"], "gap")
+    assert abs(gap.value - np.mean(masses) / a) < 3 * gap.error + 1e-3, (gap, np.mean(masses) / a)
+
+
 def test_bad_measurements_are_named():
     with pytest.raises(ValueError, match="n_slices = 8 does not match"):
         osc_obs(np.random.default_rng(7).standard_normal((10, 16)), 8)

@@ -27,6 +27,11 @@ def test_oscillator_fflow_pipeline(tmp_path):
     assert set(summary) == {1.0, 1.7}
     assert {"E0", "E1-E0", "E2-E0"} <= set(summary[1.0]["pulls"])
     assert {"<x^2>", "<x^4>", "G2(0)"} <= set(summary[1.7]["pulls"])
+    # a pull is NaN where there is no estimate: those must be few, and said so in the report
+    for f, keys in ((1.0, ("E0", "E1-E0")), (1.7, ("<x^2>", "<x^4>", "G2(0)"))):
+        assert all(math.isfinite(summary[f]["pulls"][k]) for k in keys), summary[f]["pulls"]
+    if not math.isfinite(summary[1.0]["pulls"]["E2-E0"]):
+        assert "no estimate" in (tmp_path / "report.md").read_text()
     for basis in ("fourier", "real"):
         assert 0 <= summary[1.7][basis]["fraction_right_well"] <= 1
     text = (tmp_path / "report.md").read_text()
@@ -112,3 +117,50 @@ def test_unknown_reproduction_is_named(tmp_path, capsys):
         cli.main(["reproduce", "xy-flow"])
     assert "invalid choice" in capsys.readouterr().err
     json.dumps({})
+
+
+@pytest.mark.parametrize("name,overrides,match", [
+    ("xy-can", {"proposal": {8: 512}}, "unknown setting.s. proposal"),
+    ("xy-can", {"lattices": [6]}, "first_seconds has no value for lattice size.s. \\[6\\]"),
+    ("xy-can", {"proposals": {8: 100}}, "proposals must be a multiple of 8"),
+    ("phi4-flow", {"proposals": 12}, "proposals must be a multiple of 8"),
+    ("phi4-flow", {"train_seconds": 5.0}, "train_seconds must map each lattice size"),
+    ("oscillator-fflow", {"bogus": 1}, "unknown setting.s. bogus"),
+    ("phi4-diffusion", {"proposals": 4}, "proposals must be a multiple of 8"),
+])
+def test_pipeline_settings_are_checked_before_any_work(tmp_path, name, overrides, match):
+    """Found by an audit: unknown keys ran the defaults silently, a lattice without a per-lattice
+    value died on a bare KeyError, and a proposal count that does not split into 8 streams was
+    refused only after minutes of sampling and training."""
+    with pytest.raises(ValueError, match=match):
+        reproduce(name, tmp_path, quick=True, device="cpu", **overrides)
+    assert not any(p.suffix in (".h5", ".pt") for p in tmp_path.iterdir())
+
+
+def test_xy_can_stage_restarts_when_the_stage_before_changed(tmp_path):
+    """A checkpoint of a stage that started from other weights (the training before a fit ran
+    on since) is removed, so the stage runs again from the weights it is given; before, the
+    old fit was loaded over the newer training and returned unchanged (found by an audit)."""
+    import torch
+
+    from lftaccel.models import can
+    from lftaccel.reproduce import xy_can
+
+    torch.manual_seed(0)
+    model = can.CAN((3, 3), channels=4, depth=1)
+    path = tmp_path / "stage.pt"
+    can.train(model, 1.0, steps=2, batch_size=4, anneal=0.0, checkpoint=path, progress=False,
+              start=xy_can._resumable(model, path))
+    torch.manual_seed(0)
+    same = can.CAN((3, 3), channels=4, depth=1)
+    xy_can._resumable(same, path)
+    assert path.exists()  # the same start: resumed
+    with torch.no_grad():
+        next(same.parameters()).add_(0.1)
+    xy_can._resumable(same, path)
+    assert not path.exists()  # another start: the stage runs again
+    can.train(model, 1.0, steps=4, batch_size=4, anneal=0.0, checkpoint=tmp_path / "x.pt", progress=False,
+              start="a")
+    with pytest.raises(ValueError, match="other start"):  # and can.train itself refuses such a resume
+        can.train(model, 1.0, steps=4, batch_size=4, anneal=0.0, checkpoint=tmp_path / "x.pt", resume=True,
+                  progress=False, start="b")

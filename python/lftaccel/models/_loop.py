@@ -26,7 +26,7 @@ import torch
 
 from .._kernels import check_int
 
-__all__ = ["TrainResult", "optimise", "data_digest"]
+__all__ = ["TrainResult", "optimise", "data_digest", "weights_digest"]
 
 
 @dataclasses.dataclass
@@ -48,6 +48,17 @@ def data_digest(data) -> str:
     if isinstance(data, torch.Tensor):
         data = data.detach().cpu().numpy()
     return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+
+
+def weights_digest(model) -> str:
+    """sha256 of a model's parameters and buffers, in state_dict order (a training's start)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())
+    return h.hexdigest()
 
 
 def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int, checkpoint, checkpoint_every: int,

@@ -61,6 +61,32 @@ def pull(a, b) -> float:
 DISCARD = analysis.NMCMC_DISCARD  # fraction of each neural-MCMC stream dropped as burn-in
 
 
+def settings(defaults: dict, overrides: dict, *, extra=(), per_lattice=(), streams=()) -> dict:
+    """A pipeline's settings: ``defaults`` with ``overrides``, checked before any work. An
+    unknown key (a typo ran the defaults silently), a per-lattice setting without a value for
+    one of cfg['lattices'] (a bare KeyError mid-run), or a proposal count that does not split
+    into the 8 independence-Metropolis streams of >= 2 (refused after minutes of training)
+    is a ValueError naming the setting. ``extra``: keys a pipeline reads beyond its defaults."""
+    unknown = sorted(set(overrides) - set(defaults) - set(extra))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}; the settings are "
+                         f"{', '.join(sorted(set(defaults) | set(extra)))}")
+    cfg = {**defaults, **overrides}
+    for key in per_lattice:
+        if not isinstance(cfg[key], dict):
+            raise ValueError(f"setting {key} must map each lattice size to a value, got {cfg[key]!r}")
+        missing = [L for L in cfg["lattices"] if L not in cfg[key]]
+        if missing:
+            raise ValueError(f"setting {key} has no value for lattice size(s) {missing} (it has {sorted(cfg[key])})")
+    for key in streams:
+        values = cfg[key].values() if isinstance(cfg[key], dict) else [cfg[key]]
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 16 or v % 8]
+        if bad:
+            raise ValueError(f"setting {key} must be a multiple of 8 and >= 16 (8 streams of >= 2 proposals), "
+                             f"got {bad[0]!r}")
+    return cfg
+
+
 def chain_observables(measurements: dict, chain: nmcmc.Chain, fn, *args, discard: float = DISCARD) -> dict:
     """Observables of a neural-MCMC chain: per-proposal measurements taken along the chain
     (n_steps, n_chains, ...), the first ``discard`` of every stream dropped (each starts on

@@ -71,7 +71,7 @@ import torch
 from .. import Phi4, analysis
 from ..mcmc import HMC, Langevin, nmcmc, run
 from ..models import diffusion as dm
-from .common import Report, chain_observables, device_of, fmt, plot_histograms, pull, _plt
+from .common import Report, settings, chain_observables, device_of, fmt, plot_histograms, pull, _plt
 
 __all__ = ["run_reproduction"]
 
@@ -336,7 +336,7 @@ def _stochastic_quantization(kappa, cfg, report, dev, theory, score, scale, sde,
 def run_reproduction(out, quick: bool = False, device: str | None = None, **overrides) -> dict:
     """Runs the reproduction into ``out``; ``overrides`` replace entries of the settings (tests)."""
     dev = device_of(device)
-    cfg = {**_settings(quick, dev), **overrides}
+    cfg = settings(_settings(quick, dev), overrides, extra=("train_steps",), streams=("proposals",))
     report = Report(out, "phi4-diffusion: score-based diffusion model against HMC, and stochastic quantization")
     report.add(f"2D phi^4, hopping form, lambda = {LAM}, {cfg['L']}x{cfg['L']}, kappa in {list(cfg['kappas'])}; "
                f"device {dev}; quick = {quick}. VE SDE sigma = 25, t in [1e-3, 1].",

@@ -22,7 +22,7 @@ import torch
 from .. import Phi4, analysis
 from ..mcmc import nmcmc
 from ..models import flows
-from .common import Report, chain_observables, device_of, fmt, plot_histograms, plot_training, pull, timed_hmc
+from .common import Report, settings, chain_observables, device_of, fmt, plot_histograms, plot_training, pull, timed_hmc
 
 __all__ = ["run_reproduction"]
 
@@ -73,7 +73,8 @@ def _flow_chain(model, theory, n, seed):
 def run_reproduction(out, quick: bool = False, device: str | None = None, **overrides) -> dict:
     """Runs the reproduction into ``out``; ``overrides`` replace entries of the settings (tests)."""
     dev = device_of(device)
-    cfg = {**_settings(quick, dev), **overrides}
+    cfg = settings(_settings(quick, dev), overrides, extra=("hmc_therm",), per_lattice=("train_seconds",),
+                   streams=("proposals",))
     theory = Phi4.from_standard(-4.0, 8.0)
     report = Report(out, "phi4-flow: coupling flow + neural MCMC against HMC")
     report.add(f"Theory {theory!r} (standard form m2 = -4, lam = 8); device {dev}; quick = {quick}.",

@@ -87,7 +87,8 @@ import torch
 from .. import XY, analysis
 from ..mcmc import nmcmc
 from ..models import can
-from .common import Report, _plt, chain_observables, device_of, fmt, pull, timed_hmc
+from ..models._loop import weights_digest
+from .common import Report, settings, _plt, chain_observables, device_of, fmt, pull, timed_hmc
 
 __all__ = ["run_reproduction"]
 
@@ -146,15 +147,29 @@ def network_file(out, name, *, fitted: bool):
     return out / f"{name}{'-fit' if fitted else ''}.pt"
 
 
+def _resumable(model, path) -> str:
+    """The digest of the weights a stage starts from; a checkpoint of the stage that started from
+    other weights (the stage before it trained on since, say) is removed, so the stage runs
+    again from these instead of returning the old result."""
+    start = weights_digest(model)
+    if path.exists():
+        saved = torch.load(path, weights_only=False, map_location="cpu").get("settings") or {}
+        if saved.get("start") != start:
+            print(f"{path.name} started from other weights (an earlier stage changed): training it again")
+            path.unlink()
+    return start
+
+
 def _fit(model, ens, seconds, out, name):
-    return can.fit(model, ens.configs, steps=10 ** 7, batch_size=FIT_BATCH, lr=FIT_LR, seed=2,
-                   checkpoint=network_file(out, name, fitted=True), resume=True, time_limit=seconds)
+    path = network_file(out, name, fitted=True)
+    return can.fit(model, ens.configs, steps=10 ** 7, batch_size=FIT_BATCH, lr=FIT_LR, seed=2, checkpoint=path,
+                   resume=True, time_limit=seconds, start=_resumable(model, path))
 
 
 def _train(model, beta, seconds, out, name, *, anneal):
-    res = can.train(model, beta, steps=10 ** 7, batch_size=BATCH, lr=LR, anneal=anneal, seed=1,
-                    checkpoint=network_file(out, name, fitted=False), resume=True, time_limit=seconds)
-    return res
+    path = network_file(out, name, fitted=False)
+    return can.train(model, beta, steps=10 ** 7, batch_size=BATCH, lr=LR, anneal=anneal, seed=1, checkpoint=path,
+                     resume=True, time_limit=seconds, start=_resumable(model, path))
 
 
 def _exact(model, beta, n, seed):
@@ -233,7 +248,8 @@ def _crossing(temps, hel):
 def run_reproduction(out, quick: bool = False, device: str | None = None, **overrides) -> dict:
     """Runs the reproduction into ``out``; ``overrides`` replace entries of the settings (tests)."""
     dev = device_of(device)
-    cfg = {**_settings(quick, dev), **overrides}
+    cfg = settings(_settings(quick, dev), overrides, streams=("proposals",),
+                   per_lattice=("first_seconds", "next_seconds", "fit_seconds", "proposals"))
     report = Report(out, "xy-can: continuous autoregressive networks for the XY model, made exact")
     report.add(f"Device {dev}; quick = {quick}. CAN: von Mises mixtures of {COMPONENTS}, {CHANNELS} channels, "
                f"depth {DEPTH}, batch {BATCH}, Adam {LR} (cosine). The first temperature of the smallest lattice "

@@ -84,8 +84,12 @@ def free_energy_loss(model, beta: float, batch_size: int):
 
 def train(model, beta: float, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: float = 1.0,
           anneal: float = 0.998, seed: int = 0, checkpoint=None, checkpoint_every: int = 100, resume: bool = False,
-          time_limit: float | None = None, progress: bool = True, schedule: str = "cosine") -> TrainResult:
-    """Trains ``model`` (a CAN) in place toward the XY model at inverse temperature ``beta``."""
+          time_limit: float | None = None, progress: bool = True, schedule: str = "cosine",
+          start: str | None = None) -> TrainResult:
+    """Trains ``model`` (a CAN) in place toward the XY model at inverse temperature ``beta``.
+    ``start`` (optional) names what the training starts from, a digest of the starting weights
+    (lftaccel.models._loop.weights_digest, say): it is kept in the checkpoint, and a resume
+    from other weights is refused."""
     beta = check_param(beta, "beta", low=0.0, low_open=True)
     check_int(batch_size, "batch_size", low=2)
     if not (0.0 <= anneal < 1.0):
@@ -98,7 +102,8 @@ def train(model, beta: float, *, steps: int, batch_size: int = 256, lr: float = 
     res = optimise(model, loss_step, steps=steps, lr=lr, clip=clip, seed=seed, checkpoint=checkpoint,
                    checkpoint_every=checkpoint_every, resume=resume, time_limit=time_limit, progress=progress,
                    schedule=schedule, tag="can-free-energy", desc=f"CAN (beta {beta:g})",
-                   settings={"beta": beta, "anneal": anneal, "batch_size": batch_size})
+                   settings={"beta": beta, "anneal": anneal, "batch_size": batch_size,
+                             **({"start": start} if start is not None else {})})
     reached = res.history.get("beta", [beta])[-1] if res.steps else 0.0
     if reached < 0.99 * beta:
         warnings.warn(f"training ended at beta_t = {reached:.4g}, below the target beta = {beta:.4g}: the "
@@ -127,10 +132,12 @@ def _augment(theta, generator):
 
 def fit(model, configs, *, steps: int, batch_size: int = 256, lr: float = 1e-3, clip: float = 1.0, seed: int = 0,
         augment: bool = True, checkpoint=None, checkpoint_every: int = 100, resume: bool = False,
-        time_limit: float | None = None, progress: bool = True, schedule: str = "constant") -> TrainResult:
+        time_limit: float | None = None, progress: bool = True, schedule: str = "constant",
+        start: str | None = None) -> TrainResult:
     """Trains ``model`` (a CAN) in place by maximum likelihood on ``configs`` (n, H, W), angles
     sampled from the target (an MCMC ensemble: lftaccel.io reads them), each batch mapped by
-    random symmetries unless ``augment=False``. Logged: nll, -ln q per site on the batch."""
+    random symmetries unless ``augment=False``. Logged: nll, -ln q per site on the batch.
+    ``start``: as in :func:`train`."""
     check_int(batch_size, "batch_size", low=1)
     if not isinstance(augment, bool):
         raise ValueError(f"augment must be True or False, got {augment!r}")
@@ -153,4 +160,5 @@ def fit(model, configs, *, steps: int, batch_size: int = 256, lr: float = 1e-3, 
     return optimise(model, loss_step, steps=steps, lr=lr, clip=clip, seed=seed, checkpoint=checkpoint,
                     checkpoint_every=checkpoint_every, resume=resume, time_limit=time_limit, progress=progress,
                     schedule=schedule, tag="can-max-likelihood", desc="CAN (max likelihood)", generator=generator,
-                    settings={"batch_size": batch_size, "augment": augment, "data_sha256": data_digest(data)})
+                    settings={"batch_size": batch_size, "augment": augment, "data_sha256": data_digest(data),
+                              **({"start": start} if start is not None else {})})
