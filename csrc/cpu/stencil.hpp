@@ -323,25 +323,19 @@ struct LaneSums {
   }
 };
 
-// The two sums of a site's action in parts (Site::action_parts_grad), each summed as LaneSums
-// does, on one count.
+// The two sums of a site's action in parts (Site::action_parts_grad), each a LaneSums.
 template <class Sum, int W>
 struct SplitSums {
-  Simd<Sum, W> u_block = Sum(0), v_block = Sum(0);
-  int64_t vectors = 0;
-  double u = 0, v = 0;
+  LaneSums<Sum, W> u, v;
 
   template <class V>
   LFT_FORCE_INLINE void add(V u_term, V v_term) {
-    u_block += u_term.template convert<Sum>();
-    v_block += v_term.template convert<Sum>();
-    if (++vectors == kSumBlock / W) flush();
+    u.add(u_term);
+    v.add(v_term);
   }
-  LFT_FORCE_INLINE void flush() {  // inlined, as LaneSums::flush
-    u += lane_sum(u_block);
-    v += lane_sum(v_block);
-    u_block = v_block = Sum(0);
-    vectors = 0;
+  LFT_FORCE_INLINE void flush() {
+    u.flush();
+    v.flush();
   }
 };
 
@@ -418,7 +412,7 @@ double stencil_vector_rows(const Site& site, const Lattice& lat, const T* x, con
   if (!A) return 0.0;
   if constexpr (kSplitAction<A, G, decltype(lanes)>) {
     sums.flush();
-    const double s = site.action_from_parts(sums.u, sums.v);
+    const double s = site.action_from_parts(sums.u.total, sums.v.total);
     if (std::isfinite(s)) return s;
     // A part overflowed (or the field is not finite): the density's sum, the gradient kept.
     return stencil_vector_rows<D, true, false, Sum>(site, lat, x, out, r0, r1);

@@ -17,6 +17,7 @@ killed run loses at most one checkpoint interval and continues the same random s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -43,8 +44,6 @@ class TrainResult:
 
 def data_digest(data) -> str:
     """sha256 of a tensor's or array's values (for ``settings``: a resume on other data fails)."""
-    import hashlib
-
     if isinstance(data, torch.Tensor):
         data = data.detach().cpu().numpy()
     return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
@@ -52,8 +51,6 @@ def data_digest(data) -> str:
 
 def weights_digest(model) -> str:
     """sha256 of a model's parameters and buffers, in state_dict order (a training's start)."""
-    import hashlib
-
     h = hashlib.sha256()
     for name, t in model.state_dict().items():
         h.update(name.encode())

@@ -10,6 +10,10 @@ def _potential(x, c0, c2, c4):
     return c0 + c2 * x2 + c4 * x2**2
 
 
+def _potential_force(x, c2, c4):
+    return 2 * c2 * x + 4 * c4 * x**3
+
+
 def oscillator_action(x, beta, m, c0, c2, c4):
     """S_E = a sum_n [m (x_{n+1} - x_n)^2 / (2 a^2) + V(x_n)], a = beta / N; x is (batch, N)."""
     a = beta / x.shape[-1]
@@ -20,7 +24,7 @@ def oscillator_action(x, beta, m, c0, c2, c4):
 def oscillator_grad(x, beta, m, c0, c2, c4):
     a = beta / x.shape[-1]
     laplacian = 2 * x - torch.roll(x, -1, -1) - torch.roll(x, 1, -1)
-    return m * laplacian / a + a * (2 * c2 * x + 4 * c4 * x**3)
+    return m * laplacian / a + a * _potential_force(x, c2, c4)
 
 
 def oscillator_fourier_action(c, beta, m, c0, c2, c4):
@@ -41,4 +45,4 @@ def oscillator_matsubara_terms(c, path, beta, m, c0, c2, c4):
     a = beta / c.shape[-1]
     lap = laplacian_eigenvalues(c.shape[-1], c.dtype).to(c.device)
     action = (m / (2 * a)) * (lap * c**2).sum(-1) + a * _potential(path, c0, c2, c4).sum(-1)
-    return action, (m / a) * lap * c, a * (2 * c2 * path + 4 * c4 * path**3)
+    return action, (m / a) * lap * c, a * _potential_force(path, c2, c4)

@@ -24,7 +24,7 @@ import torch
 from .. import Oscillator, analysis, exact
 from ..mcmc import nmcmc
 from ..models import flows
-from .common import Report, settings, chain_observables, device_of, fmt, plot_histograms, plot_training, pull
+from .common import Report, chain_observables, device_of, fmt, plot_histograms, plot_training, pull, settings
 
 __all__ = ["run_reproduction"]
 

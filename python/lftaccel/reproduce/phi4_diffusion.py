@@ -60,7 +60,6 @@ against 2.50 (HMC). Both Langevin chains are unadjusted: each carries an O(eps) 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -71,7 +70,8 @@ import torch
 from .. import Phi4, analysis
 from ..mcmc import HMC, Langevin, nmcmc, run
 from ..models import diffusion as dm
-from .common import Report, settings, chain_observables, device_of, fmt, plot_histograms, pull, _plt
+from ..models._loop import data_digest
+from .common import Report, _plt, chain_observables, device_of, fmt, plot_histograms, pull, settings
 
 __all__ = ["run_reproduction"]
 
@@ -139,7 +139,7 @@ def _train(data_phi, L, kappa, cfg, out, device):
     name = f"dm-{L}x{L}-k{kappa}"
     # the scale and the SDE belong to the model: kept beside its checkpoint, with what the
     # training depends on, so that a rerun into the same folder resumes only the same training
-    identity = {"data_sha256": hashlib.sha256(np.ascontiguousarray(data_phi, dtype=np.float64).tobytes()).hexdigest(),
+    identity = {"data_sha256": data_digest(np.asarray(data_phi, dtype=np.float64)),
                 "scale": scale.c, **sde.kernel_args(), "channels": list(cfg["channels"]), "emb_dim": cfg["emb_dim"],
                 "batch": cfg["batch"], "lr": cfg["lr"], "train_steps": cfg.get("train_steps")}
     checkpoint, described = out / f"{name}.pt", out / f"{name}.json"

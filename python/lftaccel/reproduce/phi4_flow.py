@@ -22,7 +22,7 @@ import torch
 from .. import Phi4, analysis
 from ..mcmc import nmcmc
 from ..models import flows
-from .common import Report, settings, chain_observables, device_of, fmt, plot_histograms, plot_training, pull, timed_hmc
+from .common import Report, chain_observables, device_of, fmt, plot_histograms, plot_training, pull, settings, timed_hmc
 
 __all__ = ["run_reproduction"]
 

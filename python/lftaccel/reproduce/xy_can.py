@@ -88,7 +88,7 @@ from .. import XY, analysis
 from ..mcmc import nmcmc
 from ..models import can
 from ..models._loop import weights_digest
-from .common import Report, settings, _plt, chain_observables, device_of, fmt, pull, timed_hmc
+from .common import Report, _plt, chain_observables, device_of, fmt, pull, settings, timed_hmc
 
 __all__ = ["run_reproduction"]
 
