@@ -172,6 +172,23 @@ def test_C_malformed_cuda_array_interface(case, arg):
         _C.phi4(args["x"], args["action"], kappa=0.1, lam=0.1)
 
 
+@pytest.mark.parametrize("case", ["misaligned", "masked"])
+def test_C_cuda_array_interface_misaligned_or_masked(case):
+    """A device pointer off its element size (a sticky misaligned-address error would end the
+    CUDA context) and a masked array are refused before any device call, naming the argument
+    (a build without CUDA refuses every CUDA buffer, naming it too)."""
+    fake = FakeCudaArray((2, 3))
+    if case == "misaligned":
+        ptr, ro = fake.__cuda_array_interface__["data"]
+        fake.__cuda_array_interface__["data"] = (ptr + 4, ro)
+    else:
+        fake.__cuda_array_interface__["mask"] = FakeCudaArray((2, 3))
+    with pytest.raises(ValueError, match=names("x")) as err:
+        _C.phi4(fake, np.empty(2), kappa=0.1, lam=0.1)
+    if lftaccel.build_info()["cuda"]:
+        assert ("aligned" if case == "misaligned" else "mask") in str(err.value)
+
+
 CRASH_SCRIPT = textwrap.dedent("""
     import numpy as np
     from lftaccel import _C

@@ -1,5 +1,6 @@
 """phi^4 and XY kernels against their pure-torch twins, autograd and finite differences."""
 
+import math
 import zlib
 
 import numpy as np
@@ -185,6 +186,69 @@ def test_cuda_matches_cpu(name):
         assert_close_scaled(gg, gc, 1e-12)
 
 
+def cancelling_phi4_field(device):
+    """phi = 1 on the top half of a 1024^2 lattice, sqrt(1 + sqrt 2) on the bottom half: at
+    kappa = 0.25, lambda = 0.5 the halves' actions, -0.5 and +0.5 a site, nearly cancel (S = 157.1
+    of 2.6e5 each), so a float sum that rounds at the running total's size shows."""
+    x = torch.ones(1, 1024, 1024, dtype=torch.float32)
+    x[:, 512:] = math.sqrt(1 + math.sqrt(2))
+    return x.to(device)
+
+
+def test_float32_action_into_a_float64_buffer():
+    """The bindings take a float64 action for a float32 field (the Python layer passes one on
+    CUDA): on the CPU it is the float32 action widened, bit for bit; a float64 field's action
+    stays float64."""
+    from lftaccel import _C
+
+    x = cancelling_phi4_field("cpu")
+    a32, a64 = np.empty(1, np.float32), np.empty(1, np.float64)
+    _C.phi4(x.numpy(), a32, None, 0.25, 0.5)
+    _C.phi4(x.numpy(), a64, None, 0.25, 0.5)
+    assert a64[0] == np.float64(a32[0])
+    p = torch.randn(3, 16, dtype=torch.float32, generator=torch.Generator().manual_seed(4))
+    for fn, args in [(_C.xy, (0.7,)), (_C.oscillator, (1.6, 0.5, 1.0, -2.0, 1.0))]:
+        a32, a64 = np.empty(3, np.float32), np.empty(3, np.float64)
+        fn(p.numpy(), a32, None, *args)
+        fn(p.numpy(), a64, None, *args)
+        np.testing.assert_array_equal(a64, a32.astype(np.float64))
+    a32, a64 = np.empty(3, np.float32), np.empty(3, np.float64)
+    osc = dict(beta=1.6, m=0.5, c0=1.0, c2=-2.0, c4=1.0)
+    _C.oscillator_fourier(p.numpy(), p.numpy(), a32, **osc)
+    _C.oscillator_fourier(p.numpy(), p.numpy(), a64, **osc)
+    np.testing.assert_array_equal(a64, a32.astype(np.float64))
+    with pytest.raises(TypeError, match=r"\baction\b.*float64"):
+        _C.phi4(x.double().numpy(), a32[:1], None, 0.25, 0.5)  # a float64 field's action is float64
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
+def test_cuda_float32_action_sums_its_blocks_in_double():
+    """On the GPU the blocks' double partial sums meet in a float64 buffer (the Python layer's)
+    and are rounded to float32 once, so a float32 action whose terms nearly cancel is the same
+    on every call (float atomics added the blocks in an order that changes between runs, each
+    add rounded at the running total's size). What remains is the per-site densities' float
+    rounding, the same at every site of each half here (at most ~5e-5 of S against the float64
+    twin; the CPU's float32 action, whose blocks of 1024 sites sum in float, is 1.6e-4 off)."""
+    theory = lftaccel.Phi4(0.25, 0.5)
+    x = cancelling_phi4_field("cuda")
+    exact = R.phi4_action(x.double(), 0.25, 0.5).item()
+    runs = [theory.action(x).cpu() for _ in range(3)] + [theory.action_and_grad(x)[0].cpu()]
+    out = torch.empty(1, dtype=torch.float32, device="cuda")
+    runs.append(theory.action_and_grad(x, action_out=out)[0].cpu())
+    assert runs[-1].item() == out.item()
+    for r in runs:
+        assert r.dtype == torch.float32
+        assert abs(r.item() - exact) <= 3e-4 * abs(exact)
+    assert all(r.item() == runs[0].item() for r in runs)
+    osc = lftaccel.Oscillator(1.6)
+    c = torch.randn(64, 1 << 16, dtype=torch.float32, generator=torch.Generator().manual_seed(9))
+    action_cpu, _, _ = lftaccel._kernels.oscillator_fourier(c, c.clone(), osc._params())
+    action_gpu, _, _ = lftaccel._kernels.oscillator_fourier(c.cuda(), c.cuda().clone(), osc._params())
+    assert action_gpu.dtype == torch.float32
+    assert_close_scaled(action_gpu, action_cpu, 4 * torch.finfo(torch.float32).eps)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -206,15 +270,21 @@ def test_cuda_xy_2d_tiles(dtype):
         assert_close_scaled(theory.grad(x.cuda()), gg, TOL[dtype])
 
 
-@pytest.mark.parametrize("scale", [1e-3, 3.2, 50.0, 4000.0, 8191.0, 1e4, 1e7])
-def test_xy_float32_any_angle_magnitude(scale):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device visible")])])
+@pytest.mark.parametrize("scale", [1e-3, 3.2, 7.9, 50.0, 4000.0, 8191.0, 1e4, 1e7])
+def test_xy_float32_any_angle_magnitude(scale, device):
     """float32 angles below 8192 take the float sincos (vecmath.hpp), larger ones the double
-    path; against the double twin of the same float angles (whose differences are exact)."""
+    path; against the double twin of the same float angles (whose differences are exact). On
+    the GPU, 2D takes each angle's (cos, sin) from a tile; other ranks take cos and sin of each
+    link's difference, formed in double for angles beyond 8 (the float difference of angles
+    near 1e4 is off by up to 5e-4 rad)."""
     g = torch.Generator().manual_seed(int(scale) + 2)
     theta = (scale * (2 * torch.rand(3, 16, 17, generator=g, dtype=torch.float64) - 1)).float()
     theta[0, 0, :8] = (torch.tensor([0.0, 1, 2, 3, 4, -1, -2, -3], dtype=torch.float64) * (torch.pi / 2)).float()
-    for shape in [(3, 16, 17), (1, 3, 272)]:  # flat (short rows) and by rows
-        x = theta.reshape(shape)
+    # flat (short rows), by rows, 3D (vector-free rows on the CPU, link differences on the GPU)
+    for shape in [(3, 16, 17), (1, 3, 272), (3, 4, 4, 17)]:
+        x = theta.reshape(shape).to(device)
         s, g_ = lftaccel.XY(0.8).action_and_grad(x)
         assert s.dtype == torch.float32
         assert_close_scaled(s, R.xy_action(x.double(), 0.8), 2e-6)

@@ -53,8 +53,8 @@ Launch launch_for(int64_t batch, int64_t sites) {
   for (int64_t base = int64_t(blockIdx.x) * chunk<T>; base < (n); base += int64_t(gridDim.x) * chunk<T>)
 
 // phi^4, XY and the oscillator path: the physics per site is site_action_grad (common.cuh).
-template <int D, bool A, bool G, class I, class Site, class T>
-__global__ void stencil_kernel(Site site, Lattice lat, int64_t batch, const T* __restrict__ x, T* action,
+template <int D, bool A, bool G, class I, class Site, class T, class Acc>
+__global__ void stencil_kernel(Site site, Lattice lat, int64_t batch, const T* __restrict__ x, Acc* action,
                                T* __restrict__ grad) {
   const int64_t V = lat.volume;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
@@ -117,9 +117,9 @@ struct XYTile {
 __device__ inline void sin_cos(float x, float* s, float* c) { sincosf(x, s, c); }
 __device__ inline void sin_cos(double x, double* s, double* c) { sincos(x, s, c); }
 
-template <int TX, bool A, bool G, class T>
+template <int TX, bool A, bool G, class T, class Acc>
 __global__ void xy2d_tile_kernel(XYSite<T> site, int L0, int L1, int tiles_x, int n_tiles, int64_t batch,
-                                 const T* __restrict__ theta, T* action, T* __restrict__ grad) {
+                                 const T* __restrict__ theta, Acc* action, T* __restrict__ grad) {
   using Tile = XYTile<TX, T>;
   constexpr int P = Tile::kPitch;
   __shared__ T cs[Tile::kHalo], sn[Tile::kHalo];
@@ -176,9 +176,9 @@ __global__ void xy2d_tile_kernel(XYSite<T> site, int L0, int L1, int tiles_x, in
 
 // Elementwise over (chain, coefficient). The chunk loop is outside the chain loop, so a
 // thread's Laplacian eigenvalues (one sin each) are computed once for every chain.
-template <class T>
+template <class T, class Acc>
 __global__ void fourier_kernel(OscillatorSite<T> site, int64_t n, int64_t batch,
-                               const T* __restrict__ c, const T* __restrict__ x, T* action,
+                               const T* __restrict__ c, const T* __restrict__ x, Acc* action,
                                T* __restrict__ gc, T* __restrict__ gx) {
   LFT_FOR_CHUNKS(n) {
     T l[unroll<T>];
@@ -235,14 +235,14 @@ __global__ void philox_kernel(T* out, int64_t batch, int64_t n_sites, uint32_t s
     }
 }
 
-template <class T>
-void zero_action(T* action, int64_t batch, cudaStream_t st) {
-  if (action) check(cudaMemsetAsync(action, 0, sizeof(T) * batch, st), "cudaMemsetAsync");
+template <class Acc>
+void zero_action(Acc* action, int64_t batch, cudaStream_t st) {
+  if (action) check(cudaMemsetAsync(action, 0, sizeof(Acc) * batch, st), "cudaMemsetAsync");
 }
 
 // Launches stencil_kernel in the (rank, outputs, index width) variant the call needs.
-template <class Site, class T>
-void dispatch_stencil(const Site& site, const Lattice& lat, int64_t batch, const T* x, T* action, T* grad,
+template <class Site, class T, class Acc>
+void dispatch_stencil(const Site& site, const Lattice& lat, int64_t batch, const T* x, Acc* action, T* grad,
                       cudaStream_t st) {
   if (!action && !grad) return;
   zero_action(action, batch, st);
@@ -272,16 +272,16 @@ void dispatch_stencil(const Site& site, const Lattice& lat, int64_t batch, const
 
 }  // namespace
 
-template <class T>
-void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
+template <class T, class Acc>
+void phi4(const Lattice& lat, int64_t batch, const T* x, Out<Acc>* action, Out<T>* grad, const Phi4Site<T>& p,
           void* stream) {
   checks::field(lat, batch, x, "x");
   if (batch == 0) return;
   dispatch_stencil(p, lat, batch, x, action, grad, as_stream(stream));
 }
 
-template <class T>
-void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
+template <class T, class Acc>
+void xy(const Lattice& lat, int64_t batch, const T* theta, Out<Acc>* action, Out<T>* grad, const XYSite<T>& p,
         void* stream) {
   checks::field(lat, batch, theta, "theta");
   if (batch == 0) return;
@@ -312,16 +312,16 @@ void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T
   check(cudaGetLastError(), "xy tile kernel launch");
 }
 
-template <class T>
-void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
+template <class T, class Acc>
+void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<Acc>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, void* stream) {
   checks::path(n_slices, batch, x, "x");
   if (batch == 0) return;
   dispatch_stencil(p, make_lattice(1, &n_slices), batch, x, action, grad, as_stream(stream));
 }
 
-template <class T>
-void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
+template <class T, class Acc>
+void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<Acc>* action,
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, void* stream) {
   checks::path(n_slices, batch, coeffs, "coeffs");
   checks::required(path, "path", batch);
@@ -405,13 +405,20 @@ int current_device() {
   return d;
 }
 
+// Acc: the actions' type, T or double (see cuda.hpp).
+#define LFT_INSTANTIATE_STENCILS(T, Acc)                                                                \
+  template void phi4<T, Acc>(const Lattice&, int64_t, const T*, Acc*, T*, const Phi4Site<T>&, void*);    \
+  template void xy<T, Acc>(const Lattice&, int64_t, const T*, Acc*, T*, const XYSite<T>&, void*);        \
+  template void oscillator<T, Acc>(int64_t, int64_t, const T*, Acc*, T*, const OscillatorSite<T>&,       \
+                                   void*);                                                               \
+  template void oscillator_fourier<T, Acc>(int64_t, int64_t, const T*, const T*, Acc*, T*, T*,           \
+                                           const OscillatorSite<T>&, void*);
+LFT_INSTANTIATE_STENCILS(float, float)
+LFT_INSTANTIATE_STENCILS(float, double)
+LFT_INSTANTIATE_STENCILS(double, double)
+#undef LFT_INSTANTIATE_STENCILS
+
 #define LFT_INSTANTIATE(T)                                                                         \
-  template void phi4<T>(const Lattice&, int64_t, const T*, T*, T*, const Phi4Site<T>&, void*);    \
-  template void xy<T>(const Lattice&, int64_t, const T*, T*, T*, const XYSite<T>&, void*);        \
-  template void oscillator<T>(int64_t, int64_t, const T*, T*, T*, const OscillatorSite<T>&,       \
-                              void*);                                                             \
-  template void oscillator_fourier<T>(int64_t, int64_t, const T*, const T*, T*, T*, T*,           \
-                                      const OscillatorSite<T>&, void*);                           \
   template void philox_uniform<T>(T*, int64_t, int64_t, uint32_t, uint32_t, uint64_t, uint32_t,   \
                                   void*);                                                         \
   template void philox_normal<T>(T*, int64_t, int64_t, uint32_t, uint32_t, uint64_t, uint32_t,    \

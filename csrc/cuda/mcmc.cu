@@ -95,7 +95,7 @@ __global__ void kinetic_kernel(const T* __restrict__ p, int64_t batch, int64_t n
 
 // xt = src + eps inv_mass p.
 template <class T>
-__global__ void drift_kernel(T* __restrict__ xt, const T* src, const T* __restrict__ p, int64_t batch, int64_t n,
+__global__ void drift_kernel(T* xt, const T* src, const T* __restrict__ p, int64_t batch, int64_t n,
                              const T* __restrict__ inv_mass, T eps) {
   LFT_FOR_CHAINS_SITES(batch, n) {
     if (s < n) xt[b * n + s] = leapfrog_drift(src[b * n + s], p[b * n + s], eps * (inv_mass ? inv_mass[s] : T(1)));

@@ -65,6 +65,9 @@ Buffer parse_cuda(py::handle obj, const std::string& name, bool writable) {
     if (data.size() != 2) throw py::value_error("'data' must be (pointer, read_only)");
     b.ptr = reinterpret_cast<void*>(data[0].cast<uintptr_t>());
     b.readonly = data[1].cast<bool>();
+    // A mask would mark elements the kernels must not read; none of them takes one.
+    if (cai.contains("mask") && !cai["mask"].is_none())
+      throw py::value_error(name + " has a mask in its __cuda_array_interface__; masked arrays are not supported");
     if (cai.contains("strides") && !cai["strides"].is_none()) {
       py::tuple strides = cai["strides"];
       if (strides.size() != b.shape.size()) throw py::value_error("'strides' and 'shape' differ in length");
@@ -89,6 +92,11 @@ Buffer parse_cuda(py::handle obj, const std::string& name, bool writable) {
     throw py::value_error(name + " has a malformed __cuda_array_interface__: " + std::string(e.what()));
   }
   if (writable && b.readonly) throw py::value_error(name + " must be writable");
+  // A misaligned element is a sticky cudaErrorMisalignedAddress, which ends the process's CUDA
+  // context (torch's too); torch's tensors are always aligned, other producers need not be.
+  if (reinterpret_cast<uintptr_t>(b.ptr) % b.itemsize() != 0)
+    throw py::value_error(name + " must be aligned to its element size (" + std::to_string(b.itemsize()) +
+                          " bytes)");
   if (b.numel() > 0) {
     b.device = cuda::pointer_device(b.ptr);
     if (b.device < 0)

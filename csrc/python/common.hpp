@@ -10,6 +10,8 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "buffers.hpp"
 #include "lftaccel/cpu.hpp"
@@ -36,6 +38,12 @@ struct Field {
   int64_t batch = 0;
 };
 
+// The dtype an action output may have: the field's, or float64 for a float32 field, whose
+// actions then stay in double to the end (see cuda.hpp).
+inline DType action_dtype(const Buffer& x, const Buffer& action) {
+  return x.dtype == DType::F32 && action.dtype == DType::F64 ? DType::F64 : x.dtype;
+}
+
 // Parses a (batch, *lattice) input and its optional outputs.
 inline Field parse_field(py::handle x, py::handle action, py::handle grad, const char* xname, int min_d,
                   int max_d, const char* grad_name = "grad") {
@@ -48,7 +56,7 @@ inline Field parse_field(py::handle x, py::handle action, py::handle grad, const
     throw py::value_error("at least one of action and grad must be given");
   if (!action.is_none()) {
     f.action = parse_buffer(action, "action", true);
-    check_output(*f.action, "action", f.x, f.x.dtype, {f.batch});
+    check_output(*f.action, "action", f.x, action_dtype(f.x, *f.action), {f.batch});
   }
   if (!grad.is_none()) {
     f.grad = parse_buffer(grad, grad_name, true);
@@ -61,6 +69,31 @@ inline Field parse_field(py::handle x, py::handle action, py::handle grad, const
 template <class T>
 T* ptr(const std::optional<Buffer>& b) {
   return b ? static_cast<T*>(b->ptr) : nullptr;
+}
+
+// call(action) with the action output as a kernel on a field of T takes it: T*, or for a float
+// field with a float64 action (action_dtype) a float scratch on the CPU, widened after the call
+// (the CPU kernels already add their float block sums in double and round the total once), and
+// double* on a CUDA device, whose kernels then add their blocks' sums in double.
+template <class T, class Call>
+void cpu_with_action(const std::optional<Buffer>& action, int64_t batch, const Call& call) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (action && action->dtype == DType::F64) {
+      std::vector<float> scratch(static_cast<size_t>(batch));
+      call(scratch.data());
+      std::copy(scratch.begin(), scratch.end(), static_cast<double*>(action->ptr));
+      return;
+    }
+  }
+  call(ptr<T>(action));
+}
+
+template <class T, class Call>
+void cuda_with_action(const std::optional<Buffer>& action, const Call& call) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (action && action->dtype == DType::F64) return call(static_cast<double*>(action->ptr));
+  }
+  call(ptr<T>(action));
 }
 
 // More threads than this would only oversubscribe the machine, and libgomp

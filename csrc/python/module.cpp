@@ -66,14 +66,18 @@ PYBIND11_MODULE(_C, m) {
         run(f.x, stream,
             [&](auto t) {
               using T = decltype(t);
-              cpu::phi4<T>(f.lat, f.batch, static_cast<const T*>(f.x.ptr), ptr<T>(f.action), ptr<T>(f.grad),
-                           Phi4Site<T>{T(kappa), T(lam)}, nthreads);
+              cpu_with_action<T>(f.action, f.batch, [&](T* a) {
+                cpu::phi4<T>(f.lat, f.batch, static_cast<const T*>(f.x.ptr), a, ptr<T>(f.grad),
+                             Phi4Site<T>{T(kappa), T(lam)}, nthreads);
+              });
             },
             [&](auto t, void* st) {
               using T = decltype(t);
 #ifdef LFTACCEL_WITH_CUDA
-              cuda::phi4<T>(f.lat, f.batch, static_cast<const T*>(f.x.ptr), ptr<T>(f.action), ptr<T>(f.grad),
-                            Phi4Site<T>{T(kappa), T(lam)}, st);
+              cuda_with_action<T>(f.action, [&](auto* a) {
+                cuda::phi4<T, std::remove_pointer_t<decltype(a)>>(f.lat, f.batch, static_cast<const T*>(f.x.ptr), a,
+                                                                  ptr<T>(f.grad), Phi4Site<T>{T(kappa), T(lam)}, st);
+              });
 #endif
             });
       },
@@ -91,14 +95,18 @@ PYBIND11_MODULE(_C, m) {
         run(f.x, stream,
             [&](auto t) {
               using T = decltype(t);
-              cpu::xy<T>(f.lat, f.batch, static_cast<const T*>(f.x.ptr), ptr<T>(f.action), ptr<T>(f.grad),
-                         XYSite<T>{T(beta)}, nthreads);
+              cpu_with_action<T>(f.action, f.batch, [&](T* a) {
+                cpu::xy<T>(f.lat, f.batch, static_cast<const T*>(f.x.ptr), a, ptr<T>(f.grad), XYSite<T>{T(beta)},
+                           nthreads);
+              });
             },
             [&](auto t, void* st) {
               using T = decltype(t);
 #ifdef LFTACCEL_WITH_CUDA
-              cuda::xy<T>(f.lat, f.batch, static_cast<const T*>(f.x.ptr), ptr<T>(f.action), ptr<T>(f.grad),
-                          XYSite<T>{T(beta)}, st);
+              cuda_with_action<T>(f.action, [&](auto* a) {
+                cuda::xy<T, std::remove_pointer_t<decltype(a)>>(f.lat, f.batch, static_cast<const T*>(f.x.ptr), a,
+                                                                ptr<T>(f.grad), XYSite<T>{T(beta)}, st);
+              });
 #endif
             });
       },
@@ -117,14 +125,18 @@ PYBIND11_MODULE(_C, m) {
         run(f.x, stream,
             [&](auto t) {
               using T = decltype(t);
-              cpu::oscillator<T>(f.lat.volume, f.batch, static_cast<const T*>(f.x.ptr), ptr<T>(f.action),
-                                 ptr<T>(f.grad), cast<T>(p), nthreads);
+              cpu_with_action<T>(f.action, f.batch, [&](T* a) {
+                cpu::oscillator<T>(f.lat.volume, f.batch, static_cast<const T*>(f.x.ptr), a, ptr<T>(f.grad),
+                                   cast<T>(p), nthreads);
+              });
             },
             [&](auto t, void* st) {
               using T = decltype(t);
 #ifdef LFTACCEL_WITH_CUDA
-              cuda::oscillator<T>(f.lat.volume, f.batch, static_cast<const T*>(f.x.ptr), ptr<T>(f.action),
-                                  ptr<T>(f.grad), cast<T>(p), st);
+              cuda_with_action<T>(f.action, [&](auto* a) {
+                cuda::oscillator<T, std::remove_pointer_t<decltype(a)>>(
+                    f.lat.volume, f.batch, static_cast<const T*>(f.x.ptr), a, ptr<T>(f.grad), cast<T>(p), st);
+              });
 #endif
             });
       },
@@ -155,22 +167,27 @@ PYBIND11_MODULE(_C, m) {
           if (f.action) check_disjoint(*f.action, "action", *gx, "grad_path");
           if (f.grad) check_disjoint(*f.grad, "grad_coeffs", *gx, "grad_path");
         }
-        for (auto* o : {&f.action, &f.grad})
-          if (*o) check_output(**o, o == &f.action ? "action" : "grad_coeffs", x, f.x.dtype, (*o)->shape);
+        if (f.action) check_output(*f.action, "action", x, action_dtype(f.x, *f.action), f.action->shape);
+        if (f.grad) check_output(*f.grad, "grad_coeffs", x, f.x.dtype, f.grad->shape);
         const int64_t n = f.lat.volume;
         const auto p = oscillator_params(n, beta, m_, c0, c2, c4);
         check_oscillator_fits(f.x, p);
         run(f.x, stream,
             [&](auto t) {
               using T = decltype(t);
-              cpu::oscillator_fourier<T>(n, f.batch, static_cast<const T*>(f.x.ptr), static_cast<const T*>(x.ptr),
-                                         ptr<T>(f.action), ptr<T>(f.grad), ptr<T>(gx), cast<T>(p), nthreads);
+              cpu_with_action<T>(f.action, f.batch, [&](T* a) {
+                cpu::oscillator_fourier<T>(n, f.batch, static_cast<const T*>(f.x.ptr), static_cast<const T*>(x.ptr),
+                                           a, ptr<T>(f.grad), ptr<T>(gx), cast<T>(p), nthreads);
+              });
             },
             [&](auto t, void* st) {
               using T = decltype(t);
 #ifdef LFTACCEL_WITH_CUDA
-              cuda::oscillator_fourier<T>(n, f.batch, static_cast<const T*>(f.x.ptr), static_cast<const T*>(x.ptr),
-                                          ptr<T>(f.action), ptr<T>(f.grad), ptr<T>(gx), cast<T>(p), st);
+              cuda_with_action<T>(f.action, [&](auto* a) {
+                cuda::oscillator_fourier<T, std::remove_pointer_t<decltype(a)>>(
+                    n, f.batch, static_cast<const T*>(f.x.ptr), static_cast<const T*>(x.ptr), a, ptr<T>(f.grad),
+                    ptr<T>(gx), cast<T>(p), st);
+              });
 #endif
             });
       },

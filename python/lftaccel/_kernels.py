@@ -203,10 +203,11 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
     a = _out(action_out, "action_out", x, x.shape[:1]) if action else None
     g = _out(grad_out, "grad_out", x, x.shape) if grad else None
     written = _written((action_out, "action_out"), (grad_out, "grad_out"))  # the caller's outputs
+    wide = _wide_action(x, a, g)
     try:
         # Positional: pybind11's keyword matching costs microseconds per call.
-        fn(xr, None if a is None else _raw(a, "action_out"), None if g is None else _raw(g, "grad_out"),
-           *values, _nthreads(), _stream(x))
+        fn(xr, None if a is None else _raw(a if wide is None else wide, "action_out"),
+           None if g is None else _raw(g, "grad_out"), *values, _nthreads(), _stream(x))
     except (ValueError, TypeError) as err:
         # _C names its outputs 'action' and 'grad'; here they are action_out and grad_out.
         msg = str(err)
@@ -217,8 +218,34 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
         if msg != str(err):
             raise type(err)(msg) from None
         raise
+    if wide is not None:
+        a.copy_(wide)
     _mark_written(written)
     return a, g
+
+
+def _wide_action(x, action, *others):
+    """A float64 buffer for the action of a float32 CUDA field (None otherwise): the kernels add
+    their blocks' double sums into it in double, and the copy into the float32 action rounds
+    once. Summed into float32 directly, the atomic adds round at the running total's magnitude
+    in an order that changes from run to run (see cuda.hpp). An action buffer that _C would
+    refuse (wrong shape, device or layout, overlapping an input or another output) is handed
+    to _C as it is, to be named in its error."""
+    if not (isinstance(x, torch.Tensor) and x.is_cuda and x.dtype == torch.float32
+            and isinstance(action, torch.Tensor)):
+        return None
+    if not (action.dtype == torch.float32 and action.device == x.device and action.shape == x.shape[:1]
+            and action.is_contiguous() and not any(_overlap(action, t) for t in (x, *others))):
+        return None
+    return torch.empty(action.shape, dtype=torch.float64, device=action.device)
+
+
+def _overlap(a, b) -> bool:
+    """Whether two CUDA tensors share memory (False for anything that is not one)."""
+    if not (isinstance(b, torch.Tensor) and b.is_cuda) or a.numel() == 0 or b.numel() == 0:
+        return False
+    a0, b0 = a.data_ptr(), b.data_ptr()
+    return a0 < b0 + b.numel() * b.element_size() and b0 < a0 + a.numel() * a.element_size()
 
 
 def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=True, grad_path=True,
@@ -242,11 +269,14 @@ def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=T
         a = _new(coeffs, coeffs.shape[:1]) if action else None
         gc = _new(coeffs, tuple(coeffs.shape)) if grad_coeffs else None
         gx = _new(coeffs, tuple(coeffs.shape)) if grad_path else None
+    wide = _wide_action(coeffs, a, path, gc, gx)
     _C.oscillator_fourier(_raw(coeffs, "coeffs"), _raw(path, "path"),
-                          None if a is None else _raw(a, "action"),
+                          None if a is None else _raw(a if wide is None else wide, "action"),
                           None if gc is None else _raw(gc, "grad_coeffs"),
                           None if gx is None else _raw(gx, "grad_path"),
                           nthreads=_nthreads(), stream=_stream(coeffs), **params)
+    if wide is not None:
+        a.copy_(wide)
     _mark_written(written)
     return a, gc, gx
 

@@ -253,6 +253,33 @@ int main() {
     expect(ok, "xy site: angle-difference form equals the (cos, sin) form");
   }
 
+  // The same in float at angles up to 1e4 in size, against the (cos, sin) form in double of the
+  // same float angles: a link's float difference of two such angles is off by up to 5e-4 rad,
+  // so beyond |angle| = 8 the site forms it in double.
+  {
+    std::uniform_real_distribution<double> angle(-1e4, 1e4), near(-8.0, 8.0);
+    const XYSite<float> q{0.9f};
+    const XYSite<double> qd{0.9};
+    bool ok = true;
+    for (int trial = 0; trial < 400; ++trial) {
+      auto draw = [&] { return float(trial % 2 ? angle(gen) : near(gen)); };
+      float th = draw(), f[3], b[3];
+      double fc[3], fs[3], bc[3], bs[3];
+      for (int mu = 0; mu < 3; ++mu) {
+        f[mu] = draw();
+        b[mu] = draw();
+        fc[mu] = std::cos(double(f[mu])), fs[mu] = std::sin(double(f[mu]));
+        bc[mu] = std::cos(double(b[mu])), bs[mu] = std::sin(double(b[mu]));
+      }
+      const double c = std::cos(double(th)), sn = std::sin(double(th));
+      float g;
+      const float a = q.action_grad_from_angles<3>(th, f, b, g);
+      ok &= close(a, qd.action<3>(c, sn, fc, fs), 2e-6) && a == q.action_from_angles<3>(th, f);
+      ok &= close(g, qd.grad<3>(c, sn, fc, fs, bc, bs), 2e-6) && g == q.grad_from_angles<3>(th, f, b);
+    }
+    expect(ok, "xy site in float: angle-difference form accurate for angles up to 1e4");
+  }
+
   // Oscillator: real-space action against a naive sum, and the Matsubara form
   // on coefficients from an explicit real DFT.
   {

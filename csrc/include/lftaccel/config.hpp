@@ -9,8 +9,12 @@
 
 // Full unrolling of short fixed loops (Philox rounds, neighbour directions), so
 // host compilers can vectorise the site loops around them.
-#if defined(__CUDACC__) || defined(__clang__)
+// nvcc's host pass needs none (the CPU's hot loops are compiled from .cpp files), and would warn
+// about either spelling: its front end does not know GCC's, GCC does not know CUDA's.
+#if defined(__CUDA_ARCH__) || defined(__clang__)
 #define LFT_UNROLL _Pragma("unroll")
+#elif defined(__CUDACC__)
+#define LFT_UNROLL
 #elif defined(__GNUC__)
 #define LFT_UNROLL _Pragma("GCC unroll 16")
 #else

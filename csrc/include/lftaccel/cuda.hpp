@@ -3,8 +3,13 @@
 // the legacy default stream). Nothing here allocates device memory. Each
 // function throws std::runtime_error when a launch fails. Outputs must not
 // overlap the inputs. Per-configuration actions are summed per block in double
-// and combined with one atomic add per block, so the last bits of an action can
-// differ from run to run (gradients are exact and deterministic).
+// and combined with one atomic add per block in the action's type Acc, so the last bits
+// of an action can differ from run to run (gradients are exact and deterministic). For a
+// float field Acc may be double, and should be wherever the action matters to more than
+// float's last digits: float atomics round the running total at its own magnitude, in an
+// order that changes between runs, so where the terms cancel a float action is neither as
+// accurate as its blocks' sums nor the same twice; in double the caller rounds once. (The
+// Python layer passes a double action for float32 CUDA fields.)
 #pragma once
 
 #include <cstdint>
@@ -21,17 +26,17 @@
 namespace lftaccel {
 namespace cuda {
 
-template <class T>
-void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
+template <class T, class Acc = T>
+void phi4(const Lattice& lat, int64_t batch, const T* x, Out<Acc>* action, Out<T>* grad, const Phi4Site<T>& p,
           void* stream);
-template <class T>
-void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
+template <class T, class Acc = T>
+void xy(const Lattice& lat, int64_t batch, const T* theta, Out<Acc>* action, Out<T>* grad, const XYSite<T>& p,
         void* stream);
-template <class T>
-void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
+template <class T, class Acc = T>
+void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<Acc>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, void* stream);
-template <class T>
-void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
+template <class T, class Acc = T>
+void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<Acc>* action,
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, void* stream);
 
 void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
