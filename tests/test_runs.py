@@ -128,6 +128,8 @@ def test_cli_sample_and_measure_json(tmp_path, capsys):
     code, out, _ = in_process(capsys, "measure", str(path), "--json")
     m = json.loads(out)
     assert m["observables"]["E0"] == obs["E0"]
+    # the sampling's wall time is the file's, whether sampled now or read back
+    assert rep["seconds"] > 0 and m["seconds"] == rep["seconds"]
     assert [n.split(":")[0] for n in m["notes"]] == ["E1-E0", "E2-E0"] and m["notes"] == rep["notes"]
 
 
@@ -151,6 +153,7 @@ def test_cli_cold_start(tmp_path, capsys):
     (["sample", "phi4", "--lam", "-1"], "lam must be >= 0"),
     (["sample", "oscillator", "--shape", "8", "8"], "shape"),
     (["sample", "phi4", "--shape", "5", "5", "--sampler", "metropolis"], "even"),
+    (["sample", "xy", "--fourier"], "--fourier is for the oscillator only"),
     (["measure", "/nonexistent.h5"], "no such ensemble file"),
     (["measure", "/"], "is a directory"),
 ])
@@ -329,6 +332,18 @@ def test_cli_sample_refuses_before_sampling(args, message, capsys):
     code, _, err = in_process(capsys, "sample", "phi4", "--shape", "4", "4", "--therm", "1", "--no-progress", *args)
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_sample_refuses_an_existing_output_naming_the_flags(tmp_path, capsys):
+    path = tmp_path / "run.h5"
+    base = ("sample", "phi4", "--shape", "4", "4", "--chains", "2", "-n", "10", "--therm", "2", "--no-progress",
+            "-o", str(path))
+    assert in_process(capsys, *base)[0] == 0
+    stamp = os.stat(path).st_mtime_ns
+    code, _, err = in_process(capsys, *base)
+    assert code == 2 and "exists: pass --resume to continue it, --overwrite to replace it" in err, err
+    assert len(err.strip().splitlines()) == 1 and os.stat(path).st_mtime_ns == stamp
+    assert in_process(capsys, *base, "--overwrite")[0] == 0
 
 
 def test_langevin_resume_needs_the_same_eps_and_resume_starts_a_missing_run(tmp_path, capsys):

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 from .reproduce import REPRODUCTIONS
@@ -85,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--f", type=_float, help="oscillator well position: V = lam (x^2 - f^2)^2 (default 1.0)")
     r = s.add_argument_group("run")
     r.add_argument("-n", "--n-samples", type=_positive_int, default=4096,
-                   help="configurations saved after thermalisation, over all chains (default 4096)")
+                   help="configurations saved after thermalisation, over all chains, rounded up to a whole "
+                        "number per chain (default 4096)")
     r.add_argument("-o", "--output", help="HDF5 file for the ensemble (default THEORY.h5)")
     r.add_argument("--chains", type=_positive_int, default=16, help="independent chains (default 16)")
     r.add_argument("--therm", type=_nonneg_int, default=200,
@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="field precision (default float64)")
     r.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
-    r.add_argument("--threads", type=_positive_int, help="CPU threads (default: torch's)")
+    r.add_argument("--threads", type=_positive_int,
+                   help="CPU threads (default: torch's, one per core); on a shared machine, the free cores")
     r.add_argument("--resume", action="store_true",
                    help="continue the run stored in --output (or start it there, when there is no file yet)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --output")
@@ -208,11 +209,15 @@ def _theory(args):
     return Oscillator(val("beta"), val("m"), val("lam"), val("f"))
 
 
-def _report(ens, estimates, seconds=None) -> dict:
+def _report(ens, estimates) -> dict:
     from .analysis import format_table
 
     a = ens.attrs
     notes = list(getattr(estimates, "notes", ()))
+    # the sampling's wall time, summed over a killed run and its resumptions: wall_seconds of a
+    # sampler's run, seconds of a generated ensemble (None: a file from before it was recorded)
+    seconds = float(a.get("wall_seconds", a.get("seconds", float("nan"))))
+    seconds = seconds if math.isfinite(seconds) else None
     return {
         "theory": a["theory"],
         "params": {k: v for k, v in json.loads(a["theory_params"]).items() if k != "name"},
@@ -286,6 +291,8 @@ def _sample(args):
         kw.update(eps=0.1 if args.eps is None else args.eps, n_leapfrog=args.n_leapfrog, fourier=args.fourier)
     elif args.fourier:
         raise ValueError("--fourier applies to --sampler hmc only")
+    if args.fourier and args.theory != "oscillator":
+        raise ValueError("--fourier is for the oscillator only")
     if args.sampler == "metropolis":
         kw.update(delta=args.delta)
     if args.sampler == "langevin":
@@ -294,11 +301,12 @@ def _sample(args):
     out = args.output or f"{args.theory}.h5"
     if args.resume and not os.path.exists(out):
         print(f"no run file {out} yet: starting the run", file=sys.stderr)
-    t0 = time.perf_counter()
+    if os.path.exists(out) and not (args.resume or args.overwrite):
+        raise ValueError(f"{out} exists: pass --resume to continue it, --overwrite to replace it, "
+                         f"or -o to write elsewhere")
     ens = run(sampler, args.n_samples, n_therm=args.therm, spacing=args.spacing, path=out, resume=args.resume,
               overwrite=args.overwrite, checkpoint_seconds=args.checkpoint_every, progress=not args.no_progress)
-    seconds = time.perf_counter() - t0
-    report = _report(ens, measure(ens), seconds)
+    report = _report(ens, measure(ens))
     report["output"] = out
     _print(report, args.json)
     if not args.json:
@@ -512,7 +520,7 @@ def _generate(args):
         khat = settings.get("pareto_k")
         print(f"ESS of the proposals {settings['ess']:.3f}, Pareto k-hat "
               f"{'-' if khat is None else format(khat, '.2f')}, acceptance {ens.attrs['acceptance']:.3f}")
-    _print(_report(ens, measure(ens), ens.attrs["seconds"]), False)
+    _print(_report(ens, measure(ens)), False)
     print(f"ensemble: {args.output}")
 
 
