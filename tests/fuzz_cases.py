@@ -190,7 +190,7 @@ def case_C_kernels(d, big=False):
         if kernel == "oscillator_fourier":
             assert valid_field(path, 1, kinds=(np.ndarray,)) and path.shape == x.shape and path.dtype == x.dtype
         for k, o in given_outs:
-            check_out(o, x, shape[:1] if k == "action" else shape, k)
+            check_out(o, x, shape[:1] if k == "action" else shape, k, wide_action=k == "action")
             if kernel == "oscillator_fourier":
                 assert not shares(o, path), f"{k} overlaps path: {desc}"
         for i, (k1, o1) in enumerate(given_outs):

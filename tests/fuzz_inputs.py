@@ -161,12 +161,14 @@ def shares(a, b):
     return np.shares_memory(as_numpy(a), as_numpy(b))
 
 
-def check_out(out, x, shape, name):
-    """A successful call got a valid output buffer for input x."""
+def check_out(out, x, shape, name, wide_action=False):
+    """A successful call got a valid output buffer for input x (wide_action: _C's action, which may
+    be float64 for a float32 field)."""
     assert type(out) is type(x) or (isinstance(out, np.ndarray) and isinstance(x, np.ndarray)), (
         f"{name}: accepted a {type(out).__name__} for a {type(x).__name__} input")
     assert tuple(out.shape) == tuple(shape), f"{name}: shape {tuple(out.shape)} != {shape}"
-    assert out.dtype == x.dtype, f"{name}: dtype {out.dtype} != {x.dtype}"
+    assert out.dtype == x.dtype or (wide_action and np_dtype(x) == np.float32 and np_dtype(out) == np.float64), (
+        f"{name}: dtype {out.dtype} != {x.dtype}")
     if isinstance(out, torch.Tensor):
         assert out.is_contiguous(), f"{name}: accepted a non-contiguous output"
     else:

@@ -185,6 +185,9 @@ def _out_case(name):
     buf = np.zeros(3 + x.size)
     return {
         "action-float32": (x, dict(action_out=np.empty(3, np.float32)), TypeError, "action_out"),
+        # (_C takes a float64 action for a float32 field, for the CUDA path's own use; the API does not)
+        "action-float64-for-float32": (x.astype(np.float32), dict(action_out=np.empty(3)), TypeError,
+                                       "action_out"),
         "action-int64": (x, dict(action_out=np.empty(3, np.int64)), TypeError, "action_out"),
         "action-shape": (x, dict(action_out=np.empty(4)), ValueError, "action_out"),
         "action-2d": (x, dict(action_out=np.empty((3, 1))), ValueError, "action_out"),
@@ -208,7 +211,7 @@ def _out_case(name):
     }[name]
 
 
-OUT_CASES = ["action-float32", "action-int64", "action-shape", "action-2d", "action-readonly",
+OUT_CASES = ["action-float32", "action-float64-for-float32", "action-int64", "action-shape", "action-2d", "action-readonly",
              "action-strided", "action-overlaps-x", "action-list", "action-torch-for-numpy",
              "grad-numpy-for-torch", "grad-float32", "grad-shape", "grad-transposed", "grad-is-x",
              "grad-readonly", "action-bfloat16", "action-overlaps-grad"]

@@ -227,7 +227,9 @@ def test_cuda_float32_action_sums_its_blocks_in_double():
     """On the GPU the blocks' double partial sums meet in a float64 buffer (the Python layer's)
     and are rounded to float32 once, so a float32 action whose terms nearly cancel is the same
     on every call (float atomics added the blocks in an order that changes between runs, each
-    add rounded at the running total's size). What remains is the per-site densities' float
+    add rounded at the running total's size; double adds in another order could still, rarely,
+    straddle a float rounding step, but this field's float densities sum exactly in double in
+    any order). What remains is the per-site densities' float
     rounding, the same at every site of each half here (at most ~5e-5 of S against the float64
     twin; the CPU's float32 action, whose blocks of 1024 sites sum in float, is 1.6e-4 off)."""
     theory = lftaccel.Phi4(0.25, 0.5)

@@ -169,12 +169,17 @@ def _new(like, shape, dtype=None):
 
 
 def _out(out, name, like, shape):
-    """A preallocated output (validated by _C), or a new one like the input."""
+    """A preallocated output (validated by _C), or a new one like the input. Its dtype must be
+    the input's: _C also takes a float64 action for a float32 field (_wide_action uses that
+    internally), which the public functions do not offer."""
     if out is None:
         return _new(like, shape)
     if isinstance(like, torch.Tensor) != isinstance(out, torch.Tensor):
         kind = "torch.Tensor" if isinstance(like, torch.Tensor) else "numpy.ndarray"
         raise TypeError(f"{name} must be a {kind} like the input, got {type(out).__name__}")
+    dtype = getattr(out, "dtype", None)
+    if dtype is not None and dtype != like.dtype:
+        raise TypeError(f"{name} must have the input's dtype {like.dtype}, got {dtype}")
     return out
 
 
@@ -219,7 +224,7 @@ def stencil(kernel: str, x, params: dict, *, action=True, grad=True, action_out=
             raise type(err)(msg) from None
         raise
     if wide is not None:
-        a.copy_(wide)
+        _round_into(a, wide)
     _mark_written(written)
     return a, g
 
@@ -234,8 +239,11 @@ def _wide_action(x, action, *others):
     if not (isinstance(x, torch.Tensor) and x.is_cuda and x.dtype == torch.float32
             and isinstance(action, torch.Tensor)):
         return None
-    if not (action.dtype == torch.float32 and action.device == x.device and action.shape == x.shape[:1]
-            and action.is_contiguous() and not any(_overlap(action, t) for t in (x, *others))):
+    try:
+        if not (action.dtype == torch.float32 and action.device == x.device and action.shape == x.shape[:1]
+                and action.is_contiguous() and not any(_overlap(action, t) for t in (x, *others))):
+            return None
+    except RuntimeError:  # no storage to compare (a FakeTensor under tracing): _C says what is wrong
         return None
     return torch.empty(action.shape, dtype=torch.float64, device=action.device)
 
@@ -246,6 +254,13 @@ def _overlap(a, b) -> bool:
         return False
     a0, b0 = a.data_ptr(), b.data_ptr()
     return a0 < b0 + b.numel() * b.element_size() and b0 < a0 + a.numel() * a.element_size()
+
+
+def _round_into(action, wide) -> None:
+    """action <- wide rounded to float32 (an inference tensor is written in inference mode, as
+    _C wrote its raw memory before)."""
+    with torch.inference_mode(action.is_inference()):
+        action.copy_(wide)
 
 
 def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=True, grad_path=True,
@@ -276,7 +291,7 @@ def oscillator_fourier(coeffs, path, params: dict, *, action=True, grad_coeffs=T
                           None if gx is None else _raw(gx, "grad_path"),
                           nthreads=_nthreads(), stream=_stream(coeffs), **params)
     if wide is not None:
-        a.copy_(wide)
+        _round_into(a, wide)
     _mark_written(written)
     return a, gc, gx
 
