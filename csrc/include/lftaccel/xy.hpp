@@ -63,25 +63,17 @@ LFT_UNROLL
     return beta * acc;
   }
 
-  // Both, sharing each forward link's angle difference (the fused kernels call this).
+  // Both, sharing each forward link's angle difference (the fused kernels call this); the sums
+  // in the order of the two above, so that the results are theirs to the bit.
   template <int D>
   LFT_HOST_DEVICE T action_grad_from_angles(T th, const T* fwd, const T* bwd, T& g) const {
-    using std::cos;
-    using std::sin;
     T a = 0, gs = 0;
 LFT_UNROLL
     for (int mu = 0; mu < D; ++mu) {
-      T sf;  // the forward link's sine, summed with the backward one's as grad_from_angles sums them
-      if (wide_link(th, fwd[mu])) {
-        const double d = double(th) - double(fwd[mu]);
-        a += T(cos(d));
-        sf = T(sin(d));
-      } else {
-        const T d = th - fwd[mu];
-        a += cos(d);
-        sf = sin(d);
-      }
-      gs += sf + link_sin(th, bwd[mu]);
+      T c, s;
+      link_cos_sin(th, fwd[mu], c, s);
+      a += c;
+      gs += s + link_sin(th, bwd[mu]);
     }
     g = beta * gs;
     return -beta * a;
@@ -102,6 +94,20 @@ LFT_UNROLL
   LFT_HOST_DEVICE static T link_sin(T a, T b) {
     using std::sin;
     return wide_link(a, b) ? T(sin(double(a) - double(b))) : sin(a - b);
+  }
+  // Both of one link from one difference (cos and sin of the same argument: one sincos on a GPU).
+  LFT_HOST_DEVICE static void link_cos_sin(T a, T b, T& c, T& s) {
+    using std::cos;
+    using std::sin;
+    if (wide_link(a, b)) {
+      const double d = double(a) - double(b);
+      c = T(cos(d));
+      s = T(sin(d));
+    } else {
+      const T d = a - b;
+      c = cos(d);
+      s = sin(d);
+    }
   }
 };
 
