@@ -189,6 +189,53 @@ def test_C_cuda_array_interface_misaligned_or_masked(case):
         assert ("aligned" if case == "misaligned" else "mask") in str(err.value)
 
 
+@pytest.mark.parametrize("stream, why", [(0, "disallows"), (-5, "positive"), ("1", "integer"), (True, "integer"),
+                                          (1.0, "integer")])
+def test_C_cuda_array_interface_bad_stream(stream, why):
+    """Version 3's 'stream' key: 0 is disallowed by the interface as ambiguous, and anything but a
+    positive integer or None is malformed; refused before any device call, naming the argument."""
+    fake = FakeCudaArray((2, 3), stream=stream)
+    with pytest.raises(ValueError, match=names("x")) as err:
+        _C.phi4(fake, np.empty(2), kappa=0.1, lam=0.1)
+    if lftaccel.build_info()["cuda"]:
+        assert "'stream'" in str(err.value) and why in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("stream", [None, 1, 2, 0x7F0000001000])
+def test_C_cuda_array_interface_valid_stream_still_checks_the_memory(stream):
+    """A well-formed 'stream' passes the parse; the host memory behind the fake is then refused
+    before the stream is waited on (a made-up handle is never handed to the driver)."""
+    fake = FakeCudaArray((2, 3), stream=stream)
+    with pytest.raises(ValueError, match=names("x")) as err:
+        _C.phi4(fake, np.empty(2), kappa=0.1, lam=0.1)
+    assert "'stream'" not in str(err.value)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
+def test_C_cuda_array_interface_stream_is_waited_for():
+    """The data of a version-3 producer are ready only once its 'stream' has run: here the field
+    is written on a side stream behind a spin of ~1e8 GPU cycles (tens of ms), and the kernel,
+    launched at once on the default stream, must see the written field, not the old zeros."""
+    torch.manual_seed(0)
+    src = torch.randn(4, 64, 64, dtype=torch.float64, device="cuda")
+    x = torch.zeros_like(src)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(100_000_000)
+        x.copy_(src)
+
+    class CupyLike:  # what CuPy exports for an array last written on `side`
+        __cuda_array_interface__ = {**x.__cuda_array_interface__, "version": 3, "stream": side.cuda_stream}
+
+    action = torch.empty(4, dtype=torch.float64, device="cuda")
+    _C.phi4(CupyLike(), action, kappa=0.2, lam=0.5, stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
+    expect = lftaccel.reference.phi4_action(src, kappa=0.2, lam=0.5)
+    torch.testing.assert_close(action, expect, rtol=1e-12, atol=0)
+
+
 CRASH_SCRIPT = textwrap.dedent("""
     import numpy as np
     from lftaccel import _C

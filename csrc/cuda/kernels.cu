@@ -405,6 +405,15 @@ int current_device() {
   return d;
 }
 
+void synchronize_stream(int device, uintptr_t stream) {
+  const int prev = current_device();
+  if (prev != device) set_device(device);
+  // 1 and 2 are cudaStreamLegacy and cudaStreamPerThread themselves.
+  const cudaError_t err = cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(stream));
+  if (prev != device) cudaSetDevice(prev);
+  check(err, "cudaStreamSynchronize on the 'stream' of a __cuda_array_interface__");
+}
+
 // Acc: the actions' type, T or double (see cuda.hpp).
 #define LFT_INSTANTIATE_STENCILS(T, Acc)                                                                \
   template void phi4<T, Acc>(const Lattice&, int64_t, const T*, Acc*, T*, const Phi4Site<T>&, void*);    \

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #ifdef LFTACCEL_WITH_CUDA
 #include "lftaccel/cuda.hpp"
@@ -47,6 +48,7 @@ Buffer parse_cuda(py::handle obj, const std::string& name, bool writable) {
 #else
   Buffer b;
   b.cuda = true;
+  std::optional<uintptr_t> producer_stream;
   try {
     py::object raw = obj.attr("__cuda_array_interface__");
     if (!py::isinstance<py::dict>(raw)) throw py::value_error("it is not a dict");
@@ -68,6 +70,20 @@ Buffer parse_cuda(py::handle obj, const std::string& name, bool writable) {
     // A mask would mark elements the kernels must not read; none of them takes one.
     if (cai.contains("mask") && !cai["mask"].is_none())
       throw py::value_error(name + " has a mask in its __cuda_array_interface__; masked arrays are not supported");
+    // Version 3's 'stream': the producer may still have work on the data queued there, which
+    // must finish before a kernel on the caller's stream reads or writes it. Absent or None: the
+    // data are ready (torch's tensors export version 2, without the key).
+    if (cai.contains("stream") && !cai["stream"].is_none()) {
+      py::handle s = cai["stream"];
+      if (!py::isinstance<py::int_>(s) || py::isinstance<py::bool_>(s))
+        throw py::value_error("'stream' must be an integer or None, got " + type_name(s));
+      const auto v = s.cast<int64_t>();
+      if (v == 0)
+        throw py::value_error("'stream' is 0, which the interface disallows as ambiguous (1: the legacy "
+                              "default stream, 2: the per-thread default stream, else a cudaStream_t)");
+      if (v < 0) throw py::value_error("'stream' must be positive, got " + std::to_string(v));
+      producer_stream = uintptr_t(v);
+    }
     if (cai.contains("strides") && !cai["strides"].is_none()) {
       py::tuple strides = cai["strides"];
       if (strides.size() != b.shape.size()) throw py::value_error("'strides' and 'shape' differ in length");
@@ -102,6 +118,13 @@ Buffer parse_cuda(py::handle obj, const std::string& name, bool writable) {
     if (b.device < 0)
       throw py::value_error(name + " claims __cuda_array_interface__ but does not point to device "
                                    "memory");
+    // Waiting on the host, as Numba's consumers do by default: the kernels' stream is not known
+    // here, and an event wait would need it. It costs a stall only for producers that name a
+    // stream (CuPy, Numba), never for torch's tensors.
+    if (producer_stream) {
+      py::gil_scoped_release nogil;
+      cuda::synchronize_stream(b.device, *producer_stream);
+    }
   }
   return b;
 #endif

@@ -75,6 +75,10 @@ int pointer_device(const void* ptr);
 // Makes `device` current (the bindings restore the previous one after a call).
 void set_device(int device);
 int current_device();
+// Blocks the host until the work queued on `stream` has finished, with `device` current while it
+// waits. `stream` is a cudaStream_t, or 1 / 2 for the legacy / per-thread default stream: the
+// values of the 'stream' key of __cuda_array_interface__ version 3.
+void synchronize_stream(int device, uintptr_t stream);
 
 }  // namespace cuda
 }  // namespace lftaccel
