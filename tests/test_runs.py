@@ -2,7 +2,9 @@
 and the lftaccel command's options and errors."""
 
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -154,6 +156,11 @@ def test_cli_cold_start(tmp_path, capsys):
     (["sample", "oscillator", "--shape", "8", "8"], "shape"),
     (["sample", "phi4", "--shape", "5", "5", "--sampler", "metropolis"], "even"),
     (["sample", "xy", "--fourier"], "--fourier is for the oscillator only"),
+    (["sample", "oscillator", "--trajectory-length", "0"], "positive number or 'quarter-period'"),
+    (["sample", "oscillator", "--trajectory-length", "quarter"], "positive number or 'quarter-period'"),
+    (["sample", "oscillator", "--trajectory-length", "quarter-period"], "needs --fourier"),
+    (["sample", "oscillator", "--trajectory-length", "2", "--n-leapfrog", "5"], "not both"),
+    (["sample", "phi4", "--sampler", "metropolis", "--n-leapfrog", "5"], "apply to --sampler hmc only"),
     (["measure", "/nonexistent.h5"], "no such ensemble file"),
     (["measure", "/"], "is a directory"),
 ])
@@ -200,9 +207,10 @@ def test_wall_seconds_over_resumptions(tmp_path):
     assert np.isnan(legacy.attrs["wall_seconds"]) and len(legacy.configs) == 60  # unknown, not a part
 
 
-def test_fourier_hmc_resume_is_bitwise(tmp_path):
+@pytest.mark.parametrize("length", [None, "quarter-period"])
+def test_fourier_hmc_resume_is_bitwise(tmp_path, length):
     theory = lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4)
-    make = lambda: HMC(theory, (32,), n_chains=4, seed=3, fourier=True)  # noqa: E731
+    make = lambda: HMC(theory, (32,), n_chains=4, seed=3, fourier=True, trajectory_length=length)  # noqa: E731
     full = run(make(), 4 * 20, n_therm=10, spacing=2, progress=False)
     path = tmp_path / "f.h5"
     run(make(), 4 * 8, n_therm=10, spacing=2, path=path, progress=False)
@@ -458,6 +466,43 @@ def test_hmc_step_size_jitter_is_its_philox_stream():
     u = (eps / 0.1 - 1) / 0.4 + 0.5
     assert abs(u.mean() - 0.5) < 3 / np.sqrt(12 * 4000)  # uniform: mean 1/2, sd 1/sqrt(12 n)
     assert abs(u.var() - 1 / 12) < 3 * np.sqrt(1 / 180 / 4000)  # var of U^2 terms: 1/180
+
+
+def test_hmc_fixed_trajectory_length():
+    """With trajectory_length tau, trajectory t has ceil(tau' / eps) steps of tau' / n, where
+    tau' = tau trajectory_eps(t) / eps: the jitter moves the length as it moves eps at a fixed
+    step count; n and the step follow the tuned eps, and the sampler reports the steps it took."""
+    s = HMC(lftaccel.Phi4(0.2, 0.1), (4, 4), n_chains=2, seed=11, eps=0.07, trajectory_length=1.0)
+    for t in range(200):
+        eps, n = s.trajectory(t)
+        tau = 1.0 * s.trajectory_eps(t) / 0.07
+        assert n == math.ceil(tau / 0.07) and math.isclose(n * eps, tau, rel_tol=1e-14) and eps <= 0.07
+    s.update()
+    assert s.last_n_leapfrog == s.trajectory(0)[1]
+    assert s.settings()["trajectory_length"] == 1.0 and s.settings()["n_leapfrog"] is None
+    s.step_size = 5.0  # a step beyond the trajectory is capped at it
+    assert s.eps == 1.0 and s.trajectory(3)[1] == 1
+    plain = HMC(lftaccel.Phi4(0.2, 0.1), (4, 4), n_chains=2, seed=11, eps=0.07)
+    assert plain.trajectory(5) == (plain.trajectory_eps(5), 10) and "trajectory_length" not in plain.settings()
+    osc = lftaccel.Oscillator.harmonic(10.0, 1.0, 1.0)
+    q = HMC(osc, (64,), fourier=True, trajectory_length="quarter-period")
+    # every Matsubara mode oscillates at sqrt(a w^2), a = beta / N, w^2 = 2 c2 = 1
+    assert math.isclose(q.trajectory_length, math.pi / 2 / math.sqrt(10.0 / 64), rel_tol=1e-14)
+    s.eps = 1e-6
+    with pytest.raises(ValueError, match="eps has collapsed"):
+        s.trajectory(0)
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(trajectory_length=0.0), "trajectory_length must be > 0"),
+    (dict(trajectory_length=float("nan")), "trajectory_length"),
+    (dict(trajectory_length="half"), "positive number or 'quarter-period'"),
+    (dict(trajectory_length="quarter-period"), "needs fourier=True"),
+    (dict(trajectory_length=1.0, n_leapfrog=4), "not both"),
+])
+def test_hmc_trajectory_length_is_checked(kw, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        HMC(lftaccel.Oscillator(10.0, 0.5, 1.0, 1.0), (16,), **kw)
 
 
 def test_philox_purposes_are_distinct():

@@ -64,6 +64,18 @@ def _float(s):
         raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
 
 
+def _trajectory_length(s):
+    if s == "quarter-period":
+        return s
+    try:
+        v = float(s)
+    except ValueError:
+        v = None
+    if v is None or not (0 < v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'quarter-period', got {s!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lftaccel", description="C++/CUDA-accelerated lattice field theory: sampling and measurement.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -95,8 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hmc (default), metropolis (checkerboard, phi4/xy) or langevin (stochastic quantization)")
     r.add_argument("--eps", type=_float, help="HMC leapfrog / Langevin step size (HMC: initial, tuned; "
                                              "default 0.1 / 0.01)")
-    r.add_argument("--n-leapfrog", type=_positive_int, default=10,
-                   help="HMC leapfrog steps per trajectory (default 10)")
+    r.add_argument("--n-leapfrog", type=_positive_int,
+                   help="HMC leapfrog steps per trajectory (default 10, unless --trajectory-length)")
+    r.add_argument("--trajectory-length", type=_trajectory_length,
+                   help="HMC: a fixed trajectory length tau (tau / eps steps, rounded up, as eps is tuned) "
+                        "instead of --n-leapfrog; with --fourier 'quarter-period' is pi / (2 omega), omega the "
+                        "frequency all modes share (best for the harmonic oscillator)")
     r.add_argument("--fourier", action="store_true", help="oscillator: HMC in Fourier space with Fourier acceleration")
     r.add_argument("--delta", type=_float, default=1.0, help="Metropolis proposal width (initial, tuned; default 1)")
     r.add_argument("--langevin-steps", type=_positive_int, default=10, help="Langevin steps per update (default 10)")
@@ -238,7 +254,8 @@ def _print(report, as_json):
         print(json.dumps(report, indent=1))
         return
     s = report["sampler"]
-    step = {k: s[k] for k in ("eps", "n_leapfrog", "delta", "n_steps") if k in s}
+    step = {k: s[k] for k in ("eps", "n_leapfrog", "trajectory_length", "delta", "n_steps")
+            if s.get(k) is not None}
     print(f"{report['theory']} {report['params']} on {'x'.join(map(str, report['lattice_shape']))}: "
           f"{report['n_samples']} configurations from {report['n_chains']} chains")
     div = report["divergent_sampling"]
@@ -288,9 +305,16 @@ def _sample(args):
                          f"{args.chains}; the error analysis needs at least {MIN_PER_CHAIN} (-n >= "
                          f"{MIN_PER_CHAIN * args.chains})")
     if args.sampler == "hmc":
-        kw.update(eps=0.1 if args.eps is None else args.eps, n_leapfrog=args.n_leapfrog, fourier=args.fourier)
+        if args.n_leapfrog is not None and args.trajectory_length is not None:
+            raise ValueError("give --n-leapfrog or --trajectory-length, not both")
+        if args.trajectory_length == "quarter-period" and not args.fourier:
+            raise ValueError("--trajectory-length quarter-period needs --fourier (one frequency for all modes)")
+        kw.update(eps=0.1 if args.eps is None else args.eps, n_leapfrog=args.n_leapfrog, fourier=args.fourier,
+                  trajectory_length=args.trajectory_length)
     elif args.fourier:
         raise ValueError("--fourier applies to --sampler hmc only")
+    elif args.n_leapfrog is not None or args.trajectory_length is not None:
+        raise ValueError(f"--n-leapfrog and --trajectory-length apply to --sampler hmc only, not {args.sampler}")
     if args.fourier and args.theory != "oscillator":
         raise ValueError("--fourier is for the oscillator only")
     if args.sampler == "metropolis":

@@ -24,7 +24,7 @@ from ..theories import XY, Oscillator, Phi4
 
 __all__ = [
     "hmc_trajectory", "hmc_fourier_trajectory", "langevin_steps", "metropolis_sweeps", "sde_step",
-    "fourier_basis", "fourier_inverse_masses",
+    "fourier_basis", "fourier_inverse_masses", "fourier_mode_frequency",
 ]
 
 
@@ -103,14 +103,30 @@ def fourier_inverse_masses(theory: Oscillator, n: int, *, dtype=torch.float64, d
     the stiffness of mode j (l_j the Laplacian eigenvalue, w2 the potential's curvature at its
     minimum: 2 c2, or -4 c2 for a double well). Every mode then oscillates at the zero mode's
     frequency, so one step size suits them all."""
+    h = _mode_stiffness(theory, n)
+    return (h[0] / h).to(dtype=dtype, device=device)
+
+
+def fourier_mode_frequency(theory: Oscillator, n: int) -> float:
+    """The frequency sqrt(h_0) at which every mode oscillates in the molecular dynamics under
+    :func:`fourier_inverse_masses` (mode j: stiffness h_j, mass h_j / h_0), in the potential's
+    quadratic approximation. A trajectory of a quarter period, pi / (2 sqrt(h_0)), takes mode j
+    from (c, p) to (p / (M_j omega), -M_j omega c): its new position is set by the fresh
+    momentum alone, and the autocorrelation of c^2 per trajectory, cos^2(omega tau), vanishes.
+    At a half or a whole period it is 1: c^2 returns where it started (up to the leapfrog
+    error)."""
+    return math.sqrt(float(_mode_stiffness(theory, n)[0]))
+
+
+def _mode_stiffness(theory, n):
+    """h_j = m l_j / a + a w2 of the Matsubara modes j (float64, CPU)."""
     if not isinstance(theory, Oscillator):
         raise TypeError(f"theory must be an Oscillator, got {type(theory).__name__}")
     n = _int(n, "n", 1)
     a = theory.spacing(n)
     w2 = 2 * theory.c2 if theory.c2 > 0 else (-4 * theory.c2 if theory.c2 < 0 else 1.0 / theory.beta**2)
     lap = 4 * torch.sin(math.pi * ((torch.arange(n, dtype=torch.float64) + 1) // 2) / n) ** 2
-    h = theory.m * lap / a + a * w2
-    return (h[0] / h).to(dtype=dtype, device=device)
+    return theory.m * lap / a + a * w2
 
 
 def hmc_fourier_trajectory(theory: Oscillator, coeffs, *, eps: float, n_steps: int, seed: int, step: int,
