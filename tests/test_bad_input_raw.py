@@ -220,6 +220,11 @@ def test_C_cuda_array_interface_stream_is_waited_for():
     torch.manual_seed(0)
     src = torch.randn(4, 64, 64, dtype=torch.float64, device="cuda")
     x = torch.zeros_like(src)
+    action = torch.empty(4, dtype=torch.float64, device="cuda")
+    # The kernel loaded beforehand: CUDA loads a kernel lazily at its first launch, and loading
+    # may synchronise the context, which would hide the race this test is about.
+    _C.phi4(x, action, kappa=0.2, lam=0.5, stream=torch.cuda.current_stream().cuda_stream)
+    torch.cuda.synchronize()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -229,7 +234,6 @@ def test_C_cuda_array_interface_stream_is_waited_for():
     class CupyLike:  # what CuPy exports for an array last written on `side`
         __cuda_array_interface__ = {**x.__cuda_array_interface__, "version": 3, "stream": side.cuda_stream}
 
-    action = torch.empty(4, dtype=torch.float64, device="cuda")
     _C.phi4(CupyLike(), action, kappa=0.2, lam=0.5, stream=torch.cuda.current_stream().cuda_stream)
     torch.cuda.synchronize()
     expect = lftaccel.reference.phi4_action(src, kappa=0.2, lam=0.5)

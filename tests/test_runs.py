@@ -160,6 +160,7 @@ def test_cli_cold_start(tmp_path, capsys):
     (["sample", "oscillator", "--trajectory-length", "quarter"], "positive number or 'quarter-period'"),
     (["sample", "oscillator", "--trajectory-length", "quarter-period"], "needs --fourier"),
     (["sample", "oscillator", "--trajectory-length", "2", "--n-leapfrog", "5"], "not both"),
+    (["sample", "oscillator", "--trajectory-length", "1e308"], "is too long"),
     (["sample", "phi4", "--sampler", "metropolis", "--n-leapfrog", "5"], "apply to --sampler hmc only"),
     (["measure", "/nonexistent.h5"], "no such ensemble file"),
     (["measure", "/"], "is a directory"),
@@ -499,10 +500,15 @@ def test_hmc_fixed_trajectory_length():
     (dict(trajectory_length="half"), "positive number or 'quarter-period'"),
     (dict(trajectory_length="quarter-period"), "needs fourier=True"),
     (dict(trajectory_length=1.0, n_leapfrog=4), "not both"),
+    (dict(trajectory_length=1e308), "is too long"),
+    (dict(trajectory_length=20_000.0), "is too long"),  # 2.4e5 steps of the initial eps 0.1 at the widest jitter
+    (dict(trajectory_length="quarter-period", fourier=True, theory=lftaccel.Oscillator(10.0, 0.5, 1.0, 0.0)),
+     "needs a quadratic term"),
 ])
 def test_hmc_trajectory_length_is_checked(kw, message):
+    theory = kw.pop("theory", lftaccel.Oscillator(10.0, 0.5, 1.0, 1.0))
     with pytest.raises(ValueError, match=re.escape(message)):
-        HMC(lftaccel.Oscillator(10.0, 0.5, 1.0, 1.0), (16,), **kw)
+        HMC(theory, (16,), **kw)
 
 
 def test_philox_purposes_are_distinct():

@@ -408,9 +408,13 @@ int current_device() {
 void synchronize_stream(int device, uintptr_t stream) {
   const int prev = current_device();
   if (prev != device) set_device(device);
-  // 1 and 2 are cudaStreamLegacy and cudaStreamPerThread themselves.
+  // 1 and 2 are cudaStreamLegacy and cudaStreamPerThread themselves (2: the calling thread's
+  // default stream, as the interface means it).
   const cudaError_t err = cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(stream));
   if (prev != device) cudaSetDevice(prev);
+  // A failure that is not sticky (an invalid handle) stays the runtime's last error, which the
+  // next launch's check would report as its own: cleared here, as pointer_device does.
+  if (err != cudaSuccess) cudaGetLastError();
   check(err, "cudaStreamSynchronize on the 'stream' of a __cuda_array_interface__");
 }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <optional>
+#include <stdexcept>
 
 #ifdef LFTACCEL_WITH_CUDA
 #include "lftaccel/cuda.hpp"
@@ -122,8 +123,13 @@ Buffer parse_cuda(py::handle obj, const std::string& name, bool writable) {
     // here, and an event wait would need it. It costs a stall only for producers that name a
     // stream (CuPy, Numba), never for torch's tensors.
     if (producer_stream) {
-      py::gil_scoped_release nogil;
-      cuda::synchronize_stream(b.device, *producer_stream);
+      try {
+        py::gil_scoped_release nogil;
+        cuda::synchronize_stream(b.device, *producer_stream);
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(name + ": waiting on the 'stream' of its __cuda_array_interface__ failed (" +
+                                 e.what() + ")");
+      }
     }
   }
   return b;

@@ -176,7 +176,7 @@ class HMC(Sampler):
     the quarter period, with 3 steps a trajectory). In a double well the barrier is crossed by
     the motion the quadratic approximation leaves out, and longer trajectories cross it more
     often (beta = 10, N = 64: tau_int of the path's mean 0.5 at 10 steps, 7.2 at the quarter
-    period), so the default stays 10 steps."""
+    period for f = 1; 27 and 226 for f = 1.4), so the default stays 10 steps."""
 
     name = "hmc"
     target_acceptance = 0.8
@@ -247,8 +247,16 @@ class HMC(Sampler):
                 raise ValueError(f"trajectory_length must be a positive number or 'quarter-period', got {value!r}")
             if not self.fourier:
                 raise ValueError("trajectory_length='quarter-period' needs fourier=True (one frequency for all modes)")
-            return math.pi / (2 * K.fourier_mode_frequency(theory, _check_shape(theory, shape)[0]))
-        return check_param(value, "trajectory_length", low=0.0, low_open=True)
+            if theory.c2 == 0:
+                raise ValueError("trajectory_length='quarter-period' needs a quadratic term (c2 != 0): a pure "
+                                 "quartic potential has no frequency to take a quarter period of")
+            tau = math.pi / (2 * K.fourier_mode_frequency(theory, _check_shape(theory, shape)[0]))
+        else:
+            tau = check_param(value, "trajectory_length", low=0.0, low_open=True)
+        if not tau * (1 + self.jitter) / self.eps <= self.max_leapfrog:
+            raise ValueError(f"trajectory_length {tau:.4g} is too long: over {self.max_leapfrog} leapfrog steps of "
+                             f"eps = {self.eps:.3g} a trajectory")
+        return tau
 
     @property
     def step_size(self):
@@ -279,11 +287,10 @@ class HMC(Sampler):
         if self.trajectory_length is None:
             return eps, self.n_leapfrog
         tau = self.trajectory_length * (eps / self.eps)
+        if not tau / self.eps <= self.max_leapfrog:  # (the length itself was checked against the initial eps)
+            raise ValueError(f"trajectory_length {self.trajectory_length:.4g} takes over {self.max_leapfrog} leapfrog "
+                             f"steps of eps = {self.eps:.3g}: eps has collapsed")
         n = math.ceil(tau / self.eps)
-        if n > self.max_leapfrog:
-            raise ValueError(f"trajectory_length {self.trajectory_length:.4g} takes {n} leapfrog steps of eps = "
-                             f"{self.eps:.3g} (at most {self.max_leapfrog}): eps has collapsed, or the length is "
-                             f"far too long")
         return tau / n, n
 
     def _update(self):
@@ -371,15 +378,6 @@ class Langevin(Sampler):
         super().__init__(theory, shape, **kw)
         self._work = torch.empty((2, self.n_chains, *self.shape), dtype=self.dtype, device=self.device)
         self._ones = torch.ones(self.n_chains, dtype=torch.float64, device=self.device)
-
-    def _length(self, theory, shape, value) -> float:
-        if isinstance(value, str):
-            if value != "quarter-period":
-                raise ValueError(f"trajectory_length must be a positive number or 'quarter-period', got {value!r}")
-            if not self.fourier:
-                raise ValueError("trajectory_length='quarter-period' needs fourier=True (one frequency for all modes)")
-            return math.pi / (2 * K.fourier_mode_frequency(theory, _check_shape(theory, shape)[0]))
-        return check_param(value, "trajectory_length", low=0.0, low_open=True)
 
     @property
     def step_size(self):
