@@ -362,7 +362,22 @@ def test_langevin_resume_needs_the_same_eps_and_resume_starts_a_missing_run(tmp_
     code, _, err = in_process(capsys, *base, "-n", "20", "--eps", "0.01", "--resume")
     assert code == 0 and "starting the run" in err
     code, _, err = in_process(capsys, *base, "-n", "40", "--eps", "0.05", "--resume")
-    assert code == 2 and "sampler_identity" in err  # Langevin's eps fixes the run's O(eps) bias
+    # Langevin's eps fixes the run's O(eps) bias; the message names the setting that differs
+    assert code == 2 and "the sampler's settings differ: eps 0.01 in the file, 0.05 in this run" in err, err
+
+
+def test_resume_names_the_settings_that_differ(tmp_path, capsys):
+    path = str(tmp_path / "tl.h5")
+    base = ("sample", "phi4", "--shape", "4", "4", "--chains", "2", "--therm", "5", "--no-progress", "-o", path)
+    assert in_process(capsys, *base, "-n", "20", "--trajectory-length", "1")[0] == 0
+    code, _, err = in_process(capsys, *base, "-n", "40", "--resume")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert ("n_leapfrog None in the file, 10 in this run; trajectory_length 1.0 in the file, absent in this run"
+            in err), err
+    code, _, err = in_process(capsys, *base, "-n", "40", "--resume", "--trajectory-length", "1", "--kappa", "0.2")
+    assert code == 2 and "the theory's parameters differ: kappa 0.21 in the file, 0.2 in this run" in err, err
+    code, _, err = in_process(capsys, *base, "-n", "40", "--resume", "--trajectory-length", "1", "--spacing", "2")
+    assert code == 2 and "the spacing differs: 5 in the file, 2 in this run" in err, err
 
 
 def test_file_keeps_the_initial_step_size_and_splits_the_divergences(tmp_path):
@@ -379,7 +394,7 @@ def test_file_keeps_the_initial_step_size_and_splits_the_divergences(tmp_path):
     assert ens.attrs["divergent"] == ens.attrs["divergent_thermalisation"] > 0
     assert json.loads(ens.attrs["build_info"])["version"] == lftaccel.__version__
     other = HMC(theory, (4, 4), n_chains=4, seed=5, eps=0.3)
-    with pytest.raises(RunError, match="sampler_identity"):
+    with pytest.raises(RunError, match="initial_step_size 5.0 in the file, 0.3 in this run"):
         run(other, 16, n_therm=40, path=path, resume=True, progress=False)
     same = HMC(theory, (4, 4), n_chains=4, seed=5, eps=5.0)
     more = run(same, 16, n_therm=40, path=path, resume=True, progress=False)
@@ -480,7 +495,7 @@ def test_hmc_fixed_trajectory_length():
         assert n == math.ceil(tau / 0.07) and math.isclose(n * eps, tau, rel_tol=1e-14) and eps <= 0.07
     s.update()
     assert s.last_n_leapfrog == s.trajectory(0)[1]
-    assert s.settings()["trajectory_length"] == 1.0 and s.settings()["n_leapfrog"] is None
+    assert s.settings()["trajectory_length"] == 1.0 and s.settings()["n_leapfrog"] is None and s.n_leapfrog is None
     s.step_size = 5.0  # a step beyond the trajectory is capped at it
     assert s.eps == 1.0 and s.trajectory(3)[1] == 1
     plain = HMC(lftaccel.Phi4(0.2, 0.1), (4, 4), n_chains=2, seed=11, eps=0.07)
@@ -495,7 +510,8 @@ def test_hmc_fixed_trajectory_length():
 
 
 @pytest.mark.parametrize("kw,message", [
-    (dict(trajectory_length=0.0), "trajectory_length must be > 0"),
+    (dict(trajectory_length=0.0), "trajectory_length must be >= 1e-06"),
+    (dict(trajectory_length=1e-300), "trajectory_length must be >= 1e-06"),
     (dict(trajectory_length=float("nan")), "trajectory_length"),
     (dict(trajectory_length="half"), "positive number or 'quarter-period'"),
     (dict(trajectory_length="quarter-period"), "needs fourier=True"),

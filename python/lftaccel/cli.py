@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trajectory-length", type=_trajectory_length,
                    help="HMC: a fixed trajectory length tau (tau / eps steps, rounded up, as eps is tuned) "
                         "instead of --n-leapfrog; with --fourier 'quarter-period' is pi / (2 omega), omega the "
-                        "frequency all modes share (best for the harmonic oscillator)")
+                        "molecular-dynamics frequency all Fourier-accelerated modes share, from the potential's "
+                        "curvature at its minimum (near-harmonic potentials gain; in the double well it "
+                        "slows tunnelling: see the README)")
     r.add_argument("--fourier", action="store_true", help="oscillator: HMC in Fourier space with Fourier acceleration")
     r.add_argument("--delta", type=_float, default=1.0, help="Metropolis proposal width (initial, tuned; default 1)")
     r.add_argument("--langevin-steps", type=_positive_int, default=10, help="Langevin steps per update (default 10)")

@@ -193,9 +193,13 @@ class HMC(Sampler):
         self.fourier = bool(fourier)
         if n_leapfrog is not None and trajectory_length is not None:
             raise ValueError("give n_leapfrog or trajectory_length, not both")
-        self.n_leapfrog = 10 if n_leapfrog is None else check_int(n_leapfrog, "n_leapfrog")
-        self.trajectory_length = None if trajectory_length is None else self._length(theory, shape, trajectory_length)
-        self.last_n_leapfrog = None if self.trajectory_length is not None else self.n_leapfrog
+        if trajectory_length is None:
+            self.n_leapfrog = 10 if n_leapfrog is None else check_int(n_leapfrog, "n_leapfrog")
+            self.trajectory_length = None
+        else:
+            self.n_leapfrog = None  # each trajectory's count: trajectory(update), last_n_leapfrog
+            self.trajectory_length = self._length(theory, shape, trajectory_length)
+        self.last_n_leapfrog = self.n_leapfrog
         super().__init__(theory, shape, **kw)
         n = (self.n_chains, *self.shape)
         k = 5 if self.fourier else 3
@@ -252,7 +256,8 @@ class HMC(Sampler):
                                  "quartic potential has no frequency to take a quarter period of")
             tau = math.pi / (2 * K.fourier_mode_frequency(theory, _check_shape(theory, shape)[0]))
         else:
-            tau = check_param(value, "trajectory_length", low=0.0, low_open=True)
+            # (shorter than the step-size floor, a trajectory would leave the chains where they are)
+            tau = check_param(value, "trajectory_length", low=1e-6)
         if not tau * (1 + self.jitter) / self.eps <= self.max_leapfrog:
             raise ValueError(f"trajectory_length {tau:.4g} is too long: over {self.max_leapfrog} leapfrog steps of "
                              f"eps = {self.eps:.3g} a trajectory")
@@ -323,7 +328,7 @@ class HMC(Sampler):
         out = {**super().settings(), "eps": self.eps, "n_leapfrog": self.n_leapfrog, "fourier": self.fourier,
                "jitter": self.jitter}
         if self.trajectory_length is not None:  # absent otherwise, as in files from before it existed
-            out.update(n_leapfrog=None, trajectory_length=self.trajectory_length)
+            out["trajectory_length"] = self.trajectory_length
         return out
 
 

@@ -41,6 +41,28 @@ def _identity(sampler: Sampler, n_therm: int, spacing: int) -> dict:
             "n_therm": n_therm, "spacing": spacing}
 
 
+_WHAT = {"theory_params": "the theory's parameters differ", "sampler_identity": "the sampler's settings differ",
+         "lattice_shape": "the lattice shape differs", "n_therm": "the thermalisation length differs",
+         "spacing": "the spacing differs"}
+
+
+def _difference(key: str, old, new) -> str:
+    """What differs between a file's run and this one, key by key for the JSON-valued ones
+    (two long JSON strings side by side hide the one setting that differs)."""
+    what = _WHAT.get(key, f"{key} differs")
+    try:
+        a, b = json.loads(old), json.loads(new)
+    except (TypeError, ValueError):
+        a = b = None
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return f"{what}: {old!r} in the file, {new!r} in this run"
+    absent = object()
+    parts = [f"{name} {'absent' if a.get(name, absent) is absent else repr(a[name])} in the file, "
+             f"{'absent' if b.get(name, absent) is absent else repr(b[name])} in this run"
+             for name in sorted(set(a) | set(b)) if a.get(name, absent) != b.get(name, absent)]
+    return f"{what}: " + "; ".join(parts)
+
+
 def _consistent(sampler: Sampler) -> bool:
     return not getattr(sampler, "busy", False)
 
@@ -85,7 +107,8 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
                 old = ens.attrs.get(k)
                 old = list(old) if isinstance(old, np.ndarray) else old
                 if old != v:
-                    raise RunError(f"cannot resume {path}: its {k} is {old!r}, this run's is {v!r}")
+                    raise RunError(f"cannot resume {path}: {_difference(k, old, v)} (resume with the "
+                                   f"settings the run was started with)")
             if ens.state is None:
                 raise RunError(f"cannot resume {path}: it holds no sampler state")
             sampler.load_state_dict(ens.state)
