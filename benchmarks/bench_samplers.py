@@ -20,14 +20,16 @@ trajectory at batch 64, 64x64, float64, 10 leapfrog steps, >= 25x faster than th
 Part 2 (critical slowing down). 2D phi^4 at lambda = 0.022, kappa = 0.2695 (the crossing of
 the L = 16 and L = 32 Binder cumulants, measured with this code: U_L = 0.41 / 0.30 at kappa =
 0.2675 and 0.53 / 0.56 at 0.27). For L = 8, 16, 32 (and 64 with --full) HMC (10 leapfrog
-steps, eps tuned to 80% acceptance) and Metropolis (one sweep per update, delta tuned to 50%)
-run 16 chains of 20000 updates (50000 with --full), measured after every update; tau_int of
-|M| and of the action density (the energy) comes from the Gamma method, in units of updates
-(one trajectory = 11 force evaluations; one sweep = V local updates). The plot
+steps, eps tuned to 80% acceptance), HMC at a fixed trajectory length of 2 ('hmc-tau2': 2 / eps
+steps rounded up) and Metropolis (one sweep per update, delta tuned to 50%) run 16 chains of
+20000 updates (50000 with --full), measured after every update; tau_int of |M| and of the
+action density (the energy) comes from the Gamma method, in units of updates (one 10-step
+trajectory = 11 force evaluations; one sweep = V local updates). The plot
 benchmarks/results/critical_slowing_down.png shows tau_int against L on log-log axes with
 the fitted dynamic exponent z (tau ~ L^z) between the two largest L and its error. HMC's
 trajectory length 10 eps shrinks as eps is tuned down with L, so for HMC the JSON also has
-tau_int and z in units of molecular-dynamics time (tau_int x 10 eps).
+tau_int and z in units of molecular-dynamics time (tau_int x 10 eps); hmc-tau2 measures the
+same at a fixed length directly.
 Results go to benchmarks/results/samplers-<device>.json.
 """
 
@@ -56,6 +58,12 @@ from provenance import provenance
 STEADY_MALLOC = steady_malloc()
 
 KAPPA_C, LAM = 0.2695, 0.022
+# Part 2's samplers: HMC with 10 steps of the tuned eps (its trajectories shorten as eps is tuned
+# down with L), HMC at a fixed trajectory length of 2 (the length lattice codes fix; 2 is near
+# the 10 steps' length at L = 32), and Metropolis.
+SCALING_SERIES = (("hmc", HMC, {"eps": 0.2, "n_leapfrog": 10}),
+                  ("hmc-tau2", HMC, {"eps": 0.2, "trajectory_length": 2.0}),
+                  ("metropolis", Metropolis, {"delta": 1.5}))
 
 
 def _sample(fn, budget, min_samples, times):
@@ -170,7 +178,7 @@ def scaling(device, dtype, quick):
     theory = lftaccel.Phi4(KAPPA_C, LAM)
     out = []
     for L in sizes:
-        for cls, kw in ((HMC, {"eps": 0.2, "n_leapfrog": 10}), (Metropolis, {"delta": 1.5})):
+        for series, cls, kw in SCALING_SERIES:
             t0 = time.perf_counter()
             s = cls(theory, (L, L), n_chains=16, seed=L, device=device, dtype=dtype, **kw)
             s.thermalize(500)
@@ -184,18 +192,19 @@ def scaling(device, dtype, quick):
             obs = analysis.magnetisation_observables(M, L * L)
             obs["action/V"] = analysis.primary(E, "action/V")
             est = {k: analysis.estimate(obs[k], k) for k in ("|M|", "action/V", "U_L")}
-            row = {"sampler": cls.name, "L": L, "n_per_chain": n_per_chain, "step_size": s.step_size,
+            row = {"sampler": series, "L": L, "n_per_chain": n_per_chain, "step_size": s.step_size,
                    "acceptance": float(np.mean(s.acceptance[500:])), "seconds": time.perf_counter() - t0}
             # HMC's trajectory length n_leapfrog * eps shrinks as eps is tuned down with L: tau_int
             # is also given in molecular-dynamics time, where HMC's z is usually quoted
-            row["md_time"] = kw["n_leapfrog"] * s.step_size if cls is HMC else None
+            row["md_time"] = None if cls is not HMC else (
+                s.trajectory_length if s.trajectory_length is not None else s.n_leapfrog * s.step_size)
             for name, key in (("|M|", "tau_absM"), ("action/V", "tau_energy")):
                 row[key], row[key + "_err"] = est[name].tau_int, est[name].tau_int_error
                 if cls is HMC:
                     row[key + "_md"] = row[key] * row["md_time"]
             row["U_L"], row["U_L_err"] = est["U_L"].value, est["U_L"].error
             out.append(row)
-            print(f"{cls.name:<11} L={L:<3} acc={row['acceptance']:.2f} step={s.step_size:.3f} "
+            print(f"{series:<11} L={L:<3} acc={row['acceptance']:.2f} step={s.step_size:.3f} "
                   f"tau(|M|)={row['tau_absM']:.1f}+-{row['tau_absM_err']:.1f} "
                   f"tau(E)={row['tau_energy']:.1f}+-{row['tau_energy_err']:.1f}  "
                   f"U_L={row['U_L']:.3f}+-{row['U_L_err']:.3f} ({row['seconds']:.0f} s)", flush=True)
@@ -218,14 +227,14 @@ def plot_scaling(rows, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     fits = {}
     for ax, key, title in ((axes[0], "tau_absM", "|M|"), (axes[1], "tau_energy", "energy (S/V)")):
-        for name, marker in (("hmc", "o"), ("metropolis", "s")):
+        for name, marker in (("hmc", "o"), ("hmc-tau2", "^"), ("metropolis", "s")):
             r = [x for x in rows if x["sampler"] == name]
             L = np.array([x["L"] for x in r])
             tau = np.array([x[key] for x in r])
             err = np.array([x[key + "_err"] for x in r])
             z, dz = dynamic_exponent(L, tau, err)
             fits[f"{name}:{key}"] = {"z": z, "error": dz}
-            if name == "hmc":  # per unit of MD time: the trajectories shorten with L
+            if name == "hmc":  # per unit of MD time: the trajectories shorten with L (hmc-tau2's do not)
                 md = np.array([x["md_time"] for x in r])
                 fits[f"{name}:{key}:md_time"] = dict(zip(("z", "error"), dynamic_exponent(L, tau * md, err * md)))
             ax.errorbar(L, tau, err, marker=marker, capsize=3, label=f"{name} (z = {z:.2f} +- {dz:.2f})")
