@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Measure the observables of an lftaccel ensemble file.")
     mcmd.add_argument("file", help="HDF5 file written by lftaccel sample")
     mcmd.add_argument("--json", action="store_true", help="print the results as JSON")
+    mcmd.add_argument("--threads", type=_positive_int,
+                      help="CPU threads (default: torch's, one per core); on a shared machine, the free cores")
     return p
 
 
@@ -343,6 +345,10 @@ def _measure(args):
     from .analysis import measure
     from .io import read_run
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     ens = read_run(args.file)
     _print(_report(ens, measure(ens)), args.json)
 
