@@ -375,14 +375,21 @@ def test_langevin_resume_needs_the_same_eps_and_resume_starts_a_missing_run(tmp_
 def test_resume_names_the_settings_that_differ(tmp_path, capsys):
     path = str(tmp_path / "tl.h5")
     base = ("sample", "phi4", "--shape", "4", "4", "--chains", "2", "--therm", "5", "--no-progress", "-o", path)
-    assert in_process(capsys, *base, "-n", "20", "--trajectory-length", "1")[0] == 0
-    code, _, err = in_process(capsys, *base, "-n", "40", "--resume")
+    code, out, _ = in_process(capsys, *base, "-n", "20", "--trajectory-length", "1")
+    assert code == 0 and re.search(r"\d\.\d\d leapfrog steps a trajectory", out), out
+    first = read_run(path).state
+    # each trajectory takes ceil(1 / eps') >= 1 steps; the count goes on in a resumed run
+    assert first["leapfrog_steps"] > first["n_updates"] > 0
+    code, _, _ = in_process(capsys, *base, "-n", "40", "--trajectory-length", "1", "--resume")
+    again = read_run(path).state
+    assert code == 0 and again["leapfrog_steps"] > first["leapfrog_steps"] and again["n_updates"] > first["n_updates"]
+    code, _, err = in_process(capsys, *base, "-n", "80", "--resume")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert ("n_leapfrog None in the file, 10 in this run; trajectory_length 1.0 in the file, absent in this run"
             in err), err
-    code, _, err = in_process(capsys, *base, "-n", "40", "--resume", "--trajectory-length", "1", "--kappa", "0.2")
+    code, _, err = in_process(capsys, *base, "-n", "80", "--resume", "--trajectory-length", "1", "--kappa", "0.2")
     assert code == 2 and "the theory's parameters differ: kappa 0.21 in the file, 0.2 in this run" in err, err
-    code, _, err = in_process(capsys, *base, "-n", "40", "--resume", "--trajectory-length", "1", "--spacing", "2")
+    code, _, err = in_process(capsys, *base, "-n", "80", "--resume", "--trajectory-length", "1", "--spacing", "2")
     assert code == 2 and "the spacing differs: 5 in the file, 2 in this run" in err, err
 
 
@@ -500,7 +507,7 @@ def test_hmc_fixed_trajectory_length():
         tau = 1.0 * s.trajectory_eps(t) / 0.07
         assert n == math.ceil(tau / 0.07) and math.isclose(n * eps, tau, rel_tol=1e-14) and eps <= 0.07
     s.update()
-    assert s.last_n_leapfrog == s.trajectory(0)[1]
+    assert s.last_n_leapfrog == s.leapfrog_steps == s.trajectory(0)[1]
     assert s.settings()["trajectory_length"] == 1.0 and s.settings()["n_leapfrog"] is None and s.n_leapfrog is None
     s.step_size = 5.0  # a step beyond the trajectory is capped at it
     assert s.eps == 1.0 and s.trajectory(3)[1] == 1
@@ -513,6 +520,26 @@ def test_hmc_fixed_trajectory_length():
     s.eps = 1e-6
     with pytest.raises(ValueError, match="eps has collapsed"):
         s.trajectory(0)
+
+
+@pytest.mark.parametrize("kw", [dict(n_leapfrog=4), dict(trajectory_length=0.5)])
+def test_hmc_counts_its_leapfrog_steps_across_a_checkpoint(kw):
+    """The steps taken are counted in the checkpoint; one from before the count gives n_leapfrog
+    x updates at a fixed step count, and None (unknown) at a fixed length."""
+    make = lambda: HMC(lftaccel.Phi4(0.2, 0.1), (4, 4), n_chains=2, seed=1, **kw)  # noqa: E731
+    s = make()
+    for _ in range(5):
+        s.update()
+    state = s.state_dict()
+    assert state["leapfrog_steps"] == sum(s.trajectory(t)[1] for t in range(5))
+    t = make()
+    t.load_state_dict(state)
+    assert t.leapfrog_steps == state["leapfrog_steps"]
+    del state["leapfrog_steps"]
+    t.load_state_dict(state)
+    assert t.leapfrog_steps == (20 if "n_leapfrog" in kw else None)
+    t.update()  # and an unknown count stays unknown
+    assert t.leapfrog_steps == (24 if "n_leapfrog" in kw else None)
 
 
 @pytest.mark.parametrize("kw,message", [

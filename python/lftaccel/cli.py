@@ -248,8 +248,17 @@ def _report(ens, estimates) -> dict:
         "divergent_sampling": (int(a["divergent"]) - int(a["divergent_thermalisation"])
                                if "divergent_thermalisation" in a else None),
         "seconds": seconds, "observables": {k: e.as_dict() for k, e in estimates.items()}, "notes": notes,
+        "mean_leapfrog_steps": _mean_leapfrog_steps(ens.state),
         "_table": "\n".join([format_table(estimates)] + notes),
     }
+
+
+def _mean_leapfrog_steps(state):
+    """Leapfrog steps per HMC trajectory over the run (thermalisation included), from the
+    checkpoint's count (None where the file has none: not HMC, or from before the count)."""
+    if not state or state.get("leapfrog_steps") is None or not state.get("n_updates"):
+        return None
+    return float(state["leapfrog_steps"]) / float(state["n_updates"])
 
 
 def _print(report, as_json):
@@ -265,7 +274,9 @@ def _print(report, as_json):
     div = report["divergent_sampling"]
     print(f"sampler {s['sampler']} {step}  acceptance {report['acceptance']:.3f}  divergent {report['divergent']}"
           + (f" ({div} while sampling)" if div is not None and report["divergent"] else "")
-          + (f"  time {report['seconds']:.1f} s" if report["seconds"] is not None else ""))
+          + (f"  time {report['seconds']:.1f} s" if report["seconds"] is not None else "")
+          + (f"  {report['mean_leapfrog_steps']:.2f} leapfrog steps a trajectory"
+             if report["mean_leapfrog_steps"] is not None and "trajectory_length" in s else ""))
     print("errors: Gamma method (pyerrors); tau_int in units of the saved spacing")
     print(table)
 

@@ -200,6 +200,7 @@ class HMC(Sampler):
             self.n_leapfrog = None  # each trajectory's count: trajectory(update), last_n_leapfrog
             self.trajectory_length = self._length(theory, shape, trajectory_length)
         self.last_n_leapfrog = self.n_leapfrog
+        self.leapfrog_steps = 0  # over all trajectories: what a run cost, with a fixed length
         super().__init__(theory, shape, **kw)
         n = (self.n_chains, *self.shape)
         k = 5 if self.fourier else 3
@@ -225,12 +226,17 @@ class HMC(Sampler):
     def state_dict(self):
         self.field  # noqa: B018 (brings the real-space field up to date)
         state = super().state_dict()
+        state["leapfrog_steps"] = self.leapfrog_steps
         if self.fourier:  # the coefficients themselves: a round trip through x is not bitwise
             state["coeffs"] = self._c.detach().cpu().numpy().copy()
         return state
 
     def load_state_dict(self, state: dict):
         super().load_state_dict(state)
+        # (a checkpoint from before the count: exact at a fixed step count, unknown otherwise)
+        fixed = None if self.n_leapfrog is None else self.n_leapfrog * self.n_updates
+        steps = state.get("leapfrog_steps", fixed)
+        self.leapfrog_steps = None if steps is None else int(steps)
         if self.fourier:
             if "coeffs" not in state:
                 raise ValueError("the checkpoint has no Fourier coefficients (written by a real-space run?)")
@@ -301,6 +307,8 @@ class HMC(Sampler):
     def _update(self):
         eps, n_steps = self.trajectory(self.n_updates)
         self.last_n_leapfrog = n_steps
+        if self.leapfrog_steps is not None:
+            self.leapfrog_steps += n_steps
         args = dict(eps=eps, n_steps=n_steps, seed=self.seed,
                     step=self.n_updates,
                     chain_offset=self.chain_offset, work=self._work, energies=self._energies,
