@@ -56,10 +56,11 @@ def _difference(key: str, old, new) -> str:
         a = b = None
     if not (isinstance(a, dict) and isinstance(b, dict)):
         return f"{what}: {old!r} in the file, {new!r} in this run"
-    absent = object()
-    parts = [f"{name} {'absent' if a.get(name, absent) is absent else repr(a[name])} in the file, "
-             f"{'absent' if b.get(name, absent) is absent else repr(b[name])} in this run"
-             for name in sorted(set(a) | set(b)) if a.get(name, absent) != b.get(name, absent)]
+    def shown(d, name):
+        return repr(d[name]) if name in d else "absent"
+
+    parts = [f"{name} {shown(a, name)} in the file, {shown(b, name)} in this run"
+             for name in sorted(set(a) | set(b)) if shown(a, name) != shown(b, name)]
     return f"{what}: " + "; ".join(parts)
 
 
