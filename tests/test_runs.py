@@ -170,11 +170,15 @@ def test_cli_cold_start(tmp_path, capsys):
     (["sample", "phi4", "--sampler", "metropolis", "--n-leapfrog", "5"], "apply to --sampler hmc only"),
     (["measure", "/nonexistent.h5"], "no such ensemble file"),
     (["measure", "/"], "is a directory"),
+    (["sample", "phi4", "--bogus", "3"], "unrecognized arguments: --bogus 3"),
+    (["measure", "a.h5", "b.h5"], "unrecognized arguments: b.h5"),
 ])
 def test_cli_bad_options_give_one_line(args, message, capsys):
     code, _, err = in_process(capsys, *args)
     assert code == 2
     assert message in err
+    # argparse's refusals and the commands' own read alike, named by the subcommand
+    assert err.startswith(f"lftaccel {args[0]}: error: "), err
     assert len(err.strip().splitlines()) == 1, err
 
 

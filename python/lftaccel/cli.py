@@ -79,6 +79,7 @@ def _trajectory_length(s):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lftaccel", description="C++/CUDA-accelerated lattice field theory: sampling and measurement.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.subcommands = sub.choices  # name -> its parser (for _parse)
 
     s = sub.add_parser("sample", help="sample a theory with HMC, Metropolis or Langevin and print observables",
                        description="Sample a lattice theory, write the ensemble to HDF5, print acceptance, "
@@ -567,18 +568,32 @@ def _generate(args):
     print(f"ensemble: {args.output}")
 
 
+def _parse(argv):
+    """parse_args, except that arguments no parser knows are refused by the subcommand's parser
+    (argparse leaves them to the top-level one): every one-line error then begins
+    "lftaccel <command>: error:"."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     if os.environ.get("LFTACCEL_STEADY_MALLOC", "1").strip().lower() not in ("0", "false", "no", "off"):
         steady_malloc()  # this process is ours: keep torch's freed tensors in the heap (runtime.py)
+    # Prefixed like argparse's own one-line errors ("lftaccel sample: error: ..."), so a bad
+    # option and a bad value read the same.
+    prog = f"lftaccel {args.command}"
     try:
         {"sample": _sample, "measure": _measure, "spectral": _spectral, "reproduce": _reproduce,
          "train": _train, "generate": _generate}[args.command](args)
     except KeyboardInterrupt:
-        print("lftaccel: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, FileNotFoundError, OSError, FloatingPointError) as err:
-        print(f"lftaccel: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     return 0
 
