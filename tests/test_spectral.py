@@ -379,12 +379,10 @@ def test_spectral_command(tmp_path, capsys):
     assert np.abs(rho["rho"] - diagonal.rho).max() > 1e-3  # the off-diagonal covariance enters
 
 
-def test_samples_covariance_gives_the_truth_its_expected_chi2(tmp_path, capsys):
+def test_samples_covariance_gives_the_truth_its_expected_chi2(tmp_path):
     """chi^2 of the true propagator under the covariance read from N correlated samples of n
     points averages n: the inverse of a sample covariance overestimates the true inverse by
-    (N - 1) / (N - n - 2), which the command takes out (at N = 2n the raw one gave ~2.4 n)."""
-    from lftaccel.cli import _read_csv
-
+    (N - 1) / (N - n - 2), which the reader takes out (at N = 2n the raw one gave ~2.4 n)."""
     n, N, reps = 8, 16, 300
     rng = np.random.default_rng(3)
     truth = np.linspace(1.0, 0.2, n)
@@ -395,12 +393,19 @@ def test_samples_covariance_gives_the_truth_its_expected_chi2(tmp_path, capsys):
         rows = truth + rng.standard_normal((N, n)) @ L.T
         csv = tmp_path / "s.csv"
         np.savetxt(csv, np.vstack([np.arange(1, n + 1), rows]), delimiter=",")
-        _, mean, _, cov = _read_csv(csv, True)
+        with pytest.warns(UserWarning, match="poorly determined"):  # N = 2n < 4n
+            _, mean, _, cov = S.read_propagator(csv, samples=True)
         d = mean - truth
         chi2.append(d @ np.linalg.solve(cov, d))
     chi2 = np.array(chi2)
     assert abs(chi2.mean() - n) < 4 * chi2.std() / np.sqrt(reps)
-    assert "poorly determined" in capsys.readouterr().err  # N = 2n < 4n
+
+
+def test_covariance_of_mean_refuses_what_cannot_give_one():
+    with pytest.raises(ValueError, match="samples must be a 2-d array"):
+        S.covariance_of_mean(np.ones(5))
+    with pytest.raises(ValueError, match="5 samples cannot estimate the inverse covariance of 3 points"):
+        S.covariance_of_mean(np.random.default_rng(0).standard_normal((5, 3)))
 
 
 @pytest.mark.parametrize("rows,message", [
@@ -465,6 +470,19 @@ def test_spectral_command_bad_files(tmp_path, capsys, text, samples, message):
     assert main(["spectral", str(csv), "-o", str(tmp_path / "o.csv")] + (["--samples"] if samples else [])) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_spectral_command_warns_in_one_line_of_few_samples(tmp_path, capsys):
+    from lftaccel.cli import main
+
+    rng = np.random.default_rng(1)
+    p = np.array([1.0, 2.0, 4.0])
+    samples = mock.bw_propagator(p) * (1 + 1e-3 * rng.standard_normal((10, 3)))  # N = 10 < 4 n
+    csv = tmp_path / "samples.csv"
+    np.savetxt(csv, np.vstack([p, samples]), delimiter=",")
+    assert main(["spectral", str(csv), "--samples", "--method", "tsvd", "-o", str(tmp_path / "o.csv")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lftaccel spectral: warning: 10 samples for 3 points"), err
 
 
 @pytest.mark.parametrize("args,message", [

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .reproduce import REPRODUCTIONS
@@ -365,97 +366,17 @@ def _measure(args):
     _print(_report(ens, measure(ens)), args.json)
 
 
-COLUMNS = ("p", "D", "sigma")
-
-
-def _read_csv(path, samples: bool):
-    """(p, D, sigma, cov) from the command's input: a header naming the columns p, D, sigma (in
-    any order; numpy.savetxt's '# p,D,sigma' too) then one row per momentum; or, with samples,
-    the momenta in the first row and one sample of D(p) in every further row (mean and
-    covariance of the mean). Text after a # is a comment; blank lines are skipped."""
-    import numpy as np
-
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # (-sig: the byte-order mark of Excel's CSV)
-            text = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise FileNotFoundError(f"cannot read {path}: {err}") from None
-    order = None
-    if not samples:
-        # a first line written as a comment that names the columns is the header too
-        first = next((k for k, line in enumerate(text) if line.strip()), None)
-        if first is not None and text[first].lstrip().startswith("#"):
-            named = [c.strip().strip("\"'").lower() for c in text[first].lstrip()[1:].split(",")]
-            if sorted(named) == sorted(c.lower() for c in COLUMNS):
-                text[first] = text[first].lstrip()[1:]
-    lines = [(k, line.split("#", 1)[0]) for k, line in enumerate(text, 1)]
-    lines = [(k, line) for k, line in lines if line.strip()]
-    if not lines:
-        raise ValueError(f"{path}: the file has no data")
-    if not samples:
-        k, header = lines.pop(0)
-        names = [c.strip().strip("\"'") for c in header.split(",")]
-        if sorted(n.lower() for n in names) != sorted(c.lower() for c in COLUMNS):
-            what = "numbers: add the header line" if _is_numeric(names) else f"{header.strip()!r}"
-            raise ValueError(f"{path}: the first line must be the header naming the columns p, D, sigma, "
-                             f"got {what}")
-        order = [[n.lower() for n in names].index(c.lower()) for c in COLUMNS]
-        if not lines:
-            raise ValueError(f"{path}: the file has a header and no data")
-    rows = []
-    for k, line in lines:
-        cells = line.split(",")
-        try:
-            rows.append([float(c) for c in cells])
-        except ValueError:
-            bad = next(c for c in cells if not _is_numeric([c]))
-            raise ValueError(f"{path}, line {k}: {bad.strip()!r} is not a number") from None
-        if len(rows[-1]) != len(rows[0]):
-            raise ValueError(f"{path}, line {k}: rows of different lengths ({len(rows[-1])} values, the "
-                             f"first row has {len(rows[0])})")
-    raw = np.array(rows)
-    if samples:
-        if raw.shape[0] < 3:
-            raise ValueError(f"{path}: need the momenta row and at least 2 sample rows")
-        p, S = raw[0], raw[1:]
-        if not np.all(np.isfinite(S)):
-            raise ValueError(f"{path}: the samples contain NaN or inf")
-        N, n = S.shape
-        if N < n + 3:
-            raise ValueError(f"{path}: {N} samples cannot estimate the inverse covariance of {n} points "
-                             f"(need at least {n + 3}, and several times {n} for a usable one)")
-        flat = np.flatnonzero(np.ptp(S, axis=0) == 0)
-        if flat.size:
-            raise ValueError(f"{path}: the samples do not vary at p = {p[flat[0]]:g} (every sample equal): "
-                             f"that point has no error to weight it by")
-        if N < 4 * n:
-            print(f"lftaccel: warning: {N} samples for {n} points: the covariance is poorly determined and chi^2 "
-                  f"under it scatters widely; use more samples or fewer points", file=sys.stderr)
-        # The inverse of a sample covariance overestimates the true inverse by (N - 1) / (N - n - 2)
-        # (Hartlap, Simon and Schneider 2007): at N = 2n the truth's chi^2 came out twice its
-        # expectation, and a fit to it overfitted. The covariance of the mean is scaled so its
-        # inverse is unbiased.
-        return p, S.mean(0), None, np.cov(S, rowvar=False) / N * ((N - 1) / (N - n - 2))
-    if raw.shape[1] != 3:
-        raise ValueError(f"{path}: expected 3 columns p, D, sigma, got {raw.shape[1]}")
-    return raw[:, order[0]], raw[:, order[1]], raw[:, order[2]], None
-
-
-def _is_numeric(cells) -> bool:
-    try:
-        [float(c) for c in cells]
-    except ValueError:
-        return False
-    return True
-
-
 def _spectral(args):
     import numpy as np
 
     from .io import check_writable
-    from .spectral import reconstruct
+    from .spectral import read_propagator, reconstruct
 
-    p, D, sigma, cov = _read_csv(args.data, args.samples)
+    with warnings.catch_warnings(record=True) as caught:  # a poorly determined covariance
+        warnings.simplefilter("always")
+        p, D, sigma, cov = read_propagator(args.data, samples=args.samples)
+    for w in caught:
+        print(f"lftaccel spectral: warning: {w.message}", file=sys.stderr)
     if not (0.04 < args.omega_max < math.inf):
         raise ValueError(f"--omega-max must be finite and > 0.04, got {args.omega_max}")
     check_writable(args.output, "-o")

@@ -9,6 +9,7 @@ Methods: 'tsvd' (discrepancy-principle rank), 'tikhonov' (identity or second der
 positivity by default, lambda by discrepancy or GCV), 'mem' (maximum entropy, flat or user
 default model, alpha at the chi^2 kink by default or marginalised as Bryan does), 'nn' and 'p2p' (neural
 representations of rho fitted by automatic differentiation, torch float64; see nn.py).
+``read_propagator`` reads the command's input files (data.py).
 numpy/scipy and torch only: nothing here calls the compiled kernels.
 """
 
@@ -17,11 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import classical, kernels, mem, mock, nn
+from .data import covariance_of_mean, read_propagator
 from .kernels import Kernel, finite_temperature, kallen_lehmann, singular_values
 from .problem import Problem, Reconstruction
 
 __all__ = ["reconstruct", "Problem", "Reconstruction", "Kernel", "kallen_lehmann", "finite_temperature",
-           "singular_values", "kernels", "mock", "classical", "mem", "nn", "METHODS"]
+           "singular_values", "read_propagator", "covariance_of_mean", "kernels", "mock", "classical", "mem",
+           "nn", "METHODS"]
 
 METHODS = {"tsvd": classical.tsvd, "tikhonov": classical.tikhonov, "mem": mem.maxent, "nn": nn.nn,
            "p2p": nn.p2p}
