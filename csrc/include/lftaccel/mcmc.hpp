@@ -4,8 +4,13 @@
 // Metropolis update needs.
 //
 // Random numbers: every variate is the Philox block of (seed, chain, site,
-// step, purpose) (see philox.hpp), so a chain's history depends only on its
-// seed and index, never on threads, launch shape or device.
+// step, purpose) (see philox.hpp), so a chain's random numbers depend only on its
+// seed and index, never on threads, launch shape or device. On the CPU a chain's whole
+// history is bitwise independent of the thread count too. On a GPU a chain's energies are
+// per-block sums combined by atomic adds in an order that varies (cuda.hpp), so dH can
+// differ in its last bits from run to run, and an accept decision that close to its
+// threshold (odds of order 1e-16 |S| per trajectory) can go the other way; from there the
+// chain's history differs, as it does between CPU and GPU, whose roundings differ.
 //   HMC trajectory t:  momenta   (site, t, kMomentum)   accept  (site 0, t, kAccept)
 //                      step-size jitter of the sampler (lftaccel.mcmc.HMC, drawn in Python):
 //                      (site 0, t, kJitter) of chain chain_offset

@@ -6,8 +6,11 @@ buffers are the caller's (pass them to avoid an allocation per call). Fields may
 be torch tensors (CPU or CUDA) or numpy arrays.
 
 Random numbers come from Philox keyed by (seed, chain_offset + b) and countered by
-(site, step, purpose) (see ``csrc/include/lftaccel/mcmc.hpp``): chain b's history
-depends only on the seed, its index and the step counters, never on threads or device.
+(site, step, purpose) (see ``csrc/include/lftaccel/mcmc.hpp``): chain b's random numbers
+depend only on the seed, its index and the step counters, never on threads or device. On the
+CPU its whole history is bitwise independent of the thread count; on a GPU, energies summed
+by atomic adds can differ in their last bits from run to run, which can (rarely) flip an accept
+decision that sits that close to its threshold.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ The checkpoint is the run file itself, rewritten atomically at most every
 ``checkpoint_seconds`` and at the end: it holds the configurations saved so far
 and the sampler's state (field, update counter, step size, acceptance history).
 Because the random numbers are counter-based, a resumed run draws exactly the
-numbers the uninterrupted run would have: the final file is bitwise the same.
+numbers the uninterrupted run would have: on the CPU the final file is bitwise the same
+(on a GPU, up to the rare accept decision that the last bits of an atomically summed dH
+decide; see mcmc/kernels.py).
 """
 
 from __future__ import annotations
