@@ -370,7 +370,7 @@ def test_spectral_command(tmp_path, capsys):
     samples = mock.bw_propagator(P25) + 1e-3 * rng.standard_normal((200, 25)) * mock.bw_propagator(P25)
     scsv = tmp_path / "samples.csv"
     np.savetxt(scsv, np.vstack([P25, samples]), delimiter=",")
-    assert main(["spectral", str(scsv), "--samples", "--method", "tsvd", "-o", str(out)]) == 0
+    assert main(["spectral", str(scsv), "--samples", "--method", "tsvd", "-o", str(out), "--overwrite"]) == 0
     rho = np.genfromtxt(out, delimiter=",", names=True)
     hartlap = (200 - 1) / (200 - 25 - 2)  # the unbiased inverse covariance
     want = S.reconstruct(P25, samples.mean(0), None, OMEGA, "tsvd", cov=np.cov(samples.T) / 200 * hartlap)
@@ -490,7 +490,13 @@ def test_spectral_command_warns_in_one_line_of_few_samples(tmp_path, capsys):
     (["-o", "{tmp}"], "is a directory"),
     (["-o", "{tmp}/rho.csv", "--plot", "{tmp}/rho.xyz"], "must end in one of"),
     (["-o", "{tmp}/rho.csv", "--plot", "{tmp}/missing/rho.png"], "does not exist"),
-    (["-o", "{tmp}/rho.csv", "--omega-max", "inf"], "--omega-max must be finite and > 0.04"),
+    (["-o", "{tmp}/rho.csv", "--omega-max", "inf"], "--omega-max must be finite and above --omega-min 0.04"),
+    (["-o", "{tmp}/rho.csv", "--omega-min", "5", "--omega-max", "3"], "above --omega-min 5"),
+    (["-o", "{tmp}/rho.csv", "--omega-min", "-1"], "--omega-min must be finite and >= 0"),
+    (["-o", "{tmp}/rho.csv", "--n-omega", "1"], "--n-omega must be at least 2"),
+    (["-o", "{tmp}/data.csv"], "is the input data file"),
+    (["-o", "{tmp}/data.csv", "--overwrite"], "is the input data file"),
+    (["-o", "{tmp}/rho.csv", "--plot", "{tmp}/data.csv"], "is the input data file"),
 ])
 def test_spectral_command_checks_its_outputs_before_the_fit(tmp_path, capsys, args, message):
     from lftaccel.cli import main
@@ -503,6 +509,37 @@ def test_spectral_command_checks_its_outputs_before_the_fit(tmp_path, capsys, ar
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "rho.csv").exists()
+    assert csv.read_text().startswith("p,D,sigma\n")  # the data untouched
+
+
+def test_spectral_command_replaces_a_result_only_when_told(tmp_path, capsys):
+    from lftaccel.cli import main
+
+    D, sigma = data(1e-3)
+    csv, out = tmp_path / "data.csv", tmp_path / "rho.csv"
+    np.savetxt(csv, np.column_stack([P25, D, sigma]), delimiter=",", header="p,D,sigma", comments="")
+    out.write_text("an earlier result\n")
+    assert main(["spectral", str(csv), "--method", "tsvd", "-o", str(out)]) == 2
+    assert "rho.csv exists: pass --overwrite" in capsys.readouterr().err
+    assert out.read_text() == "an earlier result\n"
+    args = ["spectral", str(csv), "--method", "tsvd", "-o", str(out), "--overwrite", "--omega-min", "0.5",
+            "--omega-max", "10", "--n-omega", "96"]
+    assert main(args) == 0
+    assert capsys.readouterr().err == ""  # a fit within the errors: no warning
+    rho = np.genfromtxt(out, delimiter=",", names=True)
+    np.testing.assert_allclose(rho["omega"], np.linspace(0.5, 10, 96))
+
+
+def test_spectral_command_warns_when_rho_misses_the_data(tmp_path, capsys):
+    from lftaccel.cli import main
+
+    D, sigma = data(1e-3)  # a spectrum at omega ~ 2, and a grid that stops below it
+    csv = tmp_path / "data.csv"
+    np.savetxt(csv, np.column_stack([P25, D, sigma]), delimiter=",", header="p,D,sigma", comments="")
+    assert main(["spectral", str(csv), "--method", "tsvd", "-o", str(tmp_path / "rho.csv"), "--omega-max", "0.3"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lftaccel spectral: warning: chi2/N_p = "), err
+    assert "does not reproduce the data" in err[0] and "(0.04 .. 0.3)" in err[0]
 
 
 def test_kallen_lehmann_needs_non_negative_momenta_and_frequencies():

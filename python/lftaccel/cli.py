@@ -2,7 +2,7 @@
 
     lftaccel sample {phi4,xy,oscillator} [--shape ...] [parameters] -n N -o run.h5 [--device cuda] [--resume]
     lftaccel measure run.h5 [--json]
-    lftaccel spectral data.csv --method {nn,p2p,mem,tikhonov,tsvd} [--omega-max W --n-omega K] -o rho.csv
+    lftaccel spectral data.csv --method {nn,p2p,mem,tikhonov,tsvd} [--omega-min w --omega-max W --n-omega K] -o rho.csv
     lftaccel reproduce NAME [--quick] [--out DIR] [--device cuda]
     lftaccel train diffusion run.h5 -o dm.pt [--minutes M] [--resume]
     lftaccel generate dm.pt -n N -o dm.h5 [--exact]
@@ -153,10 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--method", choices=["nn", "p2p", "mem", "tikhonov", "tsvd"], default="nn",
                     help="nn (list network, L-BFGS, ensemble of 2: default, ~10-60 s), p2p (point-to-point network), "
                          "mem (maximum entropy, alpha at the chi^2 kink), tikhonov (second derivative, positive), tsvd")
+    sp.add_argument("--omega-min", type=_float, default=0.04, help="bottom of the omega grid (default 0.04)")
     sp.add_argument("--omega-max", type=_float, default=20.0, help="top of the omega grid (default 20)")
     sp.add_argument("--n-omega", type=_positive_int, default=500, help="grid points (default 500)")
     sp.add_argument("-o", "--output", default="rho.csv", help="output CSV (default rho.csv)")
     sp.add_argument("--plot", help="also save a PNG of rho with its band")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing --output or --plot file")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar (nn and p2p)")
 
     rp = sub.add_parser("reproduce", help="rerun a published experiment and write a markdown report with PNGs",
@@ -366,6 +368,11 @@ def _measure(args):
     _print(_report(ens, measure(ens)), args.json)
 
 
+# chi^2/N_p above which the command warns that a reconstruction misses the data: for N_p >= 3
+# points that fit within their errors, chi^2/N_p exceeds 4 with probability below 0.008.
+CHI2_MISFIT = 4.0
+
+
 def _spectral(args):
     import numpy as np
 
@@ -377,11 +384,22 @@ def _spectral(args):
         p, D, sigma, cov = read_propagator(args.data, samples=args.samples)
     for w in caught:
         print(f"lftaccel spectral: warning: {w.message}", file=sys.stderr)
-    if not (0.04 < args.omega_max < math.inf):
-        raise ValueError(f"--omega-max must be finite and > 0.04, got {args.omega_max}")
-    check_writable(args.output, "-o")
+    if not 0 <= args.omega_min < math.inf:
+        raise ValueError(f"--omega-min must be finite and >= 0, got {args.omega_min}")
+    if not args.omega_min < args.omega_max < math.inf:
+        raise ValueError(f"--omega-max must be finite and above --omega-min {args.omega_min:g}, "
+                         f"got {args.omega_max}")
+    if args.n_omega < 2:
+        raise ValueError(f"--n-omega must be at least 2, got {args.n_omega}")
+    for what, path in (("-o", args.output), ("--plot", args.plot)):
+        if path is None:
+            continue
+        check_writable(path, what)
+        if os.path.exists(path) and os.path.samefile(path, args.data):
+            raise ValueError(f"{what} {path} is the input data file: the result would replace the data")
+        if os.path.exists(path) and not args.overwrite:
+            raise ValueError(f"{what} {path} exists: pass --overwrite to replace it")
     if args.plot:
-        check_writable(args.plot, "--plot")
         import matplotlib
         matplotlib.use("Agg")
         from matplotlib.figure import Figure
@@ -391,13 +409,17 @@ def _spectral(args):
         if suffix not in formats:
             raise ValueError(f"--plot {args.plot}: the file name must end in one of "
                              f"{', '.join('.' + f for f in sorted(formats))}")
-    omega = np.linspace(0.04, args.omega_max, args.n_omega)
+    omega = np.linspace(args.omega_min, args.omega_max, args.n_omega)
     options = {"progress": not args.no_progress} if args.method in ("nn", "p2p") else {}
     res = reconstruct(p, D, sigma, omega, args.method, cov=cov, **options)
     band = res.band if res.band is not None else np.full_like(res.rho, np.nan)
     np.savetxt(args.output, np.column_stack([res.omega, res.rho, band]), delimiter=",",
                header="omega,rho,rho_err", comments="")
     print(f"{args.method}: chi2/N_p = {res.chi2_per_point:.3f} on {res.n_data} points; rho written to {args.output}")
+    if res.chi2_per_point > CHI2_MISFIT:
+        print(f"lftaccel spectral: warning: chi2/N_p = {res.chi2_per_point:.3g}: rho does not reproduce the data "
+              f"within their errors (a fit that does gives about 1); check that the omega grid "
+              f"({args.omega_min:g} .. {args.omega_max:g}) covers the spectrum, and the data", file=sys.stderr)
     if args.plot:
         import matplotlib.pyplot as plt
 
