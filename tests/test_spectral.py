@@ -107,6 +107,8 @@ def test_chi2_uses_the_full_covariance():
     ({"p": P25[:2], "D": np.ones(2), "sigma": np.ones(2)}, "at least 3"),
     ({"method": "magic"}, "method must be one of"),
     ({"omega": np.array([1.0, 0.5, 2.0])}, "increasing"),
+    ({"sigma": np.eye(25)}, r"sigma must be 1-d, one value per data point, got shape \(25, 25\); a covariance"),
+    ({"D": np.ones((25, 2))}, r"D must be 1-d, one value per data point, got shape \(25, 2\)"),
 ])
 def test_bad_input(kwargs, message):
     D, sigma = data()
@@ -114,6 +116,14 @@ def test_bad_input(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         S.reconstruct(args.pop("p"), args.pop("D"), args.pop("sigma"), args.pop("omega"), args.pop("method"))
+
+
+def test_a_scalar_sigma_is_every_points_error_and_a_column_is_a_vector():
+    D, sigma = data()
+    one = S.reconstruct(P25, D, 1e-3, OMEGA, "tsvd")
+    np.testing.assert_array_equal(one.rho, S.reconstruct(P25, D, np.full(25, 1e-3), OMEGA, "tsvd").rho)
+    col = S.reconstruct(P25[:, None], D[:, None], sigma[None, :], OMEGA, "tsvd")
+    np.testing.assert_array_equal(col.rho, S.reconstruct(P25, D, sigma, OMEGA, "tsvd").rho)
 
 
 def test_regulariser_matrix_is_invertible_second_difference():
@@ -410,7 +420,7 @@ def test_covariance_of_mean_refuses_what_cannot_give_one():
 
 @pytest.mark.parametrize("rows,message", [
     ("p,D,sigma\n1,2,0.1\n2,1,-0.1\n3,0.5,0.1\n", "sigma must be finite and > 0"),
-    ("p,D,sigma\n1,2,0.1\n2,nan,0.1\n3,0.5,0.1\n", "NaN"),
+    ("p,D,sigma\n1,2,0.1\n2,nan,0.1\n3,0.5,0.1\n", "line 3: 'nan' is not finite (NaN or inf)"),
     ("p,D,sigma\n1,2,0.1\n2,1,0.1\n", "at least 3"),
     ("p,D,sigma\n1,2,0.1\n2,1\n3,0.5,0.1\n", "different lengths"),
 ])
@@ -456,6 +466,9 @@ def test_spectral_command_reads_columns_by_their_header(tmp_path):
     ("", False, "no data"),
     ("p,D,sigma\n", False, "a header and no data"),
     ("p,D,sigma\n1,2,0.1\n2,x,0.1\n3,0.5,0.1\n", False, "line 3: 'x' is not a number"),
+    ("1,2,3\n2,1,0.5\n", False, "or if the rows are samples of D(p) after a row of momenta"),
+    ("p,D,sigma\n1,2,0.1\n2,1,0.1\n3,0.5,0.1\n", True, "is not a number (a samples file starts with its row"),
+    ("1,2,3\n" + "1,0.5,inf\n" * 7, True, "line 2: 'inf' is not finite"),
     # every sample equal at p = 2: that point has no error
     ("1,2,3\n" + "".join(f"{1 + 0.01 * k},{0.7 + 0.02 * k},{0.3 - 0.001 * k * k}\n" for k in range(5)), True,
      "5 samples cannot estimate the inverse covariance of 3 points (need at least 6"),

@@ -11,6 +11,7 @@ With samples, ``cov`` is the covariance of the mean, scaled so that its inverse 
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -67,7 +68,8 @@ def read_propagator(path, *, samples: bool = False):
         k, header = lines.pop(0)
         names = [c.strip().strip("\"'") for c in header.split(",")]
         if sorted(n.lower() for n in names) != sorted(c.lower() for c in COLUMNS):
-            what = "numbers: add the header line" if _is_numeric(names) else f"{header.strip()!r}"
+            what = (f"numbers: add the header line, or if the rows are samples of D(p) after a row of "
+                    f"momenta, read them as samples (--samples)") if _is_numeric(names) else f"{header.strip()!r}"
             raise ValueError(f"{path}: the first line must be the header naming the columns p, D, sigma, "
                              f"got {what}")
         order = [[n.lower() for n in names].index(c.lower()) for c in COLUMNS]
@@ -80,7 +82,14 @@ def read_propagator(path, *, samples: bool = False):
             rows.append([float(c) for c in cells])
         except ValueError:
             bad = next(c for c in cells if not _is_numeric([c]))
-            raise ValueError(f"{path}, line {k}: {bad.strip()!r} is not a number") from None
+            hint = ""
+            if samples and not rows and bad.strip().strip("\"'").lower() in [c.lower() for c in COLUMNS]:
+                hint = (" (a samples file starts with its row of momenta; a file whose header names p, D, "
+                        "sigma is read without samples, --samples)")
+            raise ValueError(f"{path}, line {k}: {bad.strip()!r} is not a number{hint}") from None
+        if not all(math.isfinite(v) for v in rows[-1]):
+            bad = next(c for c, v in zip(cells, rows[-1]) if not math.isfinite(v))
+            raise ValueError(f"{path}, line {k}: {bad.strip()!r} is not finite (NaN or inf)")
         if len(rows[-1]) != len(rows[0]):
             raise ValueError(f"{path}, line {k}: rows of different lengths ({len(rows[-1])} values, the "
                              f"first row has {len(rows[0])})")
@@ -89,8 +98,6 @@ def read_propagator(path, *, samples: bool = False):
         if raw.shape[0] < 3:
             raise ValueError(f"{path}: need the momenta row and at least 2 sample rows")
         p, S = raw[0], raw[1:]
-        if not np.all(np.isfinite(S)):
-            raise ValueError(f"{path}: the samples contain NaN or inf")
         flat = np.flatnonzero(np.ptp(S, axis=0) == 0)
         if flat.size:
             raise ValueError(f"{path}: the samples do not vary at p = {p[flat[0]]:g} (every sample equal): "

@@ -38,10 +38,20 @@ def check_positive(value, name: str) -> float:
     return check_real(value, name, low=0.0, low_open=True)
 
 
+def _points(x, name: str) -> np.ndarray:
+    """x as a 1-d float64 array of one value per data point (a row or column vector is one)."""
+    a = np.asarray(x, dtype=np.float64)
+    if sum(n > 1 for n in a.shape) > 1:
+        hint = "; a covariance matrix goes in cov=" if name == "sigma" and a.ndim == 2 else ""
+        raise ValueError(f"{name} must be 1-d, one value per data point, got shape {a.shape}{hint}")
+    return a.ravel()
+
+
 def check_data(p, D, sigma=None, cov=None):
-    """Validated float64 arrays (p, D, sigma, cov); a ValueError names what is wrong."""
-    p = np.asarray(p, dtype=np.float64).ravel()
-    D = np.asarray(D, dtype=np.float64).ravel()
+    """Validated float64 arrays (p, D, sigma, cov); a ValueError names what is wrong. A scalar
+    sigma is every point's error."""
+    p = _points(p, "p")
+    D = _points(D, "D")
     if len(p) != len(D):
         raise ValueError(f"p and D have different lengths ({len(p)} and {len(D)})")
     if len(p) < 3:
@@ -51,7 +61,7 @@ def check_data(p, D, sigma=None, cov=None):
     if (sigma is None) == (cov is None):
         raise ValueError("give exactly one of sigma and cov")
     if sigma is not None:
-        sigma = np.asarray(sigma, dtype=np.float64).ravel()
+        sigma = np.full(len(p), float(sigma)) if np.ndim(sigma) == 0 else _points(sigma, "sigma")
         if len(sigma) != len(p):
             raise ValueError(f"sigma has length {len(sigma)}, p has {len(p)}")
         if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
