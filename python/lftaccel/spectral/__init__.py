@@ -33,9 +33,9 @@ METHODS = {"tsvd": classical.tsvd, "tikhonov": classical.tikhonov, "mem": mem.ma
 def reconstruct(p, D, sigma=None, omega=None, method: str = "tikhonov", *, kernel="kallen-lehmann", cov=None,
                 quadrature: str = "linear", **options) -> Reconstruction:
     """Reconstruct rho on the grid ``omega`` (default linspace(0.04, 20, 500)) from data
-    (p, D) with errors ``sigma`` (one per point, or one for all; or a covariance ``cov``). ``quadrature`` is the forward
-    map's ('linear': accurate, default; 'riemann': the published sum). ``options`` go to
-    the method."""
+    (p, D) with errors ``sigma`` (one per point, or one for all; or a covariance ``cov``).
+    ``quadrature`` is the forward map's ('linear': accurate, default; 'riemann': the published
+    sum). ``options`` go to the method."""
     try:
         fn = METHODS[method]
     except KeyError:
