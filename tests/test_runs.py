@@ -141,6 +141,21 @@ def test_cli_sample_and_measure_json(tmp_path, capsys):
     assert [n.split(":")[0] for n in m["notes"]] == ["E1-E0", "E2-E0"] and m["notes"] == rep["notes"]
 
 
+def test_cli_samples_the_harmonic_oscillator(tmp_path, capsys):
+    from lftaccel.exact import harmonic_path_x2
+
+    path = tmp_path / "ho.h5"
+    code, out, err = in_process(capsys, "sample", "oscillator", "--omega", "1.5", "--m", "1", "--shape", "32",
+                                "--chains", "4", "-n", "2000", "--therm", "50", "--no-progress", "--json",
+                                "--threads", "1", "-o", str(path))
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["params"] == {"beta": 10.0, "m": 1.0, "c0": 0.0, "c2": 1.125, "c4": 0.0}
+    x2 = rep["observables"]["<x^2>"]
+    exact = harmonic_path_x2(10.0, 32, 1.0, 1.125)  # the lattice's, from its quadratic form
+    assert abs(x2["value"] - exact) < 4 * x2["error"], (x2, exact)
+
+
 def test_cli_cold_start(tmp_path, capsys):
     # XY at low temperature from ordered fields (a hot start can leave a chain with a winding)
     path = tmp_path / "xy.h5"
@@ -159,7 +174,12 @@ def test_cli_cold_start(tmp_path, capsys):
     (["sample", "phi4", "--kappa", "abc"], "expected a number"),
     (["sample", "xy", "--kappa", "0.2"], "--kappa does not apply to xy"),
     (["sample", "phi4", "--lam", "-1"], "lam must be >= 0"),
-    (["sample", "oscillator", "--shape", "8", "8"], "shape"),
+    (["sample", "oscillator", "--shape", "8", "8"], "shape must have 1 positive extent (the number of time slices)"),
+    (["sample", "phi4", "--shape", "4", "4", "4", "4", "4"], "shape must have 1..4 positive extents for Phi4"),
+    (["sample", "oscillator", "--lam", "0"], "lam must be > 0 for the double well: lam = 0 leaves V = 0"),
+    (["sample", "oscillator", "--omega", "1", "--f", "2"], "--omega (the harmonic oscillator) and --f (the double well)"),
+    (["sample", "phi4", "--omega", "1"], "--omega does not apply to phi4"),
+    (["sample", "oscillator", "--omega", "0"], "omega must be > 0"),
     (["sample", "phi4", "--shape", "5", "5", "--sampler", "metropolis"], "even"),
     (["sample", "xy", "--fourier"], "--fourier is for the oscillator only"),
     (["sample", "oscillator", "--trajectory-length", "0"], "positive number or 'quarter-period'"),

@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "extent beta = N a (default 10)")
     g.add_argument("--m", type=_float, help="oscillator mass (default 0.5)")
     g.add_argument("--f", type=_float, help="oscillator well position: V = lam (x^2 - f^2)^2 (default 1.0)")
+    g.add_argument("--omega", type=_float, help="oscillator: the harmonic oscillator V = m omega^2 x^2 / 2 instead "
+                                               "of the double well (not with --lam, --f)")
     r = s.add_argument_group("run")
     r.add_argument("-n", "--n-samples", type=_positive_int, default=4096,
                    help="configurations saved after thermalisation, over all chains, rounded up to a whole "
@@ -222,14 +224,20 @@ def _theory(args):
 
     d = DEFAULTS[args.theory]
     val = lambda k: getattr(args, k) if getattr(args, k) is not None else d.get(k)  # noqa: E731
-    used = {"phi4": {"kappa", "lam"}, "xy": {"beta"}, "oscillator": {"beta", "m", "lam", "f"}}[args.theory]
-    for k in ("kappa", "lam", "beta", "m", "f"):
+    used = {"phi4": {"kappa", "lam"}, "xy": {"beta"}, "oscillator": {"beta", "m", "lam", "f", "omega"}}[args.theory]
+    for k in ("kappa", "lam", "beta", "m", "f", "omega"):
         if getattr(args, k) is not None and k not in used:
             raise ValueError(f"--{k} does not apply to {args.theory}")
     if args.theory == "phi4":
         return Phi4(val("kappa"), val("lam"))
     if args.theory == "xy":
         return XY(val("beta"))
+    if args.omega is not None:
+        given = [f"--{k}" for k in ("lam", "f") if getattr(args, k) is not None]
+        if given:
+            raise ValueError(f"--omega (the harmonic oscillator) and {' and '.join(given)} (the double well) "
+                             f"exclude each other")
+        return Oscillator.harmonic(val("beta"), val("m"), args.omega)
     return Oscillator(val("beta"), val("m"), val("lam"), val("f"))
 
 

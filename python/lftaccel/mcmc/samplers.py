@@ -33,8 +33,10 @@ _JITTER_PURPOSE = 7  # kJitter, csrc/include/lftaccel/mcmc.hpp (6, 8 and 9 are t
 def _check_shape(theory, shape):
     shape = tuple(int(s) for s in shape)
     if not (theory.min_dims <= len(shape) <= theory.max_dims) or any(s < 1 for s in shape):
-        raise ValueError(f"shape must have {theory.min_dims}..{theory.max_dims} positive extents for "
-                         f"{type(theory).__name__}, got {shape}")
+        lo, hi = theory.min_dims, theory.max_dims
+        how_many = f"{lo}..{hi} positive extents" if lo < hi else f"{lo} positive extent{'s' * (lo > 1)}"
+        what = " (the number of time slices)" if isinstance(theory, Oscillator) else ""
+        raise ValueError(f"shape must have {how_many}{what} for {type(theory).__name__}, got {shape}")
     return shape
 
 

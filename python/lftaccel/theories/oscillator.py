@@ -33,10 +33,12 @@ class Oscillator(LatticeTheory):
     max_dims = 1
 
     def __init__(self, beta: float, m: float = 0.5, lam: float = 1.0, f: float = 1.0):
-        lam = check_param(lam, "lam", low=0.0)
-        if lam == 0.0:  # V = 0: see _set
-            raise ValueError("lam must be > 0 for the double well: lam = 0 leaves V = 0, a free particle, whose "
-                             "path integral does not converge (use Oscillator.harmonic for a confined quadratic V)")
+        lam = check_param(lam, "lam")
+        if lam <= 0.0:  # lam < 0: unbounded below; lam = 0: V = 0 (see _set)
+            why = ("lam = 0 leaves V = 0, a free particle, whose path integral does not converge "
+                   "(use Oscillator.harmonic for a confined quadratic V)" if lam == 0.0 else
+                   f"got {lam}, a potential unbounded below")
+            raise ValueError(f"lam must be > 0 for the double well: {why}")
         f = check_param(f, "f")
         try:
             c0 = finite_result(lam * f**4, "f")
@@ -52,7 +54,7 @@ class Oscillator(LatticeTheory):
         self.c2 = check_param(c2, "c2")
         self.c4 = check_param(c4, "c4", low=0.0)
         if self.c4 == 0.0 and self.c2 < 0.0:
-            raise ValueError(f"c2 must be >= 0 when c4 == 0 (potential bounded below), got c2={self.c2}")
+            raise ValueError(f"c2 must be > 0 when c4 == 0: got c2={self.c2}, a potential unbounded below")
         if self.c4 == 0.0 and self.c2 == 0.0:
             # exp(-S) is flat along the constant paths x_n = c: Z diverges, and a sampler's <x^2>
             # and "gaps" would be those of a random walk (the kernels still take it: S is finite)
