@@ -188,6 +188,10 @@ def test_cli_cold_start(tmp_path, capsys):
     (["sample", "oscillator", "--trajectory-length", "2", "--n-leapfrog", "5"], "not both"),
     (["sample", "oscillator", "--trajectory-length", "1e308"], "is too long"),
     (["sample", "phi4", "--sampler", "metropolis", "--n-leapfrog", "5"], "apply to --sampler hmc only"),
+    (["sample", "phi4", "--delta", "0.5"], "--delta applies to --sampler metropolis only, not hmc"),
+    (["sample", "phi4", "--langevin-steps", "5"], "--langevin-steps applies to --sampler langevin only, not hmc"),
+    (["sample", "phi4", "--sampler", "metropolis", "--eps", "0.1"], "--eps applies to --sampler hmc and langevin"),
+    (["sample", "phi4", "--resume", "--overwrite"], "give --resume (continue the file's run) or --overwrite"),
     (["measure", "/nonexistent.h5"], "no such ensemble file"),
     (["measure", "/"], "is a directory"),
     (["sample", "phi4", "--bogus", "3"], "unrecognized arguments: --bogus 3"),
@@ -404,7 +408,8 @@ def test_resume_names_the_settings_that_differ(tmp_path, capsys):
     first = read_run(path).state
     # each trajectory takes ceil(1 / eps') >= 1 steps; the count goes on in a resumed run
     assert first["leapfrog_steps"] > first["n_updates"] > 0
-    code, _, _ = in_process(capsys, *base, "-n", "40", "--trajectory-length", "1", "--resume")
+    code, _, err = in_process(capsys, *base, "-n", "40", "--trajectory-length", "1", "--resume")
+    assert f"resumed {path}, which held 20 configurations" in err, err
     again = read_run(path).state
     assert code == 0 and again["leapfrog_steps"] > first["leapfrog_steps"] and again["n_updates"] > first["n_updates"]
     code, _, err = in_process(capsys, *base, "-n", "80", "--resume")
@@ -415,6 +420,10 @@ def test_resume_names_the_settings_that_differ(tmp_path, capsys):
     assert code == 2 and "the theory's parameters differ: kappa 0.21 in the file, 0.2 in this run" in err, err
     code, _, err = in_process(capsys, *base, "-n", "80", "--resume", "--trajectory-length", "1", "--spacing", "2")
     assert code == 2 and "the spacing differs: 5 in the file, 2 in this run" in err, err
+    code, _, err = in_process(capsys, *base, "-n", "80", "--resume", "--trajectory-length", "1", "--shape", "6", "6")
+    assert code == 2 and "the lattice shape differs: [4, 4] in the file, [6, 6] in this run" in err, err
+    code, _, err = in_process(capsys, "sample", "xy", *base[2:], "-n", "80", "--resume")
+    assert code == 2 and "cannot resume" in err and "the theory differs: Phi4 in the file, XY in this run" in err, err
 
 
 def test_file_keeps_the_initial_step_size_and_splits_the_divergences(tmp_path):

@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "curvature at its minimum (near-harmonic potentials gain; in the double well it "
                         "slows tunnelling: see the README)")
     r.add_argument("--fourier", action="store_true", help="oscillator: HMC in Fourier space with Fourier acceleration")
-    r.add_argument("--delta", type=_float, default=1.0, help="Metropolis proposal width (initial, tuned; default 1)")
-    r.add_argument("--langevin-steps", type=_positive_int, default=10, help="Langevin steps per update (default 10)")
+    r.add_argument("--delta", type=_float, help="Metropolis proposal width (initial, tuned; default 1)")
+    r.add_argument("--langevin-steps", type=_positive_int, help="Langevin steps per update (default 10)")
     r.add_argument("--seed", type=_nonneg_int, default=0, help="Philox seed (default 0)")
     r.add_argument("--start", choices=["hot", "cold"], default="hot",
                    help="initial fields: hot (random, default) or cold (ordered; e.g. xy at low temperature, "
@@ -313,6 +313,18 @@ def _check_device(device):
             raise ValueError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA device(s)")
 
 
+def _saved_so_far(path):
+    """The number of configurations a run file holds ('?' where it cannot say: run() then names
+    what is wrong with the file)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f["configs"].shape[0]
+    except (OSError, KeyError, AttributeError, TypeError):
+        return "?"
+
+
 def _sample(args):
     import torch
 
@@ -344,10 +356,20 @@ def _sample(args):
         raise ValueError(f"--n-leapfrog and --trajectory-length apply to --sampler hmc only, not {args.sampler}")
     if args.fourier and args.theory != "oscillator":
         raise ValueError("--fourier is for the oscillator only")
+    # the other samplers' options are refused, not ignored
+    for option, value, owner in (("--delta", args.delta, "metropolis"), ("--langevin-steps", args.langevin_steps,
+                                                                         "langevin")):
+        if value is not None and args.sampler != owner:
+            raise ValueError(f"{option} applies to --sampler {owner} only, not {args.sampler}")
+    if args.eps is not None and args.sampler == "metropolis":
+        raise ValueError("--eps applies to --sampler hmc and langevin, not metropolis (its width is --delta)")
+    if args.resume and args.overwrite:
+        raise ValueError("give --resume (continue the file's run) or --overwrite (replace it), not both")
     if args.sampler == "metropolis":
-        kw.update(delta=args.delta)
+        kw.update(delta=1.0 if args.delta is None else args.delta)
     if args.sampler == "langevin":
-        kw.update(eps=0.01 if args.eps is None else args.eps, n_steps=args.langevin_steps)
+        kw.update(eps=0.01 if args.eps is None else args.eps,
+                  n_steps=10 if args.langevin_steps is None else args.langevin_steps)
     sampler = make_sampler(args.sampler, theory, shape, **kw)
     out = args.output or f"{args.theory}.h5"
     if args.resume and not os.path.exists(out):
@@ -355,8 +377,11 @@ def _sample(args):
     if os.path.exists(out) and not (args.resume or args.overwrite):
         raise ValueError(f"{out} exists: pass --resume to continue it, --overwrite to replace it, "
                          f"or -o to write elsewhere")
+    before = _saved_so_far(out) if args.resume and os.path.exists(out) else None
     ens = run(sampler, args.n_samples, n_therm=args.therm, spacing=args.spacing, path=out, resume=args.resume,
               overwrite=args.overwrite, checkpoint_seconds=args.checkpoint_every, progress=not args.no_progress)
+    if before is not None:  # (said once the file's run is known to be this one)
+        print(f"resumed {out}, which held {before} configurations", file=sys.stderr)
     report = _report(ens, measure(ens))
     report["output"] = out
     _print(report, args.json)

@@ -58,6 +58,8 @@ def _difference(key: str, old, new) -> str:
         a = b = None
     if not (isinstance(a, dict) and isinstance(b, dict)):
         return f"{what}: {old!r} in the file, {new!r} in this run"
+    if a.get("name") != b.get("name"):  # another theory: its parameters do not compare
+        return f"the theory differs: {a.get('name')} in the file, {b.get('name')} in this run"
     def shown(d, name):
         return repr(d[name]) if name in d else "absent"
 
@@ -108,7 +110,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
             ens = read_run(path)
             for k, v in ident.items():
                 old = ens.attrs.get(k)
-                old = list(old) if isinstance(old, np.ndarray) else old
+                old = old.tolist() if isinstance(old, np.ndarray) else old  # (Python ints, for the message)
                 if old != v:
                     raise RunError(f"cannot resume {path}: {_difference(k, old, v)} (resume with the "
                                    f"settings the run was started with)")
