@@ -317,6 +317,16 @@ def test_ops_bad_input(op, args, exc, arg):
         getattr(ops, op)(*args)
 
 
+def test_a_big_endian_field_is_told_how_to_convert():
+    x = np.zeros((2, 4, 4), ">f8")
+    for call in (lftaccel.Phi4(0.2, 0.1).action, lftaccel.Phi4(0.2, 0.1).action_and_grad):
+        with pytest.raises(TypeError, match="x must be in native byte order"):
+            call(x)
+    with pytest.raises(TypeError, match=r"newbyteorder\('='\)"):
+        lftaccel.XY(1.0).grad(x)
+    np.testing.assert_array_equal(lftaccel.XY(1.0).grad(x.astype(x.dtype.newbyteorder("="))), np.zeros((2, 4, 4)))
+
+
 # --------------------------------------------------------------- lftaccel.fourier
 
 FOURIER_CASES = {

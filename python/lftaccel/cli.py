@@ -182,10 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--channels", default="32,64", help="U-Net channels per level (default 32,64)")
     tr.add_argument("--emb-dim", type=_positive_int, default=64, help="time-embedding width (default 64)")
     tr.add_argument("--minutes", type=_float, default=10.0, help="training time (default 10)")
-    tr.add_argument("--steps", type=_positive_int, default=10**7, help="at most this many steps")
-    tr.add_argument("--batch-size", type=_positive_int, default=64)
+    tr.add_argument("--steps", type=_positive_int, default=10**7, help="at most this many steps (default 10^7)")
+    tr.add_argument("--batch-size", type=_positive_int, default=64,
+                    help="configurations per training step (default 64)")
     tr.add_argument("--lr", type=_float, default=1e-3, help="Adam learning rate, cosine-decayed (default 1e-3)")
-    tr.add_argument("--seed", type=_nonneg_int, default=0)
+    tr.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the initialisation and batches (default 0)")
     tr.add_argument("--device", help="torch device (default: cuda when available)")
     tr.add_argument("--resume", action="store_true", help="continue the training in --output")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--overwrite", action="store_true", help="replace an existing --output (and start again)")
     gen.add_argument("--resume", action="store_true",
                      help="continue a killed run from the folder OUTPUT.partial (a file per batch)")
-    gen.add_argument("--seed", type=_nonneg_int, default=0)
+    gen.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the samples (default 0)")
     gen.add_argument("--device", help="torch device (default: cuda when available)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -160,13 +160,14 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
                 last = time.monotonic()
         if therm_divergent is None:
             therm_divergent = sampler.divergent
+        acc_sum = n_acc = 0  # the bar shows the mean acceptance of this run's sampling so far
         while len(saved) < rounds:
             target = start + (len(saved) + 1) * spacing
             # A resumed run may stop between saves: finish that round's updates.
             while sampler.n_updates < target:
-                acc = float(sampler.update().mean())
+                acc_sum, n_acc = acc_sum + float(sampler.update().mean()), n_acc + 1
                 bar.update(1)
-                bar.set_postfix(acc=f"{acc:.2f}", refresh=False)
+                bar.set_postfix(acc=f"{acc_sum / n_acc:.2f}", refresh=False)
             x = sampler.field
             a, _ = stencil(sampler.theory.kernel, x, sampler.theory._params(), grad=False)
             saved.append((x.detach().cpu().numpy().copy(), a.detach().cpu().to(torch.float64).numpy(),

@@ -333,10 +333,11 @@ def _ensemble(make, prob: Problem, *, n_ensemble, seed, resample, warmup, progre
         torch.manual_seed(seed * 1000003 + k)
         model, warm_hist = make(), None
         if warm:
-            bar.set_description(f"{label} member {k + 1}/{n_ensemble} warm-up")
+            # (_str: set_description appends its own ': ', which the bar's format repeats)
+            bar.set_description_str(f"{label} member {k + 1}/{n_ensemble} warm-up")
             b_soft = linalg.solve_triangular(L_soft, prob.D + L @ z, lower=True)
             warm_hist = _fit(model, A_soft, b_soft, omega, target, significant, bar=bar, **fit)[1]
-        bar.set_description(f"{label} member {k + 1}/{n_ensemble}")
+        bar.set_description_str(f"{label} member {k + 1}/{n_ensemble}")
         b = prob.b + z
         rho, hist = _fit(model, prob.A, b, omega, target, significant, bar=bar, **fit)
         r = prob.A @ rho - b

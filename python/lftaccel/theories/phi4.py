@@ -40,7 +40,10 @@ class Phi4(LatticeTheory):
 
     @classmethod
     def from_standard(cls, m2: float, lam: float, ndim: int = 2) -> "Phi4":
-        """The hopping-form theory equal to the standard form (m2, lam) in ``ndim`` dimensions."""
+        """The hopping-form theory equal to the standard form (m2, lam) in ``ndim`` dimensions.
+
+        The hopping form takes fields of any rank and does not keep ``ndim``: on a field of
+        another rank it is the standard theory of other (m2, lam) (``to_standard(ndim)``)."""
         m2 = check_param(m2, "m2")
         lam = check_param(lam, "lam", low=0.0)
         b = 2 * _check_ndim(ndim) + m2
