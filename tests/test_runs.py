@@ -409,8 +409,8 @@ def test_resume_names_the_settings_that_differ(tmp_path, capsys):
     first = read_run(path).state
     # each trajectory takes ceil(1 / eps') >= 1 steps; the count goes on in a resumed run
     assert first["leapfrog_steps"] > first["n_updates"] > 0
-    code, _, err = in_process(capsys, *base, "-n", "40", "--trajectory-length", "1", "--resume")
-    assert f"resumed {path}, which held 20 configurations" in err, err
+    code, _, err = in_process(capsys, *base[:-3], "-o", path, "-n", "40", "--trajectory-length", "1", "--resume")
+    assert f"resuming {path}: 20 of 40 configurations saved" in err, err  # (said with the progress bar)
     again = read_run(path).state
     assert code == 0 and again["leapfrog_steps"] > first["leapfrog_steps"] and again["n_updates"] > first["n_updates"]
     code, _, err = in_process(capsys, *base, "-n", "80", "--resume")

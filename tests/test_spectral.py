@@ -122,6 +122,7 @@ def test_a_scalar_sigma_is_every_points_error_and_a_column_is_a_vector():
     D, sigma = data()
     one = S.reconstruct(P25, D, 1e-3, OMEGA, "tsvd")
     np.testing.assert_array_equal(one.rho, S.reconstruct(P25, D, np.full(25, 1e-3), OMEGA, "tsvd").rho)
+    np.testing.assert_array_equal(one.rho, S.reconstruct(P25, D, np.array([1e-3]), OMEGA, "tsvd").rho)
     col = S.reconstruct(P25[:, None], D[:, None], sigma[None, :], OMEGA, "tsvd")
     np.testing.assert_array_equal(col.rho, S.reconstruct(P25, D, sigma, OMEGA, "tsvd").rho)
 
@@ -485,6 +486,18 @@ def test_spectral_command_bad_files(tmp_path, capsys, text, samples, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_spectral_command_refuses_before_reading_the_data(tmp_path, capsys):
+    from lftaccel.cli import main
+
+    p = np.array([1.0, 2.0, 4.0])  # few samples: reading them warns
+    samples = mock.bw_propagator(p) * (1 + 1e-3 * np.random.default_rng(1).standard_normal((10, 3)))
+    csv = tmp_path / "samples.csv"
+    np.savetxt(csv, np.vstack([p, samples]), delimiter=",")
+    assert main(["spectral", str(csv), "--samples", "-o", str(csv)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the input data file" in err[0], err
+
+
 def test_spectral_command_warns_in_one_line_of_few_samples(tmp_path, capsys):
     from lftaccel.cli import main
 
@@ -506,7 +519,9 @@ def test_spectral_command_warns_in_one_line_of_few_samples(tmp_path, capsys):
     (["-o", "{tmp}/rho.csv", "--omega-max", "inf"], "--omega-max must be finite and above --omega-min 0.04"),
     (["-o", "{tmp}/rho.csv", "--omega-min", "5", "--omega-max", "3"], "above --omega-min 5"),
     (["-o", "{tmp}/rho.csv", "--omega-min", "-1"], "--omega-min must be finite and >= 0"),
-    (["-o", "{tmp}/rho.csv", "--n-omega", "1"], "--n-omega must be at least 2"),
+    (["-o", "{tmp}/rho.csv", "--n-omega", "2"], "--n-omega must be at least 3"),
+    (["-o", "{tmp}/rho.png", "--plot", "{tmp}/rho.png"], "is the -o file"),
+    (["-o", "{tmp}/rho.csv", "--plot", "{tmp}/./rho.csv"], "is the -o file"),
     (["-o", "{tmp}/data.csv"], "is the input data file"),
     (["-o", "{tmp}/data.csv", "--overwrite"], "is the input data file"),
     (["-o", "{tmp}/rho.csv", "--plot", "{tmp}/data.csv"], "is the input data file"),

@@ -41,7 +41,7 @@ def check_array(x, name: str, *, min_dims: int = 1, max_dims: int = 4):
             raise ValueError(f"{name} must be contiguous; call .contiguous() first")
     elif isinstance(x, np.ndarray):
         if x.dtype not in (np.float32, np.float64):
-            if x.dtype.kind == "f" and not x.dtype.isnative:  # e.g. '>f8' from a big-endian file
+            if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) and not x.dtype.isnative:  # '>f8' from a file
                 raise TypeError(f"{name} must be in native byte order, got {x.dtype}: convert it with "
                                 f"{name}.astype({name}.dtype.newbyteorder('='))")
             raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")

@@ -5,7 +5,8 @@ The checkpoint is the run file itself, rewritten atomically at most every
 ``checkpoint_seconds`` and at the end: it holds the configurations saved so far
 and the sampler's state (field, update counter, step size, acceptance history).
 Because the random numbers are counter-based, a resumed run draws exactly the
-numbers the uninterrupted run would have: on the CPU the final file is bitwise the same
+numbers the uninterrupted run would have: on the CPU the final file's configurations,
+actions and sampler state are bitwise the same
 (on a GPU, up to the rare accept decision that the last bits of an atomically summed dH
 decide; see mcmc/kernels.py).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -128,6 +130,9 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
                 return ens  # nothing to add: the file stands as it is (not rewritten)
             saved = [(ens.configs[i * nc:(i + 1) * nc], ens.action[i * nc:(i + 1) * nc],
                       ens.update[i * nc:(i + 1) * nc]) for i in range(done)]
+            if progress:
+                print(f"resuming {path}: {done * nc} of {rounds * nc} configurations saved, "
+                      f"{sampler.n_updates} updates done", file=sys.stderr)
         elif not overwrite:
             raise RunError(f"{path} exists; pass resume to continue it or overwrite to replace it")
     # resume without a file (a run killed before its first checkpoint): a new run, as asked
@@ -160,7 +165,9 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
                 last = time.monotonic()
         if therm_divergent is None:
             therm_divergent = sampler.divergent
-        acc_sum = n_acc = 0  # the bar shows the mean acceptance of this run's sampling so far
+        # the bar shows the mean acceptance of the sampling so far, as the file reports it
+        # (a resumed run's earlier updates included)
+        acc_sum, n_acc = float(np.sum(sampler.acceptance[start:])), len(sampler.acceptance[start:])
         while len(saved) < rounds:
             target = start + (len(saved) + 1) * spacing
             # A resumed run may stop between saves: finish that round's updates.

@@ -19,7 +19,7 @@ import numpy as np
 COLUMNS = ("p", "D", "sigma")
 
 
-def covariance_of_mean(samples) -> np.ndarray:
+def covariance_of_mean(samples, *, _stacklevel: int = 2) -> np.ndarray:
     """The covariance of the mean of N samples (rows) of n points, scaled by
     (N - 1) / (N - n - 2) so that its inverse, which the chi^2 uses, is unbiased: the inverse of
     a sample covariance overestimates the true inverse by that factor (Hartlap, Simon and
@@ -35,7 +35,7 @@ def covariance_of_mean(samples) -> np.ndarray:
                          f"(need at least {n + 3}, and several times {n} for a usable one)")
     if N < 4 * n:
         warnings.warn(f"{N} samples for {n} points: the covariance is poorly determined and chi^2 under it "
-                      f"scatters widely; use more samples or fewer points", stacklevel=2)
+                      f"scatters widely; use more samples or fewer points", stacklevel=_stacklevel)
     return np.cov(S, rowvar=False) / N * ((N - 1) / (N - n - 2))
 
 
@@ -69,7 +69,7 @@ def read_propagator(path, *, samples: bool = False):
         names = [c.strip().strip("\"'") for c in header.split(",")]
         if sorted(n.lower() for n in names) != sorted(c.lower() for c in COLUMNS):
             what = ("numbers: add the header line, or if the rows are samples of D(p) after a row of "
-                    "momenta, read them as samples (--samples)") if _is_numeric(names) else f"{header.strip()!r}"
+                    "momenta, read them as samples, samples=True (--samples)") if _is_numeric(names) else f"{header.strip()!r}"
             raise ValueError(f"{path}: the first line must be the header naming the columns p, D, sigma, "
                              f"got {what}")
         order = [[n.lower() for n in names].index(c.lower()) for c in COLUMNS]
@@ -85,7 +85,7 @@ def read_propagator(path, *, samples: bool = False):
             hint = ""
             if samples and not rows and bad.strip().strip("\"'").lower() in [c.lower() for c in COLUMNS]:
                 hint = (" (a samples file starts with its row of momenta; a file whose header names p, D, "
-                        "sigma is read without samples, --samples)")
+                        "sigma is read without samples=True, --samples)")
             raise ValueError(f"{path}, line {k}: {bad.strip()!r} is not a number{hint}") from None
         if not all(math.isfinite(v) for v in rows[-1]):
             bad = next(c for c, v in zip(cells, rows[-1]) if not math.isfinite(v))
@@ -103,7 +103,8 @@ def read_propagator(path, *, samples: bool = False):
             raise ValueError(f"{path}: the samples do not vary at p = {p[flat[0]]:g} (every sample equal): "
                              f"that point has no error to weight it by")
         try:
-            cov = covariance_of_mean(S)
+            # (stack level 3: a warning points at read_propagator's caller)
+            cov = covariance_of_mean(S, _stacklevel=3)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
         return p, S.mean(0), None, cov

@@ -48,8 +48,8 @@ def _points(x, name: str) -> np.ndarray:
 
 
 def check_data(p, D, sigma=None, cov=None):
-    """Validated float64 arrays (p, D, sigma, cov); a ValueError names what is wrong. A scalar
-    sigma is every point's error."""
+    """Validated float64 arrays (p, D, sigma, cov); a ValueError names what is wrong. A single
+    sigma (a scalar or one value) is every point's error."""
     p = _points(p, "p")
     D = _points(D, "D")
     if len(p) != len(D):
@@ -61,7 +61,7 @@ def check_data(p, D, sigma=None, cov=None):
     if (sigma is None) == (cov is None):
         raise ValueError("give exactly one of sigma and cov")
     if sigma is not None:
-        sigma = np.full(len(p), float(sigma)) if np.ndim(sigma) == 0 else _points(sigma, "sigma")
+        sigma = np.full(len(p), float(np.ravel(sigma)[0])) if np.size(sigma) == 1 else _points(sigma, "sigma")
         if len(sigma) != len(p):
             raise ValueError(f"sigma has length {len(sigma)}, p has {len(p)}")
         if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
