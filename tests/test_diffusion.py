@@ -633,7 +633,9 @@ def test_train_generate_measure_commands(tmp_path, capsys, monkeypatch):
                           (["-n", "8", "-o", str(tmp_path / "d.h5"), "--device", "bogus"], "--device 'bogus'"),
                           (["-n", "8", "-o", str(tmp_path / "d.h5"), "--chains", "2"], "--chains applies with --exact"),
                           (["-n", "8", "-o", str(tmp_path / "d.h5"), "--exact", "--chains", "2", "--sde-steps", "9"],
-                           "--sde-steps applies without --exact")):
+                           "--sde-steps applies without --exact"),
+                          (["-n", "8", "-o", str(tmp_path / "d.h5"), "--resume", "--overwrite"],
+                           "give --resume (continue the interrupted run) or --overwrite")):
         assert main(["generate", str(model), *args]) == 2
         assert message in capsys.readouterr().err
     assert model.exists() and not (tmp_path / "n4.h5").exists()

@@ -517,6 +517,8 @@ def _generate(args):
     if wrong:
         raise ValueError(f"{' and '.join(wrong)} appl{'y' if len(wrong) > 1 else 'ies'} "
                          f"{'without' if args.exact else 'with'} --exact only")
+    if args.resume and args.overwrite:
+        raise ValueError("give --resume (continue the interrupted run) or --overwrite (start again), not both")
     args.chains, args.ode_steps, args.sde_steps = args.chains or 8, args.ode_steps or 32, args.sde_steps or 500
     chains = args.chains if args.exact else 1
     if args.n % chains or args.n // chains < MIN_PER_CHAIN + exact_discard(args.n // chains):
