@@ -2,6 +2,8 @@
 bound <log q + S> >= -log Z, training smoke tests, checkpoint/resume."""
 
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -167,6 +169,40 @@ def test_checkpoint_resume_continues_exactly(tmp_path):
     res = flows.train(resumed, action=th.action, steps=12, batch_size=32, seed=5, checkpoint=ck, resume=True,
                       progress=False)
     assert res.steps == 12 and len(res.history["loss"]) == 12
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_ctrl_c_finishes_the_step_saves_and_stops(tmp_path):
+    """A SIGINT in the middle of step 8 lets that step finish and be saved before the
+    KeyboardInterrupt (with plain KeyboardInterrupt semantics the run fell back to step 6), and
+    the resumed run is the uninterrupted one."""
+    th = lftaccel.Phi4(kappa=0.2, lam=0.5)
+    ck = tmp_path / "flow.pt"
+
+    def fresh():
+        torch.manual_seed(123)
+        return flows.lattice_flow((4, 4), n_layers=2, hidden=(4,))
+
+    straight = fresh()
+    flows.train(straight, action=th.action, steps=12, batch_size=32, seed=5, progress=False)
+    calls = []
+
+    def ctrl_c_in_step_8(x):
+        calls.append(1)
+        if len(calls) == 8:
+            os.kill(os.getpid(), signal.SIGINT)
+        return th.action(x)
+
+    part = fresh()
+    with pytest.raises(KeyboardInterrupt):
+        flows.train(part, action=ctrl_c_in_step_8, steps=12, batch_size=32, seed=5, checkpoint=ck,
+                    checkpoint_every=3, progress=False)
+    assert torch.load(ck, weights_only=False)["step"] == 8
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    resumed = fresh()
+    flows.train(resumed, action=th.action, steps=12, batch_size=32, seed=5, checkpoint=ck, resume=True,
+                progress=False)
     for a, b in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
 

@@ -11,14 +11,19 @@ limit anneals within it, and a resumed run continues the same schedule), or 'con
 Checkpoints hold the model, the optimiser, the step, the history, the torch (and CUDA) RNG
 state and that of an optional extra generator, written atomically every
 ``checkpoint_every`` steps and at the end; ``resume=True`` continues from the file, so a
-killed run loses at most one checkpoint interval and continues the same random streams.
+killed run loses at most one checkpoint interval and continues the same random streams. A
+Ctrl-C (SIGINT, in the main thread) loses nothing: the step under way finishes, the state is
+saved, and KeyboardInterrupt is raised; a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import contextlib
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -56,6 +61,27 @@ def weights_digest(model) -> str:
         h.update(name.encode())
         h.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _deferred_sigint(flag: list):
+    """While active, a first SIGINT only appends to ``flag`` (the loop finishes its step, saves
+    and raises KeyboardInterrupt); a second raises at once. Outside the main thread, where
+    signal handlers cannot be set, it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if flag:
+            raise KeyboardInterrupt
+        flag.append(signum)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int, checkpoint, checkpoint_every: int,
@@ -149,35 +175,39 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
         # under a time limit the step count is open-ended: show steps and rate, not a fake ETA
         bar = tqdm(total=steps if time_limit is None else None, initial=min(step, steps), desc=desc, unit="step")
     t_start = time.perf_counter() - elapsed
+    interrupted = []  # a Ctrl-C received during a step (see _deferred_sigint)
     try:
-        while step < steps and (time_limit is None or elapsed < time_limit):
-            opt.zero_grad(set_to_none=True)
-            if schedule == "cosine":
-                for group in opt.param_groups:
-                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * progress_fraction()))
-            loss, metrics = loss_step(step)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {float(loss)} at step {step}: lower lr or clip, "
-                                         "and check the training data are finite")
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            if not torch.isfinite(norm):  # a step would write NaN weights (the loss was finite)
-                raise FloatingPointError(f"the gradient became non-finite at step {step} (norm {float(norm)}): "
-                                         "lower lr or clip")
-            opt.step()
-            if after_step is not None:
-                after_step()
-            step += 1
-            elapsed = time.perf_counter() - t_start
-            history["step"].append(step)
-            history["seconds"].append(elapsed)
-            for key, value in metrics.items():
-                history.setdefault(key, []).append(float(value))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{float(v):.3f}" for k, v in metrics.items()})
-            if step % checkpoint_every == 0:
-                save()
+        with _deferred_sigint(interrupted):
+            while step < steps and (time_limit is None or elapsed < time_limit):
+                opt.zero_grad(set_to_none=True)
+                if schedule == "cosine":
+                    for group in opt.param_groups:
+                        group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * progress_fraction()))
+                loss, metrics = loss_step(step)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {float(loss)} at step {step}: lower lr or clip, "
+                                             "and check the training data are finite")
+                loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                if not torch.isfinite(norm):  # a step would write NaN weights (the loss was finite)
+                    raise FloatingPointError(f"the gradient became non-finite at step {step} (norm {float(norm)}): "
+                                             "lower lr or clip")
+                opt.step()
+                if after_step is not None:
+                    after_step()
+                step += 1
+                elapsed = time.perf_counter() - t_start
+                history["step"].append(step)
+                history["seconds"].append(elapsed)
+                for key, value in metrics.items():
+                    history.setdefault(key, []).append(float(value))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{float(v):.3f}" for k, v in metrics.items()})
+                if step % checkpoint_every == 0 or interrupted:
+                    save()
+                if interrupted:  # the step is whole and saved: now stop
+                    raise KeyboardInterrupt
     finally:
         if bar is not None:
             bar.close()
