@@ -43,6 +43,8 @@ class TrainResult:
 
     @property
     def final_ess(self) -> float:
+        """Mean batch ESS of the last 20 steps: an upper-biased guide where the importance weights
+        are heavy-tailed; the ESS of nmcmc.draw over many proposals is the one to trust."""
         tail = self.history.get("ess", [])[-20:]
         return float(np.mean(tail)) if tail else float("nan")
 
@@ -61,6 +63,12 @@ def weights_digest(model) -> str:
         h.update(name.encode())
         h.update(np.ascontiguousarray(t.detach().cpu().numpy()).tobytes())
     return h.hexdigest()
+
+
+# Metrics shown on the bar under another name. The ESS a model logs is that of one training
+# batch, which overstates the ESS of many proposals where the weights have a heavy tail (a
+# flow after 600 steps: 0.16-0.23 on batches of 64, 0.011 over 2^14 proposals, k-hat 0.79).
+_SHOWN = {"ess": "batch_ess"}
 
 
 @contextlib.contextmanager
@@ -203,7 +211,7 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
                     history.setdefault(key, []).append(float(value))
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix({k: f"{float(v):.3f}" for k, v in metrics.items()})
+                    bar.set_postfix({_SHOWN.get(k, k): f"{float(v):.3f}" for k, v in metrics.items()})
                 if step % checkpoint_every == 0 or interrupted:
                     save()
                 if interrupted:  # the step is whole and saved: now stop

@@ -68,8 +68,10 @@ def read_propagator(path, *, samples: bool = False):
         k, header = lines.pop(0)
         names = [c.strip().strip("\"'") for c in header.split(",")]
         if sorted(n.lower() for n in names) != sorted(c.lower() for c in COLUMNS):
-            what = ("numbers: add the header line, or if the rows are samples of D(p) after a row of "
-                    "momenta, read them as samples, samples=True (--samples)") if _is_numeric(names) else f"{header.strip()!r}"
+            what = f"{header.strip()!r}"
+            if _is_numeric(names):
+                what = ("numbers: add the header line, or if the rows are samples of D(p) after a row of "
+                        "momenta, read them as samples, samples=True (--samples)")
             raise ValueError(f"{path}: the first line must be the header naming the columns p, D, sigma, "
                              f"got {what}")
         order = [[n.lower() for n in names].index(c.lower()) for c in COLUMNS]
