@@ -297,12 +297,14 @@ def _print(report, as_json):
         print(json.dumps(report, indent=1))
         return
     s = report["sampler"]
-    step = {k: s[k] for k in ("eps", "n_leapfrog", "trajectory_length", "delta", "n_steps")
+    step = {k: s[k] for k in ("eps", "n_leapfrog", "trajectory_length", "delta", "n_steps", "sde_steps", "ode_steps")
             if s.get(k) is not None}
     print(f"{report['theory']} {report['params']} on {'x'.join(map(str, report['lattice_shape']))}: "
           f"{report['n_samples']} configurations from {report['n_chains']} chains")
     div = report["divergent_sampling"]
-    print(f"sampler {s['sampler']} {step}  acceptance {report['acceptance']:.3f}  divergent {report['divergent']}"
+    # independent draws from a model (plain diffusion) have no acceptance to report
+    accepted = "" if s["sampler"] == "diffusion" else f"  acceptance {report['acceptance']:.3f}"
+    print(f"sampler {s['sampler']} {step}{accepted}  divergent {report['divergent']}"
           + (f" ({div} while sampling)" if div is not None and report["divergent"] else "")
           + (f"  time {report['seconds']:.1f} s" if report["seconds"] is not None else "")
           + (f"  {report['mean_leapfrog_steps']:.2f} leapfrog steps a trajectory"

@@ -147,6 +147,8 @@ def fit(model, configs, *, steps: int, batch_size: int = 256, lr: float = 1e-3, 
                          f"got {tuple(data.shape)}")
     if not data.is_floating_point() or not bool(torch.isfinite(data).all()):
         raise ValueError("configs must be finite real angles")
+    if len(data) < batch_size:  # as flows.train's forward KL: a batch would repeat the data
+        raise ValueError(f"configs has {len(data)} configurations, fewer than batch_size = {batch_size}")
     data = data.to(device=model.device, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)
 
