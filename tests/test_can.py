@@ -401,6 +401,8 @@ def test_fit_resume_and_bad_input(tmp_path, monkeypatch):
         can.fit(model, data, steps=1, augment=1, progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         can.fit(model, data, steps=1, batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="configs has 64 configurations, fewer than batch_size = 65"):
+        can.fit(model, data, steps=1, batch_size=65, progress=False)
 
 
 def test_unfinished_annealing_warns():

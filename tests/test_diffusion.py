@@ -2,6 +2,7 @@
 moments, and reverse-time sampling through the fused kernel with the exact score of Gaussian
 data, which must return the data distribution."""
 
+import json
 import math
 import shutil
 import sys
@@ -599,6 +600,13 @@ def test_train_generate_measure_commands(tmp_path, capsys, monkeypatch):
         assert "|M|" in out
         # independence-Metropolis chains: burn-in dropped (1 of 16), chains' spread in the errors
         assert ("independence Metropolis: the first 1 of each chain's 16 dropped" in out) == bool(extra)
+        # the header shows the steps; plain draws, independent, have no acceptance
+        header = next(line for line in out.splitlines() if line.startswith("sampler "))
+        assert (("'ode_steps': 8" in header and "acceptance" in header) if extra
+                else ("'sde_steps': 500" in header and "acceptance" not in header)), header
+        assert main(["measure", str(dm_file), "--json"]) == 0
+        acceptance = json.loads(capsys.readouterr().out)["acceptance"]
+        assert acceptance == pytest.approx(ens.attrs["acceptance"]) if extra else acceptance is None
     # killed after its first batch, generate --exact resumes to the file of the uninterrupted run
     from lftaccel.models.diffusion import flow_ode
 

@@ -16,12 +16,15 @@ def report_of(ens, estimates) -> dict:
     # sampler's run, seconds of a generated ensemble (None: a file from before it was recorded)
     seconds = float(a.get("wall_seconds", a.get("seconds", float("nan"))))
     seconds = seconds if math.isfinite(seconds) else None
+    sampler = json.loads(a["sampler_settings"])
     return {
         "theory": a["theory"],
         "params": {k: v for k, v in json.loads(a["theory_params"]).items() if k != "name"},
         "lattice_shape": list(ens.lattice_shape),
-        "sampler": json.loads(a["sampler_settings"]), "n_samples": int(len(ens.configs)),
-        "n_chains": ens.n_chains, "acceptance": a["acceptance"], "divergent": int(a["divergent"]),
+        "sampler": sampler, "n_samples": int(len(ens.configs)), "n_chains": ens.n_chains,
+        # independent draws from a model (plain diffusion) have no acceptance: None
+        "acceptance": None if sampler.get("sampler") == "diffusion" else float(a["acceptance"]),
+        "divergent": int(a["divergent"]),
         # (files from before the split do not say: None)
         "divergent_sampling": (int(a["divergent"]) - int(a["divergent_thermalisation"])
                                if "divergent_thermalisation" in a else None),
@@ -50,8 +53,7 @@ def print_report(report, as_json):
     print(f"{report['theory']} {report['params']} on {'x'.join(map(str, report['lattice_shape']))}: "
           f"{report['n_samples']} configurations from {report['n_chains']} chains")
     div = report["divergent_sampling"]
-    # independent draws from a model (plain diffusion) have no acceptance to report
-    accepted = "" if s["sampler"] == "diffusion" else f"  acceptance {report['acceptance']:.3f}"
+    accepted = "" if report["acceptance"] is None else f"  acceptance {report['acceptance']:.3f}"
     print(f"sampler {s['sampler']} {step}{accepted}  divergent {report['divergent']}"
           + (f" ({div} while sampling)" if div is not None and report["divergent"] else "")
           + (f"  time {report['seconds']:.1f} s" if report["seconds"] is not None else "")

@@ -7,8 +7,6 @@ import os
 import sys
 import warnings
 
-from .report import set_threads
-
 # chi^2/N_p above which the command warns that a reconstruction misses the data: for N_p >= 3
 # points that fit within known errors, chi^2/N_p exceeds 4 with probability below 0.008. Under a
 # covariance estimated from few samples (--samples) the tail is heavier: at the fewest allowed,
@@ -26,7 +24,6 @@ def spectral_command(args):
     from ..io import check_writable
     from ..spectral import read_propagator, reconstruct
 
-    set_threads(args.threads)
 
     # the options first: cheap, and a refusal then stands alone, without the data's warnings
     if not 0 <= args.omega_min < math.inf:

@@ -74,9 +74,11 @@ _SHOWN = {"ess": "batch_ess"}
 @contextlib.contextmanager
 def _deferred_sigint(flag: list):
     """While active, a first SIGINT only appends to ``flag`` (the loop finishes its step, saves
-    and raises KeyboardInterrupt); a second raises at once. Outside the main thread, where
-    signal handlers cannot be set, it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    and raises KeyboardInterrupt); a second raises at once. It does nothing outside the main
+    thread, where signal handlers cannot be set, and where SIGINT is not Python's default
+    KeyboardInterrupt (ignored, as in a background job, or the caller's own handler)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
         return
 
@@ -216,8 +218,10 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
                     save()
                 if interrupted:  # the step is whole and saved: now stop
                     raise KeyboardInterrupt
+            save()  # the end (still deferring a Ctrl-C, so it cannot cut this save short)
+            if interrupted:  # a Ctrl-C after the last step: saved above, and still an interrupt
+                raise KeyboardInterrupt
     finally:
         if bar is not None:
             bar.close()
-    save()
     return TrainResult(step, elapsed, history)

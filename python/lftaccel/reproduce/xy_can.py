@@ -162,7 +162,10 @@ def _resumable(model, path) -> str:
 
 def _fit(model, ens, seconds, out, name):
     path = network_file(out, name, fitted=True)
-    return can.fit(model, ens.configs, steps=10 ** 7, batch_size=FIT_BATCH, lr=FIT_LR, seed=2, checkpoint=path,
+    # (a smaller batch only where an hmc_samples override leaves fewer configurations: can.fit
+    # refuses a batch larger than its data)
+    batch = min(FIT_BATCH, len(ens.configs))
+    return can.fit(model, ens.configs, steps=10 ** 7, batch_size=batch, lr=FIT_LR, seed=2, checkpoint=path,
                    resume=True, time_limit=seconds, start=_resumable(model, path))
 
 
