@@ -7,8 +7,10 @@
     lftaccel train diffusion run.h5 -o dm.pt [--minutes M] [--resume]
     lftaccel generate dm.pt -n N -o dm.h5 [--exact]
 
-``lftaccel sample phi4`` with no options samples 2D phi^4 on 32x32 at kappa = 0.21,
-lambda = 0.022 (the symmetric-phase point of the diffusion-model work) with HMC.
+``sample``, ``measure``, ``train``, ``generate`` and ``reproduce`` take ``--threads N`` (on a
+shared machine, the free cores). ``lftaccel sample phi4`` with no options samples 2D phi^4 on
+32x32 at kappa = 0.21, lambda = 0.022 (the symmetric-phase point of the diffusion-model work)
+with HMC.
 The command fixes glibc's malloc thresholds at start (lftaccel.runtime.steady_malloc; torch
 training steps ran up to 1.7x faster with them); LFTACCEL_STEADY_MALLOC=0 (or false, no, off)
 leaves them alone.
