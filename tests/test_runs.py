@@ -460,6 +460,44 @@ def test_langevin_divergence_is_caught_by_the_action():
     assert sampler.divergent > 0 and torch.isfinite(action).all()
 
 
+def test_run_warns_of_divergences_while_sampling():
+    """Langevin at eps = 10 runs away; the kept chains have finite actions, but the fields are
+    meaningless, and run() says so (the thermalisation's divergences alone do not warn: the
+    tuning of an HMC step size can cause them, as above)."""
+    from lftaccel.mcmc import Langevin
+
+    sampler = Langevin(lftaccel.Phi4(0.2, 0.1), (4, 4), eps=10.0, n_steps=1, n_chains=4, seed=0)
+    with pytest.warns(UserWarning, match=r"updates diverged while sampling .* lower it"):
+        run(sampler, 40, n_therm=10, progress=False)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(HMC(lftaccel.Phi4(0.2, 0.5), (4, 4), n_chains=4, seed=5, eps=5.0), 8, n_therm=40, progress=False)
+
+
+@pytest.mark.parametrize("kappa,shape", [(0.25, (4, 4)), (-0.25, (4, 4)), (0.5, (6,)), (0.17, (2, 2, 2))])
+def test_an_unbounded_free_field_is_refused(kappa, shape):
+    with pytest.raises(ValueError, match=r"free field \(lam = 0\) needs \|kappa\| < 1/\(2d\)"):
+        HMC(lftaccel.Phi4(kappa, 0.0), shape)
+    HMC(lftaccel.Phi4(kappa, 1e-3), shape)  # any lambda > 0 bounds it
+
+
+def test_numpy_integers_are_counts_and_seeds():
+    sampler = HMC(lftaccel.Phi4(0.2, 0.5), (4, 4), n_chains=np.int64(2), seed=np.int64(3))
+    ens = run(sampler, np.int64(10), n_therm=np.int64(5), spacing=np.int64(1), progress=False)
+    assert len(ens.configs) == 10 and json.loads(ens.attrs["sampler_settings"])  # plain ints in the JSON
+
+
+def test_resume_with_another_sampler_says_so_first(tmp_path):
+    from lftaccel.mcmc import Langevin
+
+    path = tmp_path / "r.h5"
+    run(HMC(lftaccel.Phi4(0.2, 0.5), (4, 4), n_chains=2), 8, n_therm=5, path=path, progress=False)
+    with pytest.raises(RunError, match="the sampler differs: hmc in the file, langevin in this run"):
+        run(Langevin(lftaccel.Phi4(0.2, 0.5), (4, 4), n_chains=2), 8, n_therm=5, path=path, resume=True,
+            progress=False)
+
+
 def test_short_oscillator_paths_are_measured_without_gap_estimates(tmp_path, capsys):
     code, out, err = in_process(capsys, "sample", "oscillator", "--shape", "4", "-n", "64", "--chains", "2",
                                 "--therm", "10", "--no-progress", "--json", "-o", str(tmp_path / "o.h5"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 from .parser import DEFAULTS
 from .report import check_device, print_report, report_of, set_threads
@@ -82,8 +83,12 @@ def sample_command(args):
     if os.path.exists(out) and not (args.resume or args.overwrite):
         raise ValueError(f"{out} exists: pass --resume to continue it, --overwrite to replace it, "
                          f"or -o to write elsewhere")
-    ens = run(sampler, args.n_samples, n_therm=args.therm, spacing=args.spacing, path=out, resume=args.resume,
-              overwrite=args.overwrite, checkpoint_seconds=args.checkpoint_every, progress=not args.no_progress)
+    with warnings.catch_warnings(record=True) as caught:  # divergences while sampling
+        warnings.simplefilter("always")
+        ens = run(sampler, args.n_samples, n_therm=args.therm, spacing=args.spacing, path=out, resume=args.resume,
+                  overwrite=args.overwrite, checkpoint_seconds=args.checkpoint_every, progress=not args.no_progress)
+    for w in caught:
+        print(f"lftaccel sample: warning: {w.message}", file=sys.stderr)
     report = report_of(ens, measure(ens))
     report["output"] = out
     print_report(report, args.json)

@@ -40,6 +40,15 @@ def _check_shape(theory, shape):
     return shape
 
 
+def _check_bounded(theory, shape):
+    """The free field (lambda = 0) is a Gaussian only for |kappa| < 1/(2d): at and beyond it the
+    zero (kappa > 0) or staggered (kappa < 0) mode has a non-positive mass and exp(-S) cannot be
+    normalised, so a sampler's fields would run away."""
+    if isinstance(theory, Phi4) and theory.lam == 0.0 and abs(theory.kappa) >= 1.0 / (2 * len(shape)):
+        raise ValueError(f"the free field (lam = 0) needs |kappa| < 1/(2d) = {1.0 / (2 * len(shape)):g} in "
+                         f"d = {len(shape)}, got kappa = {theory.kappa}: the action is unbounded below")
+
+
 class Sampler(abc.ABC):
     """Base of the samplers: state, counters, tuning, checkpoint state."""
 
@@ -53,13 +62,15 @@ class Sampler(abc.ABC):
             raise TypeError(f"theory must be a Phi4, XY or Oscillator, got {type(theory).__name__}")
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        check_int(n_chains, "n_chains")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        n_chains = check_int(n_chains, "n_chains")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2^32), got {seed!r}")
+        seed = int(seed)
         if start not in ("hot", "cold"):
             raise ValueError(f"start must be 'hot' or 'cold', got {start!r}")
         self.theory = theory
         self.shape = _check_shape(theory, shape)
+        _check_bounded(theory, self.shape)
         self.n_chains, self.seed, self.chain_offset = n_chains, seed, K._int(chain_offset, "chain_offset")
         self.dtype, self.device = dtype, torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():

@@ -17,6 +17,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,8 @@ def _difference(key: str, old, new) -> str:
         return f"{what}: {old!r} in the file, {new!r} in this run"
     if a.get("name") != b.get("name"):  # another theory: its parameters do not compare
         return f"the theory differs: {a.get('name')} in the file, {b.get('name')} in this run"
+    if a.get("sampler") != b.get("sampler"):  # another sampler: its settings do not compare
+        return f"the sampler differs: {a.get('sampler')} in the file, {b.get('sampler')} in this run"
     def shown(d, name):
         return repr(d[name]) if name in d else "absent"
 
@@ -80,12 +83,15 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     up to whole rounds of all chains), one round every ``spacing`` updates.
 
     With ``path``, the run is written to that HDF5 file; ``resume=True`` continues the
-    run stored there (same theory, lattice, sampler and seed) up to ``n_samples``, or starts
-    it where there is no file yet (a run killed before its first checkpoint).
+    run stored there (same theory, lattice, sampler and seed) up to ``n_samples`` (a finished
+    run that holds more is returned whole), or starts it where there is no file yet (a run
+    killed before its first checkpoint). Updates that diverged while sampling (a non-finite
+    energy, rejected and counted) draw a warning: the step size is too large for the theory.
     """
     for name, v, low in (("n_samples", n_samples, 1), ("n_therm", n_therm, 0), ("spacing", spacing, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
             raise RunError(f"{name} must be an integer >= {low}, got {v!r}")
+    n_samples, n_therm, spacing = int(n_samples), int(n_therm), int(spacing)
     if not checkpoint_seconds >= 0:
         raise RunError(f"checkpoint_seconds must be >= 0, got {checkpoint_seconds}")
     nc = sampler.n_chains
@@ -190,7 +196,21 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
         raise
     finally:
         bar.close()
-    return save(True)  # what is returned is what the file holds
+    ens = save(True)  # what is returned is what the file holds
+    _warn_divergent(ens)
+    return ens
+
+
+def _warn_divergent(ens) -> None:
+    """A warning where updates diverged while sampling: each was rejected, but a step size at
+    which they happen can also let fields run away without a non-finite energy (Langevin at
+    too large an eps), and the estimates are then meaningless."""
+    a = ens.attrs
+    n = int(a["divergent"]) - int(a.get("divergent_thermalisation") or 0)
+    if n > 0:
+        warnings.warn(f"{n} updates diverged while sampling (non-finite energy, rejected): the step size is "
+                      f"too large for this theory; check the fields (largest |x| saved "
+                      f"{float(np.abs(ens.configs).max()):.3g}) and lower it", stacklevel=3)
 
 
 def _ensemble(sampler, saved, ident, start, n_target, complete, wall_seconds, therm_divergent=None) -> Ensemble:
