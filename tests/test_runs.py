@@ -475,11 +475,20 @@ def test_run_warns_of_divergences_while_sampling():
         run(HMC(lftaccel.Phi4(0.2, 0.5), (4, 4), n_chains=4, seed=5, eps=5.0), 8, n_therm=40, progress=False)
 
 
-@pytest.mark.parametrize("kappa,shape", [(0.25, (4, 4)), (-0.25, (4, 4)), (0.5, (6,)), (0.17, (2, 2, 2))])
+@pytest.mark.parametrize("kappa,shape", [(0.25, (4, 4)), (-0.25, (4, 4)), (0.5, (6,)), (0.17, (2, 2, 2)),
+                                         (0.5, (1,)), (-1.0, (3,)), (-0.5, (3, 3))])
 def test_an_unbounded_free_field_is_refused(kappa, shape):
-    with pytest.raises(ValueError, match=r"free field \(lam = 0\) needs \|kappa\| < 1/\(2d\)"):
+    """Unbounded where the lowest mode's mass 1 - 2 kappa sum cos p <= 0: p = 0 for kappa > 0;
+    for kappa < 0 the momentum nearest pi, cos = -cos(pi/3) = -1/2 at L = 3."""
+    with pytest.raises(ValueError, match=r"free field \(lam = 0\) .* is unbounded below"):
         HMC(lftaccel.Phi4(kappa, 0.0), shape)
     HMC(lftaccel.Phi4(kappa, 1e-3), shape)  # any lambda > 0 bounds it
+
+
+@pytest.mark.parametrize("kappa,shape", [(0.24, (4, 4)), (-0.99, (3,)), (-0.49, (3, 3)), (-5.0, (1,)),
+                                         (-0.3, (1, 4))])
+def test_a_bounded_free_field_is_sampled(kappa, shape):
+    HMC(lftaccel.Phi4(kappa, 0.0), shape)
 
 
 def test_numpy_integers_are_counts_and_seeds():

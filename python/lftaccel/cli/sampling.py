@@ -36,7 +36,7 @@ def sample_command(args):
     import torch
 
     from ..analysis import MIN_PER_CHAIN, measure
-    from ..mcmc import make_sampler, run
+    from ..mcmc import DivergenceWarning, make_sampler, run
 
     theory = _theory(args)
     shape = args.shape or DEFAULTS[args.theory]["shape"]
@@ -83,12 +83,15 @@ def sample_command(args):
     if os.path.exists(out) and not (args.resume or args.overwrite):
         raise ValueError(f"{out} exists: pass --resume to continue it, --overwrite to replace it, "
                          f"or -o to write elsewhere")
-    with warnings.catch_warnings(record=True) as caught:  # divergences while sampling
-        warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DivergenceWarning)
         ens = run(sampler, args.n_samples, n_therm=args.therm, spacing=args.spacing, path=out, resume=args.resume,
                   overwrite=args.overwrite, checkpoint_seconds=args.checkpoint_every, progress=not args.no_progress)
-    for w in caught:
-        print(f"lftaccel sample: warning: {w.message}", file=sys.stderr)
+    for w in caught:  # divergences while sampling in one line; any other warning as Python shows it
+        if issubclass(w.category, DivergenceWarning):
+            print(f"lftaccel sample: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     report = report_of(ens, measure(ens))
     report["output"] = out
     print_report(report, args.json)

@@ -4,12 +4,13 @@ and runs that checkpoint to (and resume from) their HDF5 ensemble file."""
 from . import kernels, nmcmc
 from .samplers import HMC, Langevin, Metropolis, Sampler, make_sampler
 
-__all__ = ["kernels", "nmcmc", "HMC", "Metropolis", "Langevin", "Sampler", "make_sampler", "run", "RunError"]
+__all__ = ["kernels", "nmcmc", "HMC", "Metropolis", "Langevin", "Sampler", "make_sampler", "run", "RunError",
+           "DivergenceWarning"]
 
 
 def __getattr__(name):
     # Runs need h5py and tqdm; the kernels and samplers do not (a bare GPU box may lack them).
-    if name in ("run", "RunError"):
+    if name in ("run", "RunError", "DivergenceWarning"):
         from . import sampling
 
         return getattr(sampling, name)

@@ -41,12 +41,21 @@ def _check_shape(theory, shape):
 
 
 def _check_bounded(theory, shape):
-    """The free field (lambda = 0) is a Gaussian only for |kappa| < 1/(2d): at and beyond it the
-    zero (kappa > 0) or staggered (kappa < 0) mode has a non-positive mass and exp(-S) cannot be
-    normalised, so a sampler's fields would run away."""
-    if isinstance(theory, Phi4) and theory.lam == 0.0 and abs(theory.kappa) >= 1.0 / (2 * len(shape)):
-        raise ValueError(f"the free field (lam = 0) needs |kappa| < 1/(2d) = {1.0 / (2 * len(shape)):g} in "
-                         f"d = {len(shape)}, got kappa = {theory.kappa}: the action is unbounded below")
+    """The free field (lambda = 0) is a Gaussian only where its lowest mode has a positive mass
+    1 - 2 kappa sum_mu cos p_mu, minimised over the lattice's momenta p_mu = 2 pi k / L_mu:
+    p = 0 for kappa > 0 (bounded for kappa < 1/(2d) on every lattice), and for kappa < 0 the
+    momentum nearest pi (cos = -1 at even L, -cos(pi/L) at odd L, +1 at L = 1, so a lattice of
+    odd or unit extents bounds larger |kappa|). Where that mass is <= 0, exp(-S) cannot be
+    normalised and a sampler's fields would run away."""
+    if not (isinstance(theory, Phi4) and theory.lam == 0.0):
+        return
+    kappa = theory.kappa
+    cosines = [1.0 if kappa >= 0 else math.cos(2 * math.pi * (L // 2) / L) for L in shape]
+    mass = 1.0 - 2.0 * kappa * sum(cosines)
+    if mass <= 1e-12:  # (at the bound itself cos(2 pi/3) rounds the mass to +2e-16)
+        raise ValueError(f"the free field (lam = 0) at kappa = {kappa} on {'x'.join(map(str, shape))} is "
+                         f"unbounded below: its lowest mode has mass 1 - 2 kappa sum cos p = {mass:.3g} <= 0 "
+                         f"(|kappa| < 1/(2d) = {1.0 / (2 * len(shape)):g} is bounded on every lattice)")
 
 
 class Sampler(abc.ABC):
@@ -399,8 +408,7 @@ class Langevin(Sampler):
 
     def __init__(self, theory, shape, *, eps: float = 0.01, n_steps: int = 10, **kw):
         self.eps = check_param(eps, "eps", low=0.0, low_open=True)
-        check_int(n_steps, "n_steps")
-        self.n_steps = n_steps
+        self.n_steps = check_int(n_steps, "n_steps")
         super().__init__(theory, shape, **kw)
         self._work = torch.empty((2, self.n_chains, *self.shape), dtype=self.dtype, device=self.device)
         self._ones = torch.ones(self.n_chains, dtype=torch.float64, device=self.device)

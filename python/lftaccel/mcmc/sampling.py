@@ -29,7 +29,7 @@ from .._kernels import stencil
 from ..io import Ensemble, check_writable, read_run, theory_to_dict, write_run
 from .samplers import Sampler
 
-__all__ = ["run", "RunError"]
+__all__ = ["run", "RunError", "DivergenceWarning"]
 
 
 class RunError(ValueError):
@@ -133,6 +133,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
             wall_before = float(ens.attrs.get("wall_seconds", float("nan")))
             done = len(ens.configs) // nc
             if ens.attrs.get("complete") and done >= rounds:
+                _warn_divergent(ens)
                 return ens  # nothing to add: the file stands as it is (not rewritten)
             saved = [(ens.configs[i * nc:(i + 1) * nc], ens.action[i * nc:(i + 1) * nc],
                       ens.update[i * nc:(i + 1) * nc]) for i in range(done)]
@@ -201,16 +202,22 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     return ens
 
 
+class DivergenceWarning(UserWarning):
+    """Updates of a run diverged while sampling (see run)."""
+
+
 def _warn_divergent(ens) -> None:
     """A warning where updates diverged while sampling: each was rejected, but a step size at
     which they happen can also let fields run away without a non-finite energy (Langevin at
     too large an eps), and the estimates are then meaningless."""
     a = ens.attrs
-    n = int(a["divergent"]) - int(a.get("divergent_thermalisation") or 0)
+    if a.get("divergent_thermalisation") is None:  # a file from before the split cannot tell
+        return
+    n = int(a["divergent"]) - int(a["divergent_thermalisation"])
     if n > 0:
         warnings.warn(f"{n} updates diverged while sampling (non-finite energy, rejected): the step size is "
                       f"too large for this theory; check the fields (largest |x| saved "
-                      f"{float(np.abs(ens.configs).max()):.3g}) and lower it", stacklevel=3)
+                      f"{float(np.abs(ens.configs).max()):.3g}) and lower it", DivergenceWarning, stacklevel=3)
 
 
 def _ensemble(sampler, saved, ident, start, n_target, complete, wall_seconds, therm_divergent=None) -> Ensemble:
