@@ -142,7 +142,11 @@ def test_training_smoke_forward_kl_and_path_flows():
         assert 0 < res.history["ess"][-1] <= 1
 
 
-def test_checkpoint_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("interruption,saved_at", [("kill", 6), ("ctrl-c", 8)])
+def test_an_interrupted_training_resumes_exactly(tmp_path, interruption, saved_at):
+    """Interrupted in step 8 (checkpoints every 3 steps), the resumed run is the uninterrupted
+    one. A run that dies (an exception) falls back to its last checkpoint, step 6; a SIGINT
+    lets step 8 finish and be saved before the KeyboardInterrupt."""
     th = lftaccel.Phi4(kappa=0.2, lam=0.5)
     ck = tmp_path / "flow.pt"
 
@@ -154,43 +158,11 @@ def test_checkpoint_resume_continues_exactly(tmp_path):
     flows.train(straight, action=th.action, steps=12, batch_size=32, seed=5, progress=False)
     calls = []
 
-    def killed_at_step_8(x):  # the run dies mid-way (the last checkpoint is at step 6)
+    def interrupted_in_step_8(x):
         calls.append(1)
         if len(calls) == 8:
-            raise KeyboardInterrupt
-        return th.action(x)
-
-    part = fresh()
-    with pytest.raises(KeyboardInterrupt):
-        flows.train(part, action=killed_at_step_8, steps=12, batch_size=32, seed=5, checkpoint=ck,
-                    checkpoint_every=3, progress=False)
-    assert torch.load(ck, weights_only=False)["step"] == 6
-    resumed = fresh()
-    res = flows.train(resumed, action=th.action, steps=12, batch_size=32, seed=5, checkpoint=ck, resume=True,
-                      progress=False)
-    assert res.steps == 12 and len(res.history["loss"]) == 12
-    for a, b in zip(straight.parameters(), resumed.parameters()):
-        assert torch.equal(a, b)
-
-
-def test_ctrl_c_finishes_the_step_saves_and_stops(tmp_path):
-    """A SIGINT in the middle of step 8 lets that step finish and be saved before the
-    KeyboardInterrupt (with plain KeyboardInterrupt semantics the run fell back to step 6), and
-    the resumed run is the uninterrupted one."""
-    th = lftaccel.Phi4(kappa=0.2, lam=0.5)
-    ck = tmp_path / "flow.pt"
-
-    def fresh():
-        torch.manual_seed(123)
-        return flows.lattice_flow((4, 4), n_layers=2, hidden=(4,))
-
-    straight = fresh()
-    flows.train(straight, action=th.action, steps=12, batch_size=32, seed=5, progress=False)
-    calls = []
-
-    def ctrl_c_in_step_8(x):
-        calls.append(1)
-        if len(calls) == 8:
+            if interruption == "kill":
+                raise KeyboardInterrupt
             os.kill(os.getpid(), signal.SIGINT)
         return th.action(x)
 
@@ -198,15 +170,16 @@ def test_ctrl_c_finishes_the_step_saves_and_stops(tmp_path):
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # (pytest may run with it ignored)
     try:
         with pytest.raises(KeyboardInterrupt):
-            flows.train(part, action=ctrl_c_in_step_8, steps=12, batch_size=32, seed=5, checkpoint=ck,
+            flows.train(part, action=interrupted_in_step_8, steps=12, batch_size=32, seed=5, checkpoint=ck,
                         checkpoint_every=3, progress=False)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
     finally:
         signal.signal(signal.SIGINT, before)
-    assert torch.load(ck, weights_only=False)["step"] == 8
+    assert torch.load(ck, weights_only=False)["step"] == saved_at
     resumed = fresh()
-    flows.train(resumed, action=th.action, steps=12, batch_size=32, seed=5, checkpoint=ck, resume=True,
-                progress=False)
+    res = flows.train(resumed, action=th.action, steps=12, batch_size=32, seed=5, checkpoint=ck, resume=True,
+                      progress=False)
+    assert res.steps == 12 and len(res.history["loss"]) == 12
     for a, b in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
 

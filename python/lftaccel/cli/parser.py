@@ -56,6 +56,11 @@ def _trajectory_length(s):
     return v
 
 
+def _add_threads(parser) -> None:
+    parser.add_argument("--threads", type=_positive_int,
+                        help="CPU threads (default: torch's, one per core); on a shared machine, the free cores")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lftaccel", description="C++/CUDA-accelerated lattice field theory: sampling and measurement.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -108,8 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="field precision (default float64)")
     r.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
-    r.add_argument("--threads", type=_positive_int,
-                   help="CPU threads (default: torch's, one per core); on a shared machine, the free cores")
+    _add_threads(r)
     r.add_argument("--resume", action="store_true",
                    help="continue the run stored in --output (or start it there, when there is no file yet)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --output")
@@ -160,8 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--quick", action="store_true", help="a small version (see above for its budgets)")
     rp.add_argument("--out", help="output folder (default reproduce-NAME)")
     rp.add_argument("--device", help="torch device (default: cuda when available)")
-    rp.add_argument("--threads", type=_positive_int,
-                    help="CPU threads (default: torch's, one per core); on a shared machine, the free cores")
+    _add_threads(rp)
 
     tr = sub.add_parser("train", help="train a generative model on an ensemble file",
                         description="Train a score-based diffusion model on a 2D phi^4 ensemble written by "
@@ -180,8 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=_float, default=1e-3, help="Adam learning rate, cosine-decayed (default 1e-3)")
     tr.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the initialisation and batches (default 0)")
     tr.add_argument("--device", help="torch device (default: cuda when available)")
-    tr.add_argument("--threads", type=_positive_int,
-                    help="CPU threads (default: torch's, one per core); on a shared machine, the free cores")
+    _add_threads(tr)
     tr.add_argument("--resume", action="store_true", help="continue the training in --output")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -203,14 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue a killed run from the folder OUTPUT.partial (a file per batch)")
     gen.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the samples (default 0)")
     gen.add_argument("--device", help="torch device (default: cuda when available)")
-    gen.add_argument("--threads", type=_positive_int,
-                     help="CPU threads (default: torch's, one per core); on a shared machine, the free cores")
+    _add_threads(gen)
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     mcmd = sub.add_parser("measure", help="observables with errors from an ensemble file",
                           description="Measure the observables of an lftaccel ensemble file.")
     mcmd.add_argument("file", help="HDF5 file written by lftaccel sample")
     mcmd.add_argument("--json", action="store_true", help="print the results as JSON")
-    mcmd.add_argument("--threads", type=_positive_int,
-                      help="CPU threads (default: torch's, one per core); on a shared machine, the free cores")
+    _add_threads(mcmd)
     return p
