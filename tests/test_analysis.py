@@ -258,3 +258,92 @@ def test_measure_notes_a_chain_that_disagrees():
     # chains frozen at different values: R-hat is infinite, not undefined
     frozen = np.repeat(np.arange(4.0)[None], 10, 0)
     assert analysis.split_rhat(frozen) == np.inf and analysis.split_rhat(np.ones((10, 4))) is None
+
+
+def test_chain_spread_is_the_spread_of_the_chain_means():
+    x = ar1(np.random.default_rng(20), 50, 6, 0.5)
+    obs = analysis.primary(x, "x")
+    assert analysis.chain_spread(obs) == pytest.approx(x.mean(0).std(ddof=1) / np.sqrt(6), rel=1e-12)
+    assert analysis.chain_spread(analysis.primary(x[:, :1], "x")) is None
+    # of a derived Obs: the linearised chain estimates, whose spread is the same for 2 x + 1
+    assert analysis.chain_spread(2 * obs + 1) == pytest.approx(2 * analysis.chain_spread(obs), rel=1e-12)
+
+
+def _pulls_with_offsets(s, chains, reps, seed):
+    rng = np.random.default_rng(seed)
+    gamma, final, noted = [], [], 0
+    for _ in range(reps):
+        x = ar1(rng, 400, chains, 0.5) + s * rng.standard_normal(chains)
+        obs = {"M": analysis.primary(x, "M")}
+        est = {"M": analysis.estimate(obs["M"], "M")}
+        out, apart = analysis.with_chain_spread(est, obs, chains)
+        gamma.append(est["M"].value / est["M"].error)
+        final.append(out["M"].value / out["M"].error)
+        noted += bool(apart)
+    return np.std(gamma), np.std(final), noted / reps
+
+
+def test_chains_apart_beyond_their_autocorrelation_get_the_spread_as_error():
+    # Offsets N(0, 0.2^2) between 16 AR(1) chains (tau_int 1.5) of 400, whose means have errors of
+    # 0.087: the Gamma window sees little of them; the chains' spread sees all.
+    g, f, noted = _pulls_with_offsets(0.2, 16, 100, seed=21)
+    assert g > 1.6 and 0.8 < f < 1.2 and noted > 0.8, (g, f, noted)
+    # chains that agree: the larger of the two errors is only a little above the Gamma error's
+    g, f, noted = _pulls_with_offsets(0.0, 16, 100, seed=22)
+    assert 0.85 < g < 1.2 and 0.8 * g < f <= g and noted < 0.05, (g, f, noted)
+    # below MIN_CHAINS_FOR_SPREAD the error stays the Gamma method's, and the disagreement is noted
+    g, f, noted = _pulls_with_offsets(0.3, 4, 30, seed=23)
+    assert f == g and noted > 0.5, (g, f, noted)
+
+
+def test_estimate_from_the_spread_implies_fewer_effective_samples():
+    e = analysis.Estimate("x", 0.0, 2.0, tau_int=1.0, n_samples=400, gamma_error=1.0, stream_error=2.0)
+    assert e.n_effective == pytest.approx(200 / 4)
+    assert analysis.Estimate("x", 0.0, 1.0, tau_int=1.0, n_samples=400).n_effective == 200
+
+
+def test_table_marks_rows_built_from_a_rough_magnetisation():
+    M = analysis.Estimate("M", 0.0, 0.1, tau_int=40.0, n_samples=3200)  # 40 effective samples
+    chi2 = analysis.Estimate("chi2", 3.0, 0.3, tau_int=10.0, n_samples=3200)  # 160 of its own
+    action = analysis.Estimate("action/V", 0.5, 0.01, tau_int=10.0, n_samples=3200)
+    rows = analysis.format_table({"M": M, "chi2": chi2, "action/V": action}).splitlines()
+    assert rows[1].endswith(" *") and rows[2].endswith(" *") and not rows[3].endswith("*")
+    assert "of M, for the rows built from it" in rows[-1]
+    M.tau_int = 10.0
+    assert "*" not in analysis.format_table({"M": M, "chi2": chi2})
+
+
+def test_constant_measurements_are_said_to_give_no_error():
+    with pytest.warns(RuntimeWarning, match="x: the measurements do not fluctuate"):
+        e = analysis.estimate(analysis.primary(np.ones((20, 4)), "x"), "x")
+    assert e.error == 0
+    with pytest.raises(ValueError, match=r"different lengths \[5, 6\]"):
+        analysis.primary([np.ones(5), np.ones(6)], "x")
+
+
+def test_measure_notes_frozen_chains_and_chains_apart():
+    import json
+
+    import lftaccel
+    from lftaccel.io import Ensemble, theory_to_dict
+
+    rng = np.random.default_rng(24)
+    n, chains, shape = 100, 8, (2, 2)
+    th = lftaccel.Phi4(0.1, 0.0)
+    attrs = {"theory_params": json.dumps(theory_to_dict(th)), "lattice_shape": np.array(shape),
+             "n_chains": chains, "sampler": "hmc"}
+
+    def ens_of(x):
+        return Ensemble(configs=x, chain=np.tile(np.arange(chains), n), update=np.repeat(np.arange(n), chains),
+                        action=th.action(torch.from_numpy(x)).numpy(), acceptance_history=np.ones(1), attrs=attrs)
+
+    frozen = np.repeat(rng.standard_normal((1, *shape)), n * chains, 0)
+    m = analysis.measure(ens_of(frozen))
+    assert any(note.startswith("constant along every chain: M, slice_corr, action") for note in m.notes), m.notes
+    # the chains sit 0.3 apart in M (4 sites: each chain's M has error ~0.05 / tau 0.5): the error of M
+    # becomes the spread of the chains, and the note names M
+    x = rng.standard_normal((n * chains, *shape)) + np.tile(0.3 * rng.standard_normal(chains), n)[:, None, None]
+    m = analysis.measure(ens_of(x))
+    assert m["M"].error == m["M"].stream_error > 1.5 * m["M"].gamma_error
+    apart = [note for note in m.notes if note.startswith("chains disagree beyond their Gamma errors")]
+    assert len(apart) == 1 and "M (spread" in apart[0] and "each of these errors is the chains' spread" in apart[0]

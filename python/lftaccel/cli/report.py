@@ -59,7 +59,12 @@ def print_report(report, as_json):
           + (f"  time {report['seconds']:.1f} s" if report["seconds"] is not None else "")
           + (f"  {report['mean_leapfrog_steps']:.2f} leapfrog steps a trajectory"
              if report["mean_leapfrog_steps"] is not None and "trajectory_length" in s else ""))
-    print("errors: Gamma method (pyerrors); tau_int in units of the saved spacing")
+    from ..analysis import INDEPENDENCE_SAMPLERS, MIN_CHAINS_FOR_SPREAD
+
+    nc = report["n_chains"]
+    spread = (", no smaller than the chains' spread" if nc >= MIN_CHAINS_FOR_SPREAD
+              or (s["sampler"] in INDEPENDENCE_SAMPLERS and nc >= 2) else "")
+    print(f"errors: Gamma method (pyerrors){spread}; tau_int in units of the saved spacing")
     print(table)
 
 
