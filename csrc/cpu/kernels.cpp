@@ -22,6 +22,11 @@ template <class T>
 void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
           int nthreads) {
   checks::field(lat, batch, x, "x");
+  checks::site(p);
+  check_threads(nthreads);
+  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", false},
+                 {action, checks::bytes<T>(batch), "action", true},
+                 {grad, checks::bytes<T>(batch * lat.volume), "grad", true}});
   stencil(p, lat, batch, x, action, grad, nthreads);
 }
 
@@ -29,6 +34,11 @@ template <class T>
 void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, int nthreads) {
   checks::path(n_slices, batch, x, "x");
+  checks::site(p);
+  check_threads(nthreads);
+  checks::apart({{x, checks::bytes<T>(batch * n_slices), "x", false},
+                 {action, checks::bytes<T>(batch), "action", true},
+                 {grad, checks::bytes<T>(batch * n_slices), "grad", true}});
   const Lattice lat = make_lattice(1, &n_slices);
   stencil(p, lat, batch, x, action, grad, nthreads);
 }
@@ -62,6 +72,13 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, int nthreads) {
   checks::path(n_slices, batch, coeffs, "coeffs");
   checks::required(path, "path", batch);
+  checks::site(p);
+  check_threads(nthreads);
+  checks::apart({{coeffs, checks::bytes<T>(batch * n_slices), "coeffs", false},
+                 {path, checks::bytes<T>(batch * n_slices), "path", false},
+                 {action, checks::bytes<T>(batch), "action", true},
+                 {grad_coeffs, checks::bytes<T>(batch * n_slices), "grad_coeffs", true},
+                 {grad_path, checks::bytes<T>(batch * n_slices), "grad_path", true}});
   const int64_t N = n_slices;
   std::vector<T> eig(N);
   for (int64_t j = 0; j < N; ++j) eig[j] = matsubara_eigenvalue<T>(j, N);
@@ -98,7 +115,8 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
 }
 
 // The arguments of a Philox fill of `sites` counters per chain.
-inline void check_fill(const void* out, int64_t batch, int64_t sites, uint32_t chain_offset) {
+inline void check_fill(const void* out, int64_t batch, int64_t sites, uint32_t chain_offset, int nthreads) {
+  check_threads(nthreads);
   checks::at_least(sites, 0, "n_sites");
   checks::batch(batch, sites);
   checks::required(out, "out", sites > 0 ? batch : 0);
@@ -120,7 +138,7 @@ void philox_chunks(int64_t batch, int64_t n_sites, int nthreads, const F& f) {
 
 void philox_bits(uint32_t* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                  uint64_t step, uint32_t purpose, int nthreads) {
-  check_fill(out, batch, n_sites, chain_offset);
+  check_fill(out, batch, n_sites, chain_offset, nthreads);
   philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const Philox4x32 r = philox_block(seed, chain_offset + uint32_t(b), uint32_t(s), step, purpose);
@@ -159,7 +177,7 @@ template <class T>
 void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                    uint64_t step, uint32_t purpose, int nthreads, uint32_t site_offset) {
   checks::at_least(n_sites, 0, "n_sites");
-  check_fill(out, batch, int64_t(site_offset) + n_sites, chain_offset);
+  check_fill(out, batch, int64_t(site_offset) + n_sites, chain_offset, nthreads);
   philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
     PhiloxLanes r;
     T u1[kLanes], u2[kLanes];
@@ -193,7 +211,7 @@ void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32
 template <class T>
 void philox_uniform(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                     uint64_t step, uint32_t purpose, int nthreads) {
-  check_fill(out, batch, n_sites, chain_offset);
+  check_fill(out, batch, n_sites, chain_offset, nthreads);
   philox_chunks(batch, n_sites, nthreads, [&](int64_t b, int64_t s0, int64_t s1) {
     PhiloxLanes r;
     const uint32_t chain = chain_offset + uint32_t(b);

@@ -207,6 +207,11 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
   checks::required(accepted, "accepted", batch);
   checks::at_least(n_sweeps, 0, "n_sweeps");
   checks::streams(batch, lat.volume, chain_offset);
+  checks::site(site);
+  checks::positive(double(delta), "delta");
+  check_threads(nthreads);
+  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
+                 {accepted, checks::bytes<double>(batch), "accepted", true}});
   check_checkerboard(lat);
   const int64_t L = lat.extent[lat.ndim - 1], rows = lat.volume / L;
   const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkSites / L);
@@ -249,6 +254,10 @@ void sde_step(int64_t batch, int64_t n_sites, T* x, const T* score, const SdeCoe
   checks::required(x, "x", batch);
   checks::required(score, "score", batch);
   checks::streams(batch, n_sites, chain_offset);
+  checks::sde(coef);
+  check_threads(nthreads);
+  checks::apart({{x, checks::bytes<T>(batch * n_sites), "x", true},
+                 {score, checks::bytes<T>(batch * n_sites), "score", false}});
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n_sites + kChunk - 1) / kChunk;
   const T drift = T(coef.drift_x), sc = T(coef.score), nc = T(coef.noise);

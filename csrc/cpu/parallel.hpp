@@ -2,8 +2,11 @@
 // (work is split into fixed chunks whose partial sums are reduced in order).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
+
+#include "lftaccel/checks.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -11,6 +14,18 @@
 
 namespace lftaccel {
 namespace cpu {
+
+int num_procs();  // (cpu.hpp)
+
+// The most threads an entry point takes: more would only oversubscribe the machine, and
+// libgomp ends the process when it cannot create them (50000 did). Taken once: the
+// processor count is a system call.
+inline int max_nthreads() {
+  static const int max = 4 * std::max(1, num_procs());
+  return max;
+}
+
+inline void check_threads(int nthreads) { checks::threads(nthreads, max_nthreads()); }
 
 // Below this many sites the fork/join cost of a parallel region outweighs the work.
 constexpr int64_t kParallelMinSites = 1 << 15;

@@ -276,6 +276,10 @@ template <class T, class Acc>
 void phi4(const Lattice& lat, int64_t batch, const T* x, Out<Acc>* action, Out<T>* grad, const Phi4Site<T>& p,
           void* stream) {
   checks::field(lat, batch, x, "x");
+  checks::site(p);
+  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", false},
+                 {action, checks::bytes<Acc>(batch), "action", true},
+                 {grad, checks::bytes<T>(batch * lat.volume), "grad", true}});
   if (batch == 0) return;
   dispatch_stencil(p, lat, batch, x, action, grad, as_stream(stream));
 }
@@ -284,6 +288,10 @@ template <class T, class Acc>
 void xy(const Lattice& lat, int64_t batch, const T* theta, Out<Acc>* action, Out<T>* grad, const XYSite<T>& p,
         void* stream) {
   checks::field(lat, batch, theta, "theta");
+  checks::site(p);
+  checks::apart({{theta, checks::bytes<T>(batch * lat.volume), "theta", false},
+                 {action, checks::bytes<Acc>(batch), "action", true},
+                 {grad, checks::bytes<T>(batch * lat.volume), "grad", true}});
   if (batch == 0) return;
   if (lat.ndim != 2 || !lat.int32_indices())
     return dispatch_stencil(p, lat, batch, theta, action, grad, as_stream(stream));
@@ -316,6 +324,10 @@ template <class T, class Acc>
 void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<Acc>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, void* stream) {
   checks::path(n_slices, batch, x, "x");
+  checks::site(p);
+  checks::apart({{x, checks::bytes<T>(batch * n_slices), "x", false},
+                 {action, checks::bytes<Acc>(batch), "action", true},
+                 {grad, checks::bytes<T>(batch * n_slices), "grad", true}});
   if (batch == 0) return;
   dispatch_stencil(p, make_lattice(1, &n_slices), batch, x, action, grad, as_stream(stream));
 }
@@ -325,6 +337,12 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, void* stream) {
   checks::path(n_slices, batch, coeffs, "coeffs");
   checks::required(path, "path", batch);
+  checks::site(p);
+  checks::apart({{coeffs, checks::bytes<T>(batch * n_slices), "coeffs", false},
+                 {path, checks::bytes<T>(batch * n_slices), "path", false},
+                 {action, checks::bytes<Acc>(batch), "action", true},
+                 {grad_coeffs, checks::bytes<T>(batch * n_slices), "grad_coeffs", true},
+                 {grad_path, checks::bytes<T>(batch * n_slices), "grad_path", true}});
   if (batch == 0 || (!action && !grad_coeffs && !grad_path)) return;
   zero_action(action, batch, as_stream(stream));
   const Launch l = launch_for<T>(batch, n_slices);

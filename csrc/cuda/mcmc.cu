@@ -218,6 +218,11 @@ void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uin
          const HmcSettings<T>& hs, void* stream) {
   checks::field(lat, batch, x, "x");
   checks::hmc_buffers(batch, lat.volume, work, energies, accepted, hs.chain_offset);
+  checks::site(site);
+  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
+                 {work, checks::bytes<T>(3 * batch * lat.volume), "work", true},
+                 {energies, checks::bytes<double>(4 * batch), "energies", true},
+                 {accepted, checks::bytes<uint32_t>(batch), "accepted", true}});
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
@@ -288,6 +293,13 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
   checks::hmc_buffers(batch, n_slices, work, energies, accepted, hs.chain_offset);
   checks::required(basis, "basis", batch);
   checks::required(inv_mass, "inv_mass", batch);
+  checks::site(site);  // (inv_mass lies in device memory: the caller checks it)
+  checks::apart({{coeffs, checks::bytes<T>(batch * n_slices), "coeffs", true},
+                 {work, checks::bytes<T>(5 * batch * n_slices), "work", true},
+                 {energies, checks::bytes<double>(4 * batch), "energies", true},
+                 {accepted, checks::bytes<uint32_t>(batch), "accepted", true},
+                 {basis, checks::bytes<T>(n_slices * n_slices), "basis", false},
+                 {inv_mass, checks::bytes<T>(n_slices), "inv_mass", false}});
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
@@ -324,6 +336,10 @@ void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site
   checks::field(lat, batch, x, "x");
   checks::required(work, "work", batch);
   checks::streams(batch, lat.volume, chain_offset);
+  checks::site(site);
+  checks::positive(double(eps), "eps");
+  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
+                 {work, checks::bytes<T>(2 * batch * lat.volume), "work", true}});
   if (n_steps < 0) throw std::invalid_argument("n_steps must be >= 0");
   if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
@@ -343,6 +359,10 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
   checks::required(accepted, "accepted", batch);
   checks::at_least(n_sweeps, 0, "n_sweeps");
   checks::streams(batch, lat.volume, chain_offset);
+  checks::site(site);
+  checks::positive(double(delta), "delta");
+  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
+                 {accepted, checks::bytes<double>(batch), "accepted", true}});
   check_checkerboard(lat);
   if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
@@ -365,6 +385,9 @@ void sde_step(int64_t batch, int64_t n_sites, T* x, const T* score, const SdeCoe
   checks::required(x, "x", batch);
   checks::required(score, "score", batch);
   checks::streams(batch, n_sites, chain_offset);
+  checks::sde(coef);
+  checks::apart({{x, checks::bytes<T>(batch * n_sites), "x", true},
+                 {score, checks::bytes<T>(batch * n_sites), "score", false}});
   if (batch == 0) return;
   sde_kernel<<<grid_for(batch, (n_sites + 1) / 2), kBlock, 0, as_stream(stream)>>>(
       x, score, batch, n_sites, T(coef.drift_x), T(coef.score), T(coef.noise), seed, chain_offset, step);

@@ -415,6 +415,50 @@ int main() {
     expect(refused([&] { cpu::metropolis(lat, 2, x.data(), en.data(), site, 0.5, -1, 1u, 0u, 0, 1); },
                    "n_sweeps must be >= 0"),
            "negative n_sweeps refused");
+    // parameters, thread counts and overlapping buffers (unchecked before: NaN actions, a field
+    // written with NaN, libgomp ending the process at nthreads = 50000, a wrong action)
+    const double nan = std::nan("");
+    expect(refused([&] { cpu::phi4(lat, 2, x.data(), a, g.data(), Phi4Site<double>{nan, 0.5}, 1); },
+                   "kappa must be finite"),
+           "NaN kappa refused");
+    expect(refused([&] { cpu::xy(lat, 2, x.data(), a, g.data(), XYSite<double>{INFINITY}, 1); },
+                   "beta must be finite"),
+           "infinite beta refused");
+    expect(refused([&] { cpu::oscillator(int64_t(6), 2, x.data(), a, g.data(), OscillatorSite<double>{0, 0.5, 0, 1, 0},
+                                         1); }, "a (= beta / n_slices) must be > 0"),
+           "oscillator spacing 0 refused");
+    expect(refused([&] { cpu::oscillator(int64_t(6), 2, x.data(), a, g.data(),
+                                         OscillatorSite<double>{0.1, 0.5, 0, -1, 0}, 1); }, "c2 must be >= 0"),
+           "unbounded oscillator potential refused");
+    expect(refused([&] { cpu::phi4(lat, 2, x.data(), a, g.data(), site, 100000); }, "nthreads must be <= "),
+           "nthreads beyond 4 x the processors refused");
+    expect(refused([&] { cpu::langevin(lat, 2, x.data(), work.data(), site, -0.01, 1, 1u, 0u, 0, 1); },
+                   "eps must be > 0"),
+           "negative Langevin eps refused");
+    expect(refused([&] { cpu::metropolis(lat, 2, x.data(), en.data(), site, nan, 1, 1u, 0u, 0, 1); },
+                   "delta must be finite"),
+           "NaN Metropolis delta refused");
+    expect(refused([&] { cpu::sde_step(2, V, x.data(), g.data(), SdeCoefficients{0, nan, 1}, 1u, 0u, 0, 1); },
+                   "coef.score must be finite"),
+           "NaN SDE coefficient refused");
+    {
+      const int64_t N = 4;
+      std::vector<double> c(2 * N, 0.1), fw(5 * 2 * N), basis(N * N, 0.5), im(N, 1.0);
+      im[2] = 0;
+      expect(refused([&] { cpu::hmc_fourier(N, 2, c.data(), fw.data(), en.data(), acc.data(),
+                                            OscillatorSite<double>{0.1, 0.5, 0, 1, 0}, basis.data(), im.data(), hs,
+                                            1); }, "inv_mass[j] must be > 0"),
+             "a zero inverse mass refused");
+    }
+    expect(refused([&] { cpu::phi4(lat, 2, x.data(), a, x.data(), site, 1); }, "x and grad must not overlap"),
+           "gradient written over the field refused");
+    expect(refused([&] { cpu::phi4(lat, 2, x.data(), g.data() + 1, g.data(), site, 1); },
+                   "action and grad must not overlap"),
+           "action inside the gradient refused");
+    expect(refused([&] { cpu::hmc(lat, 2, x.data(), work.data(), work.data() + 4, acc.data(), site, hs, 1); },
+                   "work and energies must not overlap"),
+           "energies inside the work buffer refused");
+    expect(refused([&] { make_lattice(2, nullptr); }, "extents must not be null"), "null extents refused");
     // batch 0: nothing to do, and null buffers are fine
     cpu::phi4<double>(lat, 0, nullptr, nullptr, nullptr, site, 1);
     cpu::hmc<double>(lat, 0, nullptr, nullptr, nullptr, nullptr, site, hs, 1);

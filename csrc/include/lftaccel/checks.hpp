@@ -9,13 +9,23 @@
 // values of all chains, and the work buffers' multiples of them, fit 64-bit indices; and where
 // Philox streams are drawn, at most 2^32 sites per chain (the site is one 32-bit counter word)
 // and chain_offset + batch <= 2^32 (the chain is one key word: more would repeat streams).
+// The parameters: finite; the oscillator's a = beta / N and m > 0, its potential bounded below
+// (c4 >= 0, and c2 >= 0 where c4 = 0); step sizes (Langevin eps, Metropolis delta) and the
+// Fourier HMC's inverse masses > 0; an SDE step's coefficients finite. (HMC's eps is not
+// checked: a non-finite one gives non-finite energies, which are rejected.) On the CPU,
+// nthreads at most 4 x the processors (libgomp ends the process when it cannot create them).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
 #include "lattice.hpp"
+#include "mcmc.hpp"
+#include "oscillator.hpp"
 
 namespace lftaccel {
 namespace checks {
@@ -88,6 +98,83 @@ inline void hmc_buffers(int64_t batch, int64_t sites, const void* work, const vo
   required(energies, "energies", batch);
   required(accepted, "accepted", batch);
   streams(batch, sites, chain_offset);
+}
+
+inline std::string real(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+inline void finite(double v, const char* name) {
+  if (!std::isfinite(v)) fail(std::string(name) + " must be finite, got " + real(v));
+}
+
+inline void positive(double v, const char* name) {
+  finite(v, name);
+  if (!(v > 0)) fail(std::string(name) + " must be > 0, got " + real(v));
+}
+
+template <class T>
+void site(const Phi4Site<T>& s) {
+  finite(double(s.kappa), "kappa");
+  finite(double(s.lam), "lam");
+}
+
+template <class T>
+void site(const XYSite<T>& s) {
+  finite(double(s.beta), "beta");
+}
+
+template <class T>
+void site(const OscillatorSite<T>& s) {
+  positive(double(s.a), "a (= beta / n_slices)");
+  positive(double(s.m), "m");
+  finite(double(s.c0), "c0");
+  finite(double(s.c2), "c2");
+  finite(double(s.c4), "c4");
+  if (s.c4 < 0) fail("c4 must be >= 0 (a potential bounded below), got " + real(double(s.c4)));
+  if (s.c4 == 0 && s.c2 < 0)
+    fail("c2 must be >= 0 where c4 = 0 (a potential bounded below), got " + real(double(s.c2)));
+}
+
+inline void sde(const SdeCoefficients& c) {
+  finite(c.drift_x, "coef.drift_x");
+  finite(c.score, "coef.score");
+  finite(c.noise, "coef.noise");
+}
+
+// A buffer an entry point reads or writes: `bytes` from ptr (null: not used).
+struct Span {
+  const void* ptr;
+  int64_t bytes;
+  const char* name;
+  bool written;
+};
+
+// What a call writes overlaps nothing else it reads or writes: its loops are compiled on that
+// assumption (a gradient written over the field it is computed from gave a wrong action, with
+// no error).
+inline void apart(std::initializer_list<Span> spans) {
+  for (const Span* a = spans.begin(); a != spans.end(); ++a)
+    for (const Span* b = a + 1; b != spans.end(); ++b) {
+      if (!(a->written || b->written) || !a->ptr || !b->ptr || a->bytes <= 0 || b->bytes <= 0) continue;
+      const auto a0 = reinterpret_cast<uintptr_t>(a->ptr), b0 = reinterpret_cast<uintptr_t>(b->ptr);
+      if (a0 < b0 + uintptr_t(b->bytes) && b0 < a0 + uintptr_t(a->bytes))
+        fail(std::string(a->name) + " and " + b->name + " must not overlap");
+    }
+}
+
+template <class T>
+int64_t bytes(int64_t n) {
+  return n * int64_t(sizeof(T));
+}
+
+// <= 0: the OpenMP default.
+inline void threads(int nthreads, int max) {
+  if (nthreads > max)
+    fail("nthreads must be <= " + std::to_string(max) + " (4 x the processors; <= 0: the OpenMP default), got " +
+         std::to_string(nthreads));
 }
 
 }  // namespace checks

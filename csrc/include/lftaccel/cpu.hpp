@@ -3,11 +3,13 @@
 // Memory is the caller's: x holds batch * volume values in (batch, *shape)
 // row-major order; `action` (batch values) and `grad` (like x) may each be
 // null to skip that output. Outputs must not overlap x or each other (the loops
-// are compiled on that assumption; the Python bindings check it). Results do not depend on the thread count:
-// per-configuration sums are reduced over fixed chunks in a fixed order.
-// nthreads <= 0 means the OpenMP default (one thread without OpenMP).
-// Every entry point checks its arguments first (checks.hpp states the preconditions) and
-// throws std::invalid_argument naming the one it refuses.
+// are compiled on that assumption; checked). Results do not depend on the thread count:
+// per-configuration sums are reduced over fixed chunks in a fixed order (bitwise, for one
+// build: other compiler flags, such as -march=native, may round differently).
+// nthreads <= 0 means the OpenMP default (one thread without OpenMP); at most 4 x the
+// processors. T is float or double: the library holds those instantiations only.
+// Every entry point checks its arguments first, parameters included (checks.hpp states the
+// preconditions), and throws std::invalid_argument naming the one it refuses.
 #pragma once
 
 #include <cstdint>
@@ -61,8 +63,9 @@ void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32
 // One HMC trajectory of every chain, updating x in place. Site is Phi4Site,
 // XYSite or OscillatorSite (a 1D lattice of n_slices). work holds 3 * batch *
 // volume values (momenta, trial field, scratch); with settings.refresh false the
-// momenta are read from its first third. energies (4 * batch doubles) receives
-// (S_old, K_old, S_new, K_new) per chain, K = sum p^2 / 2; accepted[b] is 1 when
+// momenta are read from its first third. energies (4 * batch doubles) is a (4, batch)
+// row-major array: energies[k * batch + b] for k = 0..3 holds chain b's S_old, K_old, S_new,
+// K_new, K = sum p^2 / 2 (in double, whatever T); accepted[b] is 1 when
 // chain b moved. A non-finite energy is rejected, never propagated. Accepted
 // XY angles are wrapped into [-pi, pi).
 template <class T, class Site>
@@ -70,8 +73,8 @@ void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uin
          const Site& site, const HmcSettings<T>& settings, int nthreads = 0);
 
 // The oscillator's HMC in Fourier coordinates c (x = basis c, basis (n, n)
-// row-major, row = slice). Momentum of mode j has variance 1 / inv_mass[j].
-// work holds 5 * batch * n_slices values; otherwise as hmc.
+// row-major, row = slice). Momentum of mode j has variance 1 / inv_mass[j] (> 0), and
+// K = sum_j inv_mass[j] p_j^2 / 2. work holds 5 * batch * n_slices values; otherwise as hmc.
 template <class T>
 void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* energies, uint32_t* accepted,
                  const OscillatorSite<T>& site, const T* basis, const T* inv_mass,

@@ -48,7 +48,8 @@ template <class T>
 void philox_normal(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                    uint64_t step, uint32_t purpose, void* stream);
 
-// Monte Carlo: same contracts as in cpu.hpp. energies / accepted are device buffers.
+// Monte Carlo: same contracts as in cpu.hpp. energies / accepted are device buffers, and so is
+// hmc_fourier's inv_mass, which is therefore not checked here (its entries must be > 0).
 template <class T, class Site>
 void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted,
          const Site& site, const HmcSettings<T>& settings, void* stream);

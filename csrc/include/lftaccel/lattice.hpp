@@ -104,6 +104,7 @@ struct Lattice {
 inline Lattice make_lattice(int ndim, const int64_t* extents) {
   if (ndim < 1 || ndim > kMaxDims)
     throw std::invalid_argument("lattice rank must be 1..4, got " + std::to_string(ndim));
+  if (extents == nullptr) throw std::invalid_argument("extents must not be null");
   Lattice lat;
   lat.ndim = ndim;
   int64_t vol = 1;
