@@ -109,6 +109,9 @@ def test_chi2_uses_the_full_covariance():
     ({"omega": np.array([1.0, 0.5, 2.0])}, "increasing"),
     ({"sigma": np.eye(25)}, r"sigma must be 1-d, one value per data point, got shape \(25, 25\); a covariance"),
     ({"D": np.ones((25, 2))}, r"D must be 1-d, one value per data point, got shape \(25, 2\)"),
+    ({"D": np.ones(25) * (1 + 1e-3j)}, "D must be real, got complex values"),
+    ({"D": np.array(["1.0"] * 25)}, "D must be an array of real numbers, got dtype <U3"),
+    ({"p": [None] * 25}, "p must be an array of real numbers, got dtype object"),
 ])
 def test_bad_input(kwargs, message):
     D, sigma = data()
@@ -178,6 +181,7 @@ def test_maxent_user_default_model():
     assert err["truth-like"] < 0.5 * err["flat"] and err["wrong"] > err["flat"], err
 
 
+@pytest.mark.filterwarnings("ignore::lftaccel.spectral.MisfitWarning")  # alpha = 1e12 is far from the data, as meant
 def test_maxent_fixed_alpha_follows_the_path_and_orders_chi2():
     """A numeric alpha is reached along the large -> small alpha path: from a cold start at the
     default model Bryan's Newton stopped far from the maximum on precise data. Larger alpha
@@ -349,8 +353,53 @@ def test_linear_quadrature_on_a_grid_from_zero():
 def test_user_kernel_must_return_n_p_by_n_omega():
     transposed = lambda p, w: S.kallen_lehmann(p, w).T  # noqa: E731
     for quadrature in ("linear", "riemann"):
-        with pytest.raises(ValueError, match=r"\(n_p, n_omega\) array"):
+        with pytest.raises(ValueError, match=r"returned shape \(\d+, 25\); a callable kernel is called with the "
+                                             r"1-d arrays p \(25,\) and omega \(\d+,\) and must return the "
+                                             r"\(25, \d+\) matrix"):
             S.kernels.forward_matrix(P25, OMEGA, transposed, quadrature)
+    # an elementwise formula fails inside the user's function: the message says what is expected
+    elementwise = lambda p, w: w / (np.pi * (w**2 + p**2))  # noqa: E731
+    with pytest.raises(ValueError, match=r"the kernel raised ValueError: operands could not be broadcast.*"
+                                         r"lambda p, w: f\(p\[:, None\], w\[None, :\]\)"):
+        S.kernels.forward_matrix(P25, OMEGA, elementwise, "riemann")
+    outer = lambda p, w: elementwise(p[:, None], w[None, :])  # noqa: E731
+    np.testing.assert_allclose(S.kernels.forward_matrix(P25, OMEGA, outer), S.kernels.forward_matrix(P25, OMEGA),
+                               rtol=1e-13)
+    # a matrix holds its own weights: another quadrature is refused, not ignored
+    with pytest.raises(ValueError, match="quadrature='riemann' does not apply to a kernel matrix"):
+        S.kernels.forward_matrix(P25, OMEGA, np.ones((25, 500)), "riemann")
+
+
+def test_finite_temperature_kernel_is_named_and_refuses_negative_frequencies():
+    K = S.finite_temperature(1 / 16)
+    tau = np.arange(1.0, 16.0)
+    with pytest.raises(ValueError, match=r"omega must be >= 0 for finite_temperature\(T=0.0625\) .* "
+                                         r"got omega\[0\] = -5"):
+        S.kernels.forward_matrix(tau, np.linspace(-5.0, 5.0, 41), K)
+    with pytest.raises(ValueError, match=r"diverges at omega = 0 \(tau = 1\)"):
+        S.kernels.forward_matrix(tau, np.linspace(0.0, 5.0, 41), K)
+    with pytest.raises(TypeError, match=r"needs its temperature: pass finite_temperature\(T\)"):
+        S.kernels.forward_matrix(tau, OMEGA, S.finite_temperature)
+    with pytest.raises(ValueError, match=r"the finite-temperature kernel is finite_temperature\(T\)"):
+        S.kernels.forward_matrix(tau, OMEGA, "finite-temperature")
+    # the normalisation as documented: at T -> 0 the Fourier transform of G(tau) is 2 pi D(p)
+    bw = mock.breit_wigner(1.0, 2.0, 0.5)
+    t = np.linspace(1e-9, 40.0, 40001)
+    G = mock.propagator(bw, t, kernel=S.finite_temperature(1 / 200))
+    ft = 2 * np.trapezoid(np.cos(0.5 * t) * G, t)
+    assert ft / mock.bw_propagator(0.5, 1.0, 2.0, 0.5) == pytest.approx(2 * np.pi, rel=2e-3)
+
+
+def test_every_method_warns_when_its_result_misses_the_data():
+    D, sigma = data(1e-3)
+    low = np.linspace(0.04, 0.3, 50)  # stops far below the spectrum at omega ~ 2
+    for method in ("tsvd", "tikhonov", "mem"):
+        with pytest.warns(S.MisfitWarning, match=rf"{method}: chi\^2/N_p = .*does not reproduce the data"):
+            res = S.reconstruct(P25, D, sigma, low, method)
+        assert res.chi2_per_point > S.CHI2_MISFIT
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", S.MisfitWarning)
+        assert S.reconstruct(P25, D, sigma, OMEGA, "tikhonov").chi2_per_point < S.CHI2_MISFIT
 
 
 def test_mock_propagator_refuses_a_divergent_integral():
@@ -469,6 +518,8 @@ def test_spectral_command_reads_columns_by_their_header(tmp_path):
     ("p,D,sigma\n1,2,0.1\n2,x,0.1\n3,0.5,0.1\n", False, "line 3: 'x' is not a number"),
     ("1,2,3\n2,1,0.5\n", False, "or if the rows are samples of D(p) after a row of momenta"),
     ("p,D,sigma\n1,2,0.1\n2,1,0.1\n3,0.5,0.1\n", True, "is not a number (a samples file starts with its row"),
+    ("# p,D,sigma\n" + "".join(f"{k},{1 / k},0.01\n" for k in range(1, 9)), True,
+     "line 1: the header names the columns p, D, sigma: read the file without samples=True (--samples)"),
     ("1,2,3\n" + "1,0.5,inf\n" * 7, True, "line 2: 'inf' is not finite"),
     # every sample equal at p = 2: that point has no error
     ("1,2,3\n" + "".join(f"{1 + 0.01 * k},{0.7 + 0.02 * k},{0.3 - 0.001 * k * k}\n" for k in range(5)), True,
@@ -488,6 +539,11 @@ def test_spectral_command_bad_files(tmp_path, capsys, text, samples, message):
 
 def test_spectral_command_refuses_before_reading_the_data(tmp_path, capsys):
     from lftaccel.cli import main
+
+    (tmp_path / "rho.csv").write_text("an earlier result")
+    assert main(["spectral", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "rho.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot read " in err[0] and "missing.csv: no such file" in err[0], err
 
     p = np.array([1.0, 2.0, 4.0])  # few samples: reading them warns
     samples = mock.bw_propagator(p) * (1 + 1e-3 * np.random.default_rng(1).standard_normal((10, 3)))
@@ -638,7 +694,7 @@ def test_nn_divergence_is_an_error_and_a_fit_far_off_warns():
     with pytest.raises(FloatingPointError, match="lower lr"):
         S.reconstruct(P25, D, sigma, OMEGA, "nn", depth=1, optimizer="adam", lr=1e300, iters=50, stages=1,
                       n_ensemble=1)
-    with pytest.warns(RuntimeWarning, match="does not fit the data"):
+    with pytest.warns(S.MisfitWarning, match="does not reproduce the data"):
         S.reconstruct(P25, D, sigma, OMEGA, "nn", iters=5, stages=1, n_ensemble=1)
     for scale in (0.0, -1.0, float("nan"), float("inf"), "4", True, 1e-320):
         with pytest.raises(ValueError, match="scale"):
@@ -827,8 +883,9 @@ def test_the_lattice_like_mock_shapes(shape):
         truth = spec(OMEGA)
         assert abs(OMEGA[np.argmax(res.rho)] - OMEGA[np.argmax(truth)]) < 0.2 and res.chi2_per_point < 2
         assert truth.min() < 0 and res.rho[np.abs(OMEGA - 4.5) < 0.5].min() < 0.5 * truth.min()
-        # a positive representation cannot fit these data at all
-        assert S.reconstruct(p, D, sigma, OMEGA, "tikhonov").chi2_per_point > 100
+        # a positive representation cannot fit these data at all, and says so
+        with pytest.warns(S.MisfitWarning):
+            assert S.reconstruct(p, D, sigma, OMEGA, "tikhonov").chi2_per_point > 100
     else:  # the continuum reaches far above 20: a wider grid, or the fit piles weight at its end
         wide = np.linspace(0.04, 60.0, 750)
         res = S.reconstruct(p, D, sigma, wide, "tikhonov")

@@ -7,12 +7,6 @@ import os
 import sys
 import warnings
 
-# chi^2/N_p above which the command warns that a reconstruction misses the data: for N_p >= 3
-# points that fit within known errors, chi^2/N_p exceeds 4 with probability below 0.008. Under a
-# covariance estimated from few samples (--samples) the tail is heavier: at the fewest allowed,
-# N_p + 3, about 3 % of fits that are right draw the warning.
-CHI2_MISFIT = 4.0
-
 
 def _same_file(a, b) -> bool:
     return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
@@ -22,10 +16,13 @@ def spectral_command(args):
     import numpy as np
 
     from ..io import check_writable
-    from ..spectral import read_propagator, reconstruct
+    from ..spectral import CHI2_MISFIT, MisfitWarning, read_propagator, reconstruct
 
 
     # the options first: cheap, and a refusal then stands alone, without the data's warnings
+    if not os.path.isfile(args.data):
+        raise ValueError(f"cannot read {args.data}: " + ("it is a directory" if os.path.isdir(args.data)
+                                                         else "no such file"))
     if not 0 <= args.omega_min < math.inf:
         raise ValueError(f"--omega-min must be finite and >= 0, got {args.omega_min}")
     if not args.omega_min < args.omega_max < math.inf:
@@ -61,7 +58,9 @@ def spectral_command(args):
         print(f"lftaccel spectral: warning: {w.message}", file=sys.stderr)
     omega = np.linspace(args.omega_min, args.omega_max, args.n_omega)
     options = {"progress": not args.no_progress} if args.method in ("nn", "p2p") else {}
-    res = reconstruct(p, D, sigma, omega, args.method, cov=cov, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MisfitWarning)  # said below, in the command's own line
+        res = reconstruct(p, D, sigma, omega, args.method, cov=cov, **options)
     band = res.band if res.band is not None else np.full_like(res.rho, np.nan)
     np.savetxt(args.output, np.column_stack([res.omega, res.rho, band]), delimiter=",",
                header="omega,rho,rho_err", comments="")

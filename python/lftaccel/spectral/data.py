@@ -53,13 +53,15 @@ def read_propagator(path, *, samples: bool = False):
     except (OSError, UnicodeDecodeError) as err:
         raise FileNotFoundError(f"cannot read {path}: {err}") from None
     order = None
-    if not samples:
-        # a first line written as a comment that names the columns is the header too
-        first = next((k for k, line in enumerate(text) if line.strip()), None)
-        if first is not None and text[first].lstrip().startswith("#"):
-            named = [c.strip().strip("\"'").lower() for c in text[first].lstrip()[1:].split(",")]
-            if sorted(named) == sorted(c.lower() for c in COLUMNS):
-                text[first] = text[first].lstrip()[1:]
+    # a first line written as a comment that names the columns is the header too
+    first = next((k for k, line in enumerate(text) if line.strip()), None)
+    if first is not None and text[first].lstrip().startswith("#"):
+        named = [c.strip().strip("\"'").lower() for c in text[first].lstrip()[1:].split(",")]
+        if sorted(named) == sorted(c.lower() for c in COLUMNS):
+            if samples:  # (read as a comment, its rows would pass for a row of momenta and samples)
+                raise ValueError(f"{path}, line {first + 1}: the header names the columns p, D, sigma: read the "
+                                 f"file without samples=True (--samples)")
+            text[first] = text[first].lstrip()[1:]
     lines = [(k, line.split("#", 1)[0]) for k, line in enumerate(text, 1)]
     lines = [(k, line) for k, line in lines if line.strip()]
     if not lines:
