@@ -124,13 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("spectral", help="reconstruct rho(omega) from a propagator D(p)",
                         description="Reconstruct a spectral function from Euclidean propagator data through "
-                                    "the Kallen-Lehmann kernel and write omega, rho, rho_err as CSV. rho_err "
+                                    "the Kallen-Lehmann kernel (or, with --temperature, from a correlator in "
+                                    "Euclidean time) and write omega, rho, rho_err as CSV. rho_err "
                                     "is the data's noise propagated to rho (the spread of rho over noise "
                                     "realisations; an estimate from the ensemble of 2 for nn and p2p); it "
                                     "leaves out the regulator's bias, often the larger error. Tikhonov with "
                                     "positivity has none (NaN).")
     sp.add_argument("data", help="CSV with a header and columns p, D, sigma; with --samples, the first row holds "
                                  "the momenta and every further row one sample of D(p)")
+    sp.add_argument("--temperature", type=_float, metavar="T",
+                    help="the data are a correlator G(tau) at temperature T, the first column (or the first row "
+                         "of --samples) Euclidean times 0 <= tau <= 1/T (a header may name them tau, G, sigma), "
+                         "reconstructed through the finite-temperature kernel cosh(w (tau - 1/(2T))) / sinh(w / "
+                         "(2T)) as written, with no 1/(2 pi); rho below --omega-min counts as 0, so start the "
+                         "grid well below any transport peak")
     sp.add_argument("--samples", action="store_true",
                     help="the rows are independent samples (bin autocorrelated ones first): use their mean "
                          "and the full covariance of the mean, its inverse corrected for the finite number "

@@ -16,7 +16,7 @@ def spectral_command(args):
     import numpy as np
 
     from ..io import check_writable
-    from ..spectral import CHI2_MISFIT, MisfitWarning, read_propagator, reconstruct
+    from ..spectral import CHI2_MISFIT, MisfitWarning, finite_temperature, read_propagator, reconstruct
 
 
     # the options first: cheap, and a refusal then stands alone, without the data's warnings
@@ -30,6 +30,14 @@ def spectral_command(args):
                          f"got {args.omega_max}")
     if args.n_omega < 3:
         raise ValueError(f"--n-omega must be at least 3, got {args.n_omega}")
+    kernel = "kallen-lehmann"
+    if args.temperature is not None:
+        if not 0 < args.temperature < math.inf:
+            raise ValueError(f"--temperature must be finite and > 0, got {args.temperature}")
+        if args.omega_min == 0:
+            raise ValueError("--omega-min must be above 0 with --temperature: the kernel diverges like 2T/omega "
+                             "at omega = 0")
+        kernel = finite_temperature(args.temperature)
     if args.plot and (os.path.abspath(args.plot) == os.path.abspath(args.output)
                       or _same_file(args.plot, args.output)):
         raise ValueError(f"--plot {args.plot} is the -o file: the plot would replace the result")
@@ -60,7 +68,7 @@ def spectral_command(args):
     options = {"progress": not args.no_progress} if args.method in ("nn", "p2p") else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MisfitWarning)  # said below, in the command's own line
-        res = reconstruct(p, D, sigma, omega, args.method, cov=cov, **options)
+        res = reconstruct(p, D, sigma, omega, args.method, kernel=kernel, cov=cov, **options)
     band = res.band if res.band is not None else np.full_like(res.rho, np.nan)
     np.savetxt(args.output, np.column_stack([res.omega, res.rho, band]), delimiter=",",
                header="omega,rho,rho_err", comments="")

@@ -17,6 +17,17 @@ import warnings
 import numpy as np
 
 COLUMNS = ("p", "D", "sigma")
+# A correlator in Euclidean time may name its columns tau, G, sigma.
+ALIASES = {"tau": "p", "g": "d"}
+
+
+def _column(name: str) -> str:
+    """A header cell as the column it names: lower case, unquoted, aliases resolved."""
+    n = name.strip().strip("\"'").lower()
+    return ALIASES.get(n, n)
+
+
+_WANTED = sorted(c.lower() for c in COLUMNS)
 
 
 def covariance_of_mean(samples, *, _stacklevel: int = 2) -> np.ndarray:
@@ -43,7 +54,8 @@ def read_propagator(path, *, samples: bool = False):
     """(p, D, sigma, cov) from a text file of comma-separated values.
 
     Without ``samples``: a header naming the columns p, D, sigma (in any order; numpy.savetxt's
-    '# p,D,sigma' too), then one row per momentum; cov is None. With ``samples``: the momenta in
+    '# p,D,sigma' too; tau, G, sigma for a correlator in Euclidean time), then one row per
+    momentum (or time); cov is None. With ``samples``: the momenta in
     the first row and one sample of D(p) in every further row; D is their mean, cov the
     covariance of the mean (``covariance_of_mean``) and sigma None. Text after a # is a comment;
     blank lines are skipped. A file that does not fit gives a ValueError naming the line."""
@@ -56,8 +68,8 @@ def read_propagator(path, *, samples: bool = False):
     # a first line written as a comment that names the columns is the header too
     first = next((k for k, line in enumerate(text) if line.strip()), None)
     if first is not None and text[first].lstrip().startswith("#"):
-        named = [c.strip().strip("\"'").lower() for c in text[first].lstrip()[1:].split(",")]
-        if sorted(named) == sorted(c.lower() for c in COLUMNS):
+        named = [_column(c) for c in text[first].lstrip()[1:].split(",")]
+        if sorted(named) == _WANTED:
             if samples:  # (read as a comment, its rows would pass for a row of momenta and samples)
                 raise ValueError(f"{path}, line {first + 1}: the header names the columns p, D, sigma: read the "
                                  f"file without samples=True (--samples)")
@@ -69,14 +81,14 @@ def read_propagator(path, *, samples: bool = False):
     if not samples:
         k, header = lines.pop(0)
         names = [c.strip().strip("\"'") for c in header.split(",")]
-        if sorted(n.lower() for n in names) != sorted(c.lower() for c in COLUMNS):
+        if sorted(_column(n) for n in names) != _WANTED:
             what = f"{header.strip()!r}"
             if _is_numeric(names):
                 what = ("numbers: add the header line, or if the rows are samples of D(p) after a row of "
                         "momenta, read them as samples, samples=True (--samples)")
-            raise ValueError(f"{path}: the first line must be the header naming the columns p, D, sigma, "
-                             f"got {what}")
-        order = [[n.lower() for n in names].index(c.lower()) for c in COLUMNS]
+            raise ValueError(f"{path}: the first line must be the header naming the columns p, D, sigma (or tau, "
+                             f"G, sigma), got {what}")
+        order = [[_column(n) for n in names].index(c.lower()) for c in COLUMNS]
         if not lines:
             raise ValueError(f"{path}: the file has a header and no data")
     rows = []
@@ -87,7 +99,7 @@ def read_propagator(path, *, samples: bool = False):
         except ValueError:
             bad = next(c for c in cells if not _is_numeric([c]))
             hint = ""
-            if samples and not rows and bad.strip().strip("\"'").lower() in [c.lower() for c in COLUMNS]:
+            if samples and not rows and _column(bad) in _WANTED:
                 hint = (" (a samples file starts with its row of momenta; a file whose header names p, D, "
                         "sigma is read without samples=True, --samples)")
             raise ValueError(f"{path}, line {k}: {bad.strip()!r} is not a number{hint}") from None
