@@ -339,7 +339,8 @@ def test_measure_notes_frozen_chains_and_chains_apart():
 
     frozen = np.repeat(rng.standard_normal((1, *shape)), n * chains, 0)
     m = analysis.measure(ens_of(frozen))
-    assert any(note.startswith("constant along every chain: M, slice_corr, action") for note in m.notes), m.notes
+    constant = "measurements constant along every chain: M, slice_corr, action"
+    assert any(note.startswith(constant) for note in m.notes), m.notes
     # the chains sit 0.3 apart in M (4 sites: each chain's M has error ~0.05 / tau 0.5): the error of M
     # becomes the spread of the chains, and the note names M
     x = rng.standard_normal((n * chains, *shape)) + np.tile(0.3 * rng.standard_normal(chains), n)[:, None, None]
@@ -347,3 +348,13 @@ def test_measure_notes_frozen_chains_and_chains_apart():
     assert m["M"].error == m["M"].stream_error > 1.5 * m["M"].gamma_error
     apart = [note for note in m.notes if note.startswith("chains disagree beyond their Gamma errors")]
     assert len(apart) == 1 and "M (spread" in apart[0] and "each of these errors is the chains' spread" in apart[0]
+
+
+def test_table_marks_an_error_from_the_spread_of_few_chains():
+    e = analysis.Estimate("x", 0.0, 2.0, tau_int=0.5, n_samples=8000, gamma_error=1.5, stream_error=2.0, n_streams=8)
+    assert e.n_effective > analysis.FEW_EFFECTIVE  # many samples, but an error from 8 chains
+    assert analysis.format_table({"x": e}).splitlines()[1].endswith(" *")
+    e.n_streams = 16
+    assert "*" not in analysis.format_table({"x": e})
+    e.n_streams, e.gamma_error = 8, None  # the Gamma error was the larger: it stands
+    assert "*" not in analysis.format_table({"x": e})

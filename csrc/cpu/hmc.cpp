@@ -151,6 +151,7 @@ void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uin
   checks::field(lat, batch, x, "x");
   checks::hmc_buffers(batch, lat.volume, work, energies, accepted, hs.chain_offset);
   checks::site(site);
+  checks::sampled(site);
   check_threads(nthreads);
   checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
                  {work, checks::bytes<T>(3 * batch * lat.volume), "work", true},
@@ -171,6 +172,7 @@ void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site
   checks::required(work, "work", batch);
   checks::streams(batch, lat.volume, chain_offset);
   checks::site(site);
+  checks::sampled(site);
   checks::positive(double(eps), "eps");
   check_threads(nthreads);
   checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},

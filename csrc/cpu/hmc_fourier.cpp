@@ -64,7 +64,7 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
                  {work, checks::bytes<T>(5 * batch * n_slices), "work", true},
                  {energies, checks::bytes<double>(4 * batch), "energies", true},
                  {accepted, checks::bytes<uint32_t>(batch), "accepted", true},
-                 {basis, checks::bytes<T>(n_slices * n_slices), "basis", false},
+                 {basis, checks::bytes<T>(checks::squared(n_slices)), "basis", false},
                  {inv_mass, checks::bytes<T>(n_slices), "inv_mass", false}});
   if (batch > 0)
     for (int64_t j = 0; j < n_slices; ++j) checks::positive(double(inv_mass[j]), "inv_mass[j]");

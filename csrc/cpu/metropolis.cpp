@@ -208,6 +208,7 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
   checks::at_least(n_sweeps, 0, "n_sweeps");
   checks::streams(batch, lat.volume, chain_offset);
   checks::site(site);
+  checks::sampled(site);
   checks::positive(double(delta), "delta");
   check_threads(nthreads);
   checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},

@@ -15,6 +15,9 @@
 namespace lftaccel {
 namespace cpu {
 
+// Below this many sites the fork/join cost of a parallel region outweighs the work.
+constexpr int64_t kParallelMinSites = 1 << 15;
+
 int num_procs();  // (cpu.hpp)
 
 // The most threads an entry point takes: more would only oversubscribe the machine, and
@@ -27,12 +30,12 @@ inline int max_nthreads() {
 
 inline void check_threads(int nthreads) { checks::threads(nthreads, max_nthreads()); }
 
-// Below this many sites the fork/join cost of a parallel region outweighs the work.
-constexpr int64_t kParallelMinSites = 1 << 15;
-
+// nthreads <= 0: OpenMP's default, capped like an explicit count (OMP_NUM_THREADS set for a
+// whole node in a container that holds a few of its cores would exceed it; the samplers hand
+// the resolved count on to the Philox fill, which checks it).
 inline int resolve_threads(int nthreads) {
 #ifdef _OPENMP
-  return nthreads > 0 ? nthreads : omp_get_max_threads();
+  return nthreads > 0 ? nthreads : std::min(omp_get_max_threads(), max_nthreads());
 #else
   (void)nthreads;
   return 1;

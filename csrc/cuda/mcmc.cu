@@ -219,6 +219,7 @@ void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uin
   checks::field(lat, batch, x, "x");
   checks::hmc_buffers(batch, lat.volume, work, energies, accepted, hs.chain_offset);
   checks::site(site);
+  checks::sampled(site);
   checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
                  {work, checks::bytes<T>(3 * batch * lat.volume), "work", true},
                  {energies, checks::bytes<double>(4 * batch), "energies", true},
@@ -298,7 +299,7 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
                  {work, checks::bytes<T>(5 * batch * n_slices), "work", true},
                  {energies, checks::bytes<double>(4 * batch), "energies", true},
                  {accepted, checks::bytes<uint32_t>(batch), "accepted", true},
-                 {basis, checks::bytes<T>(n_slices * n_slices), "basis", false},
+                 {basis, checks::bytes<T>(checks::squared(n_slices)), "basis", false},
                  {inv_mass, checks::bytes<T>(n_slices), "inv_mass", false}});
   if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   if (batch == 0) return;
@@ -337,6 +338,7 @@ void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site
   checks::required(work, "work", batch);
   checks::streams(batch, lat.volume, chain_offset);
   checks::site(site);
+  checks::sampled(site);
   checks::positive(double(eps), "eps");
   checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
                  {work, checks::bytes<T>(2 * batch * lat.volume), "work", true}});
@@ -360,6 +362,7 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
   checks::at_least(n_sweeps, 0, "n_sweeps");
   checks::streams(batch, lat.volume, chain_offset);
   checks::site(site);
+  checks::sampled(site);
   checks::positive(double(delta), "delta");
   checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
                  {accepted, checks::bytes<double>(batch), "accepted", true}});

@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "lftaccel/cpu.hpp"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "lftaccel/fourier.hpp"
 #include "lftaccel/mcmc.hpp"
 #include "lftaccel/philox.hpp"
@@ -459,6 +462,26 @@ int main() {
                    "work and energies must not overlap"),
            "energies inside the work buffer refused");
     expect(refused([&] { make_lattice(2, nullptr); }, "extents must not be null"), "null extents refused");
+    expect(refused([&] { cpu::hmc(lat, 2, x.data(), work.data(), en.data(), acc.data(), Phi4Site<double>{0.2, -0.1},
+                                  hs, 1); }, "lam must be >= 0 to sample"),
+           "an unbounded phi^4 refused by the sampler");
+#ifdef _OPENMP
+    {
+      // OpenMP's default above the cap (OMP_NUM_THREADS for a whole node, in a container with
+      // fewer cores): nthreads = 0 is capped, not refused, also where a sampler hands the count on
+      const int before = omp_get_max_threads();
+      omp_set_num_threads(40 * cpu::num_procs());
+      bool ran = true;
+      try {
+        cpu::hmc(lat, 1, x.data(), work.data(), en.data(), acc.data(), site, hs, 0);
+        cpu::langevin(lat, 1, x.data(), work.data(), site, 0.01, 1, 1u, 0u, 0, 0);
+      } catch (const std::exception&) {
+        ran = false;
+      }
+      omp_set_num_threads(before);
+      expect(ran, "nthreads = 0 with OpenMP's default above the cap runs");
+    }
+#endif
     // batch 0: nothing to do, and null buffers are fine
     cpu::phi4<double>(lat, 0, nullptr, nullptr, nullptr, site, 1);
     cpu::hmc<double>(lat, 0, nullptr, nullptr, nullptr, nullptr, site, hs, 1);

@@ -10,7 +10,7 @@
 // Philox streams are drawn, at most 2^32 sites per chain (the site is one 32-bit counter word)
 // and chain_offset + batch <= 2^32 (the chain is one key word: more would repeat streams).
 // The parameters: finite; the oscillator's a = beta / N and m > 0, its potential bounded below
-// (c4 >= 0, and c2 >= 0 where c4 = 0); step sizes (Langevin eps, Metropolis delta) and the
+// (c4 >= 0, and c2 >= 0 where c4 = 0), and so phi^4's where it is sampled (lam >= 0); step sizes (Langevin eps, Metropolis delta) and the
 // Fourier HMC's inverse masses > 0; an SDE step's coefficients finite. (HMC's eps is not
 // checked: a non-finite one gives non-finite energies, which are rejected.) On the CPU,
 // nthreads at most 4 x the processors (libgomp ends the process when it cannot create them).
@@ -165,9 +165,21 @@ inline void apart(std::initializer_list<Span> spans) {
     }
 }
 
+// (saturating: a span that large overlaps everything it could, and is refused elsewhere)
 template <class T>
 int64_t bytes(int64_t n) {
-  return n * int64_t(sizeof(T));
+  return n > INT64_MAX / int64_t(sizeof(T)) ? INT64_MAX : n * int64_t(sizeof(T));
+}
+
+// n^2 values, saturating likewise.
+inline int64_t squared(int64_t n) { return n > (int64_t(1) << 31) ? INT64_MAX : n * n; }
+
+// The samplers' phi^4 must be bounded below (lam >= 0); the action kernels take any lam.
+template <class Site>
+void sampled(const Site&) {}
+template <class T>
+void sampled(const Phi4Site<T>& s) {
+  if (s.lam < 0) fail("lam must be >= 0 to sample (an action bounded below), got " + real(double(s.lam)));
 }
 
 // <= 0: the OpenMP default.

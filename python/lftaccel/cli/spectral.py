@@ -20,7 +20,7 @@ def spectral_command(args):
 
 
     # the options first: cheap, and a refusal then stands alone, without the data's warnings
-    if not os.path.isfile(args.data):
+    if not os.path.exists(args.data) or os.path.isdir(args.data):  # (a pipe, /dev/stdin, is readable)
         raise ValueError(f"cannot read {args.data}: " + ("it is a directory" if os.path.isdir(args.data)
                                                          else "no such file"))
     if not 0 <= args.omega_min < math.inf:

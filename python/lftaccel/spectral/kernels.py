@@ -57,8 +57,8 @@ def finite_temperature(T: float) -> Callable:
     """The kernel K(tau, w) = cosh(w (tau - 1/(2T))) / sinh(w / (2T)) at temperature T.
 
     Written as [exp(-w tau) + exp(-w (1/T - tau))] / (1 - exp(-w / T)), which does not
-    overflow at large w. Its rho is 2 pi times that of the convention with dw / (2 pi) (module
-    docstring). Defined for w > 0 (the bosonic rho is odd, rho(-w) = -rho(w), which folds the
+    overflow at large w. Its rho is that of the convention with dw / (2 pi) divided by 2 pi
+    (module docstring). Defined for w > 0 (the bosonic rho is odd, rho(-w) = -rho(w), which folds the
     negative frequencies into it): a grid with w < 0 is refused.
 
     At w -> 0 it diverges like 2T/w, so the grid must start above 0, and rho below the grid's

@@ -90,9 +90,10 @@ sqrt(1 + 1/n) (no band for n_ensemble = 1; with resample=False the plain standar
 which then measures the initialisations only). With the default 2 members it is an estimate
 with one degree of freedom: between fits of the same data it scatters by a factor of 2-3. It
 runs low: the members' plain standard deviation was 0.53-0.65 of the returned rho's actual
-spread over 20 noise seeds (BW at N_p = 25, eps = 1e-3; two BW at N_p = 100), and in a user's
-trial (BW(1, 2, 0.5), p = 0.5 .. 10, N_p = 20, eps = 1e-3, 10 seeds) the band was a median 0.44
-of the spread below omega = 6 and 0.26 at the peak (MEM's 0.89).
+spread over 20 noise seeds (BW at N_p = 25, eps = 1e-3; two BW at N_p = 100; the band, times
+sqrt(3/2), 0.65-0.80), and in a user's trial of the list (BW(1, 2, 0.5), p = 0.5 .. 10, N_p = 20,
+eps = 1e-3, 10 seeds) the band was a median 0.44 of the spread below omega = 6 and 0.26 at the
+peak (MEM's 0.89). p2p's was not measured so.
 The band does not contain the regularisers' bias, which on most benchmark cells is larger
 than the spread (coverage of the truth 22-77 %).
 """
