@@ -148,16 +148,8 @@ void over_chains(int64_t batch, int64_t volume, int64_t passes, int nthreads, co
 template <class T, class Site>
 void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted,
          const Site& site, const HmcSettings<T>& hs, int nthreads) {
-  checks::field(lat, batch, x, "x");
-  checks::hmc_buffers(batch, lat.volume, work, energies, accepted, hs.chain_offset);
-  checks::site(site);
-  checks::sampled(site);
+  checks::hmc_call(lat, batch, x, work, energies, accepted, site, hs);
   check_threads(nthreads);
-  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
-                 {work, checks::bytes<T>(3 * batch * lat.volume), "work", true},
-                 {energies, checks::bytes<double>(4 * batch), "energies", true},
-                 {accepted, checks::bytes<uint32_t>(batch), "accepted", true}});
-  if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   // a force pass per step and one more, the momenta, two kinetic sums, the copy
   const int64_t passes = int64_t(hs.n_steps) + 5;
   over_chains(batch, lat.volume, passes, nthreads, [&](int64_t b0, int64_t nb, int nt) {
@@ -168,16 +160,8 @@ void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uin
 template <class T, class Site>
 void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site, T eps, int n_steps,
               uint32_t seed, uint32_t chain_offset, uint64_t step, int nthreads) {
-  checks::field(lat, batch, x, "x");
-  checks::required(work, "work", batch);
-  checks::streams(batch, lat.volume, chain_offset);
-  checks::site(site);
-  checks::sampled(site);
-  checks::positive(double(eps), "eps");
+  checks::langevin_call(lat, batch, x, work, site, eps, n_steps, chain_offset);
   check_threads(nthreads);
-  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
-                 {work, checks::bytes<T>(2 * batch * lat.volume), "work", true}});
-  if (n_steps < 0) throw std::invalid_argument("n_steps must be >= 0");
   const int64_t V = lat.volume;
   const T sqrt_2eps = std::sqrt(T(2) * eps);
   // per step: the force, the noise, the update

@@ -54,21 +54,10 @@ template <class T>
 void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* energies, uint32_t* accepted,
                  const OscillatorSite<T>& site, const T* basis, const T* inv_mass, const HmcSettings<T>& hs,
                  int nthreads) {
-  checks::path(n_slices, batch, coeffs, "coeffs");
-  checks::hmc_buffers(batch, n_slices, work, energies, accepted, hs.chain_offset);
-  checks::required(basis, "basis", batch);
-  checks::required(inv_mass, "inv_mass", batch);
-  checks::site(site);
+  checks::hmc_fourier_call(n_slices, batch, coeffs, work, energies, accepted, site, basis, inv_mass, hs);
   check_threads(nthreads);
-  checks::apart({{coeffs, checks::bytes<T>(batch * n_slices), "coeffs", true},
-                 {work, checks::bytes<T>(5 * batch * n_slices), "work", true},
-                 {energies, checks::bytes<double>(4 * batch), "energies", true},
-                 {accepted, checks::bytes<uint32_t>(batch), "accepted", true},
-                 {basis, checks::bytes<T>(checks::squared(n_slices)), "basis", false},
-                 {inv_mass, checks::bytes<T>(n_slices), "inv_mass", false}});
   if (batch > 0)
     for (int64_t j = 0; j < n_slices; ++j) checks::positive(double(inv_mass[j]), "inv_mass[j]");
-  if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
   const int64_t N = n_slices;
   std::vector<T> eig(N);
   for (int64_t j = 0; j < N; ++j) eig[j] = matsubara_eigenvalue<T>(j, N);

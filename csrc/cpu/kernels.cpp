@@ -22,11 +22,8 @@ template <class T>
 void phi4(const Lattice& lat, int64_t batch, const T* x, Out<T>* action, Out<T>* grad, const Phi4Site<T>& p,
           int nthreads) {
   checks::field(lat, batch, x, "x");
-  checks::site(p);
+  checks::stencil_call(batch, lat.volume, x, "x", action, grad, p);
   check_threads(nthreads);
-  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", false},
-                 {action, checks::bytes<T>(batch), "action", true},
-                 {grad, checks::bytes<T>(batch * lat.volume), "grad", true}});
   stencil(p, lat, batch, x, action, grad, nthreads);
 }
 
@@ -34,11 +31,8 @@ template <class T>
 void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<T>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, int nthreads) {
   checks::path(n_slices, batch, x, "x");
-  checks::site(p);
+  checks::stencil_call(batch, n_slices, x, "x", action, grad, p);
   check_threads(nthreads);
-  checks::apart({{x, checks::bytes<T>(batch * n_slices), "x", false},
-                 {action, checks::bytes<T>(batch), "action", true},
-                 {grad, checks::bytes<T>(batch * n_slices), "grad", true}});
   const Lattice lat = make_lattice(1, &n_slices);
   stencil(p, lat, batch, x, action, grad, nthreads);
 }
@@ -70,15 +64,8 @@ void kick_drift(const OscillatorSite<T>& p, const Lattice& lat, int64_t batch, c
 template <class T>
 void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<T>* action,
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, int nthreads) {
-  checks::path(n_slices, batch, coeffs, "coeffs");
-  checks::required(path, "path", batch);
-  checks::site(p);
+  checks::fourier_call(n_slices, batch, coeffs, path, action, grad_coeffs, grad_path, p);
   check_threads(nthreads);
-  checks::apart({{coeffs, checks::bytes<T>(batch * n_slices), "coeffs", false},
-                 {path, checks::bytes<T>(batch * n_slices), "path", false},
-                 {action, checks::bytes<T>(batch), "action", true},
-                 {grad_coeffs, checks::bytes<T>(batch * n_slices), "grad_coeffs", true},
-                 {grad_path, checks::bytes<T>(batch * n_slices), "grad_path", true}});
   const int64_t N = n_slices;
   std::vector<T> eig(N);
   for (int64_t j = 0; j < N; ++j) eig[j] = matsubara_eigenvalue<T>(j, N);
@@ -117,10 +104,7 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
 // The arguments of a Philox fill of `sites` counters per chain.
 inline void check_fill(const void* out, int64_t batch, int64_t sites, uint32_t chain_offset, int nthreads) {
   check_threads(nthreads);
-  checks::at_least(sites, 0, "n_sites");
-  checks::batch(batch, sites);
-  checks::required(out, "out", sites > 0 ? batch : 0);
-  checks::streams(batch, sites, chain_offset);
+  checks::fill_call(out, batch, sites, chain_offset);
 }
 
 // Philox fills: work items are (chain, chunk of sites), so a single long chain
@@ -237,6 +221,11 @@ bool has_openmp() {
 }
 
 int max_threads() { return resolve_threads(0); }
+
+int max_nthreads() {
+  static const int max = 4 * std::max(1, num_procs());  // once: the processor count is a system call
+  return max;
+}
 
 int num_procs() {
 #ifdef _OPENMP

@@ -203,17 +203,8 @@ bool vec_range(const XYSite<T>&, const T* x, int64_t n, T delta) {
 template <class T, class Site>
 void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const Site& site, T delta,
                 int n_sweeps, uint32_t seed, uint32_t chain_offset, uint64_t step, int nthreads) {
-  checks::field(lat, batch, x, "x");
-  checks::required(accepted, "accepted", batch);
-  checks::at_least(n_sweeps, 0, "n_sweeps");
-  checks::streams(batch, lat.volume, chain_offset);
-  checks::site(site);
-  checks::sampled(site);
-  checks::positive(double(delta), "delta");
+  checks::metropolis_call(lat, batch, x, accepted, site, delta, n_sweeps, chain_offset);
   check_threads(nthreads);
-  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
-                 {accepted, checks::bytes<double>(batch), "accepted", true}});
-  check_checkerboard(lat);
   const int64_t L = lat.extent[lat.ndim - 1], rows = lat.volume / L;
   const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkSites / L);
   const int64_t n_chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
@@ -250,15 +241,8 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
 template <class T>
 void sde_step(int64_t batch, int64_t n_sites, T* x, const T* score, const SdeCoefficients& coef, uint32_t seed,
               uint32_t chain_offset, uint64_t step, int nthreads) {
-  checks::at_least(n_sites, 1, "n_sites");
-  checks::batch(batch, n_sites);
-  checks::required(x, "x", batch);
-  checks::required(score, "score", batch);
-  checks::streams(batch, n_sites, chain_offset);
-  checks::sde(coef);
+  checks::sde_call(batch, n_sites, x, score, coef, chain_offset);
   check_threads(nthreads);
-  checks::apart({{x, checks::bytes<T>(batch * n_sites), "x", true},
-                 {score, checks::bytes<T>(batch * n_sites), "score", false}});
   constexpr int64_t kChunk = 4096;
   const int64_t chunks = (n_sites + kChunk - 1) / kChunk;
   const T drift = T(coef.drift_x), sc = T(coef.score), nc = T(coef.noise);

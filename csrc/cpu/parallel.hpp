@@ -18,15 +18,7 @@ namespace cpu {
 // Below this many sites the fork/join cost of a parallel region outweighs the work.
 constexpr int64_t kParallelMinSites = 1 << 15;
 
-int num_procs();  // (cpu.hpp)
-
-// The most threads an entry point takes: more would only oversubscribe the machine, and
-// libgomp ends the process when it cannot create them (50000 did). Taken once: the
-// processor count is a system call.
-inline int max_nthreads() {
-  static const int max = 4 * std::max(1, num_procs());
-  return max;
-}
+int max_nthreads();  // (cpu.hpp)
 
 inline void check_threads(int nthreads) { checks::threads(nthreads, max_nthreads()); }
 

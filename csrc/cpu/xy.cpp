@@ -365,11 +365,8 @@ template <class T>
 void xy(const Lattice& lat, int64_t batch, const T* theta, Out<T>* action, Out<T>* grad, const XYSite<T>& p,
         int nthreads) {
   checks::field(lat, batch, theta, "theta");
-  checks::site(p);
+  checks::stencil_call(batch, lat.volume, theta, "theta", action, grad, p);
   check_threads(nthreads);
-  checks::apart({{theta, checks::bytes<T>(batch * lat.volume), "theta", false},
-                 {action, checks::bytes<T>(batch), "action", true},
-                 {grad, checks::bytes<T>(batch * lat.volume), "grad", true}});
   xy_any(lat, batch, theta, action, grad, p, nthreads);
 }
 

@@ -276,10 +276,7 @@ template <class T, class Acc>
 void phi4(const Lattice& lat, int64_t batch, const T* x, Out<Acc>* action, Out<T>* grad, const Phi4Site<T>& p,
           void* stream) {
   checks::field(lat, batch, x, "x");
-  checks::site(p);
-  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", false},
-                 {action, checks::bytes<Acc>(batch), "action", true},
-                 {grad, checks::bytes<T>(batch * lat.volume), "grad", true}});
+  checks::stencil_call(batch, lat.volume, x, "x", action, grad, p);
   if (batch == 0) return;
   dispatch_stencil(p, lat, batch, x, action, grad, as_stream(stream));
 }
@@ -288,10 +285,7 @@ template <class T, class Acc>
 void xy(const Lattice& lat, int64_t batch, const T* theta, Out<Acc>* action, Out<T>* grad, const XYSite<T>& p,
         void* stream) {
   checks::field(lat, batch, theta, "theta");
-  checks::site(p);
-  checks::apart({{theta, checks::bytes<T>(batch * lat.volume), "theta", false},
-                 {action, checks::bytes<Acc>(batch), "action", true},
-                 {grad, checks::bytes<T>(batch * lat.volume), "grad", true}});
+  checks::stencil_call(batch, lat.volume, theta, "theta", action, grad, p);
   if (batch == 0) return;
   if (lat.ndim != 2 || !lat.int32_indices())
     return dispatch_stencil(p, lat, batch, theta, action, grad, as_stream(stream));
@@ -324,10 +318,7 @@ template <class T, class Acc>
 void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<Acc>* action, Out<T>* grad,
                 const OscillatorSite<T>& p, void* stream) {
   checks::path(n_slices, batch, x, "x");
-  checks::site(p);
-  checks::apart({{x, checks::bytes<T>(batch * n_slices), "x", false},
-                 {action, checks::bytes<Acc>(batch), "action", true},
-                 {grad, checks::bytes<T>(batch * n_slices), "grad", true}});
+  checks::stencil_call(batch, n_slices, x, "x", action, grad, p);
   if (batch == 0) return;
   dispatch_stencil(p, make_lattice(1, &n_slices), batch, x, action, grad, as_stream(stream));
 }
@@ -335,14 +326,7 @@ void oscillator(int64_t n_slices, int64_t batch, const T* x, Out<Acc>* action, O
 template <class T, class Acc>
 void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const T* path, Out<Acc>* action,
                         Out<T>* grad_coeffs, Out<T>* grad_path, const OscillatorSite<T>& p, void* stream) {
-  checks::path(n_slices, batch, coeffs, "coeffs");
-  checks::required(path, "path", batch);
-  checks::site(p);
-  checks::apart({{coeffs, checks::bytes<T>(batch * n_slices), "coeffs", false},
-                 {path, checks::bytes<T>(batch * n_slices), "path", false},
-                 {action, checks::bytes<Acc>(batch), "action", true},
-                 {grad_coeffs, checks::bytes<T>(batch * n_slices), "grad_coeffs", true},
-                 {grad_path, checks::bytes<T>(batch * n_slices), "grad_path", true}});
+  checks::fourier_call(n_slices, batch, coeffs, path, action, grad_coeffs, grad_path, p);
   if (batch == 0 || (!action && !grad_coeffs && !grad_path)) return;
   zero_action(action, batch, as_stream(stream));
   const Launch l = launch_for<T>(batch, n_slices);
@@ -354,10 +338,7 @@ void oscillator_fourier(int64_t n_slices, int64_t batch, const T* coeffs, const 
 template <Variate K, class T>
 void launch_philox(T* out, int64_t batch, int64_t n_sites, uint32_t seed, uint32_t chain_offset,
                    uint64_t step, uint32_t purpose, void* stream) {
-  checks::at_least(n_sites, 0, "n_sites");
-  checks::batch(batch, n_sites);
-  checks::required(out, "out", n_sites > 0 ? batch : 0);
-  checks::streams(batch, n_sites, chain_offset);
+  checks::fill_call(out, batch, n_sites, chain_offset);
   if (batch == 0 || n_sites == 0) return;
   const int64_t threads = K == Variate::Normal ? (n_sites + 1) / 2 : n_sites;
   const int64_t blocks = (threads + kBlock - 1) / kBlock;

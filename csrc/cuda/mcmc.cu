@@ -216,15 +216,7 @@ void force_launch(const Site& site, const Lattice& lat, int64_t batch, const T* 
 template <class T, class Site>
 void hmc(const Lattice& lat, int64_t batch, T* x, T* work, double* energies, uint32_t* accepted, const Site& site,
          const HmcSettings<T>& hs, void* stream) {
-  checks::field(lat, batch, x, "x");
-  checks::hmc_buffers(batch, lat.volume, work, energies, accepted, hs.chain_offset);
-  checks::site(site);
-  checks::sampled(site);
-  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
-                 {work, checks::bytes<T>(3 * batch * lat.volume), "work", true},
-                 {energies, checks::bytes<double>(4 * batch), "energies", true},
-                 {accepted, checks::bytes<uint32_t>(batch), "accepted", true}});
-  if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
+  checks::hmc_call(lat, batch, x, work, energies, accepted, site, hs);
   if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
   const int64_t V = lat.volume;
@@ -290,18 +282,7 @@ template <class T>
 void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* energies, uint32_t* accepted,
                  const OscillatorSite<T>& site, const T* basis, const T* inv_mass, const HmcSettings<T>& hs,
                  void* stream) {
-  checks::path(n_slices, batch, coeffs, "coeffs");
-  checks::hmc_buffers(batch, n_slices, work, energies, accepted, hs.chain_offset);
-  checks::required(basis, "basis", batch);
-  checks::required(inv_mass, "inv_mass", batch);
-  checks::site(site);  // (inv_mass lies in device memory: the caller checks it)
-  checks::apart({{coeffs, checks::bytes<T>(batch * n_slices), "coeffs", true},
-                 {work, checks::bytes<T>(5 * batch * n_slices), "work", true},
-                 {energies, checks::bytes<double>(4 * batch), "energies", true},
-                 {accepted, checks::bytes<uint32_t>(batch), "accepted", true},
-                 {basis, checks::bytes<T>(checks::squared(n_slices)), "basis", false},
-                 {inv_mass, checks::bytes<T>(n_slices), "inv_mass", false}});
-  if (hs.n_steps < 1) throw std::invalid_argument("n_steps must be >= 1");
+  checks::hmc_fourier_call(n_slices, batch, coeffs, work, energies, accepted, site, basis, inv_mass, hs);
   if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
   const int64_t N = n_slices;
@@ -334,15 +315,7 @@ void hmc_fourier(int64_t n_slices, int64_t batch, T* coeffs, T* work, double* en
 template <class T, class Site>
 void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site, T eps, int n_steps, uint32_t seed,
               uint32_t chain_offset, uint64_t step, void* stream) {
-  checks::field(lat, batch, x, "x");
-  checks::required(work, "work", batch);
-  checks::streams(batch, lat.volume, chain_offset);
-  checks::site(site);
-  checks::sampled(site);
-  checks::positive(double(eps), "eps");
-  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
-                 {work, checks::bytes<T>(2 * batch * lat.volume), "work", true}});
-  if (n_steps < 0) throw std::invalid_argument("n_steps must be >= 0");
+  checks::langevin_call(lat, batch, x, work, site, eps, n_steps, chain_offset);
   if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
   const T sqrt_2eps = sqrt(T(2) * eps);
@@ -357,16 +330,7 @@ void langevin(const Lattice& lat, int64_t batch, T* x, T* work, const Site& site
 template <class T, class Site>
 void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const Site& site, T delta, int n_sweeps,
                 uint32_t seed, uint32_t chain_offset, uint64_t step, void* stream) {
-  checks::field(lat, batch, x, "x");
-  checks::required(accepted, "accepted", batch);
-  checks::at_least(n_sweeps, 0, "n_sweeps");
-  checks::streams(batch, lat.volume, chain_offset);
-  checks::site(site);
-  checks::sampled(site);
-  checks::positive(double(delta), "delta");
-  checks::apart({{x, checks::bytes<T>(batch * lat.volume), "x", true},
-                 {accepted, checks::bytes<double>(batch), "accepted", true}});
-  check_checkerboard(lat);
+  checks::metropolis_call(lat, batch, x, accepted, site, delta, n_sweeps, chain_offset);
   if (batch == 0) return;
   const cudaStream_t st = as_stream(stream);
   check(cudaMemsetAsync(accepted, 0, sizeof(double) * batch, st), "cudaMemsetAsync");
@@ -383,14 +347,7 @@ void metropolis(const Lattice& lat, int64_t batch, T* x, double* accepted, const
 template <class T>
 void sde_step(int64_t batch, int64_t n_sites, T* x, const T* score, const SdeCoefficients& coef, uint32_t seed,
               uint32_t chain_offset, uint64_t step, void* stream) {
-  checks::at_least(n_sites, 1, "n_sites");
-  checks::batch(batch, n_sites);
-  checks::required(x, "x", batch);
-  checks::required(score, "score", batch);
-  checks::streams(batch, n_sites, chain_offset);
-  checks::sde(coef);
-  checks::apart({{x, checks::bytes<T>(batch * n_sites), "x", true},
-                 {score, checks::bytes<T>(batch * n_sites), "score", false}});
+  checks::sde_call(batch, n_sites, x, score, coef, chain_offset);
   if (batch == 0) return;
   sde_kernel<<<grid_for(batch, (n_sites + 1) / 2), kBlock, 0, as_stream(stream)>>>(
       x, score, batch, n_sites, T(coef.drift_x), T(coef.score), T(coef.noise), seed, chain_offset, step);

@@ -98,10 +98,7 @@ void cuda_with_action(const std::optional<Buffer>& action, const Call& call) {
 
 // More threads than this would only oversubscribe the machine, and libgomp
 // aborts the process when it cannot create them.
-inline int max_nthreads() {
-  static const int max = 4 * std::max(1, cpu::num_procs());  // (the count is a system call)
-  return max;
-}
+inline int max_nthreads() { return cpu::max_nthreads(); }
 
 inline void check_nthreads(int nthreads) {
   if (nthreads < 0 || nthreads > max_nthreads())

@@ -182,6 +182,104 @@ void sampled(const Phi4Site<T>& s) {
   if (s.lam < 0) fail("lam must be >= 0 to sample (an action bounded below), got " + real(double(s.lam)));
 }
 
+// ---- Each entry point's checks, one function for its CPU and its CUDA version (the CPU's
+// also check nthreads). ----
+
+// A Philox fill of `sites` counters per chain.
+inline void fill_call(const void* out, int64_t nb, int64_t sites, uint32_t chain_offset) {
+  at_least(sites, 0, "n_sites");
+  batch(nb, sites);
+  required(out, "out", sites > 0 ? nb : 0);
+  streams(nb, sites, chain_offset);
+}
+
+// A stencil kernel's parameters and outputs, after its field (or path) of `sites` per chain.
+template <class T, class A, class Site>
+void stencil_call(int64_t nb, int64_t sites, const T* x, const char* name, const A* action, const T* grad,
+                  const Site& s) {
+  site(s);
+  apart({{x, bytes<T>(nb * sites), name, false}, {action, bytes<A>(nb), "action", true},
+         {grad, bytes<T>(nb * sites), "grad", true}});
+}
+
+template <class T, class A, class Site>
+void fourier_call(int64_t n, int64_t nb, const T* coeffs, const T* path_, const A* action, const T* grad_coeffs,
+                  const T* grad_path, const Site& s) {
+  path(n, nb, coeffs, "coeffs");
+  required(path_, "path", nb);
+  site(s);
+  apart({{coeffs, bytes<T>(nb * n), "coeffs", false}, {path_, bytes<T>(nb * n), "path", false},
+         {action, bytes<A>(nb), "action", true}, {grad_coeffs, bytes<T>(nb * n), "grad_coeffs", true},
+         {grad_path, bytes<T>(nb * n), "grad_path", true}});
+}
+
+template <class T, class Site>
+void hmc_call(const Lattice& lat, int64_t nb, const T* x, const T* work, const double* energies,
+              const uint32_t* accepted, const Site& s, const HmcSettings<T>& hs) {
+  field(lat, nb, x, "x");
+  hmc_buffers(nb, lat.volume, work, energies, accepted, hs.chain_offset);
+  site(s);
+  sampled(s);
+  apart({{x, bytes<T>(nb * lat.volume), "x", true}, {work, bytes<T>(3 * nb * lat.volume), "work", true},
+         {energies, bytes<double>(4 * nb), "energies", true}, {accepted, bytes<uint32_t>(nb), "accepted", true}});
+  if (hs.n_steps < 1) fail("n_steps must be >= 1");
+}
+
+// (inv_mass > 0 is checked by the CPU version alone: on a GPU it lies in device memory.)
+template <class T, class Site>
+void hmc_fourier_call(int64_t n, int64_t nb, const T* coeffs, const T* work, const double* energies,
+                      const uint32_t* accepted, const Site& s, const T* basis, const T* inv_mass,
+                      const HmcSettings<T>& hs) {
+  path(n, nb, coeffs, "coeffs");
+  hmc_buffers(nb, n, work, energies, accepted, hs.chain_offset);
+  required(basis, "basis", nb);
+  required(inv_mass, "inv_mass", nb);
+  site(s);
+  apart({{coeffs, bytes<T>(nb * n), "coeffs", true}, {work, bytes<T>(5 * nb * n), "work", true},
+         {energies, bytes<double>(4 * nb), "energies", true}, {accepted, bytes<uint32_t>(nb), "accepted", true},
+         {basis, bytes<T>(squared(n)), "basis", false}, {inv_mass, bytes<T>(n), "inv_mass", false}});
+  if (hs.n_steps < 1) fail("n_steps must be >= 1");
+}
+
+template <class T, class Site>
+void langevin_call(const Lattice& lat, int64_t nb, const T* x, const T* work, const Site& s, T eps, int n_steps,
+                   uint32_t chain_offset) {
+  field(lat, nb, x, "x");
+  required(work, "work", nb);
+  streams(nb, lat.volume, chain_offset);
+  site(s);
+  sampled(s);
+  positive(double(eps), "eps");
+  apart({{x, bytes<T>(nb * lat.volume), "x", true}, {work, bytes<T>(2 * nb * lat.volume), "work", true}});
+  if (n_steps < 0) fail("n_steps must be >= 0");
+}
+
+template <class T, class Site>
+void metropolis_call(const Lattice& lat, int64_t nb, const T* x, const double* accepted, const Site& s, T delta,
+                     int n_sweeps, uint32_t chain_offset) {
+  field(lat, nb, x, "x");
+  required(accepted, "accepted", nb);
+  at_least(n_sweeps, 0, "n_sweeps");
+  streams(nb, lat.volume, chain_offset);
+  site(s);
+  sampled(s);
+  positive(double(delta), "delta");
+  apart({{x, bytes<T>(nb * lat.volume), "x", true}, {accepted, bytes<double>(nb), "accepted", true}});
+  check_checkerboard(lat);
+}
+
+template <class T>
+void sde_call(int64_t nb, int64_t n_sites, const T* x, const T* score, const SdeCoefficients& coef,
+              uint32_t chain_offset) {
+  at_least(n_sites, 1, "n_sites");
+  batch(nb, n_sites);
+  required(x, "x", nb);
+  required(score, "score", nb);
+  streams(nb, n_sites, chain_offset);
+  sde(coef);
+  apart({{x, bytes<T>(nb * n_sites), "x", true}, {score, bytes<T>(nb * n_sites), "score", false}});
+}
+
 // <= 0: the OpenMP default.
 inline void threads(int nthreads, int max) {
   if (nthreads > max)

@@ -101,6 +101,9 @@ void sde_step(int64_t batch, int64_t n_sites, T* x, const T* score, const SdeCoe
 bool has_openmp();
 int max_threads();
 int num_procs();  // processors available to this process
+// The most threads an entry point takes, 4 x num_procs(): more would only oversubscribe the
+// machine, and libgomp ends the process when it cannot create them (50000 did).
+int max_nthreads();
 
 }  // namespace cpu
 }  // namespace lftaccel
