@@ -173,6 +173,57 @@ def test_preallocated_outputs_are_written():
     assert_close_scaled(a, R.phi4_action(x, 0.2, 0.3), 1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cpu_tensor_fast_path_equals_the_full_path(dtype, monkeypatch):
+    """CPU tensors take a short path into _C (_stencil_cpu_tensors); it must give the full
+    path's outputs bit for bit, move the outputs' version counters as the full path does, and
+    hand everything it does not cover to the full path, whose errors name the arguments."""
+    from lftaccel import _kernels as K
+
+    if K._BUMP_VERSIONS is None:
+        pytest.skip("this torch has no sequence form of _increment_version: the full path serves all")
+    taken = []
+    fast = K._stencil_cpu_tensors
+    monkeypatch.setattr(K, "_stencil_cpu_tensors", lambda *a: taken.append(r := fast(*a)) or r)
+    path = sample_field((3, 24), dtype, "cpu", seed=3)
+    x = sample_field((3, 6, 8), dtype, "cpu", seed=4)
+    for theory, y in ((lftaccel.Phi4(0.27, 0.9), x), (lftaccel.XY(1.13), x),
+                      (lftaccel.Oscillator(4.0, 0.5, 1.0, 1.4), path)):
+        for action, grad in ((True, True), (True, False), (False, True)):
+            taken.clear()
+            got = K.stencil(theory.kernel, y, theory._params(), action=action, grad=grad)
+            assert taken[-1] is not None
+            with monkeypatch.context() as m:
+                m.setattr(K, "_BUMP_VERSIONS", None)  # the full path
+                want = K.stencil(theory.kernel, y, theory._params(), action=action, grad=grad)
+            for g_, w_ in zip(got, want):
+                assert (g_ is None) == (w_ is None) and (g_ is None or torch.equal(g_, w_))
+    theory = lftaccel.Phi4(0.27, 0.9)
+    a, g = torch.empty(3, dtype=dtype), torch.empty_like(x)
+    w = torch.ones_like(x, requires_grad=True)
+    S = (w * g).sum()  # saves g for the gradient in w
+    assert theory.action_and_grad(x, action_out=a, grad_out=g) == (a, g) and taken[-1] is not None
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        S.backward()
+    with torch.inference_mode():
+        ai, gi = torch.empty(3, dtype=dtype), torch.empty_like(x)
+    theory.action_and_grad(x, action_out=ai, grad_out=gi)  # inference tensors have no counter
+    assert taken[-1] is not None and torch.equal(ai, a) and torch.equal(gi, g)
+    # declined, and refused by the full path with the argument named
+    other = torch.float32 if dtype == torch.float64 else torch.float64
+    for kwargs, match in (({"grad_out": torch.empty_like(x, dtype=other)}, "grad_out must have the input's dtype"),
+                          ({"action_out": torch.empty(4, dtype=dtype)}, "action_out"),
+                          ({"grad_out": x}, "grad_out"),
+                          ({"grad_out": torch.empty(3, 8, 6, dtype=dtype).transpose(1, 2)}, "grad_out")):
+        taken.clear()
+        with pytest.raises((ValueError, TypeError), match=match):
+            theory.action_and_grad(x, **kwargs)
+        assert taken == [None]
+    taken.clear()
+    leaf = x.clone().requires_grad_()
+    assert torch.equal(theory.action_and_grad(leaf)[1], g) and taken == [None]  # x with history: full path
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 @pytest.mark.parametrize("name", THEORIES)
