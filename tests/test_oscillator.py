@@ -45,6 +45,9 @@ def test_kernel_equals_twin(name, dtype, device):
         s, g = theory.action_and_grad(x)
         assert_close_scaled(s, R.oscillator_action(x, *params(theory)), TOL[dtype])
         assert_close_scaled(g, R.oscillator_grad(x, *params(theory)), TOL[dtype])
+        fused_s, fused_g = R.oscillator_action_and_grad(x, *params(theory))  # the one-pass twin
+        assert_close_scaled(fused_s, s, TOL[dtype])
+        assert_close_scaled(fused_g, g, TOL[dtype])
 
 
 @pytest.mark.parametrize("name", THEORIES)

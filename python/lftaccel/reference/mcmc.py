@@ -13,10 +13,10 @@ import math
 
 import torch
 
-from .oscillator import oscillator_action, oscillator_grad
+from .oscillator import oscillator_action, oscillator_action_and_grad, oscillator_grad
 from .philox import _uniform, philox_bits, philox_normal
-from .phi4 import phi4_action, phi4_grad
-from .xy import xy_action, xy_grad
+from .phi4 import phi4_action, phi4_action_and_grad, phi4_grad
+from .xy import xy_action, xy_action_and_grad, xy_grad
 
 # Stream purposes, as in csrc/include/lftaccel/mcmc.hpp.
 MOMENTUM, ACCEPT, LANGEVIN, METROPOLIS, SDE = 1, 2, 3, 4, 5
@@ -24,6 +24,7 @@ MOMENTUM, ACCEPT, LANGEVIN, METROPOLIS, SDE = 1, 2, 3, 4, 5
 
 _TWINS = {"phi4": (phi4_action, phi4_grad), "xy": (xy_action, xy_grad),
           "oscillator": (oscillator_action, oscillator_grad)}
+_FUSED = {"phi4": phi4_action_and_grad, "xy": xy_action_and_grad, "oscillator": oscillator_action_and_grad}
 
 
 def theory_twin(kernel: str, params):
@@ -34,6 +35,14 @@ def theory_twin(kernel: str, params):
     params = list(params)
     return ((lambda x: action(x, *params)), (lambda x: grad(x, *params)),
             wrap_angle if kernel == "xy" else None)
+
+
+def theory_twin_fused(kernel: str, params):
+    """action_and_grad(x) -> (action, grad) of a theory's kernel in one pass
+    (``phi4_action_and_grad`` ...), for ``hmc_trajectory_fused``."""
+    fused = _FUSED[kernel]
+    params = list(params)
+    return lambda x: fused(x, *params)
 
 
 def momenta(batch, n_sites, seed, step, chain_offset=0, dtype=torch.float64):
@@ -82,6 +91,34 @@ def hmc_trajectory(x, p, u, action, grad, eps, n_steps, canonical=None, inv_mass
     xt, pt = leapfrog(x, p, grad, eps, n_steps, inv_mass)
     e = torch.stack([action(x).to(torch.float64), 0.5 * _per_config(inv_mass * p * p),
                      action(xt).to(torch.float64), 0.5 * _per_config(inv_mass * pt * pt)])
+    dH = e[2] + e[3] - e[0] - e[1]
+    acc = torch.isfinite(dH) & ((dH <= 0) | (torch.log(u) < -dH))
+    if canonical is not None:
+        xt = canonical(xt)
+    mask = acc.reshape(-1, *([1] * (x.dim() - 1)))
+    return torch.where(mask, xt, x), e, acc
+
+
+def hmc_trajectory_fused(x, p, u, action_and_grad, grad, eps, n_steps, canonical=None):
+    """hmc_trajectory (unit masses) written for speed in plain torch, the benchmarks' fastest
+    pure-torch HMC: the actions at the two ends come with the forces there (action_and_grad),
+    the n_steps - 1 forces between from ``grad``, and the kicks and drifts update the trial
+    field and momenta in place. The same trajectory, energies and decisions as hmc_trajectory,
+    to rounding. n_steps >= 1."""
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    s_old, g = action_and_grad(x)
+    k_old = 0.5 * _per_config(p * p)
+    pt = p - (0.5 * eps) * g
+    xt = x.clone()
+    for s in range(n_steps):
+        xt.add_(pt, alpha=eps)
+        if s + 1 < n_steps:
+            pt.sub_(grad(xt), alpha=eps)
+        else:
+            s_new, g = action_and_grad(xt)
+            pt.sub_(g, alpha=0.5 * eps)
+    e = torch.stack([s_old.to(torch.float64), k_old, s_new.to(torch.float64), 0.5 * _per_config(pt * pt)])
     dH = e[2] + e[3] - e[0] - e[1]
     acc = torch.isfinite(dH) & ((dH <= 0) | (torch.log(u) < -dH))
     if canonical is not None:

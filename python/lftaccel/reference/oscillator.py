@@ -27,6 +27,18 @@ def oscillator_grad(x, beta, m, c0, c2, c4):
     return m * laplacian / a + a * _potential_force(x, c2, c4)
 
 
+def oscillator_action_and_grad(x, beta, m, c0, c2, c4):
+    """(oscillator_action, oscillator_grad) in one pass: the forward differences d_n = x_{n+1} - x_n
+    taken once, for the kinetic term and for its gradient m (d_{n-1} - d_n) / a (the benchmarks'
+    fastest pure-torch baseline, beside the two plain twins)."""
+    a = beta / x.shape[-1]
+    d = torch.roll(x, -1, -1) - x
+    x2 = x * x
+    action = (m / (2 * a)) * (d * d).sum(-1) + a * (c0 + c2 * x2 + c4 * x2 * x2).sum(-1)
+    grad = (m / a) * (torch.roll(d, 1, -1) - d) + a * x * (2 * c2 + 4 * c4 * x2)
+    return action, grad
+
+
 def oscillator_fourier_action(c, beta, m, c0, c2, c4):
     """The same action, as a function of the real Fourier coefficients c of the path."""
     return oscillator_action(from_fourier(c), beta, m, c0, c2, c4)

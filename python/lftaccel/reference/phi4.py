@@ -27,6 +27,26 @@ def phi4_grad(phi: torch.Tensor, kappa: float, lam: float) -> torch.Tensor:
     return -2 * kappa * hop + 2 * (1 - 2 * lam) * phi + 4 * lam * phi**3
 
 
+def phi4_action_and_grad(phi: torch.Tensor, kappa: float, lam: float):
+    """(phi4_action, phi4_grad) in one pass, written for speed in plain torch: each neighbour
+    roll taken once, and the action read off the gradient g as
+    S = sum_x [phi g / 2 - lam phi^4] (phi g counts each link twice, since the periodic sum of
+    phi(x) phi(x - mu) is that of phi(x) phi(x + mu), and holds 2 lam phi^4), which is the sum
+    the compiled kernel takes too. The benchmarks time it beside the two plain twins above as
+    the fastest pure-torch baseline they know; it agrees with them to rounding."""
+    dims = _lattice_dims(phi)
+    hop = torch.roll(phi, -1, dims[0])
+    for d in dims[1:]:
+        hop += torch.roll(phi, -1, d)
+    for d in dims:
+        hop += torch.roll(phi, 1, d)
+    phi2 = phi * phi
+    grad = phi * (2 * (1 - 2 * lam) + 4 * lam * phi2)
+    grad.add_(hop, alpha=-2 * kappa)
+    action = 0.5 * (phi * grad).sum(dim=dims) - lam * (phi2 * phi2).sum(dim=dims)
+    return action, grad
+
+
 def phi4_standard_action(phi: torch.Tensor, m2: float, lam: float) -> torch.Tensor:
     """S = sum_x [sum_mu (phi(x+mu) - phi(x))^2 + m2 phi^2 + lam phi^4], per config."""
     dims = _lattice_dims(phi)

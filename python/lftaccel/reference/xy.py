@@ -19,3 +19,18 @@ def xy_grad(theta: torch.Tensor, beta: float) -> torch.Tensor:
         s = torch.sin(theta - torch.roll(theta, -1, d))
         grad += s - torch.roll(s, 1, d)
     return beta * grad
+
+
+def xy_action_and_grad(theta: torch.Tensor, beta: float):
+    """(xy_action, xy_grad) in one pass: each link's angle difference taken once for its cosine
+    and its sine (the benchmarks' fastest pure-torch baseline, beside the two plain twins)."""
+    dims = tuple(range(1, theta.dim()))
+    links = theta.new_zeros(theta.shape[:1])
+    grad = torch.zeros_like(theta)
+    for d in dims:
+        diff = theta - torch.roll(theta, -1, d)
+        links += torch.cos(diff).sum(dim=dims)
+        s = torch.sin(diff)
+        grad += s
+        grad -= torch.roll(s, 1, d)
+    return -beta * links, beta * grad
