@@ -235,6 +235,19 @@ def test_split_rhat_flags_a_chain_that_sits_elsewhere():
     assert analysis.split_rhat(x[:3]) is None and analysis.split_rhat(np.ones((10, 4))) is None
 
 
+def test_drift_z_sees_chains_that_relax_together():
+    """Geweke's comparison pooled over chains: near 0 for stationary chains, large where every
+    chain still relaxes from its start (the chains' spread and split R-hat need not see that)."""
+    rng = np.random.default_rng(17)
+    x = ar1(rng, 500, 8, 0.5)
+    zs = [analysis.drift_z(ar1(rng, 500, 8, 0.5)) for _ in range(40)]
+    assert abs(np.mean(zs)) < 0.5 and 0.6 < np.std(zs) < 1.5  # ~N(0, 1) when stationary
+    relaxing = x + 1.5 * np.exp(-np.arange(500) / 100.0)[:, None]
+    assert analysis.drift_z(relaxing) > analysis.DRIFT_Z
+    assert analysis.split_rhat(relaxing) < analysis.RHAT_WARN  # which R-hat misses here
+    assert analysis.drift_z(x[:20]) is None and analysis.drift_z(np.ones((100, 4))) is None
+
+
 def test_measure_notes_a_chain_that_disagrees():
     import json
 

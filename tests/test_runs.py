@@ -674,3 +674,28 @@ def test_checkpoint_with_negative_update_count_is_refused():
 def test_sampler_chain_offset_is_checked(chain_offset, exc):
     with pytest.raises(exc, match="chain_offset"):
         HMC(lftaccel.Phi4(0.2, 0.1), (4, 4), n_chains=2, chain_offset=chain_offset)
+
+
+def test_double_well_starts_and_default_thermalisation():
+    """A double well's hot start is overdispersed about the equilibrium kink number: every other
+    chain (by global index) in a well of random sign, with the harmonic width there and no
+    kink, the others independent normal slices full of kinks; its cold start is the positive
+    well. Other theories keep their starts. Its default thermalisation grows as exp(S0)."""
+    from lftaccel.mcmc import HMC, default_thermalisation, instanton_action
+
+    theory = lftaccel.Oscillator(20.0, 0.5, 1.0, 1.7)
+    assert instanton_action(theory) == pytest.approx(4 / 3 * 1.7**3)
+    assert [default_thermalisation(lftaccel.Oscillator(20.0, 0.5, 1.0, f)) for f in (1.0, 1.4, 1.7, 3.0)] == [
+        200, 400, 7000, 200_000]
+    assert default_thermalisation(lftaccel.Oscillator.harmonic(10.0)) == 200
+    assert default_thermalisation(lftaccel.Phi4(0.2, 0.1)) == 200 and instanton_action(lftaccel.XY(1.0)) is None
+    for offset in (0, 1):
+        x = HMC(theory, (128,), n_chains=8, seed=3, chain_offset=offset).field
+        kinks = (torch.diff(torch.sign(x), dim=1) != 0).sum(1)
+        in_well = (torch.arange(8) + offset) % 2 == 0
+        assert (kinks[in_well] == 0).all() and (kinks[~in_well] > 20).all()
+        assert torch.allclose(x[in_well].abs().mean(1), torch.full((4,), 1.7, dtype=x.dtype), atol=0.1)
+    cold = HMC(theory, (128,), n_chains=4, seed=3, start="cold").field
+    assert torch.equal(cold, torch.full_like(cold, 1.7))
+    harmonic = HMC(lftaccel.Oscillator.harmonic(10.0), (128,), n_chains=4, seed=3).field
+    assert 0.8 < harmonic.std() < 1.2 and (torch.diff(torch.sign(harmonic), dim=1) != 0).sum() > 100

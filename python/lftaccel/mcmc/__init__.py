@@ -2,10 +2,10 @@
 and runs that checkpoint to (and resume from) their HDF5 ensemble file."""
 
 from . import kernels, nmcmc
-from .samplers import HMC, Langevin, Metropolis, Sampler, make_sampler
+from .samplers import HMC, Langevin, Metropolis, Sampler, default_thermalisation, instanton_action, make_sampler
 
 __all__ = ["kernels", "nmcmc", "HMC", "Metropolis", "Langevin", "Sampler", "make_sampler", "run", "RunError",
-           "DivergenceWarning"]
+           "DivergenceWarning", "default_thermalisation", "instanton_action"]
 
 
 def __getattr__(name):

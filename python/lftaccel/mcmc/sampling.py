@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from .._kernels import stencil
 from ..io import Ensemble, check_writable, read_run, theory_to_dict, write_run
-from .samplers import Sampler
+from .samplers import Sampler, default_thermalisation
 
 __all__ = ["run", "RunError", "DivergenceWarning"]
 
@@ -77,10 +77,12 @@ def _consistent(sampler: Sampler) -> bool:
     return not getattr(sampler, "busy", False)
 
 
-def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 1, path=None, resume: bool = False,
-        overwrite: bool = False, checkpoint_seconds: float = 30.0, progress: bool = True) -> Ensemble:
+def run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing: int = 1, path=None,
+        resume: bool = False, overwrite: bool = False, checkpoint_seconds: float = 30.0,
+        progress: bool = True) -> Ensemble:
     """Thermalise (tuning the step size), then save ``n_samples`` configurations (rounded
-    up to whole rounds of all chains), one round every ``spacing`` updates.
+    up to whole rounds of all chains), one round every ``spacing`` updates. ``n_therm=None``:
+    ``default_thermalisation(theory)``, 200 updates, more for a double well with a high barrier.
 
     With ``path``, the run is written to that HDF5 file; ``resume=True`` continues the
     run stored there (same theory, lattice, sampler and seed) up to ``n_samples`` (a finished
@@ -88,6 +90,8 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int = 200, spacing: int = 
     killed before its first checkpoint). Updates that diverged while sampling (a non-finite
     energy, rejected and counted) draw a warning: the step size is too large for the theory.
     """
+    if n_therm is None:
+        n_therm = default_thermalisation(sampler.theory)
     for name, v, low in (("n_samples", n_samples, 1), ("n_therm", n_therm, 0), ("spacing", spacing, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
             raise RunError(f"{name} must be an integer >= {low}, got {v!r}")
