@@ -21,8 +21,9 @@ For every problem (kernel, dtype, batch, lattice) the same run times
           R.<theory>_grad, one pass each;
   fused   for phi4 / xy / oscillator, R.<theory>_action_and_grad: both outputs in one pass of plain
           torch written for speed (rolls shared, phi^4's action read off its gradient as the
-          kernel does), the fastest pure-torch baseline we know; column 'x fused' is its time
-          over the kernel's (public call). 1.6-1.9x faster than the twin for phi^4;
+          kernel does), a faster pure-torch baseline (not torch's best: more in-place work and
+          torch.compile go further); column 'x fused' is its time over the kernel's (public
+          call). 1.6-1.9x faster than the twin for phi^4;
   copy    dst.copy_(src) moving the same bytes as the kernel: read x + write grad = 2 N itemsize for
           the stencils (the batch action values are ignored), 4 N itemsize for fourier (read c and x,
           write both grads), N itemsize for philox (write only).
@@ -33,11 +34,16 @@ warm-up; tiny calls are looped so that a sample lasts ~1 ms, so small problems m
 memory, bandwidth). A problem's kernel, twin and copy are sampled in four alternating rounds, so
 that all three see the same spells of the machine.
 The kernels use torch.get_num_threads() threads (--threads N to set it); on a shared machine other
-processes make OpenMP threads wait for scheduler slices: the script warns when the load is high.
+processes make OpenMP threads wait for scheduler slices (a stall of a scheduler tick turned one
+64 x 64^2 ratio into 134x, another into 21x). The script measures the share of the CPU others
+take in the second before it starts (provenance.cpu_busy: /proc/stat, steal time included).
 On CUDA, samples are timed with CUDA events and --quick adds one 2**24-site problem per kernel.
 The run ends with PASS/MISS lines for the targets: phi4 (batch 64, 64x64, float64) >= 25x faster
-than its twin, and >= 60% of copy bandwidth for every problem with batch*volume >= 2**16 sites
-(on CUDA: >= 80% for >= 2**24 sites). Results go to benchmarks/results/kernels-<device>.json.
+than its twin (with its ratio to the one-pass torch version beside it), and >= 60% of copy
+bandwidth for every problem with batch*volume >= 2**16 sites (on CUDA: >= 80% for >= 2**24
+sites), then an UNRELIABLE line where the run shows why not to read them as a verdict: others
+took over 20% of the CPU at the start, a row's median exceeds 1.5x its minimum, or a kernel
+beat a copy of its own bytes. Results go to benchmarks/results/kernels-<device>.json.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from lftaccel import _kernels
 from lftaccel import reference as R
 from lftaccel.fourier import from_fourier, to_fourier
 
-from provenance import provenance
+from provenance import cpu_busy, provenance
 
 # the pure-torch references must not page-fault at random (lftaccel/runtime.py)
 STEADY_MALLOC = steady_malloc()
@@ -270,11 +276,14 @@ def noisy(r) -> bool:
     return any(t is not None and m is not None and m > NOISY_SPREAD * t for t, m in pairs)
 
 
-def reliability(rows, load, device) -> list:
+BUSY_LIMIT = 0.2  # a share of the CPU taken by others before the start that makes a run unreliable
+
+
+def reliability(rows, busy) -> list:
     """Why this run's figures cannot be trusted (empty: no sign of that)."""
     why = []
-    if load is not None and device.type == "cpu" and load > 0.5:
-        why.append(f"load average {load:.1f} at the start")
+    if busy is not None and busy > BUSY_LIMIT:
+        why.append(f"{100 * busy:.0f}% of the CPU busy with other work at the start")
     bad = [r for r in rows if r["pct_copy"] is not None and r["pct_copy"] > 100]
     if bad:
         why.append(f"{len(bad)} problem(s) faster than a copy of the same bytes, which a stencil cannot be")
@@ -284,7 +293,7 @@ def reliability(rows, load, device) -> list:
     return why
 
 
-def targets(rows, device, load=None) -> list:
+def targets(rows, device, busy=None) -> list:
     out = []
     hit = [r for r in rows if r["kernel"] == "phi4" and r["dtype"] == "float64"
            and r["batch"] == 64 and r["shape"] == [64, 64]]
@@ -313,7 +322,7 @@ def targets(rows, device, load=None) -> list:
         out.append(f"MISS     {what}: {len(miss)} of {len(big)} problems miss:")
         out += [f"           {r['kernel']} {r['dtype']} batch {r['batch']} "
                 f"{'x'.join(map(str, r['shape']))}: {r['pct_copy']:.0f}%" for r in miss]
-    why = reliability(rows, load, device)
+    why = reliability(rows, busy)
     if why:
         out.append("UNRELIABLE: " + "; ".join(why) + ". Rerun on an idle machine before reading the "
                    "lines above as a verdict.")
@@ -362,8 +371,9 @@ def main(argv=None):
     print(f"lftaccel {lftaccel.build_info().get('version')}, torch {torch.__version__}, device {device}, "
           f"{torch.get_num_threads()} threads, max sites {max_sites}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    if load is not None and device.type == "cpu" and load > 0.5:
-        print(f"WARNING: load average {load:.1f} before starting: other processes share the CPU, "
+    busy = cpu_busy() if device.type == "cpu" else None
+    if busy is not None and busy > BUSY_LIMIT:
+        print(f"WARNING: other processes took {100 * busy:.0f}% of the CPU in the second before starting: "
               "timings will be noisy")
     print(header(args.compile))
     rows, skipped, t_start = [], [], time.perf_counter()
@@ -382,7 +392,7 @@ def main(argv=None):
         print(f"\nskipped {len(skipped)} problem(s) over --max-sites={max_sites} "
               f"(batch x lattice; all listed in the JSON): {shown}")
     print(f"\ntargets ({device}):")
-    checks = targets(rows, device, load)
+    checks = targets(rows, device, busy)
     print("\n".join(checks))
     print(f"\nbenchmark wall time {wall:.1f} s")
 
@@ -393,7 +403,8 @@ def main(argv=None):
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "torch": torch.__version__, "threads": torch.get_num_threads(),
               "build_info": lftaccel.build_info(), "args": vars(args), "max_sites": max_sites,
-              "load_avg_at_start": load, "steady_malloc": STEADY_MALLOC, "wall_s": wall, "rows": rows,
+              "load_avg_at_start": load, "cpu_busy_at_start": busy, "steady_malloc": STEADY_MALLOC,
+              "wall_s": wall, "rows": rows,
               "skipped": skipped, "targets": checks, "provenance": provenance()}
     path.write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {path}")

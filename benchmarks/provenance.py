@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -33,6 +34,26 @@ def _git_commit() -> str | None:
     if out.returncode != 0:
         return None
     return out.stdout.strip() or None
+
+
+def cpu_busy(seconds: float = 1.0) -> float | None:
+    """The fraction of the machine's CPU time that others took over the next ``seconds`` (this
+    process sleeps meanwhile): user, system, interrupts and, on a virtual machine, the time the
+    host gave other guests (steal), from /proc/stat; None where it is missing. Unlike the load
+    average, a one-minute mean, it is not raised by a benchmark that has just finished."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return idle, sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return None if total <= 0 else 1.0 - (idle1 - idle0) / total
 
 
 def _version(name: str) -> str | None:

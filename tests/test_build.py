@@ -3,6 +3,7 @@
 import os
 import pathlib
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ def test_build_info_keys():
     for key in ["version", "cuda", "cuda_architectures", "openmp", "cuda_devices", "compiler", "torch"]:
         assert key in info
     assert info["version"] == lftaccel.__version__
+    # the commit built: a git describe (hex, maybe a tag and -dirty), or "unknown" outside a checkout
+    assert re.fullmatch(r"unknown|[\w.+-]*[0-9a-f]{7,40}(-dirty)?", info["source_commit"]), info["source_commit"]
     assert isinstance(info["cuda"], bool) and isinstance(info["openmp"], bool)
     if info["cuda"]:
         assert info["cuda_architectures"]

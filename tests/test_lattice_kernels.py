@@ -63,7 +63,7 @@ def test_kernel_equals_twin(name, dtype, device):
         # The separate action / grad entry points agree with the fused one.
         assert_close_scaled(theory.action(x), s, TOL[dtype])
         assert_close_scaled(theory.grad(x), g, TOL[dtype])
-        # So does the one-pass torch twin, the benchmarks' fastest pure-torch baseline.
+        # So does the one-pass torch twin, the benchmarks' faster pure-torch baseline.
         fused_s, fused_g = getattr(R, f"{theory.kernel}_action_and_grad")(x, *params)
         assert_close_scaled(fused_s, s, TOL[dtype])
         assert_close_scaled(fused_g, g, TOL[dtype])

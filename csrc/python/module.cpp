@@ -24,6 +24,7 @@ namespace {
 py::dict build_info() {
   py::dict d;
   d["version"] = LFTACCEL_VERSION_STRING;
+  d["source_commit"] = LFTACCEL_SOURCE_COMMIT;
   d["openmp"] = cpu::has_openmp();
   d["omp_max_threads"] = cpu::max_threads();
   d["compiler"] = LFTACCEL_COMPILER;

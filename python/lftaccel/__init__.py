@@ -23,7 +23,8 @@ __all__ = ["Phi4", "XY", "Oscillator", "build_info", "fourier", "ops", "random",
 
 
 def build_info() -> dict:
-    """What was compiled (CUDA and its architectures, OpenMP, compiler, version) and
+    """What was compiled (CUDA and its architectures, OpenMP, compiler, version, the git commit
+    built, ``source_commit``: git describe at configure time, "unknown" outside a checkout) and
     which CUDA devices are visible, to the kernels and to torch."""
     info = dict(_compiled_build_info())
     info["torch"] = torch.__version__

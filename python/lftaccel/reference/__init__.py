@@ -3,7 +3,7 @@
 Written the way a physicist writes them, with ``torch.roll``: they are the test
 oracle for the compiled kernels and the baseline the benchmarks time them against. Each
 theory also has ``<theory>_action_and_grad``, both outputs in one pass written for speed,
-which the benchmarks time as the fastest pure-torch baseline beside the plain pair.
+which the benchmarks time as a faster pure-torch baseline beside the plain pair.
 They accept any float dtype and device and are differentiable by autograd.
 """
 

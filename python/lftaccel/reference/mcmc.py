@@ -99,12 +99,11 @@ def hmc_trajectory(x, p, u, action, grad, eps, n_steps, canonical=None, inv_mass
     return torch.where(mask, xt, x), e, acc
 
 
-def hmc_trajectory_fused(x, p, u, action_and_grad, grad, eps, n_steps, canonical=None):
-    """hmc_trajectory (unit masses) written for speed in plain torch, the benchmarks' fastest
-    pure-torch HMC: the actions at the two ends come with the forces there (action_and_grad),
-    the n_steps - 1 forces between from ``grad``, and the kicks and drifts update the trial
-    field and momenta in place. The same trajectory, energies and decisions as hmc_trajectory,
-    to rounding. n_steps >= 1."""
+def hmc_trajectory_fused(x, p, u, action_and_grad, eps, n_steps, canonical=None):
+    """hmc_trajectory (unit masses) written for speed in plain torch, the benchmarks' one-pass
+    pure-torch HMC: every force from the one-pass action_and_grad (faster than the plain
+    gradient alone; the actions at the two ends come with it), the kicks and drifts in place.
+    The same trajectory, energies and decisions as hmc_trajectory, to rounding. n_steps >= 1."""
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
     s_old, g = action_and_grad(x)
@@ -113,11 +112,8 @@ def hmc_trajectory_fused(x, p, u, action_and_grad, grad, eps, n_steps, canonical
     xt = x.clone()
     for s in range(n_steps):
         xt.add_(pt, alpha=eps)
-        if s + 1 < n_steps:
-            pt.sub_(grad(xt), alpha=eps)
-        else:
-            s_new, g = action_and_grad(xt)
-            pt.sub_(g, alpha=0.5 * eps)
+        s_new, g = action_and_grad(xt)
+        pt.sub_(g, alpha=eps if s + 1 < n_steps else 0.5 * eps)
     e = torch.stack([s_old.to(torch.float64), k_old, s_new.to(torch.float64), 0.5 * _per_config(pt * pt)])
     dH = e[2] + e[3] - e[0] - e[1]
     acc = torch.isfinite(dH) & ((dH <= 0) | (torch.log(u) < -dH))

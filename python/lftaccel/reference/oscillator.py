@@ -30,7 +30,7 @@ def oscillator_grad(x, beta, m, c0, c2, c4):
 def oscillator_action_and_grad(x, beta, m, c0, c2, c4):
     """(oscillator_action, oscillator_grad) in one pass: the forward differences d_n = x_{n+1} - x_n
     taken once, for the kinetic term and for its gradient m (d_{n-1} - d_n) / a (the benchmarks'
-    fastest pure-torch baseline, beside the two plain twins)."""
+    one-pass pure-torch baseline, beside the two plain twins)."""
     a = beta / x.shape[-1]
     d = torch.roll(x, -1, -1) - x
     x2 = x * x

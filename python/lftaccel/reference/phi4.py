@@ -33,7 +33,7 @@ def phi4_action_and_grad(phi: torch.Tensor, kappa: float, lam: float):
     S = sum_x [phi g / 2 - lam phi^4] (phi g counts each link twice, since the periodic sum of
     phi(x) phi(x - mu) is that of phi(x) phi(x + mu), and holds 2 lam phi^4), which is the sum
     the compiled kernel takes too. The benchmarks time it beside the two plain twins above as
-    the fastest pure-torch baseline they know; it agrees with them to rounding."""
+    a faster pure-torch baseline; it agrees with them to rounding."""
     dims = _lattice_dims(phi)
     hop = torch.roll(phi, -1, dims[0])
     for d in dims[1:]:

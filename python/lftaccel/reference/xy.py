@@ -23,7 +23,7 @@ def xy_grad(theta: torch.Tensor, beta: float) -> torch.Tensor:
 
 def xy_action_and_grad(theta: torch.Tensor, beta: float):
     """(xy_action, xy_grad) in one pass: each link's angle difference taken once for its cosine
-    and its sine (the benchmarks' fastest pure-torch baseline, beside the two plain twins)."""
+    and its sine (the benchmarks' one-pass pure-torch baseline, beside the two plain twins)."""
     dims = tuple(range(1, theta.dim()))
     links = theta.new_zeros(theta.shape[:1])
     grad = torch.zeros_like(theta)
