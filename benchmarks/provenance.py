@@ -15,10 +15,17 @@ from pathlib import Path
 
 
 def _cpu_model() -> str | None:
+    """The model name, with the family / model / stepping numbers that tell one generation from
+    another where a virtual machine's name says only "AMD EPYC", and whether AVX-512 is there."""
     try:
+        info = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        if "model name" in info:
+            numbers = ", ".join(f"{k} {info[k]}" for k in ("cpu family", "model", "stepping") if k in info)
+            simd = "AVX-512" if "avx512f" in info.get("flags", "").split() else "no AVX-512"
+            return f"{info['model name']} ({numbers}; {simd})"
     except OSError:
         pass
     return platform.processor() or None
