@@ -108,7 +108,7 @@ def make_updates(kind, theory, batch, shape, step, device, dtype, n_leap):
     only, else None) by the one-pass pure-torch HMC (RM.hmc_trajectory_fused)."""
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn((batch, *shape), generator=g, dtype=dtype, device=device) * 0.5
-    action, grad, _ = RM.theory_twin(theory.kernel, theory._params().values())
+    action, grad, canonical = RM.theory_twin(theory.kernel, theory._params().values())
     if kind == "hmc":
         work = torch.empty((3, *x.shape), dtype=dtype, device=device)
         e = torch.empty((4, batch), dtype=torch.float64, device=device)
@@ -126,11 +126,10 @@ def make_updates(kind, theory, batch, shape, step, device, dtype, n_leap):
             nonlocal y
             p = torch.randn(y.shape, dtype=dtype, device=device)
             u = torch.rand(batch, dtype=torch.float64, device=device)
-            y, _, _ = RM.hmc_trajectory(y, p, u, action, grad, step, n_leap)
+            y, _, _ = RM.hmc_trajectory(y, p, u, action, grad, step, n_leap, canonical)
 
         z = x.clone()
         action_and_grad = RM.theory_twin_fused(theory.kernel, theory._params().values())
-        canonical = RM.theory_twin(theory.kernel, theory._params().values())[2]
 
         def fast():
             nonlocal z

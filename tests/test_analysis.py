@@ -246,6 +246,7 @@ def test_drift_z_sees_chains_that_relax_together():
     assert analysis.drift_z(relaxing) > analysis.DRIFT_Z
     assert analysis.split_rhat(relaxing) < analysis.RHAT_WARN  # which R-hat misses here
     assert analysis.drift_z(x[:20]) is None and analysis.drift_z(np.ones((100, 4))) is None
+    assert analysis.drift_z(relaxing[:, :3]) is None  # too few chains for the Gamma errors of a fifth
 
 
 def test_measure_notes_a_chain_that_disagrees():

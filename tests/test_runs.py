@@ -685,6 +685,13 @@ def test_double_well_starts_and_default_thermalisation():
 
     theory = lftaccel.Oscillator(20.0, 0.5, 1.0, 1.7)
     assert instanton_action(theory) == pytest.approx(4 / 3 * 1.7**3)
+    # S0 = int sqrt(2 m (V - V_min)) dx over the barrier, numerically, at other m and c4
+    quartic = lftaccel.Oscillator.quartic(5.0, m=2.0, c0=0.0, c2=-3.0, c4=0.7)
+    from scipy.integrate import quad
+
+    x_min = math.sqrt(3.0 / 1.4)
+    s0, _ = quad(lambda x: math.sqrt(2 * 2.0 * 0.7 * (x * x - x_min**2) ** 2), -x_min, x_min)
+    assert instanton_action(quartic) == pytest.approx(s0, rel=1e-10)
     assert [default_thermalisation(lftaccel.Oscillator(20.0, 0.5, 1.0, f)) for f in (1.0, 1.4, 1.7, 3.0)] == [
         200, 400, 7000, 200_000]
     assert default_thermalisation(lftaccel.Oscillator.harmonic(10.0)) == 200
@@ -699,3 +706,14 @@ def test_double_well_starts_and_default_thermalisation():
     assert torch.equal(cold, torch.full_like(cold, 1.7))
     harmonic = HMC(lftaccel.Oscillator.harmonic(10.0), (128,), n_chains=4, seed=3).field
     assert 0.8 < harmonic.std() < 1.2 and (torch.diff(torch.sign(harmonic), dim=1) != 0).sum() > 100
+
+
+def test_a_double_well_run_resumes_with_the_thermalisation_it_was_started_with(tmp_path):
+    """Resumed without a thermalisation, a run keeps the one its file records, so that files
+    written under an earlier default (200 updates; now 7000 at f = 1.7) still resume."""
+    from lftaccel.mcmc import HMC, run
+
+    theory, path = lftaccel.Oscillator(20.0, 0.5, 1.0, 1.7), tmp_path / "dw.h5"
+    first = run(HMC(theory, (16,), n_chains=2, seed=4), 20, n_therm=200, path=path, progress=False)
+    more = run(HMC(theory, (16,), n_chains=2, seed=4), 40, path=path, resume=True, progress=False)
+    assert first.attrs["n_therm"] == more.attrs["n_therm"] == 200 and len(more.configs) == 40

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--therm", type=_nonneg_int,
                    help="thermalisation updates per chain, with step-size tuning (default 200; for a double "
                         "well 10 exp(S0), S0 its instanton action, when that is more: 7000 at f = 1.7, m = 0.5, "
-                        "lam = 1)")
+                        "lam = 1; calibrated for hmc)")
     r.add_argument("--spacing", type=_positive_int, default=5, help="updates between saved configurations (default 5)")
     r.add_argument("--sampler", choices=["hmc", "metropolis", "langevin"], default="hmc",
                    help="hmc (default), metropolis (checkerboard, phi4/xy) or langevin (stochastic quantization)")

@@ -84,17 +84,16 @@ def sample_command(args):
     if os.path.exists(out) and not (args.resume or args.overwrite):
         raise ValueError(f"{out} exists: pass --resume to continue it, --overwrite to replace it, "
                          f"or -o to write elsewhere")
-    n_therm = args.therm
-    if n_therm is None:
+    if args.therm is None and not args.resume:  # (a resumed run keeps its file's: run() reads it)
         n_therm = default_thermalisation(theory)
-        if n_therm > DEFAULT_THERM and not args.resume:
+        if n_therm > DEFAULT_THERM:
             capped = (" (capped: so high a barrier needs longer; see the notes below)"
                       if n_therm == MAX_DEFAULT_THERM else "")
             print(f"thermalising {n_therm} updates per chain: a double well with instanton action "
                   f"S0 = {instanton_action(theory):.3g}{capped} (--therm sets it)", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DivergenceWarning)
-        ens = run(sampler, args.n_samples, n_therm=n_therm, spacing=args.spacing, path=out, resume=args.resume,
+        ens = run(sampler, args.n_samples, n_therm=args.therm, spacing=args.spacing, path=out, resume=args.resume,
                   overwrite=args.overwrite, checkpoint_seconds=args.checkpoint_every, progress=not args.no_progress)
     for w in caught:  # divergences while sampling in one line; any other warning as Python shows it
         if issubclass(w.category, DivergenceWarning):

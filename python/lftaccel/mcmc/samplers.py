@@ -80,7 +80,9 @@ def default_thermalisation(theory) -> int:
     of 256 saved paths 5 updates apart (f = 1.7, S0 = 6.55, exact <x^2> 2.567 from the transfer
     matrix): after 200 updates <x^2> was 4 sigma low in all of 12 runs from a hot start (1.9 kinks a
     path against 0.56 in equilibrium) and 3 sigma high from paths in a well (none); after 4000 (this
-    rule: 7000) the pulls of 6 runs averaged -0.07. Capped at MAX_DEFAULT_THERM (the rule asks
+    rule: 7000) the pulls of 6 runs averaged -0.07. Calibrated for HMC (10 leapfrog steps, eps
+    tuned to 80 %) only: a Metropolis sweep or a Langevin update moves a kink differently, and
+    no other sampler was measured. Capped at MAX_DEFAULT_THERM (the rule asks
     for 4e5 at f = 2): past that, set n_therm yourself, and read the notes of measure()."""
     s0 = instanton_action(theory)
     if s0 is None:

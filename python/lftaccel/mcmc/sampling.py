@@ -77,12 +77,27 @@ def _consistent(sampler: Sampler) -> bool:
     return not getattr(sampler, "busy", False)
 
 
+def _file_n_therm(path) -> int | None:
+    """The thermalisation length recorded in a run file, or None (no file, or none recorded)."""
+    if path is None or not Path(path).is_file():
+        return None
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("n_therm")
+    except OSError:
+        return None  # not a run file: the resume below says so
+    return None if value is None else int(value)
+
+
 def run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing: int = 1, path=None,
         resume: bool = False, overwrite: bool = False, checkpoint_seconds: float = 30.0,
         progress: bool = True) -> Ensemble:
     """Thermalise (tuning the step size), then save ``n_samples`` configurations (rounded
     up to whole rounds of all chains), one round every ``spacing`` updates. ``n_therm=None``:
-    ``default_thermalisation(theory)``, 200 updates, more for a double well with a high barrier.
+    ``default_thermalisation(theory)``, 200 updates, more for a double well with a high barrier;
+    on resume, the thermalisation the file records (so files of an earlier default resume).
 
     With ``path``, the run is written to that HDF5 file; ``resume=True`` continues the
     run stored there (same theory, lattice, sampler and seed) up to ``n_samples`` (a finished
@@ -91,7 +106,10 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing
     energy, rejected and counted) draw a warning: the step size is too large for the theory.
     """
     if n_therm is None:
-        n_therm = default_thermalisation(sampler.theory)
+        # a resumed run keeps the thermalisation it was started with (the default may have moved)
+        n_therm = _file_n_therm(path) if resume else None
+        if n_therm is None:
+            n_therm = default_thermalisation(sampler.theory)
     for name, v, low in (("n_samples", n_samples, 1), ("n_therm", n_therm, 0), ("spacing", spacing, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
             raise RunError(f"{name} must be an integer >= {low}, got {v!r}")

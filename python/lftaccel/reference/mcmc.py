@@ -101,8 +101,9 @@ def hmc_trajectory(x, p, u, action, grad, eps, n_steps, canonical=None, inv_mass
 
 def hmc_trajectory_fused(x, p, u, action_and_grad, eps, n_steps, canonical=None):
     """hmc_trajectory (unit masses) written for speed in plain torch, the benchmarks' one-pass
-    pure-torch HMC: every force from the one-pass action_and_grad (faster than the plain
-    gradient alone; the actions at the two ends come with it), the kicks and drifts in place.
+    pure-torch HMC: every force from the one-pass action_and_grad (for phi^4 faster than the
+    plain gradient alone; for XY, whose one pass adds a cosine, slower), the actions at the two
+    ends with them, the kicks and drifts in place.
     The same trajectory, energies and decisions as hmc_trajectory, to rounding. n_steps >= 1."""
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
