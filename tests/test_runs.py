@@ -696,6 +696,14 @@ def test_double_well_starts_and_default_thermalisation():
         200, 400, 7000, 200_000]
     assert default_thermalisation(lftaccel.Oscillator.harmonic(10.0)) == 200
     assert default_thermalisation(lftaccel.Phi4(0.2, 0.1)) == 200 and instanton_action(lftaccel.XY(1.0)) is None
+    # XY: ~L^2 updates, three times more for the local samplers
+    xy = lftaccel.XY(1.12)
+    assert [default_thermalisation(xy, (32, 32), "hmc"), default_thermalisation(xy, (32, 32), "metropolis"),
+            default_thermalisation(xy, (8, 8), "hmc")] == [2048, 6144, 200]
+    for offset in (0, 1):  # overdispersed: every other chain (by global index) ordered, the others random
+        theta = HMC(xy, (8, 8), n_chains=4, seed=3, chain_offset=offset).field
+        ordered = (torch.arange(4) + offset) % 2 == 0
+        assert (theta[ordered] == 0).all() and (theta[~ordered].std(dim=(1, 2)) > 1.5).all()
     for offset in (0, 1):
         x = HMC(theory, (128,), n_chains=8, seed=3, chain_offset=offset).field
         kinks = (torch.diff(torch.sign(x), dim=1) != 0).sum(1)

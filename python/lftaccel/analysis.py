@@ -215,6 +215,11 @@ def phi4_observables(by_chain: dict, lattice_shape) -> dict:
 
 
 def xy_measurements(configs, beta: float) -> dict:
+    """Per configuration: the energy per site E/V = -(1/V) sum_links cos(theta_x - theta_{x+mu});
+    the helicity modulus Upsilon = (1/(d V)) sum_mu [sum_x cos(d_mu) - beta (sum_x sin(d_mu))^2],
+    d_mu = theta_x - theta_{x+mu} (its mean is the modulus in the normalisation where it jumps to
+    2 T / pi at the BKT point; <sum sin> = 0 by symmetry, so no connected part is taken); the
+    vortex density (1/V) sum |plaquette winding| (2D); and the spin correlation G(r)."""
     def fn(th):
         dims = range(1, th.dim())
         V = math.prod(th.shape[1:])
@@ -265,6 +270,8 @@ def plaquette_winding(theta: torch.Tensor) -> torch.Tensor:
 
 
 def xy_observables(by_chain: dict) -> dict:
+    """Obs of the XY measurements (xy_measurements, by chain): the energy per site, the helicity
+    modulus, the vortex density (2D) and G(r) for r >= 1."""
     # The helicity modulus is linear in per-configuration quantities: a primary observable.
     out = {"energy": primary(by_chain["energy"], "energy"), "helicity": primary(by_chain["helicity"], "helicity")}
     if "vortex" in by_chain:
@@ -695,7 +702,7 @@ def format_table(estimates: dict, *, skip_prefixes=("G(", "G2(", "G4(")) -> str:
             mark, rough = " *", True
         rows.append(f"{name:<14} {e.value:14.6g} {e.error:11.3g} {tau}{mark}")
     if rough:
-        rows.append(f"* fewer than {FEW_EFFECTIVE} effective samples N / (2 tau_int) (of M, for the rows built from "
-                    f"it), or an error from the spread of fewer than {FEW_STREAMS} chains: the error and tau_int are "
-                    f"rough; sample longer")
+        of_m = " (of M, for the rows built from it)" if any(k in estimates for k in BUILT_FROM) else ""
+        rows.append(f"* fewer than {FEW_EFFECTIVE} effective samples N / (2 tau_int){of_m}, or an error from the "
+                    f"spread of fewer than {FEW_STREAMS} chains: the error and tau_int are rough; sample longer")
     return "\n".join(rows)

@@ -89,9 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", help="HDF5 file for the ensemble (default THEORY.h5)")
     r.add_argument("--chains", type=_positive_int, default=16, help="independent chains (default 16)")
     r.add_argument("--therm", type=_nonneg_int,
-                   help="thermalisation updates per chain, with step-size tuning (default 200; for a double "
-                        "well 10 exp(S0), S0 its instanton action, when that is more: 7000 at f = 1.7, m = 0.5, "
-                        "lam = 1; calibrated for hmc)")
+                   help="thermalisation updates per chain, with step-size tuning (default 200; more where "
+                        "needed: xy 2 L^2 with hmc and 6 L^2 otherwise, L the largest extent; a double well "
+                        "10 exp(S0), S0 its instanton action: 7000 at f = 1.7, m = 0.5, lam = 1, calibrated "
+                        "for hmc)")
     r.add_argument("--spacing", type=_positive_int, default=5, help="updates between saved configurations (default 5)")
     r.add_argument("--sampler", choices=["hmc", "metropolis", "langevin"], default="hmc",
                    help="hmc (default), metropolis (checkerboard, phi4/xy) or langevin (stochastic quantization)")
@@ -111,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_nonneg_int, default=0, help="Philox seed (default 0)")
     r.add_argument("--start", choices=["hot", "cold"], default="hot",
                    help="initial fields: hot (random, default) or cold (ordered; e.g. xy at low temperature, "
-                        "where a hot start can leave a chain stuck with a winding). A double well's hot start puts "
-                        "every other chain in a well and the others across it (independent normal slices), so "
-                        "that chains not yet thermalised disagree; its cold start puts all in the positive well")
+                        "where a hot start can leave a chain stuck with a winding). The hot start of xy and of a "
+                        "double well is overdispersed: every other chain ordered (xy) or in a well, the others "
+                        "random, so that chains not yet thermalised disagree; a double well's cold start puts "
+                        "all in the positive well")
     r.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="field precision (default float64)")
     r.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")

@@ -85,12 +85,12 @@ def sample_command(args):
         raise ValueError(f"{out} exists: pass --resume to continue it, --overwrite to replace it, "
                          f"or -o to write elsewhere")
     if args.therm is None and not args.resume:  # (a resumed run keeps its file's: run() reads it)
-        n_therm = default_thermalisation(theory)
+        n_therm = default_thermalisation(theory, tuple(shape), args.sampler)
         if n_therm > DEFAULT_THERM:
-            capped = (" (capped: so high a barrier needs longer; see the notes below)"
-                      if n_therm == MAX_DEFAULT_THERM else "")
-            print(f"thermalising {n_therm} updates per chain: a double well with instanton action "
-                  f"S0 = {instanton_action(theory):.3g}{capped} (--therm sets it)", file=sys.stderr)
+            capped = " (capped: see the notes below)" if n_therm == MAX_DEFAULT_THERM else ""
+            why = (f"a double well with instanton action S0 = {instanton_action(theory):.3g}"
+                   if instanton_action(theory) is not None else f"XY on extent {max(shape)}, ~L^2 updates")
+            print(f"thermalising {n_therm} updates per chain: {why}{capped} (--therm sets it)", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DivergenceWarning)
         ens = run(sampler, args.n_samples, n_therm=args.therm, spacing=args.spacing, path=out, resume=args.resume,

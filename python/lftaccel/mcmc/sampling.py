@@ -96,7 +96,8 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing
         progress: bool = True) -> Ensemble:
     """Thermalise (tuning the step size), then save ``n_samples`` configurations (rounded
     up to whole rounds of all chains), one round every ``spacing`` updates. ``n_therm=None``:
-    ``default_thermalisation(theory)``, 200 updates, more for a double well with a high barrier;
+    ``default_thermalisation(theory, shape, sampler.name)``: 200 updates, more for XY on larger
+    lattices and for a double well with a high barrier;
     on resume, the thermalisation the file records (so files of an earlier default resume).
 
     With ``path``, the run is written to that HDF5 file; ``resume=True`` continues the
@@ -109,7 +110,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing
         # a resumed run keeps the thermalisation it was started with (the default may have moved)
         n_therm = _file_n_therm(path) if resume else None
         if n_therm is None:
-            n_therm = default_thermalisation(sampler.theory)
+            n_therm = default_thermalisation(sampler.theory, sampler.shape, sampler.name)
     for name, v, low in (("n_samples", n_samples, 1), ("n_therm", n_therm, 0), ("spacing", spacing, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
             raise RunError(f"{name} must be an integer >= {low}, got {v!r}")

@@ -13,7 +13,9 @@ __all__ = ["XY"]
 
 
 class XY(LatticeTheory):
-    """XY model at inverse temperature ``beta`` (J = 1)."""
+    """XY model at inverse temperature ``beta`` (J = 1): S = -beta sum_x sum_mu cos(theta_x -
+    theta_{x+mu}), periodic, any rank 1..4 (``lftaccel.analysis`` measures it in 2D). beta < 0 is
+    the antiferromagnet, accepted as such; its helicity modulus is not the ferromagnet's."""
 
     kernel = "xy"
 
