@@ -468,6 +468,19 @@ def test_bad_sde_arguments():
         diffusion.reverse_sample(lambda x, t: x.numpy(), diffusion.VESDE(), (2, 2), n_steps=2)
     with pytest.raises(TypeError, match="score_fn must return a torch tensor shaped like x"):
         diffusion.reverse_sample(lambda x, t: x[:1], diffusion.VESDE(), (2, 2), n_steps=2)
+    # a broken network's NaN is refused, not spread through x (before: an all-NaN sample, no word)
+    with pytest.raises(ValueError, match="score_fn returned non-finite values"):
+        diffusion.reverse_sample(lambda x, t: torch.full_like(x, float("nan")), diffusion.VESDE(), (2, 2), n_steps=2)
+    from lftaccel.mcmc import kernels as K
+
+    for bad in (float("nan"), float("inf")):
+        for kind in (torch.tensor, np.asarray):
+            x, score = np.zeros((2, 3)), np.zeros((2, 3))
+            score[1, 2] = bad
+            x, score = (torch.tensor(x), torch.tensor(score)) if kind is torch.tensor else (x, score)
+            with pytest.raises(ValueError, match="score has non-finite values"):
+                K.sde_step(x, score, t=0.5, dt=0.1, seed=0, step=0)
+            assert not np.asarray(x).any()  # untouched
     with pytest.raises(ValueError, match="divisible"):
         diffusion.ScoreUNet((6, 8), diffusion.VESDE(), channels=(8, 8, 8))
     with pytest.raises(ValueError, match="channels"):

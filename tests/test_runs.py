@@ -460,6 +460,27 @@ def test_langevin_divergence_is_caught_by_the_action():
     assert sampler.divergent > 0 and torch.isfinite(action).all()
 
 
+def test_langevin_warns_of_an_eps_beyond_the_euler_limit():
+    """An Euler step multiplies the Hessian's largest mode at phi = 0 by 1 - eps lambda_max: from
+    eps = 2 / lambda_max on it grows without bound, as a finite blow-up that no divergence count
+    sees (a helper's free field at kappa = 0.2, eps = 1: |phi| ~ 1e115, 0 divergences)."""
+    import warnings
+
+    from lftaccel.mcmc import Langevin
+    from lftaccel.mcmc.samplers import _euler_limit
+
+    free = lftaccel.Phi4(0.2, 0.0)
+    assert _euler_limit(free, (4, 4)) == pytest.approx(2 / (2 + 8 * 0.2))  # the staggered mode
+    assert _euler_limit(free, (3,)) == pytest.approx(2 / (2 + 0.4 * 2 * math.cos(math.pi / 3)))  # odd extent
+    assert _euler_limit(lftaccel.Phi4(-0.2, 0.0), (4, 4)) == pytest.approx(2 / (2 + 8 * 0.2))  # k = 0
+    assert _euler_limit(lftaccel.XY(1.0), (4, 4)) is None
+    with pytest.warns(RuntimeWarning, match="Euler stability limit"):
+        Langevin(free, (4, 4), eps=1.0, n_chains=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Langevin(free, (4, 4), eps=0.5, n_chains=2)  # below 0.556: stable, no warning
+
+
 def test_run_warns_of_divergences_while_sampling():
     """Langevin at eps = 10 runs away; the kept chains have finite actions, but the fields are
     meaningless, and run() says so (the thermalisation's divergences alone do not warn: the

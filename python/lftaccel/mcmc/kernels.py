@@ -221,7 +221,12 @@ def sde_step(x, score, *, t: float, dt: float, seed: int, step: int, schedule: s
         beta(t) = beta_min + t (beta_max - beta_min) (variance preserving).
     ``noise=False`` drops the z term (the usual last, denoising step). z is Philox
     (seed, chain_offset + b, site, step, purpose 5): pass a different ``step`` (the step
-    index) at every step, or the noise repeats. Requires 0 < dt <= t.
+    index) at every step, or the noise repeats. Requires 0 < dt <= t. The step takes any
+    sigma > 0 and beta_min, beta_max > 0, as the formulas do; the schedule classes of
+    ``lftaccel.models.diffusion`` (VESDE, VPSDE) further require sigma > 1 and beta_max >=
+    beta_min, for a forward process that noises the data. A score with a non-finite value is
+    refused (a network that blew up would otherwise fill x with NaN silently); the check is a
+    reduction over the score, and on a GPU a synchronisation, per call.
     """
     if schedule == "ve":
         params = [check_param(sigma, "sigma")]
@@ -231,6 +236,14 @@ def sde_step(x, score, *, t: float, dt: float, seed: int, step: int, schedule: s
         raise ValueError(f"schedule must be 've' or 'vp', got {schedule!r}")
     if isinstance(x, torch.Tensor) != isinstance(score, torch.Tensor):
         raise TypeError("x and score must both be torch tensors or both numpy arrays")
+    if isinstance(score, torch.Tensor) and score.is_floating_point():
+        finite = bool(torch.isfinite(score).all())
+    elif isinstance(score, np.ndarray) and score.dtype.kind == "f":
+        finite = bool(np.isfinite(score).all())
+    else:
+        finite = True  # a wrong dtype: _C names it
+    if not finite:
+        raise ValueError("score has non-finite values (NaN or inf): the network's output is broken")
     written = _written((x, "x"))
     _C.sde_step(_raw(x, "x"), _raw(score, "score"), schedule, params, check_param(t, "t"),
                 check_param(dt, "dt"), bool(noise), _int(seed, "seed"), _int(step, "step"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -476,6 +477,20 @@ class Metropolis(Sampler):
         return {**super().settings(), "delta": self.delta}
 
 
+def _euler_limit(theory, shape) -> float | None:
+    """2 / lambda_max of the Hessian of phi^4's action at phi = 0 on this lattice: an Euler
+    (Langevin) step of eps >= it multiplies that mode by |1 - eps lambda_max| >= 1 every step.
+    lambda_max = 2 (1 - 2 lambda) - 2 kappa sum_mu c_mu with c_mu the extreme of 2 cos(2 pi k / L_mu)
+    that maximises it (the staggered mode for kappa > 0). None for other theories, or where
+    lambda_max <= 0 (the origin is no minimum)."""
+    if not isinstance(theory, Phi4):
+        return None
+    cos_range = [2 * np.cos(2 * math.pi * np.arange(L) / L) for L in shape]
+    hop = sum(float(c.min() if theory.kappa > 0 else c.max()) for c in cos_range)
+    lam_max = 2 * (1 - 2 * theory.lam) - 2 * theory.kappa * hop
+    return 2.0 / lam_max if lam_max > 0 else None
+
+
 class Langevin(Sampler):
     """Stochastic quantization: ``n_steps`` Euler steps x <- x - eps dS/dx + sqrt(2 eps) eta per
     update. There is no accept/reject, so the equilibrium is exp(-S) only up to O(eps).
@@ -489,6 +504,13 @@ class Langevin(Sampler):
         self.eps = check_param(eps, "eps", low=0.0, low_open=True)
         self.n_steps = check_int(n_steps, "n_steps")
         super().__init__(theory, shape, **kw)
+        limit = _euler_limit(theory, self.shape)
+        if limit is not None and self.eps >= limit:
+            # A finite blow-up is not a divergence (the action stays finite for a while): a helper's
+            # free field at kappa = 0.2, eps = 1 reached |phi| ~ 1e115 with 0 divergences counted.
+            warnings.warn(f"eps = {self.eps:g} is at or above {limit:.4g}, the Euler stability limit of the "
+                          "action's quadratic part at phi = 0 (2 / the largest eigenvalue of its Hessian): "
+                          "the chains' shortest modes grow without bound", RuntimeWarning, stacklevel=2)
         self._work = torch.empty((2, self.n_chains, *self.shape), dtype=self.dtype, device=self.device)
         self._ones = torch.ones(self.n_chains, dtype=torch.float64, device=self.device)
 

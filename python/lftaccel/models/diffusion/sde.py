@@ -95,6 +95,8 @@ def checked_score(score_fn, y, t):
     if not isinstance(score, torch.Tensor) or score.shape != y.shape:
         got = tuple(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__
         raise TypeError(f"score_fn must return a torch tensor shaped like x {tuple(y.shape)}, got {got}")
+    if score.is_floating_point() and not bool(torch.isfinite(score).all()):
+        raise ValueError(f"score_fn returned non-finite values (NaN or inf) at t = {t:.6g}")
     return score
 
 
@@ -129,8 +131,10 @@ def reverse_sample(score_fn, sde, shape, *, n_steps: int = 500, eps: float = 1e-
     after the predictor, x <- x + d score + sqrt(2 d) z, targeting p_t itself, with the step
     d = 2 (snr |z| / |score|)^2 per configuration set by the signal-to-noise ratio ``snr``.
     That step depends on the state, so the corrector is a biased Langevin sampler: measured on
-    Gaussian data with the exact score, the final variance is 1.023x the data's on 16x16 at
-    snr 0.16 (the unadjusted-Langevin bias 1 / (1 - snr^2) = 1.026), but 1.28x on 4x4, where
+    Gaussian data with the exact score (VE, sigma 25, one corrector step, snr 0.16), the final
+    variance is 1.023x the data's on 16x16 in one measurement (the unadjusted-Langevin bias
+    1 / (1 - snr^2) = 1.026); a helper measured 1.016, 1.032, 1.040 and 1.042 (+- 0.003) at
+    n_steps = 100, 200, 500 (the default) and 1000 on 16x16, and 1.28x on 4x4, where
     |z| / |score| fluctuates strongly. The predictor alone has no such bias.
     """
     from ...mcmc import kernels
