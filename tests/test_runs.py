@@ -453,7 +453,8 @@ def test_langevin_divergence_is_caught_by_the_action():
     such a chain is restored and counted, so every kept chain has a finite action."""
     from lftaccel.mcmc import Langevin
 
-    sampler = Langevin(lftaccel.Phi4(0.21, 0.022), (4, 4), eps=0.6, n_steps=10, n_chains=4, seed=0)
+    with pytest.warns(RuntimeWarning, match="Euler stability limit"):  # 0.6 > 2 / 3.59
+        sampler = Langevin(lftaccel.Phi4(0.21, 0.022), (4, 4), eps=0.6, n_steps=10, n_chains=4, seed=0)
     for _ in range(20):
         sampler.update()
     action = lftaccel.Phi4(0.21, 0.022).action(sampler.field)
@@ -473,7 +474,13 @@ def test_langevin_warns_of_an_eps_beyond_the_euler_limit():
     assert _euler_limit(free, (4, 4)) == pytest.approx(2 / (2 + 8 * 0.2))  # the staggered mode
     assert _euler_limit(free, (3,)) == pytest.approx(2 / (2 + 0.4 * 2 * math.cos(math.pi / 3)))  # odd extent
     assert _euler_limit(lftaccel.Phi4(-0.2, 0.0), (4, 4)) == pytest.approx(2 / (2 + 8 * 0.2))  # k = 0
-    assert _euler_limit(lftaccel.XY(1.0), (4, 4)) is None
+    assert _euler_limit(lftaccel.XY(1.0), (4, 4)) == pytest.approx(2 / 8)  # the Laplacian's 4 d beta
+    assert _euler_limit(lftaccel.XY(-1.0), (4, 4)) is None  # the antiferromagnet: no minimum there
+    osc, N = lftaccel.Oscillator(10.0, 0.5, 1.0, 1.4), 64  # a = 10 / 64; V'' = 8 lam f^2 in the wells
+    a = 10.0 / N
+    assert _euler_limit(osc, (N,)) == pytest.approx(2 / (0.5 / a * 4 + a * 8 * 1.4**2))
+    harmonic = lftaccel.Oscillator.harmonic(10.0, m=1.0, omega=2.0)  # V'' = m omega^2
+    assert _euler_limit(harmonic, (N,)) == pytest.approx(2 / (1.0 / a * 4 + a * 4.0))
     with pytest.warns(RuntimeWarning, match="Euler stability limit"):
         Langevin(free, (4, 4), eps=1.0, n_chains=2)
     with warnings.catch_warnings():
@@ -487,7 +494,8 @@ def test_run_warns_of_divergences_while_sampling():
     tuning of an HMC step size can cause them, as above)."""
     from lftaccel.mcmc import Langevin
 
-    sampler = Langevin(lftaccel.Phi4(0.2, 0.1), (4, 4), eps=10.0, n_steps=1, n_chains=4, seed=0)
+    with pytest.warns(RuntimeWarning, match="Euler stability limit"):
+        sampler = Langevin(lftaccel.Phi4(0.2, 0.1), (4, 4), eps=10.0, n_steps=1, n_chains=4, seed=0)
     with pytest.warns(UserWarning, match=r"updates diverged while sampling .* lower it"):
         run(sampler, 40, n_therm=10, progress=False)
     import warnings

@@ -478,16 +478,27 @@ class Metropolis(Sampler):
 
 
 def _euler_limit(theory, shape) -> float | None:
-    """2 / lambda_max of the Hessian of phi^4's action at phi = 0 on this lattice: an Euler
-    (Langevin) step of eps >= it multiplies that mode by |1 - eps lambda_max| >= 1 every step.
-    lambda_max = 2 (1 - 2 lambda) - 2 kappa sum_mu c_mu with c_mu the extreme of 2 cos(2 pi k / L_mu)
-    that maximises it (the staggered mode for kappa > 0). None for other theories, or where
-    lambda_max <= 0 (the origin is no minimum)."""
-    if not isinstance(theory, Phi4):
-        return None
+    """2 / lambda_max, lambda_max the largest eigenvalue of the action's Hessian at its classical
+    minimum on this lattice (phi^4: phi = 0; XY: theta uniform; the oscillator: the potential's
+    minimum): an Euler (Langevin) step of eps >= it multiplies that mode by |1 - eps lambda_max|
+    >= 1 every step. With c_mu(k) = 2 cos(2 pi k / L_mu):
+      phi^4       lambda_max = 2 (1 - 2 lambda) - 2 kappa sum_mu c_mu, c_mu the extreme that
+                  maximises it (the staggered mode for kappa > 0);
+      XY          beta sum_mu (2 - min_k c_mu), for beta > 0;
+      oscillator  (m / a) (2 - min_k c) + a V''(x_min), V'' = 2 c2 at 0 or -4 c2 in a double well.
+    None where the point is no minimum (lambda_max <= 0, beta <= 0)."""
     cos_range = [2 * np.cos(2 * math.pi * np.arange(L) / L) for L in shape]
-    hop = sum(float(c.min() if theory.kappa > 0 else c.max()) for c in cos_range)
-    lam_max = 2 * (1 - 2 * theory.lam) - 2 * theory.kappa * hop
+    if isinstance(theory, Phi4):
+        hop = sum(float(c.min() if theory.kappa > 0 else c.max()) for c in cos_range)
+        lam_max = 2 * (1 - 2 * theory.lam) - 2 * theory.kappa * hop
+    elif isinstance(theory, XY):
+        lam_max = theory.beta * sum(2 - float(c.min()) for c in cos_range)
+    elif isinstance(theory, Oscillator):
+        a = theory.spacing(shape[0])
+        curvature = -4 * theory.c2 if _double_well(theory) else 2 * theory.c2
+        lam_max = theory.m / a * (2 - float(cos_range[0].min())) + a * curvature
+    else:
+        return None
     return 2.0 / lam_max if lam_max > 0 else None
 
 
@@ -509,7 +520,7 @@ class Langevin(Sampler):
             # A finite blow-up is not a divergence (the action stays finite for a while): a helper's
             # free field at kappa = 0.2, eps = 1 reached |phi| ~ 1e115 with 0 divergences counted.
             warnings.warn(f"eps = {self.eps:g} is at or above {limit:.4g}, the Euler stability limit of the "
-                          "action's quadratic part at phi = 0 (2 / the largest eigenvalue of its Hessian): "
+                          "action at its classical minimum (2 / the largest eigenvalue of its Hessian there): "
                           "the chains' shortest modes grow without bound", RuntimeWarning, stacklevel=2)
         self._work = torch.empty((2, self.n_chains, *self.shape), dtype=self.dtype, device=self.device)
         self._ones = torch.ones(self.n_chains, dtype=torch.float64, device=self.device)
