@@ -66,7 +66,7 @@ from lftaccel import _kernels
 from lftaccel import reference as R
 from lftaccel.fourier import from_fourier, to_fourier
 
-from provenance import cpu_busy, provenance
+from provenance import busy_at_start, noisy, provenance, unreliable, unreliable_line
 
 # the pure-torch references must not page-fault at random (lftaccel/runtime.py)
 STEADY_MALLOC = steady_malloc()
@@ -265,32 +265,17 @@ def line(r, use_compile):
                 f"{fmt(r['fused_ms'], '.4f'):>10}{fmt(r['fused_speedup'], '.1f'):>8}")
 
 
-# A row whose median time exceeds its minimum by this factor (kernel or twin) was measured
-# through stalls: on a busy machine a 2-thread OpenMP region waits whole scheduler ticks, and a
-# ratio taken from it can be off either way by several times.
-NOISY_SPREAD = 1.5
-
-
-def noisy(r) -> bool:
-    pairs = [(r["kernel_ms"], r["kernel_median_ms"]), (r["twin_ms"], r["twin_median_ms"])]
-    return any(t is not None and m is not None and m > NOISY_SPREAD * t for t, m in pairs)
-
-
-BUSY_LIMIT = 0.2  # a share of the CPU taken by others before the start that makes a run unreliable
+def row_noisy(r) -> bool:
+    """Whether the kernel's or the twin's median exceeds its minimum by NOISY_SPREAD."""
+    return noisy((r["kernel_ms"], r["kernel_median_ms"]), (r["twin_ms"], r["twin_median_ms"]))
 
 
 def reliability(rows, busy) -> list:
     """Why this run's figures cannot be trusted (empty: no sign of that)."""
-    why = []
-    if busy is not None and busy > BUSY_LIMIT:
-        why.append(f"{100 * busy:.0f}% of the CPU busy with other work at the start")
-    bad = [r for r in rows if r["pct_copy"] is not None and r["pct_copy"] > 100]
-    if bad:
-        why.append(f"{len(bad)} problem(s) faster than a copy of the same bytes, which a stencil cannot be")
-    shaky = [r for r in rows if noisy(r)]
-    if shaky:
-        why.append(f"{len(shaky)} of {len(rows)} problem(s) with a median over {NOISY_SPREAD}x its minimum")
-    return why
+    faster = sum(r["pct_copy"] is not None and r["pct_copy"] > 100 for r in rows)
+    return unreliable(busy, sum(map(row_noisy, rows)), len(rows),
+                      faster and f"{faster} problem(s) faster than a copy of the same bytes, which a stencil "
+                                 "cannot be")
 
 
 def targets(rows, device, busy=None) -> list:
@@ -304,7 +289,7 @@ def targets(rows, device, busy=None) -> list:
         s, c = r["speedup"], r["core_speedup"]
         out.append(f"{'PASS' if s >= 25 else 'MISS'}     phi4 action+grad (64, 64x64, float64) "
                    f"speed-up vs twin {s:.1f}x through the public call, {c:.1f}x the compiled "
-                   f"function alone (target >= 25x){' [noisy row]' if noisy(r) else ''}")
+                   f"function alone (target >= 25x){' [noisy row]' if row_noisy(r) else ''}")
         if r["fused_speedup"] is not None:
             out.append(f"         (against the one-pass pure-torch action+grad, R.phi4_action_and_grad: "
                        f"{r['fused_speedup']:.1f}x"
@@ -324,8 +309,7 @@ def targets(rows, device, busy=None) -> list:
                 f"{'x'.join(map(str, r['shape']))}: {r['pct_copy']:.0f}%" for r in miss]
     why = reliability(rows, busy)
     if why:
-        out.append("UNRELIABLE: " + "; ".join(why) + ". Rerun on an idle machine before reading the "
-                   "lines above as a verdict.")
+        out.append(unreliable_line(why))
     return out
 
 
@@ -371,10 +355,7 @@ def main(argv=None):
     print(f"lftaccel {lftaccel.build_info().get('version')}, torch {torch.__version__}, device {device}, "
           f"{torch.get_num_threads()} threads, max sites {max_sites}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    busy = cpu_busy() if device.type == "cpu" else None
-    if busy is not None and busy > BUSY_LIMIT:
-        print(f"WARNING: other processes took {100 * busy:.0f}% of the CPU in the second before starting: "
-              "timings will be noisy")
+    busy = busy_at_start(device.type)
     print(header(args.compile))
     rows, skipped, t_start = [], [], time.perf_counter()
     for name in kernels:

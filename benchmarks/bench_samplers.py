@@ -61,9 +61,7 @@ from lftaccel.mcmc import HMC, Metropolis
 from lftaccel.mcmc import kernels as K
 from lftaccel.reference import mcmc as RM
 
-from provenance import cpu_busy, provenance
-
-BUSY_LIMIT = 0.2  # as bench_kernels.py: a share of the CPU taken by others that makes a run unreliable
+from provenance import busy_at_start, noisy, provenance, unreliable, unreliable_line
 
 # the pure-torch references must not page-fault at random (lftaccel/runtime.py)
 STEADY_MALLOC = steady_malloc()
@@ -302,10 +300,7 @@ def main(argv=None):
     print(f"lftaccel {lftaccel.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"device {device}, {args.dtype}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    busy = cpu_busy() if device.type == "cpu" else None
-    if busy is not None and busy > BUSY_LIMIT:
-        print(f"WARNING: other processes took {100 * busy:.0f}% of the CPU in the second before starting: "
-              "timings will be noisy")
+    busy = busy_at_start(device.type)
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": str(device),
               "dtype": args.dtype, "threads": torch.get_num_threads(), "build": lftaccel.build_info(),
               "steady_malloc": STEADY_MALLOC, "provenance": provenance(args)}
@@ -318,14 +313,11 @@ def main(argv=None):
           f"{target['speedup']:.1f}x the pure-torch HMC by minimum times, {target['speedup_median']:.1f}x by "
           f"medians (target >= 25x on the CPU, float64); {target['fast_speedup']:.1f}x the one-pass pure-torch HMC "
           f"(RM.hmc_trajectory_fused)")
-    noisy = [r for r in report["throughput"] if r["fused_median_s"] > 1.5 * r["fused_s"]
-             or r["torch_median_s"] > 1.5 * r["torch_s"]]
-    why = ([f"{100 * busy:.0f}% of the CPU busy with other work at the start"] if busy is not None and
-           busy > BUSY_LIMIT else []) + ([f"{len(noisy)} of {len(report['throughput'])} problem(s) with a median "
-                                          "over 1.5x its minimum"] if noisy else [])
+    rows = report["throughput"]
+    why = unreliable(busy, sum(noisy((r["fused_s"], r["fused_median_s"]), (r["torch_s"], r["torch_median_s"]))
+                               for r in rows), len(rows))
     if why:
-        print("UNRELIABLE: " + "; ".join(why) + ". Rerun on an idle machine before reading the line above as a "
-              "verdict.")
+        print(unreliable_line(why, "the line above"))
     report["load_avg_at_start"], report["cpu_busy_at_start"], report["unreliable"] = load, busy, why
     if not args.skip_scaling:
         report["scaling"] = scaling(device, dtype, quick)

@@ -63,6 +63,41 @@ def cpu_busy(seconds: float = 1.0) -> float | None:
     return None if total <= 0 else 1.0 - (idle1 - idle0) / total
 
 
+BUSY_LIMIT = 0.2  # a share of the CPU taken by others before the start that makes a run unreliable
+# A timing whose median exceeds its minimum by this factor was measured through stalls: on a busy
+# machine a 2-thread OpenMP region waits whole scheduler ticks, and a ratio taken from it can be
+# off either way by several times.
+NOISY_SPREAD = 1.5
+
+
+def busy_at_start(device_type: str) -> float | None:
+    """cpu_busy() before a CPU benchmark (None on other devices), warning when over BUSY_LIMIT."""
+    busy = cpu_busy() if device_type == "cpu" else None
+    if busy is not None and busy > BUSY_LIMIT:
+        print(f"WARNING: other processes took {100 * busy:.0f}% of the CPU in the second before starting: "
+              "timings will be noisy")
+    return busy
+
+
+def noisy(*min_median_pairs) -> bool:
+    """Whether any (minimum, median) pair has its median over NOISY_SPREAD x its minimum."""
+    return any(t is not None and m is not None and m > NOISY_SPREAD * t for t, m in min_median_pairs)
+
+
+def unreliable(busy, n_noisy: int, n_rows: int, *others) -> list:
+    """Why a run's figures are no verdict: the CPU others took at the start, rows measured through
+    stalls, and the caller's own reasons (empty: no sign of that)."""
+    why = [f"{100 * busy:.0f}% of the CPU busy with other work at the start"] if busy is not None and \
+        busy > BUSY_LIMIT else []
+    if n_noisy:
+        why.append(f"{n_noisy} of {n_rows} problem(s) with a median over {NOISY_SPREAD}x its minimum")
+    return why + [w for w in others if w]
+
+
+def unreliable_line(why, what: str = "the lines above") -> str:
+    return f"UNRELIABLE: {'; '.join(why)}. Rerun on an idle machine before reading {what} as a verdict."
+
+
 def _version(name: str) -> str | None:
     try:
         return metadata.version(name)

@@ -91,6 +91,12 @@ def hmc_trajectory(x, p, u, action, grad, eps, n_steps, canonical=None, inv_mass
     xt, pt = leapfrog(x, p, grad, eps, n_steps, inv_mass)
     e = torch.stack([action(x).to(torch.float64), 0.5 * _per_config(inv_mass * p * p),
                      action(xt).to(torch.float64), 0.5 * _per_config(inv_mass * pt * pt)])
+    return _metropolis_end(x, xt, e, u, canonical)
+
+
+def _metropolis_end(x, xt, e, u, canonical):
+    """A trajectory's accept/reject from its energies e = (S_old, K_old, S_new, K_new): returns
+    (x_next, e, accepted); a non-finite dH is rejected."""
     dH = e[2] + e[3] - e[0] - e[1]
     acc = torch.isfinite(dH) & ((dH <= 0) | (torch.log(u) < -dH))
     if canonical is not None:
@@ -116,12 +122,7 @@ def hmc_trajectory_fused(x, p, u, action_and_grad, eps, n_steps, canonical=None)
         s_new, g = action_and_grad(xt)
         pt.sub_(g, alpha=eps if s + 1 < n_steps else 0.5 * eps)
     e = torch.stack([s_old.to(torch.float64), k_old, s_new.to(torch.float64), 0.5 * _per_config(pt * pt)])
-    dH = e[2] + e[3] - e[0] - e[1]
-    acc = torch.isfinite(dH) & ((dH <= 0) | (torch.log(u) < -dH))
-    if canonical is not None:
-        xt = canonical(xt)
-    mask = acc.reshape(-1, *([1] * (x.dim() - 1)))
-    return torch.where(mask, xt, x), e, acc
+    return _metropolis_end(x, xt, e, u, canonical)
 
 
 def wrap_angle(theta):
