@@ -488,6 +488,75 @@ def test_langevin_warns_of_an_eps_beyond_the_euler_limit():
         Langevin(free, (4, 4), eps=0.5, n_chains=2)  # below 0.556: stable, no warning
 
 
+def test_langevin_bias_is_euler_maruyamas_and_the_tables_say_so():
+    """Free field (kappa = 0.2, 8 x 8): the Hessian's modes A_k = 2 (1 - 2 kappa sum cos k) have,
+    under Euler steps of eps, the variance 1 / (A_k (1 - eps A_k / 2)) instead of 1 / A_k, so
+    S/V = mean_k 1 / (2 (1 - eps A_k / 2)) instead of 1/2 and chi2 = 1 / (A_0 (1 - eps A_0 / 2)).
+    At eps = 0.1 (0.18 of the stability limit) S/V is 5 % high: the sampler must show exactly
+    that bias, and its table must say that there is one, and, past half the stability bound on
+    the saved fields (euler_limit_on), that the step is far too large."""
+    from lftaccel.analysis import measure
+    from lftaccel.mcmc import Langevin
+    from lftaccel.mcmc.samplers import _euler_limit, euler_limit_on
+
+    kappa, L, eps = 0.2, 8, 0.1
+    k = 2 * np.pi * np.arange(L) / L
+    A = 2 * (1 - 2 * kappa * (np.cos(k)[:, None] + np.cos(k)[None, :]))
+    sv_euler = np.mean(0.5 / (1 - eps * A / 2))
+    chi2_euler = 1 / (A[0, 0] * (1 - eps * A[0, 0] / 2))
+    free = lftaccel.Phi4(kappa, 0.0)
+    ens = run(Langevin(free, (L, L), eps=eps, n_chains=16, seed=11), 4096, n_therm=50, progress=False)
+    est = measure(ens)
+    sv, chi2 = est["action/V"], est["chi2"]
+    assert abs(sv.value - sv_euler) < 3 * sv.error and abs(sv.value - 0.5) > 10 * sv.error, (sv, sv_euler)
+    assert abs(chi2.value - chi2_euler) < 3 * chi2.error, (chi2, chi2_euler)
+    assert any("bias of order eps = 0.1" in n for n in est.notes)
+    assert not any("stability bound" in n for n in est.notes)
+    # Gershgorin's bound is exact for the free field on even extents (the staggered mode)
+    assert euler_limit_on(free, ens.configs) == pytest.approx(_euler_limit(free, (L, L)))
+    # phi^4 at lambda = 0.5: the quartic term's 12 lambda phi^2 sets the bound, not phi = 0's
+    theory = lftaccel.Phi4(0.25, 0.5)
+    fields = np.zeros((2, 8, 8))
+    fields[1, 3, 4] = -2.0
+    assert euler_limit_on(theory, fields) == pytest.approx(2 / (12 * 0.5 * 4 + 4 * 0.25 * 2))
+    osc = lftaccel.Oscillator(10.0, 0.5, 1.0, 1.0)  # V'' = -4 + 12 x^2; a = 10 / 64
+    a = 10.0 / 64
+    assert euler_limit_on(osc, np.full((1, 64), 1.5)) == pytest.approx(2 / (4 * 0.5 / a + a * (-4 + 12 * 2.25)))
+    assert euler_limit_on(lftaccel.XY(1.0), fields) is None
+    strong = run(Langevin(theory, (8, 8), eps=0.05, n_chains=8, seed=2), 512, n_therm=100, progress=False)
+    notes = measure(strong).notes
+    assert any(re.search(r"eps = 0.05 is 0.\d+ times 0.0\d+, the Euler stability bound", n) for n in notes), notes
+
+
+def test_the_cold_start_is_ordered():
+    """phi^4's cold start minimises the action over constant fields (staggered for kappa < 0 on
+    even extents): phi0^2 = (2 |kappa| d - 1 + 2 lambda) / (2 lambda) in the broken phase, 0 in
+    the symmetric one."""
+    from lftaccel.mcmc import Metropolis
+
+    def cold(theory, shape):
+        return HMC(theory, shape, n_chains=2, start="cold").field
+
+    broken = lftaccel.Phi4(0.3, 0.022)
+    phi0 = math.sqrt((2 * 0.3 * 2 - 1 + 0.044) / 0.044)
+    x = cold(broken, (6, 4))
+    assert torch.allclose(x, torch.full_like(x, phi0), rtol=1e-15, atol=0)
+    scale = torch.tensor([0.999, 1.0, 1.001], dtype=torch.float64)[:, None, None]
+    assert int(broken.action(scale * x[:1]).argmin()) == 1  # the least action over constant fields
+    stag = cold(lftaccel.Phi4(-0.3, 0.022), (4, 6))
+    sign = torch.from_numpy((-1.0) ** np.indices((4, 6)).sum(0))
+    assert torch.allclose(stag, phi0 * sign.expand_as(stag), rtol=1e-15, atol=0)
+    assert not cold(lftaccel.Phi4(-0.3, 0.022), (3, 6)).any()  # no staggered order on odd extents
+    assert not cold(lftaccel.Phi4(0.21, 0.022), (8, 8)).any()  # symmetric phase
+    assert not cold(lftaccel.Phi4(0.2, 0.0), (8, 8)).any()  # free field
+    # ordered from the start: 50 sweeps at kappa = 0.3 on 16^2 stay in one vacuum, near <|M|> =
+    # 2.088 (16 HMC chains of 4096 from hot starts; their means over 64 sweeps here 2.03-2.13)
+    sampler = Metropolis(broken, (16, 16), n_chains=4, seed=1, start="cold")
+    ens = run(sampler, 64, n_therm=50, progress=False)
+    mag = ens.configs.mean(axis=(1, 2))
+    assert mag.min() > 1.5 and abs(mag.mean() - 2.088) < 0.15, mag
+
+
 def test_run_warns_of_divergences_while_sampling():
     """Langevin at eps = 10 runs away; the kept chains have finite actions, but the fields are
     meaningless, and run() says so (the thermalisation's divergences alone do not warn: the

@@ -22,8 +22,8 @@ def report_of(ens, estimates) -> dict:
         "params": {k: v for k, v in json.loads(a["theory_params"]).items() if k != "name"},
         "lattice_shape": list(ens.lattice_shape),
         "sampler": sampler, "n_samples": int(len(ens.configs)), "n_chains": ens.n_chains,
-        # independent draws from a model (plain diffusion) have no acceptance: None
-        "acceptance": None if sampler.get("sampler") == "diffusion" else float(a["acceptance"]),
+        # independent draws from a model (plain diffusion) and Langevin steps have no accept/reject: None
+        "acceptance": None if sampler.get("sampler") in ("diffusion", "langevin") else float(a["acceptance"]),
         "divergent": int(a["divergent"]),
         # (files from before the split do not say: None)
         "divergent_sampling": (int(a["divergent"]) - int(a["divergent_thermalisation"])
