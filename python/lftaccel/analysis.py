@@ -511,6 +511,9 @@ def measure(ens, window=None) -> Measurements:
             notes.append(", ".join(shown) + f": below ESS {NMCMC_ESS_WARN} or above k-hat {NMCMC_KHAT_WARN} the "
                          "errors can still be too small (lftaccel.mcmc.nmcmc); train the model longer or use more "
                          "chains")
+    if not ens.attrs.get("complete", True):
+        notes.append(f"the run is incomplete: {len(ens.configs)} of the {ens.attrs.get('n_target', '?')} "
+                     "configurations asked for are saved (it was stopped; continue it with --resume)")
     if ens.attrs.get("sampler") == "langevin":
         notes.extend(langevin_notes(theory, ens.configs, json.loads(ens.attrs.get("sampler_settings", "{}"))))
     drifting = [] if independence else [

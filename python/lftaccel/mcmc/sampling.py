@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
 import time
 import warnings
@@ -26,7 +27,8 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from .._kernels import stencil
-from ..io import Ensemble, check_writable, read_run, theory_to_dict, write_run
+from .._signals import deferred_signals, stop_for
+from ..io import Ensemble, check_writable, read_run, theory_to_dict, write_run, writer_lock
 from .samplers import Sampler, default_thermalisation
 
 __all__ = ["run", "RunError", "DivergenceWarning"]
@@ -105,7 +107,33 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing
     run that holds more is returned whole), or starts it where there is no file yet (a run
     killed before its first checkpoint). Updates that diverged while sampling (a non-finite
     energy, rejected and counted) draw a warning: the step size is too large for the theory.
+
+    The file is checkpointed every ``checkpoint_seconds`` (within a round of ``spacing`` updates
+    too), so a kill loses at most that much. A Ctrl-C or SIGTERM (in the main thread) is honoured
+    between updates: the run is saved, then KeyboardInterrupt or SystemExit(143) is raised. While
+    the run writes ``path`` it holds ``.<name>.lock`` beside it (io.writer_lock): another run
+    writing the same file is refused.
     """
+    kw = dict(n_therm=n_therm, spacing=spacing, resume=resume, overwrite=overwrite,
+              checkpoint_seconds=checkpoint_seconds, progress=progress)
+    if path is None:
+        return _run(sampler, n_samples, path=None, **kw)
+    try:
+        check_writable(path, "path")
+        lock = writer_lock(path)
+        lock.__enter__()
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    try:
+        return _run(sampler, n_samples, path=path, **kw)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing: int = 1, path=None,
+         resume: bool = False, overwrite: bool = False, checkpoint_seconds: float = 30.0,
+         progress: bool = True) -> Ensemble:
+    """run(), with the file's lock held."""
     if n_therm is None:
         # a resumed run keeps the thermalisation it was started with (the default may have moved)
         n_therm = _file_n_therm(path) if resume else None
@@ -156,13 +184,15 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing
             wall_before = float(ens.attrs.get("wall_seconds", float("nan")))
             done = len(ens.configs) // nc
             if ens.attrs.get("complete") and done >= rounds:
+                print(f"{path} is complete with {done * nc} configurations (asked for {rounds * nc}): nothing "
+                      "to add", file=sys.stderr)
                 _warn_divergent(ens)
                 return ens  # nothing to add: the file stands as it is (not rewritten)
             saved = [(ens.configs[i * nc:(i + 1) * nc], ens.action[i * nc:(i + 1) * nc],
                       ens.update[i * nc:(i + 1) * nc]) for i in range(done)]
-            if progress:
-                print(f"resuming {path}: {done * nc} of {rounds * nc} configurations saved, "
-                      f"{sampler.n_updates} updates done", file=sys.stderr)
+            # (said without a progress bar too: batch jobs, whose logs should show the resumption)
+            print(f"resuming {path}: {done * nc} of {rounds * nc} configurations saved, "
+                  f"{sampler.n_updates} updates done", file=sys.stderr)
         elif not overwrite:
             raise RunError(f"{path} exists; pass resume to continue it or overwrite to replace it")
     # resume without a file (a run killed before its first checkpoint): a new run, as asked
@@ -182,45 +212,66 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing
     bar = tqdm(total=total, initial=min(sampler.n_updates, total), disable=not progress, unit="upd",
                desc=f"{sampler.name} {type(sampler.theory).__name__}", dynamic_ncols=True)
     last = time.monotonic()
+
+    def checkpoint_due():
+        return path is not None and time.monotonic() - last > checkpoint_seconds
+
     # A thermalisation update and its step-size tuning are one unit for a checkpoint: a state
-    # saved between them (a Ctrl-C) would resume with the step size of the update before.
+    # saved between them would resume with the step size of the update before.
     between_units = True
+    # A Ctrl-C or SIGTERM is honoured between units, after a save (lftaccel._signals): raised
+    # where it landed, it was almost never between units, so it saved nothing.
+    stop = []
     try:
-        while sampler.n_updates < n_therm:
-            between_units = False
-            sampler.thermalize(1, tune=True, progress=bar)
-            between_units = True
-            if path is not None and time.monotonic() - last > checkpoint_seconds:
-                save(False)
-                last = time.monotonic()
-        if therm_divergent is None:
-            therm_divergent = sampler.divergent
-        # the bar shows the mean acceptance of the sampling so far, as the file reports it
-        # (a resumed run's earlier updates included)
-        acc_sum, n_acc = float(np.sum(sampler.acceptance[start:])), len(sampler.acceptance[start:])
-        while len(saved) < rounds:
-            target = start + (len(saved) + 1) * spacing
-            # A resumed run may stop between saves: finish that round's updates.
-            while sampler.n_updates < target:
-                acc_sum, n_acc = acc_sum + float(sampler.update().mean()), n_acc + 1
-                bar.update(1)
-                bar.set_postfix(acc=f"{acc_sum / n_acc:.2f}", refresh=False)
-            x = sampler.field
-            a, _ = stencil(sampler.theory.kernel, x, sampler.theory._params(), grad=False)
-            saved.append((x.detach().cpu().numpy().copy(), a.detach().cpu().to(torch.float64).numpy(),
-                          np.full(nc, sampler.n_updates, dtype=np.int64)))
-            if path is not None and time.monotonic() - last > checkpoint_seconds:
-                save(False)
-                last = time.monotonic()
+        with deferred_signals(stop):
+            while sampler.n_updates < n_therm and not stop:
+                between_units = False
+                sampler.thermalize(1, tune=True, progress=bar)
+                between_units = True
+                if checkpoint_due():
+                    save(False)
+                    last = time.monotonic()
+            if therm_divergent is None and sampler.n_updates >= n_therm:
+                therm_divergent = sampler.divergent
+            # the bar shows the mean acceptance of the sampling so far, as the file reports it
+            # (a resumed run's earlier updates included)
+            acc_sum, n_acc = float(np.sum(sampler.acceptance[start:])), len(sampler.acceptance[start:])
+            while len(saved) < rounds and not stop:
+                target = start + (len(saved) + 1) * spacing
+                # A resumed run may stop between saves: finish that round's updates.
+                while sampler.n_updates < target and not stop:
+                    acc_sum, n_acc = acc_sum + float(sampler.update().mean()), n_acc + 1
+                    bar.update(1)
+                    bar.set_postfix(acc=f"{acc_sum / n_acc:.2f}", refresh=False)
+                    # within a round as well: a round of a large --spacing can take longer than
+                    # the interval (a helper's 100000 updates: 11-14 s between saves at 1 s)
+                    if checkpoint_due() and sampler.n_updates < target:
+                        save(False)
+                        last = time.monotonic()
+                if sampler.n_updates < target:
+                    break  # stopped within the round: what is saved resumes it
+                x = sampler.field
+                a, _ = stencil(sampler.theory.kernel, x, sampler.theory._params(), grad=False)
+                saved.append((x.detach().cpu().numpy().copy(), a.detach().cpu().to(torch.float64).numpy(),
+                              np.full(nc, sampler.n_updates, dtype=np.int64)))
+                if checkpoint_due():
+                    save(False)
+                    last = time.monotonic()
+            # the end, or a stop request: saved while a second signal is still deferred
+            ens = save(len(saved) >= rounds and not stop)
     except BaseException:
-        # Ctrl-C or an error: keep what was done, if the sampler stands between updates
+        # An error, or a second Ctrl-C: keep what was done, if the sampler stands between updates
         # (otherwise the last checkpoint stands, as after a SIGKILL).
         if path is not None and between_units and _consistent(sampler):
             save(False)
         raise
     finally:
         bar.close()
-    ens = save(True)  # what is returned is what the file holds
+    if stop:
+        print(f"stopped by {signal.Signals(stop[0]).name} after {sampler.n_updates} updates, {len(saved) * nc} "
+              "configurations saved" + (f" to {path} (continue it with resume)" if path is not None else ""),
+              file=sys.stderr)
+        stop_for(stop)
     _warn_divergent(ens)
     return ens
 
@@ -240,7 +291,8 @@ def _warn_divergent(ens) -> None:
     if n > 0:
         warnings.warn(f"{n} updates diverged while sampling (non-finite energy, rejected): the step size is "
                       f"too large for this theory; check the fields (largest |x| saved "
-                      f"{float(np.abs(ens.configs).max()):.3g}) and lower it", DivergenceWarning, stacklevel=3)
+                      f"{float(np.abs(ens.configs).max()):.3g}) and lower it", DivergenceWarning,
+                      stacklevel=4)  # the caller of run (run -> _run -> here)
 
 
 def _ensemble(sampler, saved, ident, start, n_target, complete, wall_seconds, therm_divergent=None) -> Ensemble:

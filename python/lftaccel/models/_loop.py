@@ -13,17 +13,15 @@ state and that of an optional extra generator, written atomically every
 ``checkpoint_every`` steps and at the end; ``resume=True`` continues from the file, so a
 killed run loses at most one checkpoint interval and continues the same random streams. A
 Ctrl-C (SIGINT, in the main thread) loses nothing: the step under way finishes, the state is
-saved, and KeyboardInterrupt is raised; a second Ctrl-C stops at once.
+saved, and KeyboardInterrupt is raised; a second Ctrl-C stops at once. A SIGTERM is handled
+alike and ends in SystemExit(143) (lftaccel._signals).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import contextlib
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 
 from .._kernels import check_int
+from .._signals import deferred_signals, stop_for
 
 __all__ = ["TrainResult", "optimise", "data_digest", "weights_digest"]
 
@@ -69,29 +68,6 @@ def weights_digest(model) -> str:
 # batch, which overstates the ESS of many proposals where the weights have a heavy tail (a
 # flow after 600 steps: 0.16-0.23 on batches of 64, 0.011 over 2^14 proposals, k-hat 0.79).
 _SHOWN = {"ess": "batch_ess"}
-
-
-@contextlib.contextmanager
-def _deferred_sigint(flag: list):
-    """While active, a first SIGINT only appends to ``flag`` (the loop finishes its step, saves
-    and raises KeyboardInterrupt); a second raises at once. It does nothing outside the main
-    thread, where signal handlers cannot be set, and where SIGINT is not Python's default
-    KeyboardInterrupt (ignored, as in a background job, or the caller's own handler)."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-
-    def handler(signum, frame):
-        if flag:
-            raise KeyboardInterrupt
-        flag.append(signum)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int, checkpoint, checkpoint_every: int,
@@ -185,9 +161,9 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
         # under a time limit the step count is open-ended: show steps and rate, not a fake ETA
         bar = tqdm(total=steps if time_limit is None else None, initial=min(step, steps), desc=desc, unit="step")
     t_start = time.perf_counter() - elapsed
-    interrupted = []  # a Ctrl-C received during a step (see _deferred_sigint)
+    interrupted = []  # a Ctrl-C or SIGTERM received during a step (see lftaccel._signals)
     try:
-        with _deferred_sigint(interrupted):
+        with deferred_signals(interrupted):
             while step < steps and (time_limit is None or elapsed < time_limit):
                 opt.zero_grad(set_to_none=True)
                 if schedule == "cosine":
@@ -217,10 +193,10 @@ def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int,
                 if step % checkpoint_every == 0 or interrupted:
                     save()
                 if interrupted:  # the step is whole and saved: now stop
-                    raise KeyboardInterrupt
+                    stop_for(interrupted)
             save()  # the end (still deferring a Ctrl-C, so it cannot cut this save short)
             if interrupted:  # a Ctrl-C after the last step: saved above, and still an interrupt
-                raise KeyboardInterrupt
+                stop_for(interrupted)
     finally:
         if bar is not None:
             bar.close()
