@@ -299,7 +299,8 @@ def test_interrupted_run_keeps_its_work(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("signum,stop,at", [(signal.SIGINT, KeyboardInterrupt, 7),     # thermalising
                                             (signal.SIGINT, KeyboardInterrupt, 24),    # within a round
-                                            (signal.SIGTERM, SystemExit, 26)])         # ending one
+                                            (signal.SIGTERM, SystemExit, 26),          # ending one
+                                            (signal.SIGINT, None, 50)])                # the last update
 def test_a_signal_saves_the_run_and_the_resumed_run_is_bitwise_the_same(tmp_path, monkeypatch, signum, stop, at):
     """A real SIGINT or SIGTERM, delivered as an update's kernel returns (where a helper found
     that a KeyboardInterrupt raised there saved nothing in 46 of 50 runs, and SIGTERM killed the
@@ -324,6 +325,10 @@ def test_a_signal_saves_the_run_and_the_resumed_run_is_bitwise_the_same(tmp_path
     monkeypatch.setattr(samplers.K, "hmc_trajectory", trajectory)
     monkeypatch.setattr(signal, "getsignal", lambda n: {signal.SIGINT: signal.default_int_handler}.get(
         n, signal.SIG_DFL))  # (pytest may run with SIGINT ignored; the handlers set are still real)
+    if stop is None:  # nothing was left to do: the run is whole, and returned
+        ens = run(make(), 30, n_therm=10, spacing=4, path=path, checkpoint_seconds=1e9, progress=False)
+        assert ens.attrs["complete"] and np.array_equal(ens.configs, ref.configs)
+        return
     with pytest.raises(stop) as info:
         run(make(), 30, n_therm=10, spacing=4, path=path, checkpoint_seconds=1e9, progress=False)
     if stop is SystemExit:
@@ -368,6 +373,44 @@ def test_a_second_writer_is_refused_and_stale_temporary_files_go(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.h5"]
 
 
+def test_the_lock_spares_other_files_and_a_file_system_without_flock(tmp_path, monkeypatch, capsys):
+    """The stale-file sweep takes the name literally (r[1].h5 is no glob for r1.h5's files); a
+    file system whose flock fails (Lustre -o noflock) warns and writes unlocked, not 'another
+    process is writing'; a Ctrl-C with no path says that nothing is kept."""
+    import fcntl
+
+    from lftaccel.io import writer_lock
+
+    other = tmp_path / ".r1.h5.tmp-4242"
+    other.write_bytes(b"another run's checkpoint in progress")
+    with writer_lock(tmp_path / "r[1].h5"):
+        pass
+    assert other.exists()
+
+    def no_flock(fd, op):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    with pytest.warns(RuntimeWarning, match=r"cannot lock .*\(No locks available\); writing without the lock"):
+        run(HMC(lftaccel.Phi4(0.2, 0.01), (4, 4), n_chains=2), 8, n_therm=2, path=tmp_path / "n.h5", progress=False)
+    assert len(read_run(tmp_path / "n.h5").configs) == 8
+    monkeypatch.undo()
+    sampler = HMC(lftaccel.Phi4(0.2, 0.01), (4, 4), n_chains=2)
+    real_update = sampler.update
+
+    def update():  # a Ctrl-C received (deferred) during the first update
+        out = real_update()
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(sampler, "update", update)
+    monkeypatch.setattr(signal, "getsignal", lambda n: {signal.SIGINT: signal.default_int_handler}.get(
+        n, signal.SIG_DFL))
+    with pytest.raises(KeyboardInterrupt):
+        run(sampler, 8, n_therm=0, progress=False)
+    assert "stopped by SIGINT after 1 updates: nothing kept (no path was given)" in capsys.readouterr().err
+
+
 def test_checkpoints_follow_a_symlink_and_refuse_a_full_disk(tmp_path, monkeypatch):
     from lftaccel import io
 
@@ -381,10 +424,18 @@ def test_checkpoints_follow_a_symlink_and_refuse_a_full_disk(tmp_path, monkeypat
         f_bavail, f_frsize = 10, 4096
 
     monkeypatch.setattr(io.os, "statvfs", lambda p: Full())
-    with pytest.raises(OSError, match=r"no room to write .*full.h5: about [\d.]+ MB needed, 0.0 MB free"):
+    with pytest.raises(OSError, match=r"no room to write .*full.h5: about [\d.]+ MB needed, 0.0 MB free") as info:
         run(HMC(lftaccel.Phi4(0.2, 0.01), (4, 4), n_chains=2), 8, n_therm=2, path=tmp_path / "full.h5",
             progress=False)
+    assert info.value.__context__ is None  # said once: a failed write is not tried again on the way out
     assert not list(tmp_path.glob(".full*"))
+    monkeypatch.undo()
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (300 * 1024, resource.RLIM_INFINITY))
+    with pytest.raises(OSError, match=r"above this process's file-size limit of 0.3 MB \(ulimit -f\)"):
+        run(HMC(lftaccel.Phi4(0.2, 0.01), (4, 4), n_chains=2), 8, n_therm=2, path=tmp_path / "big.h5",
+            progress=False)
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -618,7 +669,7 @@ def test_langevin_bias_is_euler_maruyamas_and_the_tables_say_so():
     assert abs(sv.value - sv_euler) < 3 * sv.error and abs(sv.value - 0.5) > 10 * sv.error, (sv, sv_euler)
     assert abs(chi2.value - chi2_euler) < 3 * chi2.error, (chi2, chi2_euler)
     assert any("bias of order eps = 0.1" in n for n in est.notes)
-    assert not any("stability bound" in n for n in est.notes)
+    assert not any("stability limit" in n for n in est.notes)
     # Gershgorin's bound is exact for the free field on even extents (the staggered mode)
     assert euler_limit_on(free, ens.configs) == pytest.approx(_euler_limit(free, (L, L)))
     # phi^4 at lambda = 0.5: the quartic term's 12 lambda phi^2 sets the bound, not phi = 0's
@@ -632,7 +683,8 @@ def test_langevin_bias_is_euler_maruyamas_and_the_tables_say_so():
     assert euler_limit_on(lftaccel.XY(1.0), fields) is None
     strong = run(Langevin(theory, (8, 8), eps=0.05, n_chains=8, seed=2), 512, n_therm=100, progress=False)
     notes = measure(strong).notes
-    assert any(re.search(r"eps = 0.05 is 0.\d+ times 0.0\d+, the Euler stability bound", n) for n in notes), notes
+    said = r"eps = 0.05 is 0.\d+ times 0.0\d+, a lower bound on the Euler stability limit"
+    assert any(re.search(said, n) for n in notes), notes
 
 
 def test_the_cold_start_is_ordered():

@@ -24,7 +24,9 @@ def deferred_signals(flag: list):
     """While active, SIGINT and SIGTERM only append their number to ``flag``; a second SIGINT
     raises KeyboardInterrupt at once (a user who insists). A signal whose handler is not the
     default (ignored, as SIGINT in a background job, or the caller's own) is left alone, and
-    nothing is done outside the main thread, where handlers cannot be set."""
+    nothing is done outside the main thread, where handlers cannot be set. So a loop run inside
+    another's deferral (a sampling run in a training callback) does not defer: the signal goes to
+    the outer flag, and the inner loop runs to its end before the outer one stops."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -555,18 +555,19 @@ def langevin_notes(theory, configs, settings: dict) -> list:
     eps = settings.get("eps")
     if eps is None:
         return []
-    notes = [f"Langevin has no accept/reject step: every average carries a bias of order eps = {eps:g} (at the "
-             "default phi^4 point eps = 0.01 puts S/V 1 % high, far beyond its error); rerun at eps / 2 and "
-             "extrapolate linearly to eps = 0 (2 f(eps/2) - f(eps)), or sample with HMC, which is exact"]
+    notes = [f"Langevin has no accept/reject step: every average carries a bias of order eps = {eps:g} (at "
+             "`lftaccel sample phi4`'s default point, eps = 0.01 puts S/V 1 % high, far beyond its error); rerun "
+             "at eps / 2 and extrapolate linearly to eps = 0 (2 f(eps/2) - f(eps)), or sample with HMC, which is "
+             "exact"]
     # A Gaussian mode of curvature k under Euler steps has variance 1 / (k (1 - eps k / 2)): inflated
     # 1 / (1 - eps / limit) at k = 2 / limit, twice from eps = limit / 2, without bound at the limit.
     limit = euler_limit_on(theory, configs)
     if limit is not None and eps >= limit / 2:
         how = (f"Euler steps inflate the variance of a mode that stiff {1 / (1 - eps / limit):.2g}-fold"
                if eps < limit else "such a mode grows without bound")
-        notes.append(f"eps = {eps:g} is {eps / limit:.2g} times {limit:.3g}, the Euler stability bound on the saved "
-                     f"fields (2 / a bound on the largest curvature of the action there): {how}, so the fields "
-                     "are far from exp(-S); lower eps")
+        notes.append(f"eps = {eps:g} is {eps / limit:.2g} times {limit:.3g}, a lower bound on the Euler stability "
+                     f"limit at the saved fields (2 / Gershgorin's bound on the action's curvature at their largest "
+                     f"|x|): {how}, so the fields may be far from exp(-S); lower eps")
     return notes
 
 

@@ -30,8 +30,10 @@ acceptance history is a dataset, not an attribute: HDF5 attributes are limited t
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
+import warnings
 from pathlib import Path
 
 import h5py
@@ -125,11 +127,16 @@ class _WriterLock:
             fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
                 os.close(fd)
                 raise ValueError(f"another process{f' (pid {holder})' if holder else ''} is writing {self.path}: "
                                  f"wait for it to finish, or write elsewhere") from None
+            except OSError as err:  # a file system without flock (Lustre -o noflock, NFS without lockd)
+                os.close(fd)
+                warnings.warn(f"{self.path}: cannot lock {self.lock} ({err.strerror}); writing without the lock, "
+                              "so make sure no other run writes this file", RuntimeWarning, stacklevel=3)
+                return self
             # A holder that finished unlinks the lock file: if that happened between the open and
             # the flock, this lock is on a file no one else will open; take a fresh one.
             try:
@@ -142,7 +149,7 @@ class _WriterLock:
         self.fd = fd
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
+        for stale in self.path.parent.glob(f"{glob.escape('.' + self.path.name)}.tmp-*"):
             try:
                 stale.unlink()
             except OSError:
@@ -175,6 +182,26 @@ def check_writable(path, what: str) -> None:
         raise ValueError(f"{what} {path}: the directory {path.parent} does not exist")
 
 
+def _check_room(path: Path, size: int) -> None:
+    """An OSError unless a file of about ``size`` bytes fits beside ``path``: on its disk, and
+    under the process's file-size limit (ulimit -f, where the helper's crash was reproduced). A
+    disk quota is not seen here: a write that exceeds one can still crash in h5py."""
+    need = 1.02 * size + (1 << 20)  # HDF5's own structures besides the arrays
+    st = os.statvfs(path.parent)
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise OSError(f"no room to write {path}: about {need / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free on "
+                      f"its disk")
+    try:
+        import resource
+    except ImportError:  # pragma: no cover
+        return
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < need:
+        raise OSError(f"cannot write {path}: about {need / 1e6:.1f} MB needed, above this process's file-size "
+                      f"limit of {limit / 1e6:.1f} MB (ulimit -f)")
+
+
 def write_atomic(path, write, size_hint: int | None = None) -> None:
     """Calls write(tmp) on a temporary file beside ``path``, then makes it ``path`` atomically.
 
@@ -187,11 +214,7 @@ def write_atomic(path, write, size_hint: int | None = None) -> None:
     path = Path(os.path.realpath(path))
     tmp = atomic_path(path)
     if size_hint is not None:
-        st = os.statvfs(path.parent)
-        free = st.f_bavail * st.f_frsize
-        if free < 1.02 * size_hint + (1 << 20):
-            raise OSError(f"no room to write {path}: about {size_hint / 1e6:.1f} MB needed, "
-                          f"{free / 1e6:.1f} MB free on its disk")
+        _check_room(path, size_hint)
     try:
         write(tmp)
         fd = os.open(tmp, os.O_RDONLY)
@@ -231,7 +254,7 @@ def write_run(path, ens: Ensemble) -> None:
             f.attrs["format"] = FORMAT
 
     arrays = [ens.configs, ens.chain, ens.update, ens.action, np.asarray(ens.acceptance_history)]
-    arrays += [v for v in (ens.state or {}).values() if isinstance(v, np.ndarray)]
+    arrays += [v for k, v in (ens.state or {}).items() if isinstance(v, np.ndarray) and k != "acceptance"]
     write_atomic(path, write, size_hint=sum(int(a.nbytes) for a in arrays))
 
 
@@ -295,7 +318,7 @@ def _check_run(path, ens: Ensemble) -> None:
         raise ValueError(f"{path}: n_chains must be >= 1, got {nc}")
     n = len(ens.configs)
     if ens.configs.shape[1:] != shape:
-        raise ValueError(f"{path}: configs have shape {ens.configs.shape[1:]} a sample, but lattice_shape "
+        raise ValueError(f"{path}: configs have shape {ens.configs.shape[1:]} per sample, but lattice_shape "
                          f"says {shape}")
     if not (len(ens.chain) == len(ens.update) == len(ens.action) == n):
         raise ValueError(f"{path}: configs, chain, update and action differ in length "

@@ -122,8 +122,9 @@ class Sampler(abc.ABC):
     ``start``: 'hot' (random; overdispersed for XY and a double well, see _init_field) or 'cold'
     (ordered, _ordered_field). The random numbers depend on (seed, chain) and the update only, not
     on the fields, so two runs of one seed from different starts draw the same momenta and
-    accept/reject uniforms: their HMC chains coalesce (a helper found phi^4 chains from either start
-    equal to 6e-16 after 200 updates). Compare starts under different seeds."""
+    accept/reject uniforms, and their HMC chains can coalesce (a helper found phi^4 chains in the
+    symmetric phase from either start equal to 6e-16 after 200 updates; chains in opposite wells
+    of the broken phase need not). Compare starts under different seeds."""
 
     name = ""
     target_acceptance = 0.5
@@ -485,20 +486,23 @@ class Metropolis(Sampler):
 
 def _ordered_field(theory, shape) -> np.ndarray:
     """The cold start: phi^4 at the minimum of its action over fields phi0 s(x), s = 1 for kappa
-    >= 0 and the staggered (-1)^(x_1 + ... + x_d) for kappa < 0 on even extents (1 elsewhere):
-    per site (1 - 2 lambda - 2 |kappa| d) phi0^2 + lambda phi0^4, least at phi0^2 = (2 |kappa| d
-    - 1 + 2 lambda) / (2 lambda) where that is positive (the broken phase), else at phi0 = 0. A
+    >= 0 and the staggered (-1)^(x_1 + ... + x_d) for kappa < 0 on even extents (s = 1 for
+    kappa < 0 elsewhere, where the staggered pattern does not close): per site, with h = |kappa|
+    (staggered) or kappa, (1 - 2 lambda - 2 h d) phi0^2 + lambda phi0^4, least at phi0^2 =
+    (2 h d - 1 + 2 lambda) / (2 lambda) where that is positive (the classical, mean-field broken
+    phase; fluctuations move the true transition), else at phi0 = 0. A
     field of zeros was the cold start before: the top of the double well in the broken phase, so
     no ordered start (at kappa = 0.3 on 32^2 a helper found |M| 1.62-1.93 after 200 updates from
     it, against 2.087 from phi0). XY: theta = 0; the oscillator: x = 0 (a double well's wells are
     set in _init_field)."""
     field = np.zeros(shape)
     if isinstance(theory, Phi4) and theory.lam > 0:
-        hop = abs(theory.kappa) if theory.kappa >= 0 or all(L % 2 == 0 for L in shape) else theory.kappa
+        staggered = theory.kappa < 0 and all(L % 2 == 0 for L in shape)
+        hop = -theory.kappa if staggered else theory.kappa  # s(x) s(x + mu) = -1 for every link
         phi0_sq = (2 * hop * len(shape) - 1 + 2 * theory.lam) / (2 * theory.lam)
         if phi0_sq > 0:
             field[...] = math.sqrt(phi0_sq)
-            if theory.kappa < 0 and all(L % 2 == 0 for L in shape):
+            if staggered:
                 field *= (-1.0) ** sum(np.indices(shape))
     return field
 

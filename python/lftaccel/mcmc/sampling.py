@@ -13,6 +13,7 @@ decide; see mcmc/kernels.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -118,16 +119,13 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing
               checkpoint_seconds=checkpoint_seconds, progress=progress)
     if path is None:
         return _run(sampler, n_samples, path=None, **kw)
-    try:
-        check_writable(path, "path")
-        lock = writer_lock(path)
-        lock.__enter__()
-    except ValueError as err:
-        raise RunError(str(err)) from None
-    try:
+    with contextlib.ExitStack() as held:
+        try:
+            check_writable(path, "path")
+            held.enter_context(writer_lock(path))
+        except ValueError as err:
+            raise RunError(str(err)) from None
         return _run(sampler, n_samples, path=path, **kw)
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing: int = 1, path=None,
@@ -158,12 +156,7 @@ def _run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacin
     # measured chain (None while thermalising)
     therm_divergent = None
     wall_before = 0.0  # wall seconds that the resumed file's run had taken up to its last save
-    path = Path(path) if path is not None else None
-    if path is not None:  # before any sampling
-        try:
-            check_writable(path, "path")
-        except ValueError as err:
-            raise RunError(str(err)) from None
+    path = Path(path) if path is not None else None  # (checked writable by run)
     if path is not None and path.exists():
         if resume:
             ens = read_run(path)
@@ -202,10 +195,14 @@ def _run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacin
     def wall():
         return wall_before + time.monotonic() - t0
 
+    writing = [False]  # an error in write_run is not followed by another write
+
     def save(complete: bool):
         ens = _ensemble(sampler, saved, ident, start, n_samples, complete, wall(), therm_divergent)
         if path is not None:
+            writing[0] = True
             write_run(path, ens)
+            writing[0] = False
         return ens
 
     total = start + rounds * spacing
@@ -258,19 +255,21 @@ def _run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacin
                     save(False)
                     last = time.monotonic()
             # the end, or a stop request: saved while a second signal is still deferred
-            ens = save(len(saved) >= rounds and not stop)
+            complete = len(saved) >= rounds
+            ens = save(complete)
     except BaseException:
         # An error, or a second Ctrl-C: keep what was done, if the sampler stands between updates
-        # (otherwise the last checkpoint stands, as after a SIGKILL).
-        if path is not None and between_units and _consistent(sampler):
+        # (otherwise the last checkpoint stands, as after a SIGKILL), unless writing it failed.
+        if path is not None and between_units and not writing[0] and _consistent(sampler):
             save(False)
         raise
     finally:
         bar.close()
-    if stop:
-        print(f"stopped by {signal.Signals(stop[0]).name} after {sampler.n_updates} updates, {len(saved) * nc} "
-              "configurations saved" + (f" to {path} (continue it with resume)" if path is not None else ""),
-              file=sys.stderr)
+    if stop and not complete:  # (a signal during the last update or save: the run is whole, returned)
+        name = "SIGTERM" if signal.SIGTERM in stop else "SIGINT"
+        kept = (f"{len(saved) * nc} configurations and the chains' state saved to {path} (continue it with "
+                f"resume)" if path is not None else "nothing kept (no path was given)")
+        print(f"stopped by {name} after {sampler.n_updates} updates: {kept}", file=sys.stderr)
         stop_for(stop)
     _warn_divergent(ens)
     return ens
