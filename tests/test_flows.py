@@ -223,6 +223,23 @@ def test_resume_from_a_foreign_file_is_named(tmp_path):
         flows.train(model, action=th.action, steps=2, checkpoint=other, resume=True, progress=False)
 
 
+def test_a_second_training_of_one_checkpoint_is_refused(tmp_path):
+    """Two trainings writing one checkpoint would overwrite each other's steps; the second is
+    refused while the first holds the file's writer lock (as for sampling runs)."""
+    from lftaccel.io import writer_lock
+
+    th = lftaccel.Phi4(kappa=0.2, lam=0.5)
+    ck = tmp_path / "ck.pt"
+    with writer_lock(ck):
+        with pytest.raises(ValueError, match=r"another process \(pid \d+\) is writing .*ck.pt"):
+            flows.train(flows.lattice_flow((4, 4), n_layers=1, hidden=(2,)), action=th.action, steps=1,
+                        batch_size=8, checkpoint=ck, progress=False)
+    assert not ck.exists()
+    flows.train(flows.lattice_flow((4, 4), n_layers=1, hidden=(2,)), action=th.action, steps=1, batch_size=8,
+                checkpoint=ck, progress=False)
+    assert ck.exists() and not (tmp_path / ".ck.pt.lock").exists()
+
+
 def test_flow_builders_reject_bad_arguments():
     th = lftaccel.Oscillator(beta=10.0)
     with pytest.raises(ValueError, match="shape"):

@@ -70,10 +70,23 @@ def weights_digest(model) -> str:
 _SHOWN = {"ess": "batch_ess"}
 
 
-def optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int, checkpoint, checkpoint_every: int,
-             resume: bool, time_limit: float | None, progress: bool, schedule: str, tag: str, desc: str,
-             generator: torch.Generator | None = None, after_step=None, extra: dict | None = None,
-             settings: dict | None = None) -> TrainResult:
+def optimise(model, loss_step, *, checkpoint, **kw) -> TrainResult:
+    """_optimise (its docstring), holding the checkpoint's writer lock (io.writer_lock) while it
+    runs: a second training writing the same checkpoint is refused, as a second sampling run of
+    one file is, instead of the two overwriting each other's checkpoints."""
+    if checkpoint is None:
+        return _optimise(model, loss_step, checkpoint=None, **kw)
+    from ..io import check_writable, writer_lock  # (h5py comes with io: only where checkpoints are)
+
+    check_writable(checkpoint, "checkpoint")
+    with writer_lock(checkpoint):
+        return _optimise(model, loss_step, checkpoint=checkpoint, **kw)
+
+
+def _optimise(model, loss_step, *, steps: int, lr: float, clip: float, seed: int, checkpoint, checkpoint_every: int,
+              resume: bool, time_limit: float | None, progress: bool, schedule: str, tag: str, desc: str,
+              generator: torch.Generator | None = None, after_step=None, extra: dict | None = None,
+              settings: dict | None = None) -> TrainResult:
     """Runs loss_step / backward / clip / Adam until ``steps`` or ``time_limit``. ``tag``
     names the objective in the checkpoint: resuming a file written under another tag fails.
     ``settings`` (plain values: the target's parameters, the batch size, a digest of the data)
