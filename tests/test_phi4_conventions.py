@@ -33,6 +33,23 @@ def test_standard_action_equals_hopping_action(ndim, m2, lam):
     assert lam_back == pytest.approx(lam, rel=1e-12, abs=1e-300)
 
 
+def test_a_converted_theory_keeps_its_dimension():
+    """The hopping couplings of (m2, lam) in 2D are (m2 - 2, lam) in 3D: a sampler refuses to
+    run a 2D conversion on a 3D lattice, which was silently another theory."""
+    from lftaccel.mcmc import HMC
+
+    two = lftaccel.Phi4.from_standard(-4.0, 8.0)
+    assert two.standard_ndim == 2 and two == lftaccel.Phi4(0.25, 0.5)
+    assert two.to_standard() == pytest.approx((-4.0, 8.0))
+    assert two.to_standard(3) == pytest.approx((-6.0, 8.0))  # what it is on a 3D lattice
+    with pytest.raises(ValueError, match=r"from_standard\(\.\.\., ndim=2\), but shape \(4, 4, 4\) has 3 "
+                                         r"dimensions.*convert with ndim=3"):
+        HMC(two, (4, 4, 4))
+    HMC(two, (4, 4))
+    HMC(lftaccel.Phi4.from_standard(-4.0, 8.0, ndim=3), (4, 4, 4))
+    HMC(lftaccel.Phi4(0.25, 0.5), (4, 4, 4))  # the hopping form itself holds on any lattice
+
+
 def test_field_rescaling_is_sqrt_kappa():
     theory = lftaccel.Phi4(0.16, 0.3)
     assert theory.field_to_standard(torch.tensor(2.0)).item() == pytest.approx(2 * math.sqrt(0.16))

@@ -144,6 +144,11 @@ class Sampler(abc.ABC):
             raise ValueError(f"start must be 'hot' or 'cold', got {start!r}")
         self.theory = theory
         self.shape = _check_shape(theory, shape)
+        ndim = getattr(theory, "standard_ndim", None)
+        if ndim is not None and ndim != len(self.shape):
+            raise ValueError(f"theory came from Phi4.from_standard(..., ndim={ndim}), but shape {self.shape} has "
+                             f"{len(self.shape)} dimensions, on which its couplings are another standard theory: "
+                             f"convert with ndim={len(self.shape)}")
         _check_bounded(theory, self.shape)
         self.n_chains, self.seed, self.chain_offset = n_chains, seed, K._int(chain_offset, "chain_offset")
         self.dtype, self.device = dtype, torch.device(device)

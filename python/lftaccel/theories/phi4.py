@@ -34,6 +34,9 @@ class Phi4(LatticeTheory):
     def __init__(self, kappa: float, lam: float):
         self.kappa = check_param(kappa, "kappa")
         self.lam = check_param(lam, "lam", low=0.0)
+        # the dimension a from_standard theory was converted for (None: built in the hopping form);
+        # the samplers refuse a lattice of another one, on which it is another standard theory
+        self.standard_ndim = None
 
     def _params(self) -> dict:
         return {"kappa": self.kappa, "lam": self.lam}
@@ -42,8 +45,10 @@ class Phi4(LatticeTheory):
     def from_standard(cls, m2: float, lam: float, ndim: int = 2) -> "Phi4":
         """The hopping-form theory equal to the standard form (m2, lam) in ``ndim`` dimensions.
 
-        The hopping form takes fields of any rank and does not keep ``ndim``: on a field of
-        another rank it is the standard theory of other (m2, lam) (``to_standard(ndim)``)."""
+        The hopping form's action takes fields of any rank: on a field of another rank it is the
+        standard theory of other (m2, lam) (``to_standard(ndim)``). So the result remembers
+        ``ndim`` (``standard_ndim``), and the samplers refuse a lattice of another dimension (a
+        helper's ``from_standard(-4, 8)`` on a 3D lattice was silently m2 = -6)."""
         m2 = check_param(m2, "m2")
         lam = check_param(lam, "lam", low=0.0)
         b = 2 * _check_ndim(ndim) + m2
@@ -61,12 +66,17 @@ class Phi4(LatticeTheory):
         if not (0.0 < kappa < math.inf) or (lam > 0 and lam_hop == 0.0) or not math.isfinite(lam_hop):
             raise ValueError(f"m2={m2}, lam={lam} in {ndim}D has no hopping form in double precision "
                              f"(kappa = {kappa}, lambda = {lam_hop})")
-        return cls(kappa, lam_hop)
+        theory = cls(kappa, lam_hop)
+        theory.standard_ndim = ndim
+        return theory
 
-    def to_standard(self, ndim: int = 2) -> tuple:
-        """(m2, lam) of the standard form in ``ndim`` dimensions (needs kappa > 0)."""
+    def to_standard(self, ndim: int | None = None) -> tuple:
+        """(m2, lam) of the standard form in ``ndim`` dimensions (needs kappa > 0); ndim=None:
+        ``standard_ndim`` for a theory made by from_standard, else 2."""
         if self.kappa <= 0:
             raise ValueError(f"the standard form needs kappa > 0, got kappa={self.kappa}")
+        if ndim is None:
+            ndim = self.standard_ndim or 2
         lam_std = self.lam / self.kappa**2
         m2 = (1.0 - 2.0 * self.lam) / self.kappa - 2 * _check_ndim(ndim)
         return m2, lam_std
