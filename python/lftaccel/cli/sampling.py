@@ -88,8 +88,9 @@ def sample_command(args):
         n_therm = default_thermalisation(theory, tuple(shape), args.sampler)
         if n_therm > DEFAULT_THERM:
             capped = " (capped: see the notes below)" if n_therm == MAX_DEFAULT_THERM else ""
+            L = max(shape)
             why = (f"a double well with instanton action S0 = {instanton_action(theory):.3g}"
-                   if instanton_action(theory) is not None else f"XY on extent {max(shape)}, ~L^2 updates")
+                   if instanton_action(theory) is not None else f"XY on extent L = {L}, {n_therm / L**2:g} L^2 updates")
             print(f"thermalising {n_therm} updates per chain: {why}{capped} (--therm sets it)", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DivergenceWarning)
