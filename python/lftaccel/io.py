@@ -104,13 +104,15 @@ class Ensemble:
         return v
 
 
-def writer_lock(path):
+def writer_lock(path, what: str = "path"):
     """Holds ``.<name>.lock`` beside ``path`` (an exclusive flock) while a run writes ``path``:
     a second run writing the same file is refused at once, instead of replacing the first's
     output at its next checkpoint with both reporting success (a helper's two runs of one -o,
     started within the first's checkpoint interval). Under the lock, temporary files of earlier
     writers of ``path`` (``.<name>.tmp-<pid>``, left by a kill during a write) are removed.
-    Where fcntl is missing (not POSIX) nothing is locked."""
+    Where fcntl is missing (not POSIX) nothing is locked. ``path`` is first checked writable
+    (check_writable, naming it ``what``)."""
+    check_writable(path, what)
     return _WriterLock(Path(os.path.realpath(path)))  # (a link and its target: one lock)
 
 
@@ -149,9 +151,9 @@ class _WriterLock:
         self.fd = fd
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        for stale in self.path.parent.glob(f"{glob.escape('.' + self.path.name)}.tmp-*"):
+        for stale in glob.glob(glob.escape(_tmp_prefix(self.path)) + "*"):
             try:
-                stale.unlink()
+                os.unlink(stale)
             except OSError:
                 pass
         return self
@@ -169,7 +171,12 @@ class _WriterLock:
 
 def atomic_path(path) -> Path:
     path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return Path(_tmp_prefix(path) + str(os.getpid()))
+
+
+def _tmp_prefix(path: Path) -> str:
+    """The temporary files of writers of ``path`` are this followed by the writer's pid."""
+    return str(path.with_name(f".{path.name}.tmp-"))
 
 
 def check_writable(path, what: str) -> None:

@@ -115,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "action over constant fields, staggered for kappa < 0 on even extents, which is 0 where "
                         "the classical potential has one minimum; xy theta = 0, e.g. at low temperature, where a "
                         "hot start can leave a chain stuck with a winding; a double well all in the positive "
-                        "well). The hot start of xy "
-                        "and of a double well is overdispersed: every other chain ordered (xy) or in a well, the "
-                        "others random, so that chains not yet thermalised disagree. To compare starts, give them "
+                        "well). The hot start of xy and of a double well is overdispersed: every other chain "
+                        "ordered (xy) or in a well, the others random, so that chains not yet thermalised "
+                        "disagree. To compare starts, give them "
                         "different --seed values: with one seed both see the same random numbers, and HMC chains "
                         "from either start can become identical (to rounding) within a few hundred updates")
     r.add_argument("--dtype", choices=["float64", "float32"], default="float64",

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from .._kernels import stencil
 from .._signals import deferred_signals, stop_for
-from ..io import Ensemble, check_writable, read_run, theory_to_dict, write_run, writer_lock
+from ..io import Ensemble, read_run, theory_to_dict, write_run, writer_lock
 from .samplers import Sampler, default_thermalisation
 
 __all__ = ["run", "RunError", "DivergenceWarning"]
@@ -121,8 +121,7 @@ def run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacing
         return _run(sampler, n_samples, path=None, **kw)
     with contextlib.ExitStack() as held:
         try:
-            check_writable(path, "path")
-            held.enter_context(writer_lock(path))
+            held.enter_context(writer_lock(path, "path"))
         except ValueError as err:
             raise RunError(str(err)) from None
         return _run(sampler, n_samples, path=path, **kw)
@@ -195,14 +194,15 @@ def _run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacin
     def wall():
         return wall_before + time.monotonic() - t0
 
-    writing = [False]  # an error in write_run is not followed by another write
+    write_failed = False  # an error in write_run is not followed by another write
 
     def save(complete: bool):
+        nonlocal write_failed
         ens = _ensemble(sampler, saved, ident, start, n_samples, complete, wall(), therm_divergent)
         if path is not None:
-            writing[0] = True
+            write_failed = True
             write_run(path, ens)
-            writing[0] = False
+            write_failed = False
         return ens
 
     total = start + rounds * spacing
@@ -210,8 +210,12 @@ def _run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacin
                desc=f"{sampler.name} {type(sampler.theory).__name__}", dynamic_ncols=True)
     last = time.monotonic()
 
-    def checkpoint_due():
-        return path is not None and time.monotonic() - last > checkpoint_seconds
+    def checkpoint():
+        """A save, where one is due."""
+        nonlocal last
+        if path is not None and time.monotonic() - last > checkpoint_seconds:
+            save(False)
+            last = time.monotonic()
 
     # A thermalisation update and its step-size tuning are one unit for a checkpoint: a state
     # saved between them would resume with the step size of the update before.
@@ -225,9 +229,7 @@ def _run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacin
                 between_units = False
                 sampler.thermalize(1, tune=True, progress=bar)
                 between_units = True
-                if checkpoint_due():
-                    save(False)
-                    last = time.monotonic()
+                checkpoint()
             if therm_divergent is None and sampler.n_updates >= n_therm:
                 therm_divergent = sampler.divergent
             # the bar shows the mean acceptance of the sampling so far, as the file reports it
@@ -242,25 +244,22 @@ def _run(sampler: Sampler, n_samples: int, *, n_therm: int | None = None, spacin
                     bar.set_postfix(acc=f"{acc_sum / n_acc:.2f}", refresh=False)
                     # within a round as well: a round of a large --spacing can take longer than
                     # the interval (a helper's 100000 updates: 11-14 s between saves at 1 s)
-                    if checkpoint_due() and sampler.n_updates < target:
-                        save(False)
-                        last = time.monotonic()
+                    if sampler.n_updates < target:
+                        checkpoint()
                 if sampler.n_updates < target:
                     break  # stopped within the round: what is saved resumes it
                 x = sampler.field
                 a, _ = stencil(sampler.theory.kernel, x, sampler.theory._params(), grad=False)
                 saved.append((x.detach().cpu().numpy().copy(), a.detach().cpu().to(torch.float64).numpy(),
                               np.full(nc, sampler.n_updates, dtype=np.int64)))
-                if checkpoint_due():
-                    save(False)
-                    last = time.monotonic()
+                checkpoint()
             # the end, or a stop request: saved while a second signal is still deferred
             complete = len(saved) >= rounds
             ens = save(complete)
     except BaseException:
         # An error, or a second Ctrl-C: keep what was done, if the sampler stands between updates
         # (otherwise the last checkpoint stands, as after a SIGKILL), unless writing it failed.
-        if path is not None and between_units and not writing[0] and _consistent(sampler):
+        if path is not None and between_units and not write_failed and _consistent(sampler):
             save(False)
         raise
     finally:

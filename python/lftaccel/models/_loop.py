@@ -76,10 +76,9 @@ def optimise(model, loss_step, *, checkpoint, **kw) -> TrainResult:
     one file is, instead of the two overwriting each other's checkpoints."""
     if checkpoint is None:
         return _optimise(model, loss_step, checkpoint=None, **kw)
-    from ..io import check_writable, writer_lock  # (h5py comes with io: only where checkpoints are)
+    from ..io import writer_lock  # (h5py comes with io: only where checkpoints are)
 
-    check_writable(checkpoint, "checkpoint")
-    with writer_lock(checkpoint):
+    with writer_lock(checkpoint, "checkpoint"):
         return _optimise(model, loss_step, checkpoint=checkpoint, **kw)
 
 
