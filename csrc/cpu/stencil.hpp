@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -96,6 +97,9 @@ struct GradientOut {
   T* g;
   GradientOut at(int64_t offset) const { return {g ? g + offset : nullptr}; }
   void operator()(int64_t i, T grad, T) const { g[i] = grad; }
+  // The buffers it stores to and, besides the field, loads from (aliasing_stalls).
+  const void* stored(int k) const { return k == 0 ? g : nullptr; }
+  const void* loaded() const { return nullptr; }
 #if LFT_HAVE_SIMD
   template <int W>
   LFT_FORCE_INLINE void operator()(int64_t i, Simd<T, W> grad, Simd<T, W>) const {
@@ -116,6 +120,8 @@ struct KickDriftOut {
   T* xn;
   T kick, eps;
   KickDriftOut at(int64_t offset) const { return {p + offset, Drift ? xn + offset : nullptr, kick, eps}; }
+  const void* stored(int k) const { return k == 0 ? p : (Drift ? xn : nullptr); }
+  const void* loaded() const { return p; }
   void operator()(int64_t i, T grad, T x) const {
     const T q = leapfrog_kick(p[i], grad, kick);
     p[i] = q;
@@ -348,6 +354,50 @@ constexpr bool kHasActionParts<Site, std::void_t<decltype(&Site::action_from_par
 template <bool A, bool G, class Site>
 constexpr bool kSplitAction = A && G && kHasActionParts<Site>;
 
+// Where vector rows hand a vector's output to: straight to out (Delay 0), or held back Delay
+// vectors (see kStoreDelay) in registers, oldest first, and handed on in order, across the rows of
+// a work item; flush() hands on what is held at its end. The values handed on are the same
+// either way.
+template <class V, int Delay, class Out>
+struct HeldStores {
+  static constexpr int kHeld = Delay > 0 ? Delay : 1;
+  static constexpr int64_t kBack = int64_t(Delay) * V::kWidth;  // sites between a vector and the one handed on
+  const Out& out;
+  int64_t first;  // the work item's first site: its vectors come in order from there
+  V g[kHeld], x[kHeld];
+
+  // The output of the vector at site i of out's configuration.
+  LFT_FORCE_INLINE void put(int64_t i, V grad, V phi) {
+    if constexpr (Delay == 0) {
+      out(i, grad, phi);
+    } else {
+      if (i >= first + kBack) out(i - kBack, g[0], x[0]);
+      for (int k = 0; k + 1 < Delay; ++k) g[k] = g[k + 1], x[k] = x[k + 1];
+      g[Delay - 1] = grad;
+      x[Delay - 1] = phi;
+    }
+  }
+  // After the vector at site end - W, the last put.
+  LFT_FORCE_INLINE void flush(int64_t end) {
+    for (int k = 0; k < Delay; ++k) {  // (constant indices: the held vectors stay in registers)
+      const int64_t i = end - kBack + int64_t(k) * V::kWidth;
+      if (i >= first) out(i, g[k], x[k]);
+    }
+  }
+};
+
+// Takes a site function's output (site_terms hands it to an Out) for HeldStores.
+template <class V>
+struct Catch {
+  V* g;
+  V* x;
+  template <class I>
+  LFT_FORCE_INLINE void operator()(I, V grad, V phi) const {
+    *g = grad;
+    *x = phi;
+  }
+};
+
 // Rows whose length is a whole number of SIMD vectors (L = n W sites, W = 64 bytes / sizeof(T)),
 // walked a vector at a time with the site functions themselves evaluated on vectors
 // (Site::rebind). Every load is of a whole vector at a multiple of W from the row's start (the
@@ -360,9 +410,9 @@ constexpr bool kSplitAction = A && G && kHasActionParts<Site>;
 // the fused phi^4 kick-drift at 64 x 64^2 float64 0.59 -> 0.30-0.36 ns per site, the action +
 // gradient float64 64 x 64^2 0.46 -> 0.30, 8^2 planes 1.09 -> 0.80, float32 1024 x 32^2 0.37 ->
 // 0.20, 16 x 16^4 0.52 -> 0.44 ns per site (rows of one vector: no plane copy).
-template <int D, bool A, bool G, class Site, class T, class Out, class Sums>
+template <int D, bool A, bool G, class Site, class T, class Held, class Sums>
 LFT_FORCE_INLINE void stencil_vector_row(const Site& lanes, const T* row, const T* const* fr, const T* const* br,
-                                         const Out& out, int64_t L, Sums& sums) {
+                                         Held& held, int64_t at, int64_t L, Sums& sums) {
   using V = Simd<T>;
   constexpr int W = V::kWidth;
   const int64_t nv = L / W;
@@ -380,18 +430,20 @@ LFT_FORCE_INLINE void stencil_vector_row(const Site& lanes, const T* row, const 
     if constexpr (kSplitAction<A, G, Site>) {
       V g, u, v;
       lanes.template action_parts_grad<D>(cur, f, b, g, u, v);
-      out(i, g, cur);
-      sums.add(u, v);
+      sums.add(u, v);  // (before the put: a branch between would keep the sums' multiply-adds apart)
+      held.put(at + i, g, cur);
     } else {
-      const V term = site_terms<D, A, G>(lanes, cur, f, b, out, i);
+      V g, phi;
+      const V term = site_terms<D, A, G>(lanes, cur, f, b, Catch<V>{&g, &phi}, i);
       if (A) sums.add(term);
+      if constexpr (G) held.put(at + i, g, phi);
     }
     prev = cur;
     cur = next;
   }
 }
 
-template <int D, bool A, bool G, class Sum, class Site, class T, class Out>
+template <int D, bool A, bool G, class Sum, int Delay = 0, class Site, class T, class Out>
 double stencil_vector_rows(const Site& site, const Lattice& lat, const T* x, const Out& out, int64_t r0,
                            int64_t r1) {
   using V = Simd<T>;
@@ -401,6 +453,7 @@ double stencil_vector_rows(const Site& site, const Lattice& lat, const T* x, con
   using Sums = std::conditional_t<kSplitAction<A, G, decltype(lanes)>, SplitSums<Sum, V::kWidth>,
                                   LaneSums<Sum, V::kWidth>>;
   Sums sums;
+  HeldStores<V, G ? Delay : 0, Out> held{out_, r0 * L};
   RowWalker<D> walk(lat, r0);
   if constexpr (D >= 3) {
     // The rows of a plane (the last two dimensions) one after another: the neighbour rows along
@@ -422,7 +475,7 @@ double stencil_vector_rows(const Site& site, const Lattice& lat, const T* x, con
         const int64_t y = y0 + k, at = base + k * L;
         fr[D - 2] = plane + (y + 1 == n ? 0 : (y + 1) * L);
         br[D - 2] = plane + (y == 0 ? n - 1 : y - 1) * L;
-        stencil_vector_row<D, A, G>(lanes, x + at, fr, br, out_.at(at), L, sums);
+        stencil_vector_row<D, A, G>(lanes, x + at, fr, br, held, at, L, sums);
         for (int mu = 0; mu < D - 2; ++mu) {
           fr[mu] += L;
           br[mu] += L;
@@ -438,9 +491,10 @@ double stencil_vector_rows(const Site& site, const Lattice& lat, const T* x, con
       const T* fr[D];
       const T* br[D];
       walk.neighbour_rows(lat, x, base, fr, br);
-      stencil_vector_row<D, A, G>(lanes, x + base, fr, br, out_.at(base), L, sums);
+      stencil_vector_row<D, A, G>(lanes, x + base, fr, br, held, base, L, sums);
     }
   }
+  if constexpr (G) held.flush(r1 * L);
   if (!A) return 0.0;
   if constexpr (kSplitAction<A, G, decltype(lanes)>) {
     sums.flush();
@@ -568,6 +622,68 @@ double stencil_planes(const Site& site, const Lattice& lat, const T* x, const Ou
   return acc;
 }
 
+// 4K aliasing. A core that sees a load follow a store still in flight, with the same address in
+// the low 12 bits, holds the load until it knows the full addresses (x86 cores compare those
+// bits first). A vector row stores each vector's output right after computing it, and loads the
+// next vector and the neighbour rows' vectors one iteration later, so where an output lies a
+// few vectors past the field modulo 4096 bytes, or a few vectors past a neighbour row's distance,
+// nearly every load is held. Consecutive allocations from the heap land there: a field and then
+// its gradient, allocated one after the other, lay 128 bytes apart modulo 4096. On one core (AMD
+// Zen 4) that cost the fused phi^4 action + gradient at 64 x 64^2 float64 21-24 % of its speed,
+// 25-30 % at the neighbour rows' distance + 64, 13 % and 8 % one and two vectors further, < 5 %
+// beyond. Holding each vector's output back kStoreDelay iterations (HeldStores) moves those
+// distances by as many vectors; each call holds its stores back where aliasing_stalls expects
+// that to stall its loads less, from the buffers' addresses. What is stored is the same either
+// way. Over the 64 placements of the gradient (every 64 bytes modulo 4096) the slowest call went
+// from 1.29 to 1.12 times the fastest at 64 x 64^2, the mean from 1.03 to 1.02; 1024 x 32^2:
+// 1.28 -> 1.17, mean 1.07 -> 1.05 (its fastest 7 % faster too). The benchmark's placement (128)
+// ran 0.047-0.050 ms on 2 threads before, 0.037-0.039 ms after. Holding back 4 vectors spilled
+// them and ran 2x slower; at 2 they stay in registers (the sums' multiply-adds must not be split
+// from their multiplies by the held store's branch: HeldStores::put comes after sums.add).
+constexpr int kStoreDelay = 2;
+
+// The expected stall of the loads behind a store, in a rough unit (a held load one iteration
+// behind its store: 1), of vector rows holding their stores back by delay vectors: for every
+// store stream and every load stream, the loads of the k-th iteration after the store that
+// overlap it modulo 4096 bytes, weighed by k as measured. The field's loads run delay vectors
+// ahead of the stores; the output's own loads (a kick's momenta) are made with its stores.
+template <int D, class T, class Out>
+double aliasing_stalls(const Lattice& lat, const T* x, const Out& out, int delay) {
+  constexpr int64_t kVector = kSimdBytes, kPage = 4096;
+  constexpr double kWeight[] = {1.0, 0.5, 0.3, 0.2, 0.15, 0.15};  // k = 1, 2, ...
+  // The field's loads of an iteration relative to its vector: the row's next vector and the
+  // outer neighbours' vectors.
+  int64_t field_loads[2 * D] = {kVector};
+  int n_field = 1;
+  for (int mu = 0; mu < D - 1; ++mu) {
+    field_loads[n_field++] = lat.stride[mu] * int64_t(sizeof(T));
+    field_loads[n_field++] = -lat.stride[mu] * int64_t(sizeof(T));
+  }
+  constexpr int kMaxK = int(sizeof(kWeight) / sizeof(double));
+  double stalls = 0;
+  auto add = [&](const void* store, const void* load, int64_t ahead) {
+    // The k-th iteration's load at load + ahead + k vectors overlaps the store at store + 0,
+    // modulo 4096, where k vectors lie within a vector of r: at most two k.
+    const int64_t r = int64_t((uint64_t(reinterpret_cast<uintptr_t>(store)) -
+                               uint64_t(reinterpret_cast<uintptr_t>(load)) - uint64_t(ahead)) % uint64_t(kPage));
+    for (int64_t k = r / kVector; k <= (r + kVector - 1) / kVector && k <= kMaxK; ++k)
+      if (k >= 1 && std::abs(k * kVector - r) < kVector) stalls += kWeight[k - 1];
+  };
+  for (int s = 0; s < 2; ++s) {
+    const void* store = out.stored(s);
+    if (!store) continue;
+    for (int l = 0; l < n_field; ++l) add(store, x, field_loads[l] + delay * kVector);
+    if (out.loaded()) add(store, out.loaded(), 0);
+  }
+  return stalls;
+}
+
+// Whether a call's vector rows hold their stores back (see kStoreDelay).
+template <int D, class T, class Out>
+bool hold_stores(const Lattice& lat, const T* x, const Out& out) {
+  return aliasing_stalls<D>(lat, x, out, kStoreDelay) < aliasing_stalls<D>(lat, x, out, 0);
+}
+
 // Acc is the type of the per-configuration action (T for the public kernels,
 // double for the samplers, whose dH must not be rounded to float32).
 template <int D, bool A, bool G, class Site, class T, class Acc, class Out>
@@ -579,6 +695,7 @@ void stencil_run(const Site& site, const Lattice& lat, int64_t batch, const T* x
   // result depends on the shape and the instruction set, never on the thread count.)
   const int64_t L = lat.extent[D - 1];
   const bool vectors = vector_rows<Site, T>(L);
+  const bool hold = G && vectors && hold_stores<D>(lat, x, out);
   bool planes = false;
   if constexpr (D >= 2)
     planes = !vectors && lat.extent[D - 2] * L <= kMaxPlane &&
@@ -602,7 +719,9 @@ void stencil_run(const Site& site, const Lattice& lat, int64_t batch, const T* x
     }
 #if LFT_HAVE_SIMD
     if constexpr (kHasRebind<Site, Simd<T>>) {
-      if (vectors) s = stencil_vector_rows<D, A, G, Sum>(site, lat, xb, ob, u0, u1);
+      if (vectors)
+        s = G && hold ? stencil_vector_rows<D, A, G, Sum, G ? kStoreDelay : 0>(site, lat, xb, ob, u0, u1)
+                      : stencil_vector_rows<D, A, G, Sum>(site, lat, xb, ob, u0, u1);
     }
 #endif
     if (!planes && !vectors) s = stencil_rows<D, A, G, Sum>(site, lat, xb, ob, u0, u1);
