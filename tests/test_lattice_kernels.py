@@ -183,8 +183,11 @@ def test_results_do_not_depend_on_where_the_gradient_lies(dtype):
     """The vector rows hold their stores back two vectors where the gradient lies at distances
     from the field, modulo 4096 bytes, at which the loads behind a store would wait on it
     (stencil.hpp, 4K aliasing), which the offsets here take in turns. The outputs are the same
-    bit for bit wherever they lie."""
+    bit for bit wherever they lie. (tests/cpp/test_cpu_internals.cpp compares the two stores
+    directly, over every work item of small lattices.)"""
+    # (2, 128, 64): two work items a configuration; (2, 4, 4, 8): float64 rows of one vector
     for theory, shape in ((lftaccel.Phi4(0.27, 0.9), (3, 8, 64)), (lftaccel.Phi4(0.1, 0.2), (2, 4, 4, 4, 32)),
+                          (lftaccel.Phi4(0.2, 0.5), (2, 128, 64)), (lftaccel.Phi4(0.2, 0.5), (2, 4, 4, 8)),
                           (lftaccel.Oscillator(4.0, 0.5, 1.0, 1.4), (3, 128))):
         x = sample_field(shape, dtype, "cpu", seed=5)
         want_a, want_g = theory.action_and_grad(x)

@@ -357,14 +357,17 @@ constexpr bool kSplitAction = A && G && kHasActionParts<Site>;
 // Where vector rows hand a vector's output to: straight to out (Delay 0), or held back Delay
 // vectors (see kStoreDelay) in registers, oldest first, and handed on in order, across the rows of
 // a work item; flush() hands on what is held at its end. The values handed on are the same
-// either way.
+// either way, and so is what an Out computes from them, as long as it computes all of it inside
+// its own call: the compiler fuses a multiply and an add into one rounding only within a basic
+// block, and the held store's branch would part a multiply in the site function from an add in
+// the Out (GradientOut only stores; KickDriftOut's multiplies and adds are all its own).
 template <class V, int Delay, class Out>
 struct HeldStores {
   static constexpr int kHeld = Delay > 0 ? Delay : 1;
   static constexpr int64_t kBack = int64_t(Delay) * V::kWidth;  // sites between a vector and the one handed on
   const Out& out;
   int64_t first;  // the work item's first site: its vectors come in order from there
-  V g[kHeld], x[kHeld];
+  V g[kHeld]{}, x[kHeld]{};  // (zeros: the first puts shift slots not yet set)
 
   // The output of the vector at site i of out's configuration.
   LFT_FORCE_INLINE void put(int64_t i, V grad, V phi) {
@@ -695,7 +698,7 @@ void stencil_run(const Site& site, const Lattice& lat, int64_t batch, const T* x
   // result depends on the shape and the instruction set, never on the thread count.)
   const int64_t L = lat.extent[D - 1];
   const bool vectors = vector_rows<Site, T>(L);
-  const bool hold = G && vectors && hold_stores<D>(lat, x, out);
+  [[maybe_unused]] const bool hold = G && vectors && hold_stores<D>(lat, x, out);  // (used with SIMD)
   bool planes = false;
   if constexpr (D >= 2)
     planes = !vectors && lat.extent[D - 2] * L <= kMaxPlane &&
