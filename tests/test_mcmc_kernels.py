@@ -375,6 +375,43 @@ def test_trajectory_does_not_depend_on_where_the_field_lies(dtype):
             assert all(torch.equal(a, b) for a, b in zip(results[0], r))
 
 
+def test_hmc_sampler_cpu_path_is_hmc_trajectory(monkeypatch):
+    """The HMC sampler calls the compiled trajectory on its own CPU buffers through numpy views
+    it keeps (HMC._cpu_buffers); the chains, dH, acceptances and divergent count are those of
+    K.hmc_trajectory, bit for bit, also across a state loaded and a deep copy (whose views must
+    be of its own tensors), and a field that requires grad still gets hmc_trajectory's error."""
+    import copy
+
+    from lftaccel.mcmc import HMC
+
+    def history(direct):
+        if not direct:
+            monkeypatch.setattr(HMC, "_trajectory_cpu", lambda self, eps, n: K.hmc_trajectory(
+                self.theory, self._x, eps=eps, n_steps=n, seed=self.seed, step=self.n_updates,
+                chain_offset=self.chain_offset, work=self._work, energies=self._energies, accepted=self._accepted))
+        s = HMC(lftaccel.Phi4(0.26, 0.02), (8, 16), n_chains=3, seed=5, eps=0.45)  # eps large: some rejections
+        out = []
+        for k in range(12):
+            if k == 4:
+                s.load_state_dict(s.state_dict())  # another field tensor
+            if k == 8:
+                s = copy.deepcopy(s)
+            acc = s.update()
+            out += [s.field.clone(), s.last_dH.clone(), acc.clone()]
+        monkeypatch.undo()
+        return out, s.acceptance, s.divergent
+
+    direct, plain = history(True), history(False)
+    assert all(np.array_equal(a.numpy(), b.numpy(), equal_nan=True) for a, b in zip(direct[0], plain[0]))
+    assert direct[1:] == plain[1:]
+    assert 0 < np.mean(direct[1]) < 1
+    s = HMC(lftaccel.Phi4(0.26, 0.02), (8, 16), n_chains=2, seed=5)
+    s.update()
+    s._x.requires_grad_()
+    with pytest.raises(ValueError, match="x requires grad"):
+        s.update()
+
+
 def test_bad_sampler_kernel_arguments():
     theory = lftaccel.Oscillator(10.0)
     c = torch.zeros(2, 16, dtype=torch.float64)

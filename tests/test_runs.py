@@ -312,7 +312,7 @@ def test_a_signal_saves_the_run_and_the_resumed_run_is_bitwise_the_same(tmp_path
         return HMC(lftaccel.Phi4(0.21, 0.022), (6, 6), n_chains=3, seed=4)
 
     ref = run(make(), 30, n_therm=10, spacing=4, path=tmp_path / "ref.h5", progress=False)
-    calls, real = {"n": 0}, samplers.K.hmc_trajectory
+    calls, real = {"n": 0}, samplers.HMC._trajectory_cpu  # (the CPU trajectory's call into _C)
 
     def trajectory(*args, **kw):
         out = real(*args, **kw)
@@ -322,7 +322,7 @@ def test_a_signal_saves_the_run_and_the_resumed_run_is_bitwise_the_same(tmp_path
         return out
 
     path = tmp_path / "sig.h5"
-    monkeypatch.setattr(samplers.K, "hmc_trajectory", trajectory)
+    monkeypatch.setattr(samplers.HMC, "_trajectory_cpu", trajectory)
     monkeypatch.setattr(signal, "getsignal", lambda n: {signal.SIGINT: signal.default_int_handler}.get(
         n, signal.SIG_DFL))  # (pytest may run with SIGINT ignored; the handlers set are still real)
     if stop is None:  # nothing was left to do: the run is whole, and returned
