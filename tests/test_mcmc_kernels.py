@@ -382,7 +382,7 @@ def test_hmc_sampler_cpu_path_is_hmc_trajectory(monkeypatch):
     be of its own tensors), and a field that requires grad still gets hmc_trajectory's error."""
     import copy
 
-    from lftaccel.mcmc import HMC
+    from lftaccel.mcmc import HMC, Metropolis
 
     def history(direct):
         if not direct:
@@ -407,9 +407,24 @@ def test_hmc_sampler_cpu_path_is_hmc_trajectory(monkeypatch):
     assert 0 < np.mean(direct[1]) < 1
     s = HMC(lftaccel.Phi4(0.26, 0.02), (8, 16), n_chains=2, seed=5)
     s.update()
+    # a copy carries no views: they would be copies of the arrays, not views of its own tensors
+    assert "_cpu_views" in vars(s) and "_cpu_views" not in vars(copy.deepcopy(s))
+    s.n_leapfrog = 2.5
+    with pytest.raises(TypeError, match="n_steps must be an integer"):
+        s.update()
+    s.n_leapfrog = 10
+    s.field.transpose_(1, 2)  # made non-contiguous in place: hmc_trajectory's error
+    with pytest.raises(ValueError, match="x must be contiguous"):
+        s.update()
+    s.field.transpose_(1, 2)
     s._x.requires_grad_()
     with pytest.raises(ValueError, match="x requires grad"):
         s.update()
+    # Metropolis's acceptances are fractions, whose numpy and torch means differ in the last bit:
+    # its history keeps torch's, as before
+    m = Metropolis(lftaccel.Phi4(0.26, 0.02), (6, 6), n_chains=9, seed=5)  # (numpy: 7 of 10 differ)
+    means = [float(m.update().mean()) for _ in range(10)]
+    assert m.acceptance == means
 
 
 def test_bad_sampler_kernel_arguments():

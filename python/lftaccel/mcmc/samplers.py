@@ -225,10 +225,12 @@ class Sampler(abc.ABC):
         self.busy = True
         acc = self._update()
         self.n_updates += 1
-        # (numpy's mean of a CPU tensor's view: 1 us against torch's 4; both exact on 0/1 values)
-        self.acceptance.append(float(acc.numpy().mean() if acc.is_cpu else acc.mean()))
+        self.acceptance.append(self._mean_acceptance(acc))
         self.busy = False
         return acc
+
+    def _mean_acceptance(self, acc) -> float:
+        return float(acc.mean())
 
     def thermalize(self, n: int, *, tune: bool = True, progress=None):
         """n updates; with tune, adapt the step size toward target_acceptance."""
@@ -431,7 +433,7 @@ class HMC(Sampler):
         if self.fourier:
             e, acc = K.hmc_fourier_trajectory(self.theory, self._c, basis=self._basis, inv_mass=self._inv_mass,
                                               check_masses=False, **args)
-        elif self.device.type == "cpu" and not self._x.requires_grad:
+        elif self._direct_cpu():
             self._trajectory_cpu(eps, n_steps)
         else:
             e, acc = K.hmc_trajectory(self.theory, self._x, **args)
@@ -449,12 +451,19 @@ class HMC(Sampler):
         self.divergent += int((~torch.isfinite(dH)).sum())
         return acc.to(torch.float64)
 
+    def _direct_cpu(self) -> bool:
+        """Whether a trajectory takes _trajectory_cpu: a CPU field as the sampler made it. A field
+        that requires grad, has been made non-contiguous or of another dtype in place goes through
+        hmc_trajectory, whose errors name what is wrong."""
+        x = self._x
+        return x.is_cpu and not x.requires_grad and x.dtype == self.dtype and x.is_contiguous()
+
     def _cpu_buffers(self):
         """numpy views of the CPU trajectory's buffers (field, work, energies, accepted), made
-        again only when the field is another tensor or has moved (a state loaded, the sampler
-        copied: a copy's views are views of its own tensors)."""
+        again when the field is another tensor or has moved (a state loaded). Copies and pickles
+        leave them out (__getstate__): a copy's would be copies, not views of its tensors."""
         x = self._x
-        key = (id(x), x.data_ptr(), tuple(x.shape))
+        key = (id(x), x.data_ptr(), tuple(x.shape), x.stride(), x.dtype)
         if getattr(self, "_cpu_key", None) != key:
             self._cpu_views = tuple(_raw(t, name) for t, name in ((x, "x"), (self._work, "work"),
                                                                  (self._energies, "energies"),
@@ -462,14 +471,27 @@ class HMC(Sampler):
             self._cpu_key = key
         return self._cpu_views
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_cpu_views", None)
+        state.pop("_cpu_key", None)
+        return state
+
     def _trajectory_cpu(self, eps: float, n_steps: int):
-        """K.hmc_trajectory on the sampler's own CPU buffers, called without its checks and views,
-        which the sampler's buffers pass by construction: they cost 10 us a trajectory, 10 % of a
-        16 x 32^2 one and most of a small lattice's. The compiled kernel still checks them all."""
+        """K.hmc_trajectory on the sampler's own CPU buffers without its views and buffer checks,
+        which the sampler's buffers pass by construction (_direct_cpu): they cost 10 us a
+        trajectory, 10 % of a 16 x 32^2 one and most of a small lattice's. The numbers are checked
+        as there, and the compiled kernel checks the buffers again."""
         kind, params = K._theory_args(self.theory)
-        _C.hmc(*self._cpu_buffers(), kind, params, float(eps), int(n_steps), self.seed, self.n_updates,
-               self.chain_offset, True, True, _nthreads(), 0)
+        _C.hmc(*self._cpu_buffers(), kind, params, check_param(eps, "eps"), K._int(n_steps, "n_steps", 1),
+               K._int(self.seed, "seed"), K._int(self.n_updates, "step"), K._int(self.chain_offset, "chain_offset"),
+               True, True, _nthreads(), 0)
         _mark_written([self._x, self._work, self._energies, self._accepted])
+
+    def _mean_acceptance(self, acc) -> float:
+        # numpy's mean of a CPU view, 1 us against torch's 4: the same on 0/1 values (an exact
+        # integer sum over n), which Metropolis's fractions are not
+        return float(acc.numpy().mean() if acc.is_cpu else acc.mean())
 
     def settings(self):
         out = {**super().settings(), "eps": self.eps, "n_leapfrog": self.n_leapfrog, "fourier": self.fourier,
