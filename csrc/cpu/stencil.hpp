@@ -637,10 +637,11 @@ double stencil_planes(const Site& site, const Lattice& lat, const T* x, const Ou
 // beyond. Holding each vector's output back kStoreDelay iterations (HeldStores) moves those
 // distances by as many vectors; each call holds its stores back where aliasing_stalls expects
 // that to stall its loads less, from the buffers' addresses. What is stored is the same either
-// way. Over the 64 placements of the gradient (every 64 bytes modulo 4096) the slowest call went
-// from 1.29 to 1.12 times the fastest at 64 x 64^2, the mean from 1.03 to 1.02; 1024 x 32^2:
-// 1.28 -> 1.17, mean 1.07 -> 1.05 (its fastest 7 % faster too). The benchmark's placement (128)
-// ran 0.047-0.050 ms on 2 threads before, 0.037-0.039 ms after. Holding back 4 vectors spilled
+// way. Over the 64 placements of the gradient (every 64 bytes modulo 4096;
+// benchmarks/bench_placement.py) the slowest call went from 1.29-1.36 to 1.11 times the fastest
+// at 64 x 64^2, the mean from 1.03 to 1.02. At 1024 x 32^2, whose 16 MB stream from L3, the gain
+// is unclear (slowest 1.25-1.27 before, 1.17-1.49 after; mean 1.04-1.07 before and after). The
+// benchmark's placement (128) at 64 x 64^2 ran 0.047-0.050 ms on 2 threads before, 0.037-0.039 after. Holding back 4 vectors spilled
 // them and ran 2x slower; at 2 they stay in registers (the sums' multiply-adds must not be split
 // from their multiplies by the held store's branch: HeldStores::put comes after sums.add).
 constexpr int kStoreDelay = 2;
