@@ -42,3 +42,14 @@ def assert_close_scaled(actual, expected, rtol, floor=1.0):
     err = ((actual - expected).abs().max() / scale).item()
     assert err <= rtol, f"scaled error {err:.3e} > {rtol:.1e}"
     return err
+
+
+def placed_like(like, offset_bytes):
+    """An empty tensor shaped and typed like `like` whose data lie offset_bytes past like's,
+    modulo 4096: for tests of 4K aliasing (csrc/cpu/stencil.hpp)."""
+    item = like.element_size()
+    buf = torch.empty(like.numel() + 4096 // item, dtype=like.dtype)
+    skip = ((like.data_ptr() - buf.data_ptr() + offset_bytes) % 4096) // item
+    out = buf[skip:skip + like.numel()].view_as(like)
+    assert (out.data_ptr() - like.data_ptr()) % 4096 == offset_bytes
+    return out

@@ -9,7 +9,7 @@ import torch
 
 import lftaccel
 from lftaccel import reference as R
-from conftest import assert_close_scaled
+from conftest import assert_close_scaled, placed_like
 
 
 def random_shapes(seed, n=24):
@@ -168,16 +168,6 @@ def test_results_do_not_depend_on_thread_count():
         assert torch.equal(a, b)
 
 
-def _placed(like, offset_bytes):
-    """An empty tensor like `like` whose data lie offset_bytes past like's modulo 4096."""
-    item = like.element_size()
-    buf = torch.empty(like.numel() + 4096 // item, dtype=like.dtype)
-    skip = ((like.data_ptr() - buf.data_ptr() + offset_bytes) % 4096) // item
-    out = buf[skip:skip + like.numel()].view_as(like)
-    assert (out.data_ptr() - like.data_ptr()) % 4096 == offset_bytes
-    return out
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_results_do_not_depend_on_where_the_gradient_lies(dtype):
     """The vector rows hold their stores back two vectors where the gradient lies at distances
@@ -193,10 +183,10 @@ def test_results_do_not_depend_on_where_the_gradient_lies(dtype):
         want_a, want_g = theory.action_and_grad(x)
         assert_close_scaled(want_g, theory.grad(x), TOL[dtype])
         for offset in range(0, 4096, 64):
-            a, g = torch.empty(shape[0], dtype=dtype), _placed(x, offset)
+            a, g = torch.empty(shape[0], dtype=dtype), placed_like(x, offset)
             theory.action_and_grad(x, action_out=a, grad_out=g)
             assert torch.equal(a, want_a) and torch.equal(g, want_g), (theory, offset)
-            g = _placed(x, offset)  # the gradient alone
+            g = placed_like(x, offset)  # the gradient alone
             lftaccel._kernels.stencil(theory.kernel, x, theory._params(), action=False, grad_out=g)
             assert torch.equal(g, want_g), (theory, offset)
 

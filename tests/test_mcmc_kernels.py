@@ -12,7 +12,7 @@ from lftaccel import reference as ref
 from lftaccel.mcmc import kernels as K
 from lftaccel.reference import mcmc as rm
 
-from conftest import DEVICES
+from conftest import DEVICES, placed_like
 
 def twin_fns(theory):
     return rm.theory_twin(theory.kernel, theory._params().values())
@@ -364,11 +364,7 @@ def test_trajectory_does_not_depend_on_where_the_field_lies(dtype):
         work = torch.empty((3, *shape), dtype=dtype)
         results = []
         for offset in range(0, 4096, 64):
-            item = x0.element_size()
-            buf = torch.empty(x0.numel() + 4096 // item, dtype=dtype)
-            skip = ((work.data_ptr() - buf.data_ptr() + offset) % 4096) // item
-            x = buf[skip:skip + x0.numel()].view_as(x0)
-            x.copy_(x0)
+            x = placed_like(work[0], offset).copy_(x0)
             energies, accepted = K.hmc_trajectory(theory, x, eps=0.05, n_steps=3, seed=4, step=1, work=work)
             results.append((x.clone(), energies.clone(), accepted.clone(), work.clone()))
         for r in results[1:]:
